@@ -1,0 +1,71 @@
+# minidocker — one command to set up and run, one to set up and test (Debian 12, as root).
+#   make run    set up, start minidockerd if it is not running, run a first container
+#   make test   set up, run the whole test suite (what .ci/run does)
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# Debian packages the project needs. busybox-static: the offline base image; graphviz: diagrams;
+# iproute2: networking chapter and checks; python3-venv: the venv.
+APT_PACKAGES := busybox-static graphviz iproute2 python3-venv python3-dev gcc make ca-certificates
+STAMP_APT := $(VENV)/.apt-$(shell echo $(APT_PACKAGES) | md5sum | cut -c1-8)
+STAMP_PIP := $(VENV)/.pip-$(shell cat pyproject.toml | md5sum | cut -c1-8)
+
+.PHONY: setup run test test-fast daemon stop bench clean-state doctor
+
+setup: $(STAMP_APT) $(STAMP_PIP) $(BIN)/docker
+	@echo "setup done: activate with 'source $(BIN)/activate'"
+
+$(STAMP_APT):
+	@mkdir -p $(VENV)
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "apt-get install $$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+	@touch $@
+
+$(STAMP_PIP): $(STAMP_APT) pyproject.toml
+	@[ -x $(BIN)/python ] || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/python -m ipykernel install --sys-prefix --name minidocker --display-name "minidocker (venv)" >/dev/null
+	@rm -f $(VENV)/.pip-*; touch $@
+
+# The real docker client, for the compatibility tests. Use the one on PATH if there is one; otherwise
+# take only /usr/bin/docker out of Debian's docker.io package (no daemon, no service, no firewall change).
+$(BIN)/docker: $(STAMP_PIP)
+	@if command -v docker >/dev/null 2>&1 && [ "$$(command -v docker)" != "$(CURDIR)/$(BIN)/docker" ]; then \
+	  ln -sf "$$(command -v docker)" $@; \
+	else \
+	  tmp=$$(mktemp -d) && (cd $$tmp && apt-get download -qq docker.io >/dev/null && dpkg-deb -x docker.io_*.deb x) \
+	  && cp $$tmp/x/usr/bin/docker $@ && rm -rf $$tmp; \
+	fi
+	@$@ --version
+
+daemon: setup
+	@$(BIN)/minidocker info >/dev/null 2>&1 || { \
+	  echo "starting minidockerd (log: /var/log/minidockerd.log)"; \
+	  nohup $(BIN)/minidockerd >/var/log/minidockerd.log 2>&1 & \
+	  for i in $$(seq 50); do $(BIN)/minidocker info >/dev/null 2>&1 && break; sleep 0.1; done; }
+
+run: daemon
+	$(BIN)/minidocker doctor || true
+	$(BIN)/minidocker images
+	@echo '$$ minidocker run --rm --hostname demo busybox sh -c "echo pid=\$$\$$; hostname; ps; ls /"'
+	@$(BIN)/minidocker run --rm --hostname demo busybox sh -c 'echo "pid=$$$$ (the workload is pid 1)"; echo "hostname=$$(hostname)"; ps; echo "network interfaces:"; ls /sys/class/net'
+
+stop:
+	@$(BIN)/minidocker system shutdown 2>/dev/null || true
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not slow"
+
+doctor: setup
+	$(BIN)/minidocker doctor
+
+bench: setup
+	$(BIN)/python bench/run.py

@@ -1,0 +1,163 @@
+"""The one place where a Docker API "create" request becomes minidocker's internal container config.
+
+What this teaches
+-----------------
+An engine receives a request in its API's vocabulary (docker's ``Config`` + ``HostConfig``: Cmd,
+Entrypoint, Env, WorkingDir, Tty, AutoRemove…) and the image brings defaults of its own (the OCI
+image config: Cmd, Entrypoint, Env, WorkingDir, User). runc's ``specconv`` merges these once into the
+runtime's own spec; everything below it — the monitor, the container's init — consumes only that.
+Here the result is :class:`ContainerConfig`, a plain dataclass saved as JSON beside the container.
+
+Rules followed (docker's): the command is Entrypoint + Cmd, where the request's Entrypoint replaces
+the image's *and* clears the image's Cmd; Env is the image's, overridden key by key by the request's;
+WorkingDir defaults to the image's, then "/"; the hostname defaults to the first 12 hex digits of the
+container id.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+
+NAME_RE = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
+HOSTNAME_RE = re.compile(r"^[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?(\.[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)*$")
+ENV_KEY_RE = re.compile(r"^[^=\x00]+$")
+
+# The namespaces every container gets. "user" is opt-in (as in docker); "net" gives a network
+# namespace with only a loopback interface until the networking chapter wires a veth into it.
+DEFAULT_NAMESPACES = ("mnt", "uts", "ipc", "pid", "net", "cgroup")
+
+
+class ConfigError(ValueError):
+    """A request that cannot become a container; the message is shown to the user as is."""
+
+
+@dataclass
+class ContainerConfig:
+    id: str
+    name: str
+    image_id: str
+    image_ref: str
+    argv: list[str]
+    env: list[str]
+    working_dir: str = "/"
+    user: str = ""
+    hostname: str = ""
+    domainname: str = ""
+    tty: bool = False
+    open_stdin: bool = False
+    stdin_once: bool = False
+    init: bool = False
+    auto_remove: bool = False
+    readonly_rootfs: bool = False
+    namespaces: list[str] = field(default_factory=lambda: list(DEFAULT_NAMESPACES))
+    labels: dict[str, str] = field(default_factory=dict)
+    # Storage: the image's extracted layers (top-most first, overlay's order) and this container's
+    # writable layer. The monitor turns these into an overlay mount inside the container's own mount
+    # namespace, so the mount vanishes with the container and never shows on the host.
+    lowerdirs: list[str] = field(default_factory=list)
+    upperdir: str = ""
+    workdir: str = ""
+    stop_signal: str = "SIGTERM"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ContainerConfig":
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+def validate_name(name: str) -> str:
+    """Docker's container-name rule; returns the name without a leading '/'."""
+    if not NAME_RE.match(name):
+        raise ConfigError(f'Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed')
+    return name.lstrip("/")
+
+
+def merge_env(image_env: list[str], request_env: list[str] | None) -> list[str]:
+    """Image env first, then the request's, a later KEY replacing an earlier one in place."""
+    order: list[str] = []
+    values: dict[str, str] = {}
+    for item in list(image_env or []) + list(request_env or []):
+        if not isinstance(item, str):
+            raise ConfigError(f"invalid environment variable: {item!r}")
+        key, sep, value = item.partition("=")
+        if not key or not ENV_KEY_RE.match(key):
+            raise ConfigError(f"invalid environment variable: {item!r}")
+        if key not in values:
+            order.append(key)
+        values[key] = value if sep else ""
+    return [f"{k}={values[k]}" for k in order]
+
+
+def _as_list(v, what: str) -> list[str] | None:
+    if v is None:
+        return None
+    if isinstance(v, str):
+        return [v]
+    if isinstance(v, list) and all(isinstance(x, str) for x in v):
+        return v
+    raise ConfigError(f"{what} must be a list of strings, got {v!r}")
+
+
+def command_line(image_config: dict, entrypoint, cmd) -> list[str]:
+    """Entrypoint + Cmd as docker computes them. A request's Entrypoint resets the image's Cmd."""
+    img = image_config or {}
+    req_ep = _as_list(entrypoint, "Entrypoint")
+    req_cmd = _as_list(cmd, "Cmd")
+    if req_ep is not None:
+        ep = req_ep
+        # An explicitly empty entrypoint ([""] from `--entrypoint ""`) means "no entrypoint".
+        if ep == [""]:
+            ep = []
+        c = req_cmd if req_cmd is not None else []
+    else:
+        ep = list(img.get("Entrypoint") or [])
+        c = req_cmd if req_cmd else list(img.get("Cmd") or [])
+    argv = ep + c
+    if not argv:
+        raise ConfigError("No command specified")
+    return argv
+
+
+def from_create_request(body: dict, *, cid: str, name: str, image_id: str, image_ref: str,
+                        image_config: dict, lowerdirs: list[str], upperdir: str, workdir: str) -> ContainerConfig:
+    """Docker's ContainerCreate body + the image's config -> :class:`ContainerConfig`."""
+    if not isinstance(body, dict):
+        raise ConfigError("invalid JSON: the request body must be an object")
+    host = body.get("HostConfig") or {}
+    img = image_config or {}
+    argv = command_line(img, body.get("Entrypoint"), body.get("Cmd"))
+    env = merge_env(img.get("Env") or [], _as_list(body.get("Env"), "Env"))
+    wd = body.get("WorkingDir") or img.get("WorkingDir") or "/"
+    if not wd.startswith("/"):
+        raise ConfigError(f"the working directory '{wd}' is invalid, it needs to be an absolute path")
+    hostname = body.get("Hostname") or cid[:12]
+    if len(hostname) > 64 or not HOSTNAME_RE.match(hostname):
+        raise ConfigError(f"invalid hostname format: {hostname}")
+    namespaces = list(DEFAULT_NAMESPACES)
+    if host.get("NetworkMode") == "host":
+        namespaces.remove("net")
+    if host.get("UTSMode") == "host":
+        namespaces.remove("uts")
+    if host.get("IpcMode") == "host":
+        namespaces.remove("ipc")
+    if host.get("PidMode") == "host":
+        namespaces.remove("pid")
+    if host.get("CgroupnsMode") == "host":
+        namespaces.remove("cgroup")
+    labels = body.get("Labels") or {}
+    if not isinstance(labels, dict):
+        raise ConfigError("Labels must be an object of strings")
+    return ContainerConfig(
+        id=cid, name=name, image_id=image_id, image_ref=image_ref, argv=argv, env=env,
+        working_dir=wd, user=body.get("User") or img.get("User") or "",
+        hostname=hostname, domainname=body.get("Domainname") or "",
+        tty=bool(body.get("Tty")), open_stdin=bool(body.get("OpenStdin")),
+        stdin_once=bool(body.get("StdinOnce")), init=bool(host.get("Init")),
+        auto_remove=bool(host.get("AutoRemove")), readonly_rootfs=bool(host.get("ReadonlyRootfs")),
+        namespaces=namespaces, labels={str(k): str(v) for k, v in labels.items()},
+        lowerdirs=lowerdirs, upperdir=upperdir, workdir=workdir,
+        stop_signal=body.get("StopSignal") or img.get("StopSignal") or "SIGTERM",
+    )

@@ -1,0 +1,475 @@
+"""The per-container monitor: the container's parent, which outlives the daemon (as conmon / shim).
+
+What this teaches
+-----------------
+If the daemon were the container's parent, restarting or crashing the daemon would take every
+container with it, and nobody would be left to collect the exit status. So the daemon starts one
+small process per container, *detached* (own session, re-parented to init), and that monitor:
+
+* creates the container (forks into new namespaces through ``namespaces.spawn``; the child runs
+  ``runtime.init.container_main`` and stops just before exec);
+* owns the container's stdio — pipes, or a pty with ``-t`` — writes every line to the log file in
+  docker's json-file format and copies it to every attached client;
+* serves a small control socket (``ctl.sock`` in the container directory) where the daemon — this
+  one, or a restarted one — asks to ``attach``, ``start``, ``wait``, ``resize``, or reads ``state``;
+* when the container's pid 1 exits, drains its output, writes ``exit.json`` atomically, answers
+  every waiter and leaves.
+
+Control protocol (one JSON line per connection, then):
+``{"op":"attach","stdin":b,"stdout":b,"stderr":b}`` -> ``ok`` line, then the stream: docker's 8-byte
+framed stdout/stderr (raw bytes with a TTY) from the monitor, stdin bytes to it; the client's
+half-close closes the container's stdin when StdinOnce. ``{"op":"start"}`` -> ``{"pid":N}`` once
+the container was told to exec. ``{"op":"wait"}`` -> the exit record when it exits.
+``{"op":"resize","h":H,"w":W}`` and ``{"op":"state"}`` -> one JSON line.
+
+The daemon starts it as ``python -S -c … DIR READY_FD`` (see :func:`spawn_monitor`): ``-S`` skips
+site-packages scanning, which halves the interpreter's start-up time.
+"""
+from __future__ import annotations
+
+import errno
+import json
+import os
+import selectors
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+
+from .. import kernel as K
+from ..util import atomic_write_json, now_rfc3339, read_json
+from .config import ContainerConfig
+
+STDOUT, STDERR = 1, 2
+LOG_LINE_MAX = 16 * 1024  # docker's json-file splits longer lines into partial messages too
+
+
+def frame(stream: int, payload: bytes) -> bytes:
+    """Docker's multiplexed-stream frame: [stream u8][0 0 0][length u32 big-endian] payload."""
+    return struct.pack(">BxxxI", stream, len(payload)) + payload
+
+
+def short_unix_path(directory: str, name: str) -> tuple[str, int]:
+    """A UNIX socket path for DIR/NAME that fits sun_path's 108 bytes however deep DIR is.
+
+    Opens DIR with O_PATH and names the socket through ``/proc/self/fd/N/NAME`` (conmon's trick).
+    The caller closes the returned fd after bind() or connect()."""
+    fd = os.open(directory, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    return f"/proc/self/fd/{fd}/{name}", fd
+
+
+def connect_ctl(container_dir: str, timeout: float | None = None) -> socket.socket:
+    path, fd = short_unix_path(container_dir, "ctl.sock")
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.settimeout(timeout)
+        s.connect(path)
+    except BaseException:
+        s.close()
+        raise
+    finally:
+        os.close(fd)
+    return s
+
+
+class Attacher:
+    def __init__(self, sock: socket.socket, req: dict):
+        self.sock = sock
+        self.stdin = bool(req.get("stdin"))
+        self.stdout = req.get("stdout", True)
+        self.stderr = req.get("stderr", True)
+
+    def send(self, data: bytes) -> bool:
+        try:
+            self.sock.sendall(data)
+            return True
+        except OSError:
+            return False
+
+
+class Monitor:
+    def __init__(self, container_dir: str):
+        self.dir = container_dir
+        self.cfg = ContainerConfig.from_dict(read_json(os.path.join(container_dir, "config.json"))["runtime"])
+        self.sel = selectors.DefaultSelector()
+        self.attachers: list[Attacher] = []
+        self.waiters: list[socket.socket] = []
+        self.log = open(os.path.join(container_dir, "container.log"), "ab", buffering=0)
+        self.partial = {STDOUT: b"", STDERR: b""}
+        self.pid = 0
+        self.exit: dict | None = None
+        self.started = False
+
+    # ---- container stdio --------------------------------------------------------------------------
+    def make_stdio(self):
+        """Pipes (or a pty) for the container's fd 0, 1, 2. Returns the child's ends."""
+        self.master = self.stdin_w = None
+        self.outputs: dict[int, int] = {}
+        if self.cfg.tty:
+            self.master, slave = os.openpty()
+            size = read_json(os.path.join(self.dir, "config.json")).get("console_size")
+            if size:
+                self.resize(*size)
+            os.set_blocking(self.master, False)
+            self.outputs[self.master] = STDOUT
+            return slave, slave, slave, [slave]
+        if self.cfg.open_stdin:
+            stdin_r, self.stdin_w = os.pipe()
+        else:
+            stdin_r = os.open(os.devnull, os.O_RDONLY)
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        for r, stream in ((out_r, STDOUT), (err_r, STDERR)):
+            os.set_blocking(r, False)
+            self.outputs[r] = stream
+        return stdin_r, out_w, err_w, [stdin_r, out_w, err_w]
+
+    def resize(self, h: int, w: int) -> None:
+        if self.master is not None:
+            import fcntl
+            import termios
+            fcntl.ioctl(self.master, termios.TIOCSWINSZ, struct.pack("HHHH", int(h), int(w), 0, 0))
+
+    def write_log(self, stream: int, data: bytes) -> None:
+        """json-file: one JSON object per line of output, {"log","stream","time"} (docker's format)."""
+        buf = self.partial[stream] + data
+        lines = buf.split(b"\n")
+        self.partial[stream] = lines.pop()
+        out = []
+        t = now_rfc3339()
+        name = "stdout" if stream == STDOUT else "stderr"
+        for line in lines:
+            out.append(json.dumps({"log": (line + b"\n").decode("utf-8", "replace"), "stream": name, "time": t}))
+        if len(self.partial[stream]) >= LOG_LINE_MAX:
+            out.append(json.dumps({"log": self.partial[stream].decode("utf-8", "replace"), "stream": name, "time": t}))
+            self.partial[stream] = b""
+        if out:
+            self.log.write(("\n".join(out) + "\n").encode())
+
+    def flush_log(self) -> None:
+        for stream, rest in self.partial.items():
+            if rest:
+                name = "stdout" if stream == STDOUT else "stderr"
+                self.log.write((json.dumps({"log": rest.decode("utf-8", "replace"), "stream": name,
+                                            "time": now_rfc3339()}) + "\n").encode())
+                self.partial[stream] = b""
+
+    def on_output(self, fd: int) -> bool:
+        """Copy what the container wrote to the log and to every attached client. False at EOF."""
+        try:
+            data = os.read(fd, 65536)
+        except BlockingIOError:
+            return True
+        except OSError as e:  # a pty master reads EIO once the last slave fd is closed
+            if e.errno != errno.EIO:
+                raise
+            data = b""
+        if not data:
+            self.sel.unregister(fd)
+            os.close(fd)
+            del self.outputs[fd]
+            return False
+        stream = self.outputs[fd]
+        self.write_log(stream, data)
+        for a in list(self.attachers):
+            if self.cfg.tty:
+                ok = a.send(data)
+            elif (stream == STDOUT and a.stdout) or (stream == STDERR and a.stderr):
+                ok = a.send(frame(stream, data))
+            else:
+                ok = True
+            if not ok:
+                self.drop(a)
+        return True
+
+    # ---- control socket -------------------------------------------------------------------------
+    def on_accept(self, listener: socket.socket) -> None:
+        conn, _ = listener.accept()
+        conn.settimeout(5)
+        try:
+            line = b""
+            while not line.endswith(b"\n"):
+                chunk = conn.recv(1)
+                if not chunk:
+                    conn.close()
+                    return
+                line += chunk
+            req = json.loads(line)
+        except (OSError, ValueError):
+            conn.close()
+            return
+        conn.settimeout(10)
+        op = req.get("op")
+        if op == "attach":
+            if self.exit is not None:
+                conn.sendall(b"exited\n")
+                conn.close()
+                return
+            a = Attacher(conn, req)
+            conn.sendall(b"ok\n")
+            self.attachers.append(a)
+            self.sel.register(conn, selectors.EVENT_READ, ("stdin", a))
+        elif op == "start":
+            if not self.started:
+                self.started = True
+                os.write(self.start_w, b"1")
+                os.close(self.start_w)
+                self.started_at = now_rfc3339()
+            conn.sendall(json.dumps({"pid": self.pid, "started_at": self.started_at}).encode() + b"\n")
+            conn.close()
+        elif op == "wait":
+            if self.exit is not None:
+                conn.sendall(json.dumps(self.exit).encode() + b"\n")
+                conn.close()
+            else:
+                self.waiters.append(conn)
+                self.sel.register(conn, selectors.EVENT_READ, ("waiter", conn))
+        elif op == "resize":
+            try:
+                self.resize(req.get("h", 24), req.get("w", 80))
+                conn.sendall(b'{"ok":true}\n')
+            except OSError as e:
+                conn.sendall(json.dumps({"error": str(e)}).encode() + b"\n")
+            conn.close()
+        elif op == "state":
+            conn.sendall(json.dumps({"pid": self.pid, "started": self.started, "exit": self.exit}).encode() + b"\n")
+            conn.close()
+        else:
+            conn.sendall(json.dumps({"error": f"unknown op {op!r}"}).encode() + b"\n")
+            conn.close()
+
+    def on_stdin(self, a: Attacher) -> None:
+        try:
+            data = a.sock.recv(65536)
+        except OSError:
+            data = b""
+        if data:
+            if a.stdin:
+                target = self.master if self.cfg.tty else self.stdin_w
+                if target is not None:
+                    try:
+                        os.write(target, data)  # blocking on purpose: stdin is back-pressured
+                    except OSError:
+                        pass
+            return
+        # The client half-closed (or went away). Stop reading from it; keep sending output.
+        self.sel.unregister(a.sock)
+        if a.stdin and self.cfg.stdin_once and self.stdin_w is not None:
+            os.close(self.stdin_w)
+            self.stdin_w = None
+        if not a.stdin and not self.cfg.tty:
+            pass
+
+    def drop(self, a: Attacher) -> None:
+        if a in self.attachers:
+            self.attachers.remove(a)
+            try:
+                self.sel.unregister(a.sock)
+            except (KeyError, ValueError):
+                pass
+            a.sock.close()
+
+    # ---- lifecycle ------------------------------------------------------------------------------
+    def run(self, ready_fd: int) -> int:
+        from .. import namespaces
+        from .init import container_main
+
+        K.Linux().prctl(K.PR_SET_CHILD_SUBREAPER, 1)
+        path, dfd = short_unix_path(self.dir, "ctl.sock")
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.bind(path)
+        os.close(dfd)
+        listener.listen(16)
+
+        stdin, stdout, stderr, child_ends = self.make_stdio()
+        ready_r, ready_w = os.pipe()
+        start_r, self.start_w = os.pipe()
+        try:
+            proc = namespaces.spawn(
+                lambda: container_main(self.cfg, self.dir, ready_w, start_r),
+                self.cfg.namespaces, stdin=stdin, stdout=stdout, stderr=stderr,
+                pass_fds=(ready_w, start_r))
+        except Exception as e:
+            os.write(ready_fd, json.dumps({"error": f"cannot create the container: {e}"}).encode() + b"\n")
+            return 1
+        finally:
+            for fd in set(child_ends) | {ready_w, start_r}:
+                os.close(fd)
+        self.pid = proc.pid
+        status = os.read(ready_r, 4096).decode(errors="replace").strip()
+        os.close(ready_r)
+        if status != "ready":
+            msg = status[len("error: "):] if status.startswith("error: ") else (status or "container init exited during setup")
+            proc.kill(signal.SIGKILL)
+            proc.wait()
+            os.write(ready_fd, json.dumps({"error": msg}).encode() + b"\n")
+            os.close(ready_fd)
+            listener.close()
+            os.unlink(os.path.join(self.dir, "ctl.sock"))
+            return 1
+        os.write(ready_fd, json.dumps({"pid": self.pid}).encode() + b"\n")
+        os.close(ready_fd)
+        atomic_write_json(os.path.join(self.dir, "monitor.json"), {"monitor_pid": os.getpid(), "pid": self.pid})
+
+        # Wait for the container in a thread; a pipe wakes the selector when it has exited.
+        done_r, done_w = os.pipe()
+        result = {}
+
+        def waiter():
+            result["code"] = proc.wait()
+            result["finished_at"] = now_rfc3339()
+            os.write(done_w, b"x")
+
+        threading.Thread(target=waiter, daemon=True).start()
+        self.sel.register(listener, selectors.EVENT_READ, ("accept", listener))
+        self.sel.register(done_r, selectors.EVENT_READ, ("done", None))
+        for fd in self.outputs:
+            self.sel.register(fd, selectors.EVENT_READ, ("output", fd))
+
+        exited = False
+        drain_deadline = None
+        while True:
+            if exited and (not self.outputs or time.monotonic() > drain_deadline):
+                break
+            timeout = None if not exited else max(0.0, drain_deadline - time.monotonic())
+            if not self.started and not exited:
+                timeout = 1.0
+            for key, _ in self.sel.select(timeout):
+                kind, obj = key.data
+                if kind == "accept":
+                    self.on_accept(obj)
+                elif kind == "output":
+                    self.on_output(obj)
+                elif kind == "stdin":
+                    self.on_stdin(obj)
+                elif kind == "waiter":  # a waiter that goes away is forgotten
+                    if not obj.recv(1):
+                        self.sel.unregister(obj)
+                        self.waiters.remove(obj)
+                        obj.close()
+                elif kind == "done":
+                    self.sel.unregister(done_r)
+                    exited = True
+                    # Output still buffered in the pipes is read before we report the exit.
+                    drain_deadline = time.monotonic() + 2.0
+        return self.finish(result, listener)
+
+    def finish(self, result: dict, listener: socket.socket) -> int:
+        self.flush_log()
+        for fd in list(self.outputs):
+            os.close(fd)
+        code = result.get("code", 255)
+        self.exit = {"exit_code": code, "finished_at": result.get("finished_at") or now_rfc3339(),
+                     "oom_killed": False, "error": ""}
+        # Written before anyone is told, so a daemon that restarts later still learns the status.
+        atomic_write_json(os.path.join(self.dir, "exit.json"), self.exit)
+        listener.close()
+        try:
+            os.unlink(os.path.join(self.dir, "ctl.sock"))
+        except FileNotFoundError:
+            pass
+        line = json.dumps(self.exit).encode() + b"\n"
+        for w in self.waiters:
+            try:
+                w.sendall(line)
+            except OSError:
+                pass
+            w.close()
+        for a in self.attachers:
+            try:
+                a.sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            a.sock.close()
+        return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    container_dir, ready_fd = argv[0], int(argv[1])
+    # Detach: a second fork, so that our parent (the daemon) can reap the first at once and the
+    # monitor is re-parented to init. From here on, the daemon may come and go.
+    if os.fork():
+        os._exit(0)
+    os.setsid()
+    devnull = os.open(os.devnull, os.O_RDWR)
+    log = os.open(os.path.join(container_dir, "monitor.log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(devnull, 0)
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    os.close(devnull)
+    os.close(log)
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        return Monitor(container_dir).run(ready_fd)
+    except Exception as e:
+        import traceback
+        traceback.print_exc()
+        try:
+            os.write(ready_fd, json.dumps({"error": f"monitor failed: {e}"}).encode() + b"\n")
+        except OSError:
+            pass
+        return 1
+
+
+def spawn_monitor(container_dir: str, timeout: float = 30.0) -> dict:
+    """Start a detached monitor for the container in ``container_dir`` and wait until the container
+    is created and paused before exec. Returns ``{"pid": N}``; raises RuntimeError with the
+    container's setup error otherwise."""
+    pkg_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    ready_r, ready_w = os.pipe()
+    code = (f"import sys; sys.path.insert(0, {pkg_parent!r}); "
+            "from minidocker.runtime.monitor import main; sys.exit(main())")
+    try:
+        p = subprocess.Popen([sys.executable, "-S", "-c", code, container_dir, str(ready_w)],
+                             pass_fds=(ready_w,), stdin=subprocess.DEVNULL, close_fds=True)
+    finally:
+        os.close(ready_w)
+    try:
+        p.wait(timeout)
+        buf = b""
+        deadline = time.monotonic() + timeout
+        while not buf.endswith(b"\n"):
+            import select
+            r, _, _ = select.select([ready_r], [], [], max(0.0, deadline - time.monotonic()))
+            if not r:
+                raise RuntimeError("timed out waiting for the container to be created")
+            chunk = os.read(ready_r, 4096)
+            if not chunk:
+                break
+            buf += chunk
+    finally:
+        os.close(ready_r)
+    try:
+        reply = json.loads(buf or b"{}")
+    except ValueError:
+        reply = {"error": f"monitor said {buf!r}"}
+    if "pid" not in reply:
+        raise RuntimeError(reply.get("error") or "the monitor exited without creating the container "
+                           f"(see {os.path.join(container_dir, 'monitor.log')})")
+    return reply
+
+
+def request(container_dir: str, req: dict, timeout: float | None = 10) -> dict:
+    """One request/one-line answer on the monitor's control socket (start, state, resize, wait)."""
+    with connect_ctl(container_dir, timeout) as s:
+        s.sendall(json.dumps(req).encode() + b"\n")
+        buf = b""
+        while not buf.endswith(b"\n"):
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            buf += chunk
+    return json.loads(buf) if buf else {}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

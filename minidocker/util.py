@@ -1,0 +1,82 @@
+"""Small helpers every layer uses: atomic file writes, ids, times.
+
+Atomic write (the rule for every piece of state on disk): write a temporary file in the same
+directory, fsync it, rename it over the target (rename(2) is atomic within a filesystem), fsync the
+directory. A crash at any moment leaves either the old or the new content, never half of one.
+"""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import time
+from datetime import datetime, timezone
+
+
+def atomic_write(path: str, data: bytes | str, mode: int = 0o644, fsync: bool = True) -> None:
+    """Replace ``path`` with ``data`` so that readers see the old or the new file, never a mix."""
+    if isinstance(data, str):
+        data = data.encode()
+    d = os.path.dirname(path) or "."
+    tmp = os.path.join(d, f".tmp-{os.path.basename(path)}-{secrets.token_hex(4)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            if fsync:
+                f.flush()
+                os.fsync(f.fileno())
+        os.rename(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    if fsync:
+        dfd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+
+
+def atomic_write_json(path: str, obj, fsync: bool = True) -> None:
+    atomic_write(path, json.dumps(obj, indent=1, sort_keys=True) + "\n", fsync=fsync)
+
+
+def read_json(path: str, default=None):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except FileNotFoundError:
+        return default
+
+
+def new_id() -> str:
+    """A container/exec id as docker makes them: 64 hex characters."""
+    return secrets.token_hex(32)
+
+
+def now_rfc3339(t: float | None = None) -> str:
+    """RFC 3339 with nanoseconds, UTC, as docker prints times: 2026-11-29T10:00:00.123456789Z."""
+    ns = time.time_ns() if t is None else int(t * 1e9)
+    sec, frac = divmod(ns, 1_000_000_000)
+    base = datetime.fromtimestamp(sec, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{base}.{frac:09d}Z"
+
+
+ZERO_TIME = "0001-01-01T00:00:00Z"
+
+
+def parse_rfc3339(s: str) -> float:
+    """Inverse of :func:`now_rfc3339` (seconds since the epoch, float)."""
+    if not s or s.startswith("0001-"):
+        return 0.0
+    s = s.rstrip("Z")
+    frac = 0.0
+    if "." in s:
+        s, f = s.split(".", 1)
+        frac = float("0." + f)
+    dt = datetime.strptime(s, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=timezone.utc)
+    return dt.timestamp() + frac

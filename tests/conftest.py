@@ -35,3 +35,146 @@ def need_tool(name: str) -> str:
 @pytest.fixture
 def root_required():
     need_root()
+
+
+# ---- a minidockerd of the test session's own --------------------------------------------------
+import json
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class Daemon:
+    """A minidockerd on a temporary root and socket (never the user's /var/lib/minidocker)."""
+
+    def __init__(self, base: str):
+        self.base = base
+        self.root = os.path.join(base, "root")
+        self.sock = os.path.join(base, "d.sock")
+        self.host = "unix://" + self.sock
+        self.log = open(os.path.join(base, "daemon.log"), "ab")
+        self.proc = None
+
+    def start(self, timeout: float = 60) -> "Daemon":
+        self.proc = subprocess.Popen([sys.executable, "-m", "minidocker.daemon.main", "--root", self.root,
+                                      "-H", self.host, "--debug"], stdout=self.log, stderr=self.log, cwd=REPO)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"minidockerd exited {self.proc.returncode}: {self.logtext()[-2000:]}")
+            if self.ping():
+                return self
+            time.sleep(0.05)
+        raise RuntimeError("minidockerd did not answer in time: " + self.logtext()[-2000:])
+
+    def ping(self) -> bool:
+        try:
+            return self.api("GET", "/_ping")[0] == 200
+        except OSError:
+            return False
+
+    def api(self, method: str, path: str, body=None, timeout: float = 30):
+        """A raw request with the standard library: (status, parsed JSON or bytes)."""
+        import http.client
+
+        class Conn(http.client.HTTPConnection):
+            def connect(inner):
+                inner.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                inner.sock.settimeout(timeout)
+                inner.sock.connect(self.sock)
+
+        c = Conn("localhost", timeout=timeout)
+        data = json.dumps(body).encode() if body is not None else None
+        c.request(method, path, body=data, headers={"Content-Type": "application/json"} if data else {})
+        r = c.getresponse()
+        raw = r.read()
+        c.close()
+        try:
+            return r.status, json.loads(raw) if raw else None
+        except ValueError:
+            return r.status, raw
+
+    def env(self, **extra) -> dict:
+        e = dict(os.environ, MINIDOCKER_HOST=self.host, DOCKER_HOST=self.host)
+        e.pop("DOCKER_API_VERSION", None)
+        e.update(extra)
+        return e
+
+    def cli(self, *args, input=None, timeout: float = 60, check: bool = False):
+        """Run the real `minidocker` command against this daemon."""
+        r = subprocess.run([sys.executable, "-m", "minidocker.cli.main", *args], input=input,
+                           capture_output=True, env=self.env(), timeout=timeout, cwd=REPO)
+        if check and r.returncode != 0:
+            raise AssertionError(f"minidocker {' '.join(args)} exited {r.returncode}: {r.stderr.decode()}")
+        return r
+
+    def logtext(self) -> str:
+        try:
+            with open(os.path.join(self.base, "daemon.log"), errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def remove_all(self) -> None:
+        status, items = self.api("GET", "/containers/json?all=1")
+        for it in items or []:
+            self.api("DELETE", f"/containers/{it['Id']}?force=1")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+
+def leftovers(path: str) -> list[str]:
+    """Mounts and processes that mention ``path``: what a test must not leave behind."""
+    found = []
+    with open("/proc/self/mountinfo") as f:
+        found += [f"mount: {line.split()[4]}" for line in f if path in line]
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if path in cmd:
+            found.append(f"process {pid}: {cmd[:200]}")
+    return found
+
+
+@pytest.fixture(scope="session")
+def daemon():
+    """One minidockerd for the session (with busybox:latest built offline at its start)."""
+    need_root()
+    need(os.path.exists("/bin/busybox"), "/bin/busybox (Debian's busybox-static; make setup installs it)")
+    base = tempfile.mkdtemp(prefix="mdtest-", dir="/tmp")
+    d = Daemon(base)
+    try:
+        d.start()
+        yield d
+    finally:
+        try:
+            if d.proc and d.proc.poll() is None:
+                d.remove_all()
+        finally:
+            d.stop()
+            import shutil
+            left = leftovers(base)
+            # Monitors of containers still running would show here; give them a moment to exit.
+            deadline = time.monotonic() + 10
+            while left and time.monotonic() < deadline:
+                time.sleep(0.2)
+                left = leftovers(base)
+            shutil.rmtree(base, ignore_errors=True)
+            assert not left, f"left behind by the session's daemon: {left}"

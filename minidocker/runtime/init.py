@@ -114,6 +114,11 @@ def container_main(cfg: ContainerConfig, container_dir: str, ready_fd: int, star
                    kernel=None) -> int:
     """Run as pid 1 of the container's new namespaces (see the module docstring for the order)."""
     k = kernel or K.Linux()
+    # 0. Forked from the monitor, we hold copies of all its fds (its control socket, the other end
+    #    of our own stdin pipe...). Keep only stdio and our two pipes: a leaked fd is a way out, and
+    #    a stray pipe end would keep the workload from ever seeing EOF on stdin.
+    from ..namespaces import close_fds_except
+    close_fds_except((ready_fd, start_fd))
     try:
         # 1. The root filesystem. After this, the host's files are out of reach.
         rootfs.setup_rootfs(k, rootfs_spec(cfg, container_dir))

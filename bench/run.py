@@ -1,0 +1,580 @@
+#!/usr/bin/env python3
+"""Benchmarks: minidocker against the reference tools, on the same workload, on this machine.
+
+    make bench                                   # = .venv/bin/python bench/run.py
+    .venv/bin/python bench/run.py start --runs 20 --tools runc,crun,unshare
+
+What this teaches
+-----------------
+Where the time of a container start goes. The same busybox ``true`` is started by:
+
+* ``minidocker run --rm busybox true``  the whole path: Python CLI -> HTTP on a UNIX socket ->
+  daemon -> runtime -> namespaces, rootfs, cgroups -> exit status back to the CLI;
+* ``runc run`` / ``crun run``           an OCI runtime alone, from a ready bundle (Go / C);
+* ``podman run --rm --network=none``    a daemonless engine: storage, runtime, conmon (Go);
+* ``unshare ... chroot ROOTFS /bin/true`` the floor: the namespaces and nothing else.
+
+Each contender runs ``--warmup`` times untimed, then ``--runs`` times timed (wall clock around the
+whole command, from this process). We report the median, the 90th percentile and the ratio of each
+median to minidocker's. Numbers are for reading, not asserting: tests never time anything.
+
+Everything a run creates lives in one temporary directory (rootfs, OCI bundle, runtime state, podman
+storage and configuration, minidocker's root and socket) and under one cgroup name
+(``minidocker-bench-PID``) in every hierarchy; both are removed at the end, and a leak check
+reports any mount, cgroup or process left behind. To add a benchmark, write a function
+``bench_NAME(ws: Workspace, args) -> list[Measurement]`` and add it to ``BENCHMARKS``.
+"""
+from __future__ import annotations
+
+import argparse
+import ctypes
+import json
+import os
+import platform
+import resource
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+BENCH_DIR = Path(__file__).resolve().parent
+RESULTS_DIR = BENCH_DIR / "results"
+BUSYBOX = "/bin/busybox"
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+CGROUP_NAME = f"minidocker-bench-{os.getpid()}"   # our cgroups, in every hierarchy, removed at the end
+IMAGE = "localhost/minidocker-bench-busybox"     # podman's copy of our busybox rootfs
+
+# linux/sched.h, linux/mount.h
+CLONE_NEWNS = 0x00020000
+MS_REC = 16384
+MS_PRIVATE = 1 << 18
+MNT_DETACH = 2
+
+
+# --- results -----------------------------------------------------------------------------------
+
+@dataclass
+class Measurement:
+    """One contender in one benchmark. status: ok | not installed | unavailable | failed."""
+    name: str
+    command: str = ""
+    status: str = "ok"
+    why: str = ""
+    samples_ms: list[float] = field(default_factory=list)
+    median_ms: float | None = None
+    p90_ms: float | None = None
+    ratio: float | None = None   # median / the baseline's median (minidocker's)
+
+
+def p90(samples: list[float]) -> float:
+    """90th percentile, nearest-rank: the smallest sample >= 90% of the samples."""
+    s = sorted(samples)
+    return s[max(0, -(-len(s) * 9 // 10) - 1)]
+
+
+def summarize(m: Measurement) -> Measurement:
+    if m.samples_ms:
+        m.median_ms = round(statistics.median(m.samples_ms), 2)
+        m.p90_ms = round(p90(m.samples_ms), 2)
+    return m
+
+
+def add_ratios(results: list[Measurement], baseline: str) -> str | None:
+    """Fill ``ratio`` against ``baseline``'s median (or the first measured one); return its name."""
+    measured = [m for m in results if m.median_ms]
+    base = next((m for m in measured if m.name.startswith(baseline)), measured[0] if measured else None)
+    for m in measured:
+        m.ratio = round(m.median_ms / base.median_ms, 3)
+    return base.name if base else None
+
+
+def format_table(title: str, results: list[Measurement], base: str | None) -> str:
+    w = max([len(m.name) for m in results] + [10])
+    head = f"vs {base.split()[0]}" if base else "ratio"
+    lines = [title, f"  {'tool':<{w}}  {'median ms':>9}  {'p90 ms':>8}  {head:>14}"]
+    for m in results:
+        if m.status != "ok":
+            lines.append(f"  {m.name:<{w}}  {m.status}: {m.why}" if m.why else f"  {m.name:<{w}}  {m.status}")
+            continue
+        note = ""
+        if m.ratio and m.ratio < 1:
+            note = f" ({1 / m.ratio:.1f}x faster)"
+        elif m.ratio and m.ratio > 1:
+            note = f" ({m.ratio:.1f}x slower)"
+        lines.append(f"  {m.name:<{w}}  {m.median_ms:>9.1f}  {m.p90_ms:>8.1f}  {m.ratio:>6.2f}{note}")
+    return "\n".join(lines)
+
+
+# --- timing ------------------------------------------------------------------------------------
+
+class CommandFailed(Exception):
+    pass
+
+
+def run_once(argv: list[str], env: dict | None = None, timeout: float = 120) -> float:
+    """Run ``argv`` to completion; return its wall-clock time in ms. Non-zero exit -> CommandFailed."""
+    t0 = time.perf_counter()
+    try:
+        p = subprocess.run(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.PIPE, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise CommandFailed(f"timed out after {timeout} s") from None
+    ms = (time.perf_counter() - t0) * 1000
+    if p.returncode != 0:
+        tail = p.stderr.decode(errors="replace").strip().splitlines()[-3:]
+        raise CommandFailed(f"exit {p.returncode}: {' | '.join(tail) or '(no stderr)'}")
+    return ms
+
+
+def time_command(argv: list[str], runs: int, warmup: int, env: dict | None = None) -> list[float]:
+    for _ in range(warmup):
+        run_once(argv, env)
+    return [round(run_once(argv, env), 3) for _ in range(runs)]
+
+
+def libc() -> ctypes.CDLL:
+    return ctypes.CDLL(None, use_errno=True)
+
+
+def _check(ret: int, what: str) -> None:
+    if ret != 0:
+        e = ctypes.get_errno()
+        raise OSError(e, f"{what}: {os.strerror(e)}")
+
+
+def time_in_private_mount_ns(argv: list[str], runs: int, warmup: int, unmount: list[str],
+                             env: dict | None = None) -> list[float]:
+    """Time ``argv`` from a forked child that lives in its own mount namespace, with ``unmount``
+    detached there only (crun refuses a hybrid cgroup layout; hiding /sys/fs/cgroup/unified from it
+    makes the host look v1). The namespace, and the unmount, end with the child."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child
+        os.close(r)
+        try:
+            c = libc()
+            _check(c.unshare(CLONE_NEWNS), "unshare(CLONE_NEWNS)")
+            _check(c.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None), "mount --make-rprivate /")
+            for path in unmount:
+                _check(c.umount2(path.encode(), MNT_DETACH), f"umount2({path})")
+            out = {"samples": time_command(argv, runs, warmup, env)}
+        except BaseException as e:  # noqa: BLE001 - reported to the parent
+            out = {"error": str(e) or type(e).__name__}
+        os.write(w, json.dumps(out).encode())
+        os._exit(0)
+    os.close(w)
+    with os.fdopen(r) as f:
+        data = f.read()
+    os.waitpid(pid, 0)
+    out = json.loads(data or '{"error": "child died"}')
+    if "error" in out:
+        raise CommandFailed(out["error"])
+    return out["samples"]
+
+
+# --- the workspace: every file, mount and cgroup we make, and their removal --------------------
+
+def mountpoints() -> list[str]:
+    with open("/proc/self/mountinfo") as f:
+        return [line.split()[4].replace("\\040", " ") for line in f]
+
+
+def cgroup_hierarchies() -> list[Path]:
+    """Mount points of every cgroup hierarchy (v1 and v2)."""
+    out = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fstype = line.split(" - ")[1].split()[0]
+            if fstype in ("cgroup", "cgroup2"):
+                out.append(Path(line.split()[4]))
+    return out
+
+
+def cgroup_children() -> set[str]:
+    return {str(d) for h in cgroup_hierarchies() if h.is_dir() for d in h.iterdir() if d.is_dir()}
+
+
+def remove_cgroup_tree(path: Path) -> None:
+    """rmdir a cgroup and its descendants, deepest first (a cgroup with processes stays: EBUSY)."""
+    if not path.is_dir():
+        return
+    for child in [d for d in path.iterdir() if d.is_dir()]:
+        remove_cgroup_tree(child)
+    for _ in range(20):  # an exited container's cgroup can take a moment to empty
+        try:
+            path.rmdir()
+            return
+        except FileNotFoundError:
+            return
+        except OSError:
+            time.sleep(0.05)
+    print(f"warning: could not remove cgroup {path}", file=sys.stderr)
+
+
+def processes_mentioning(text: str) -> list[str]:
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if text in cmd and int(pid) != os.getpid():
+            found.append(f"{pid}: {cmd[:120]}")
+    return found
+
+
+class Workspace:
+    """A temporary directory plus the host-side traces reference tools leave outside it."""
+
+    # Paths some tools create outside any directory we give them; removed at the end only if they did
+    # not exist before we started (podman 4.3: the shm lock and c/image's blob-info cache).
+    OUTSIDE = ["/dev/shm/libpod_lock", "/var/lib/containers/cache/blob-info-cache-v1.boltdb",
+               "/var/lib/containers/cache", "/var/lib/containers"]
+
+    def __init__(self):
+        self.dir = Path(tempfile.mkdtemp(prefix="minidocker-bench-"))
+        self.mounts_before = set(mountpoints())
+        self.cgroups_before = cgroup_children()
+        self.preexisting = {p for p in self.OUTSIDE if os.path.lexists(p)}
+        self.cleanups: list[Callable[[], None]] = []
+        self._rootfs: Path | None = None
+
+    def path(self, *parts: str) -> Path:
+        p = self.dir.joinpath(*parts)
+        p.mkdir(parents=True, exist_ok=True)
+        return p
+
+    def rootfs(self) -> Path:
+        """A busybox root filesystem (built once per run)."""
+        if self._rootfs is None:
+            self._rootfs = build_busybox_rootfs(self.path("rootfs"))
+        return self._rootfs
+
+    def close(self) -> list[str]:
+        """Undo everything; return what leaked anyway."""
+        for fn in reversed(self.cleanups):
+            try:
+                fn()
+            except Exception as e:  # keep cleaning
+                print(f"warning: cleanup {getattr(fn, '__name__', fn)}: {e}", file=sys.stderr)
+        c = libc()
+        for mp in sorted((m for m in mountpoints() if m.startswith(str(self.dir))), key=len, reverse=True):
+            if c.umount2(mp.encode(), MNT_DETACH) != 0:  # e.g. podman's private bind of its overlay dir
+                print(f"warning: umount {mp}: {os.strerror(ctypes.get_errno())}", file=sys.stderr)
+        for h in cgroup_hierarchies():
+            remove_cgroup_tree(h / CGROUP_NAME)
+        shutil.rmtree(self.dir, ignore_errors=True)
+        for p in self.OUTSIDE:
+            if p in self.preexisting or not os.path.lexists(p):
+                continue
+            try:
+                os.rmdir(p) if os.path.isdir(p) and not os.path.islink(p) else os.unlink(p)
+            except OSError:
+                pass  # not empty: someone else uses it now; leave it
+        leaks = [f"mount {m}" for m in set(mountpoints()) - self.mounts_before]
+        leaks += [f"cgroup {c}" for c in cgroup_children() - self.cgroups_before]
+        leaks += [f"process {p}" for p in processes_mentioning(str(self.dir))]
+        leaks += [f"file {p}" for p in self.OUTSIDE if p not in self.preexisting and os.path.lexists(p)]
+        return leaks
+
+
+def build_busybox_rootfs(dest: Path) -> Path:
+    """/bin/busybox plus one relative symlink per applet (``bin/true -> busybox``), the empty
+    directories a runtime mounts on, and a minimal /etc. Relative links keep working under chroot
+    and pivot_root, unlike ``busybox --install -s``, which links to the host path of the binary."""
+    if not os.access(BUSYBOX, os.X_OK):
+        raise FileNotFoundError(f"{BUSYBOX} not found: apt-get install busybox-static")
+    for d in ("bin", "proc", "sys", "dev", "etc", "tmp", "root"):
+        (dest / d).mkdir(parents=True, exist_ok=True)
+    shutil.copy2(BUSYBOX, dest / "bin" / "busybox")
+    applets = subprocess.run([BUSYBOX, "--list"], capture_output=True, text=True, check=True).stdout.split()
+    for a in applets:
+        link = dest / "bin" / a
+        if a != "busybox" and not link.exists():
+            link.symlink_to("busybox")
+    (dest / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\n")
+    (dest / "etc" / "group").write_text("root:x:0:\n")
+    return dest
+
+
+# --- contenders for "container start" ----------------------------------------------------------
+
+@dataclass
+class Contender:
+    name: str
+    argv: list[str] | None = None
+    env: dict | None = None
+    unmount_first: list[str] = field(default_factory=list)   # run in a private mount ns without these
+    status: str = "ok"
+    why: str = ""
+
+
+def venv_tool(name: str) -> str | None:
+    """The project's own entry points sit beside the interpreter running us (.venv/bin)."""
+    beside = Path(sys.executable).parent / name
+    return str(beside) if beside.exists() else shutil.which(name)
+
+
+def ping_unix(sock: Path, timeout: float = 0.5) -> bool:
+    """GET /_ping on a UNIX socket, written by hand; True on a 200 answer."""
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(timeout)
+            s.connect(str(sock))
+            s.sendall(b"GET /_ping HTTP/1.0\r\nHost: localhost\r\n\r\n")
+            return s.recv(64).split(b" ")[1:2] == [b"200"]
+    except (OSError, IndexError):
+        return False
+
+
+def minidocker_contender(ws: Workspace) -> Contender:
+    """Start our own minidockerd on a temporary root and socket; the CLI talks to it."""
+    name = "minidocker run --rm"
+    cli, daemon = venv_tool("minidocker"), venv_tool("minidockerd")
+    if not cli or not daemon:
+        return Contender(name, status="unavailable",
+                         why="minidocker/minidockerd not installed in the venv (make setup)")
+    root, sock = ws.path("minidocker", "root"), ws.dir / "minidocker" / "md.sock"
+    host = f"unix://{sock}"
+    log = open(ws.dir / "minidocker" / "minidockerd.log", "wb")
+    proc = subprocess.Popen([daemon, "--root", str(root), "--host", host], stdin=subprocess.DEVNULL,
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def stop_daemon():
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        try:  # anything the daemon left in its own session (we created it: its id is the daemon's pid)
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        log.close()
+    stop_daemon.__name__ = "stop minidockerd"
+    ws.cleanups.append(stop_daemon)
+
+    deadline = time.monotonic() + 30  # the first start builds busybox:latest
+    while time.monotonic() < deadline and proc.poll() is None and not ping_unix(sock):
+        time.sleep(0.05)
+    if not ping_unix(sock):
+        tail = (ws.dir / "minidocker" / "minidockerd.log").read_text(errors="replace").strip().splitlines()[-3:]
+        state = f"exited with {proc.returncode}" if proc.poll() is not None else "did not answer in 30 s"
+        return Contender(name, status="unavailable", why=f"minidockerd {state}: {' | '.join(tail)}")
+    env = dict(os.environ, MINIDOCKER_HOST=host, DOCKER_HOST=host)
+    return Contender(name, [cli, "run", "--rm", "busybox", "true"], env=env)
+
+
+def oci_bundle(ws: Workspace, tool: str) -> Path:
+    """An OCI bundle over the busybox rootfs: ``TOOL spec``, then no terminal, args ["true"], the
+    absolute rootfs path (read-only, shared by runc and crun), and a cgroup under our own name."""
+    bundle = ws.path(f"bundle-{tool}")
+    subprocess.run([tool, "spec"], cwd=bundle, check=True, capture_output=True)
+    cfg_path = bundle / "config.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg["process"]["terminal"] = False
+    cfg["process"]["args"] = ["true"]
+    cfg["root"] = {"path": str(ws.rootfs()), "readonly": True}
+    cfg["linux"]["cgroupsPath"] = f"/{CGROUP_NAME}/{tool}"
+    cfg_path.write_text(json.dumps(cfg, indent=1))
+    return bundle
+
+
+def runtime_contender(ws: Workspace, tool: str) -> Contender:
+    name = f"{tool} run"
+    exe = shutil.which(tool)
+    if not exe:
+        return Contender(name, status="not installed", why="bash bench/setup.sh")
+    bundle = oci_bundle(ws, tool)
+    state = ws.path(f"{tool}-state")
+    argv = [exe, "--root", str(state), "run", "--bundle", str(bundle), f"bench-{os.getpid()}"]
+    unmount = []
+    if tool == "crun" and any(str(h) == "/sys/fs/cgroup/unified" for h in cgroup_hierarchies()):
+        unmount = ["/sys/fs/cgroup/unified"]  # crun 1.8 refuses hybrid cgroups
+    return Contender(name, argv, unmount_first=unmount)
+
+
+def podman_contender(ws: Workspace) -> Contender:
+    """podman with its own configuration and storage in the workspace (CONTAINERS_CONF and
+    CONTAINERS_STORAGE_CONF replace every system file), the busybox rootfs imported as an image."""
+    name = "podman run --rm --network=none"
+    exe = shutil.which("podman")
+    if not exe:
+        return Contender(name, status="not installed", why="bash bench/setup.sh")
+    d = ws.path("podman")
+    # No static_dir/volume_path: conmon's exit command (`podman container cleanup`) does not get our
+    # CONTAINERS_CONF, only --root/--runroot/--tmpdir flags, so both must derive their state database
+    # from graphroot; otherwise the cleanup marks the exit in another database and `podman run` waits
+    # out a 20 s timeout.
+    # Root here lacks CAP_SYS_RESOURCE: rlimits above the current hard limits fail with EPERM, and
+    # podman starts conmon with RLIMIT_NPROC lowered to 32768, so ask for no more than that.
+    nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    nproc = min(resource.getrlimit(resource.RLIMIT_NPROC)[1], 32768)
+    (d / "containers.conf").write_text(f"""\
+[containers]
+default_ulimits = ["nofile={nofile}:{nofile}", "nproc={nproc}:{nproc}"]
+netns = "none"
+log_driver = "k8s-file"
+
+[network]
+network_config_dir = "{d}/networks"
+
+[engine]
+cgroup_manager = "cgroupfs"
+runtime = "runc"
+events_logger = "file"
+events_logfile_path = "{d}/events.log"
+tmp_dir = "{d}/tmp"
+""")
+    (d / "storage.conf").write_text(f"""\
+[storage]
+driver = "overlay"
+graphroot = "{d}/graph"
+runroot = "{d}/run"
+""")
+    env = dict(os.environ, CONTAINERS_CONF=str(d / "containers.conf"),
+               CONTAINERS_STORAGE_CONF=str(d / "storage.conf"))
+    tar = d / "rootfs.tar"
+    with tarfile.open(tar, "w") as t:
+        t.add(ws.rootfs(), arcname=".")
+    p = subprocess.run([exe, "import", str(tar), IMAGE], env=env, capture_output=True, text=True)
+    if p.returncode != 0:
+        return Contender(name, status="failed", why=f"podman import: {p.stderr.strip()[-200:]}")
+    argv = [exe, "run", "--rm", "--network=none", f"--cgroup-parent=/{CGROUP_NAME}/podman", IMAGE, "true"]
+    return Contender(name, argv, env=env)
+
+
+def unshare_contender(ws: Workspace) -> Contender:
+    name = "unshare + chroot"
+    exe, chroot = shutil.which("unshare"), shutil.which("chroot")
+    if not exe or not chroot:
+        return Contender(name, status="not installed", why="util-linux / coreutils")
+    return Contender(name, [exe, "--pid", "--fork", "--mount", "--uts", "--ipc", "--net",
+                            chroot, str(ws.rootfs()), "/bin/true"])
+
+
+START_CONTENDERS: dict[str, Callable[[Workspace], Contender]] = {
+    "minidocker": minidocker_contender,
+    "runc": lambda ws: runtime_contender(ws, "runc"),
+    "crun": lambda ws: runtime_contender(ws, "crun"),
+    "podman": podman_contender,
+    "unshare": unshare_contender,
+}
+
+
+def measure(c: Contender, runs: int, warmup: int) -> Measurement:
+    m = Measurement(c.name, " ".join(c.argv or []), c.status, c.why)
+    if c.status != "ok":
+        return m
+    try:
+        if c.unmount_first:
+            m.samples_ms = time_in_private_mount_ns(c.argv, runs, warmup, c.unmount_first, c.env)
+            m.why = f"in a private mount namespace without {', '.join(c.unmount_first)}"
+        else:
+            m.samples_ms = time_command(c.argv, runs, warmup, c.env)
+    except (CommandFailed, OSError, subprocess.SubprocessError) as e:
+        m.status, m.why = "failed", str(e)[:300]
+    return summarize(m)
+
+
+def bench_start(ws: Workspace, args) -> list[Measurement]:
+    """Container start: `true` in busybox, each tool's whole command."""
+    results = []
+    for key in args.tools:
+        try:
+            contender = START_CONTENDERS[key](ws)
+        except Exception as e:  # a broken setup is reported, not fatal
+            contender = Contender(key, status="failed", why=f"setup: {type(e).__name__}: {e}")
+        m = measure(contender, args.runs, args.warmup)
+        print(f"  {m.name}: {m.status}" + (f" ({m.median_ms} ms)" if m.median_ms else ""), file=sys.stderr)
+        results.append(m)
+    return results
+
+
+#: name -> (function, description). Add "unpack" (an image layer: tar / tarfile / umoci / minidocker)
+#: and "pull" (skopeo copy / minidocker pull from a local registry) here.
+BENCHMARKS: dict[str, tuple[Callable[[Workspace, argparse.Namespace], list[Measurement]], str]] = {
+    "start": (bench_start, "container start: `true` in busybox"),
+}
+
+
+# --- main --------------------------------------------------------------------------------------
+
+def host_facts() -> dict:
+    return {"kernel": platform.release(), "machine": platform.machine(), "cpus": os.cpu_count(),
+            "python": platform.python_version(), "tools": {t: shutil.which(t) for t in
+                                                           ("runc", "crun", "podman", "unshare")}}
+
+
+def write_json(name: str, desc: str, results: list[Measurement], base: str | None, args) -> Path:
+    out = Path(args.json_dir) / f"{name}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({
+        "benchmark": name, "description": desc, "runs": args.runs, "warmup": args.warmup,
+        "baseline": base, "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "host": host_facts(),
+        "results": [asdict(m) for m in results]}, indent=1) + "\n")
+    return out
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description="minidocker benchmarks against reference tools")
+    p.add_argument("benchmarks", nargs="*", default=["start"], help=f"which: {', '.join(BENCHMARKS)}")
+    p.add_argument("--runs", type=int, default=10, help="timed runs per tool (default 10, at least 10)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed runs first (default 2)")
+    p.add_argument("--tools", default=",".join(START_CONTENDERS),
+                   help=f"comma-separated subset of {','.join(START_CONTENDERS)}")
+    p.add_argument("--json-dir", default=str(RESULTS_DIR), help="where NAME.json goes (default bench/results)")
+    args = p.parse_args(argv)
+    args.tools = [t.strip() for t in args.tools.split(",") if t.strip()]
+    unknown = [t for t in args.tools if t not in START_CONTENDERS] + [b for b in args.benchmarks if b not in BENCHMARKS]
+    if unknown:
+        p.error(f"unknown: {', '.join(unknown)}")
+    if args.runs < 10:
+        p.error("--runs must be at least 10 (medians and p90 of fewer runs mean little)")
+    return args
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if os.geteuid() != 0:
+        print("bench/run.py: run as root (namespaces, cgroups, mounts)", file=sys.stderr)
+        return 1
+    # SIGTERM/SIGHUP unwind like Ctrl-C, so the workspace is always cleaned up.
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _interrupt)
+    ws = Workspace()
+    leaks: list[str] = []
+    try:
+        for name in args.benchmarks:
+            fn, desc = BENCHMARKS[name]
+            print(f"{name}: {desc}", file=sys.stderr)
+            results = fn(ws, args)
+            base = add_ratios(results, "minidocker")
+            title = f"{desc} — {args.runs} runs after {args.warmup} warm-ups, wall clock of the whole command"
+            print(format_table(title, results, base))
+            print(f"(json: {write_json(name, desc, results, base, args)})")
+    finally:
+        leaks = ws.close()
+    if leaks:
+        print("LEFT BEHIND:\n  " + "\n  ".join(leaks), file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,565 @@
+"""minidocker: the command-line client. It speaks the Docker Engine API to minidockerd — nothing else.
+
+What this teaches
+-----------------
+``docker run`` is not one request but a small choreography, and the order matters:
+
+1. ``POST /containers/create``            -> the daemon records a container (state "created");
+   a 404 "No such image" makes the client pull, then create again;
+2. ``POST /containers/ID/attach`` (hijack) -> a raw two-way stream, opened *before* start so the
+   first byte of output cannot be missed;
+3. ``POST /containers/ID/wait?condition=next-exit`` (``removed`` with --rm): the daemon answers the
+   headers at once and the body at exit, so the exit cannot be missed either;
+4. ``POST /containers/ID/start``;
+5. copy the stream to the terminal (demultiplexing docker's 8-byte frames unless -t), forward
+   signals as ``POST /containers/ID/kill?signal=…``;
+6. read the wait body ``{"StatusCode": N}`` and exit with N.
+
+This module imports only the standard library (argparse, json, socket): ``minidocker run`` is
+benchmarked against runc, and every import is paid at every command.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+import time
+
+from .client import APIError, Client, DaemonNotRunning, read_frames
+
+EXIT_DAEMON_ERROR = 125
+
+
+def err(msg: str) -> None:
+    print(f"minidocker: {msg}", file=sys.stderr)
+
+
+# ---- helpers ------------------------------------------------------------------------------------
+def parse_env(items: list[str]) -> list[str]:
+    out = []
+    for item in items or []:
+        if "=" in item:
+            out.append(item)
+        elif item in os.environ:  # `-e NAME` takes the value from the client's environment
+            out.append(f"{item}={os.environ[item]}")
+    return out
+
+
+def short(cid: str) -> str:
+    return cid[:12]
+
+
+def ago(ts: float) -> str:
+    s = max(0, int(time.time() - ts))
+    for unit, n in (("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1)):
+        if s >= n:
+            v = s // n
+            return f"{v} {unit}{'s' if v != 1 else ''} ago"
+    return "Less than a second ago"
+
+
+def human_size(n: int) -> str:
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.3g}{unit}" if unit != "B" else f"{n}B"
+        n /= 1000
+    return f"{n}"
+
+
+def table(rows: list[list[str]], headers: list[str]) -> str:
+    widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows)] if rows else [len(h) for h in headers]
+    lines = ["   ".join(str(v).ljust(w) for v, w in zip(r, widths)).rstrip() for r in [headers] + rows]
+    return "\n".join(lines)
+
+
+def format_go(template: str, obj: dict) -> str:
+    """A small subset of Go templates: '{{json .}}', '{{.Field}}', '{{.A.B}}'."""
+    import re
+
+    def value(path):
+        v = obj
+        for part in [p for p in path.split(".") if p]:
+            v = v.get(part) if isinstance(v, dict) else None
+        return v
+
+    def sub(m):
+        expr = m.group(1).strip()
+        if expr.startswith("json "):
+            return json.dumps(value(expr[5:].strip().lstrip(".")) if expr[5:].strip() != "." else obj)
+        v = value(expr.lstrip("."))
+        return "" if v is None else (json.dumps(v) if isinstance(v, (dict, list)) else str(v).lower() if isinstance(v, bool) else str(v))
+
+    return re.sub(r"\{\{\s*(.*?)\s*\}\}", sub, template).replace("\\n", "\n").replace("\\t", "\t")
+
+
+# ---- run ----------------------------------------------------------------------------------------
+def create_body(a) -> dict:
+    body = {
+        "Image": a.image, "Cmd": a.command or None, "Env": parse_env(a.env),
+        "WorkingDir": a.workdir or "", "Hostname": a.hostname or "", "User": a.user or "",
+        "Tty": a.tty, "OpenStdin": a.interactive, "StdinOnce": a.interactive,
+        "AttachStdin": a.interactive and not getattr(a, "detach", False),
+        "AttachStdout": not getattr(a, "detach", False), "AttachStderr": not getattr(a, "detach", False),
+        "Labels": dict(l.split("=", 1) if "=" in l else (l, "") for l in (a.label or [])),
+        "HostConfig": {"AutoRemove": getattr(a, "rm", False), "Init": a.init or None,
+                       "ReadonlyRootfs": a.read_only, "NetworkMode": a.network or "default"},
+    }
+    if a.entrypoint is not None:
+        body["Entrypoint"] = [a.entrypoint] if a.entrypoint else [""]
+    if a.tty:
+        try:
+            sz = os.get_terminal_size(sys.stdout.fileno())
+            body["HostConfig"]["ConsoleSize"] = [sz.lines, sz.columns]
+        except OSError:
+            pass
+    return body
+
+
+def create_container(c: Client, a) -> str:
+    body = create_body(a)
+    query = {"name": a.name} if a.name else None
+    r = c.request("POST", "/containers/create", query=query, body=body)
+    if r.status == 404 and "no such image" in r.body.decode(errors="replace").lower():
+        print(f"Unable to find image '{a.image}' locally", file=sys.stderr)
+        pull(c, a.image)
+        r = c.request("POST", "/containers/create", query=query, body=body)
+    r.check()
+    reply = r.json()
+    for w in reply.get("Warnings") or []:
+        print(f"WARNING: {w}", file=sys.stderr)
+    return reply["Id"]
+
+
+def pull(c: Client, image: str) -> None:
+    name, tag = image, "latest"
+    last = image.rsplit("/", 1)[-1]
+    if "@" not in image and ":" in last:
+        name, tag = image.rsplit(":", 1)
+    for msg in c.stream("POST", "/images/create", query={"fromImage": name, "tag": tag}):
+        if msg.get("error"):
+            raise APIError(500, msg["error"])
+        if msg.get("status"):
+            print((msg.get("id", "") + ": " if msg.get("id") else "") + msg["status"], file=sys.stderr)
+
+
+def cmd_run(c: Client, a) -> int:
+    if a.explain:
+        return explain(c, a)
+    if a.detach and a.rm:
+        pass  # docker allows it: the daemon removes the container when it exits
+    cid = create_container(c, a)
+    if a.detach:
+        c.request("POST", f"/containers/{cid}/start").check()
+        print(cid)
+        return 0
+    return attach_and_start(c, cid, a.interactive, a.tty, a.rm, start=True)
+
+
+def explain(c: Client, a) -> int:
+    cid = create_container(c, a)
+    try:
+        r = c.request("GET", f"/containers/{cid}/explain")
+        r.check()
+        print(f"# the kernel calls that starting container {short(cid)} makes (nothing was run):")
+        print(r.json()["Transcript"])
+    finally:
+        c.request("DELETE", f"/containers/{cid}", query={"force": True})
+    return 0
+
+
+def attach_and_start(c: Client, cid: str, interactive: bool, tty: bool, removed: bool, start: bool) -> int:
+    # 2. attach before start, 3. wait before start: neither output nor exit can be missed.
+    conn = c.hijack("POST", f"/containers/{cid}/attach",
+                    query={"stream": True, "stdout": True, "stderr": True, "stdin": interactive})
+    waiter = Client(c.host)
+    wait = waiter.open_stream("POST", f"/containers/{cid}/wait",
+                              query={"condition": "removed" if removed else "next-exit"})
+    if start:
+        c.request("POST", f"/containers/{cid}/start").check()
+
+    restore = None
+    if tty and sys.stdin.isatty():
+        restore = raw_terminal()
+        resize(c, cid)
+        signal.signal(signal.SIGWINCH, lambda *_: resize(c, cid))
+    elif not tty:
+        # sig-proxy: signals to this client go to the container's pid 1 (docker run does the same).
+        def proxy(signum, _frame):
+            try:
+                Client(c.host).request("POST", f"/containers/{cid}/kill", query={"signal": signal.Signals(signum).name})
+            except Exception:
+                pass
+        for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2):
+            signal.signal(s, proxy)
+
+    if interactive:
+        threading.Thread(target=pump_stdin, args=(conn,), daemon=True).start()
+    else:
+        conn.close_write()
+    try:
+        if tty:
+            while True:
+                data = conn.read()
+                if not data:
+                    break
+                os.write(1, data)
+        else:
+            for stream, payload in read_frames(conn.read):
+                os.write(2 if stream == 2 else 1, payload)
+    finally:
+        if restore:
+            restore()
+        conn.close()
+    body = b"".join(wait)
+    try:
+        status = json.loads(body or b"{}")
+    except ValueError:
+        status = {}
+    if status.get("Error"):
+        err(f"Error waiting for container: {status['Error'].get('Message')}")
+        return EXIT_DAEMON_ERROR
+    if not removed:  # a failure before exec (e.g. command not found) is recorded in the state
+        pass
+    return int(status.get("StatusCode", 0))
+
+
+def pump_stdin(conn) -> None:
+    try:
+        while True:
+            data = os.read(0, 65536)
+            if not data:
+                break
+            conn.send(data)
+    except OSError:
+        pass
+    finally:
+        try:
+            conn.close_write()
+        except OSError:
+            pass
+
+
+def raw_terminal():
+    import termios
+    import tty
+    fd = sys.stdin.fileno()
+    old = termios.tcgetattr(fd)
+    tty.setraw(fd)
+    return lambda: termios.tcsetattr(fd, termios.TCSADRAIN, old)
+
+
+def resize(c: Client, cid: str) -> None:
+    try:
+        sz = os.get_terminal_size(sys.stdout.fileno())
+        Client(c.host).request("POST", f"/containers/{cid}/resize", query={"h": sz.lines, "w": sz.columns})
+    except Exception:
+        pass
+
+
+# ---- other verbs --------------------------------------------------------------------------------
+def cmd_create(c, a):
+    print(create_container(c, a))
+    return 0
+
+
+def cmd_start(c, a):
+    rc = 0
+    for ref in a.containers:
+        if a.attach:
+            info = c.request("GET", f"/containers/{ref}/json")
+            info.check()
+            cfg = info.json()["Config"]
+            return attach_and_start(c, info.json()["Id"], a.interactive, cfg["Tty"], False, start=True)
+        r = c.request("POST", f"/containers/{ref}/start")
+        if r.status >= 400:
+            err(str(APIError.from_body(r.status, r.body)))
+            rc = 1
+        else:
+            print(ref)
+    return rc
+
+
+def for_each(c, refs, method, path, query=None, quiet=False):
+    rc = 0
+    for ref in refs:
+        r = c.request(method, path.format(ref), query=query)
+        if r.status >= 400:
+            print(f"Error response from daemon: {APIError.from_body(r.status, r.body).message}", file=sys.stderr)
+            rc = 1
+        elif not quiet:
+            print(ref)
+    return rc
+
+
+def cmd_rm(c, a):
+    return for_each(c, a.containers, "DELETE", "/containers/{}", {"force": a.force, "v": a.volumes})
+
+
+def cmd_stop(c, a):
+    q = {"t": a.time} if a.time is not None else {}
+    if a.signal:
+        q["signal"] = a.signal
+    return for_each(c, a.containers, "POST", "/containers/{}/stop", q)
+
+
+def cmd_kill(c, a):
+    return for_each(c, a.containers, "POST", "/containers/{}/kill", {"signal": a.signal})
+
+
+def cmd_wait(c, a):
+    rc = 0
+    for ref in a.containers:
+        body = b"".join(Client(c.host).open_stream("POST", f"/containers/{ref}/wait"))
+        print(json.loads(body).get("StatusCode"))
+    return rc
+
+
+def cmd_ps(c, a):
+    filters = {}
+    for f in a.filter or []:
+        k, _, v = f.partition("=")
+        filters.setdefault(k, {})[v] = True
+    q = {"all": a.all or None, "limit": a.last if a.last else None,
+         "filters": json.dumps(filters) if filters else None}
+    if a.latest:
+        q["limit"] = 1
+    items = c.request("GET", "/containers/json", query=q).check().json()
+    if a.quiet:
+        for it in items:
+            print(it["Id"] if a.no_trunc else short(it["Id"]))
+        return 0
+    if a.format:
+        for it in items:
+            print(format_go(a.format, it))
+        return 0
+    rows = [[it["Id"] if a.no_trunc else short(it["Id"]), it["Image"],
+             json.dumps(it["Command"]) if a.no_trunc else json.dumps(it["Command"][:20] + ("…" if len(it["Command"]) > 20 else "")),
+             ago(it["Created"]), it["Status"], ", ".join(p.get("IP", "") for p in it.get("Ports") or []),
+             ",".join(n.lstrip("/") for n in it["Names"])] for it in items]
+    print(table(rows, ["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"]))
+    return 0
+
+
+def cmd_images(c, a):
+    items = c.request("GET", "/images/json", query={"all": a.all or None}).check().json()
+    if a.quiet:
+        for it in items:
+            print(it["Id"].split(":", 1)[1][:12] if not a.no_trunc else it["Id"])
+        return 0
+    rows = []
+    for it in items:
+        tags = it.get("RepoTags") or ["<none>:<none>"]
+        for t in tags:
+            repo, _, tag = t.rpartition(":")
+            iid = it["Id"] if a.no_trunc else it["Id"].split(":", 1)[1][:12]
+            rows.append([repo, tag, iid, ago(it["Created"]), human_size(it["Size"])])
+    print(table(rows, ["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"]))
+    return 0
+
+
+def cmd_inspect(c, a):
+    out, rc = [], 0
+    for ref in a.objects:
+        found = None
+        kinds = [a.type] if a.type else ["container", "image"]
+        for kind in kinds:
+            path = f"/containers/{ref}/json" if kind == "container" else f"/images/{ref}/json"
+            r = c.request("GET", path)
+            if r.status == 200:
+                found = r.json()
+                break
+        if found is None:
+            print(f"Error: No such object: {ref}", file=sys.stderr)
+            rc = 1
+            continue
+        out.append(found)
+    if a.format:
+        for o in out:
+            print(format_go(a.format, o))
+    else:
+        print(json.dumps(out, indent=4))
+    return rc
+
+
+def cmd_logs(c, a):
+    info = c.request("GET", f"/containers/{a.container}/json").check().json()
+    q = {"stdout": True, "stderr": True, "follow": a.follow or None, "timestamps": a.timestamps or None,
+         "tail": a.tail}
+    s = c.open_stream("GET", f"/containers/{a.container}/logs", query=q)
+    try:
+        if info["Config"]["Tty"]:
+            for chunk in s:
+                os.write(1, chunk)
+        else:
+            for stream, payload in read_frames(s.read):
+                os.write(2 if stream == 2 else 1, payload)
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def cmd_version(c, a):
+    print("Client:\n Version:       ", __import__("minidocker").__version__, "\n API version:    1.50")
+    v = c.request("GET", "/version").check().json()
+    print(f"\nServer: {v.get('Platform', {}).get('Name', '')}\n Engine:\n  Version:       {v.get('Version')}\n"
+          f"  API version:   {v.get('ApiVersion')} (minimum version {v.get('MinAPIVersion')})\n"
+          f"  Kernel:        {v.get('KernelVersion')}\n  OS/Arch:       {v.get('Os')}/{v.get('Arch')}")
+    return 0
+
+
+def cmd_info(c, a):
+    i = c.request("GET", "/info").check().json()
+    if a.format:
+        print(format_go(a.format, i))
+        return 0
+    print(f"Server:\n Containers: {i['Containers']}\n  Running: {i['ContainersRunning']}\n"
+          f"  Paused: {i['ContainersPaused']}\n  Stopped: {i['ContainersStopped']}\n Images: {i['Images']}\n"
+          f" Server Version: {i['ServerVersion']}\n Storage Driver: {i['Driver']}\n"
+          f" Logging Driver: {i['LoggingDriver']}\n Cgroup Version: {i['CgroupVersion']}\n"
+          f" Kernel Version: {i['KernelVersion']}\n Operating System: {i['OperatingSystem']}\n"
+          f" CPUs: {i['NCPU']}\n Total Memory: {human_size(i['MemTotal'])}\n Name: {i['Name']}\n"
+          f" Docker Root Dir: {i['DockerRootDir']}")
+    return 0
+
+
+def cmd_doctor(c, a):
+    from .. import doctor
+    info = doctor.collect()
+    print(json.dumps(info, indent=2, default=str) if a.json else doctor.report(info))
+    return 0
+
+
+def cmd_lab(c, a):
+    from .. import labs
+    return labs.main(a.lab_args)
+
+
+# ---- argument parsing ---------------------------------------------------------------------------
+def container_opts(p):
+    p.add_argument("--name")
+    p.add_argument("-e", "--env", action="append", default=[])
+    p.add_argument("-w", "--workdir")
+    p.add_argument("-h", "--hostname")
+    p.add_argument("-u", "--user")
+    p.add_argument("-i", "--interactive", action="store_true")
+    p.add_argument("-t", "--tty", action="store_true")
+    p.add_argument("-l", "--label", action="append")
+    p.add_argument("--entrypoint")
+    p.add_argument("--init", action="store_true", help="run a small init as pid 1 that reaps zombies and forwards signals")
+    p.add_argument("--read-only", action="store_true")
+    p.add_argument("--network", "--net")
+    p.add_argument("image")
+    p.add_argument("command", nargs=argparse.REMAINDER)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="minidocker", description="A container engine to read: the client.",
+                                epilog="The daemon (minidockerd) must be running; see `minidocker doctor`.")
+    p.add_argument("-H", "--host", help="daemon socket (default $MINIDOCKER_HOST, $DOCKER_HOST, unix:///run/minidocker.sock)")
+    sub = p.add_subparsers(dest="verb", metavar="COMMAND")
+
+    r = sub.add_parser("run", help="create and start a container", add_help=False)
+    r.add_argument("--help", action="help")
+    r.add_argument("--rm", action="store_true")
+    r.add_argument("-d", "--detach", action="store_true")
+    r.add_argument("--explain", action="store_true", help="print the kernel calls the start would make, run nothing")
+    container_opts(r)
+    r.set_defaults(fn=cmd_run)
+
+    cr = sub.add_parser("create", help="create a container", add_help=False)
+    cr.add_argument("--help", action="help")
+    cr.add_argument("--rm", action="store_true")
+    container_opts(cr)
+    cr.set_defaults(fn=cmd_create, explain=False, detach=True)
+
+    s = sub.add_parser("start", help="start containers")
+    s.add_argument("-a", "--attach", action="store_true")
+    s.add_argument("-i", "--interactive", action="store_true")
+    s.add_argument("containers", nargs="+")
+    s.set_defaults(fn=cmd_start)
+
+    for verb, fn, helptext in (("rm", cmd_rm, "remove containers"), ("stop", cmd_stop, "stop containers"),
+                               ("kill", cmd_kill, "kill containers"), ("wait", cmd_wait, "wait for containers")):
+        x = sub.add_parser(verb, help=helptext)
+        x.add_argument("containers", nargs="+")
+        if verb == "rm":
+            x.add_argument("-f", "--force", action="store_true")
+            x.add_argument("-v", "--volumes", action="store_true")
+        if verb == "stop":
+            x.add_argument("-t", "--time", "--timeout", type=int)
+            x.add_argument("-s", "--signal")
+        if verb == "kill":
+            x.add_argument("-s", "--signal", default="KILL")
+        x.set_defaults(fn=fn)
+
+    ps = sub.add_parser("ps", help="list containers")
+    ps.add_argument("-a", "--all", action="store_true")
+    ps.add_argument("-q", "--quiet", action="store_true")
+    ps.add_argument("-n", "--last", type=int)
+    ps.add_argument("-l", "--latest", action="store_true")
+    ps.add_argument("-f", "--filter", action="append")
+    ps.add_argument("--format")
+    ps.add_argument("--no-trunc", action="store_true")
+    ps.set_defaults(fn=cmd_ps)
+
+    im = sub.add_parser("images", help="list images")
+    im.add_argument("-a", "--all", action="store_true")
+    im.add_argument("-q", "--quiet", action="store_true")
+    im.add_argument("--no-trunc", action="store_true")
+    im.set_defaults(fn=cmd_images)
+
+    ins = sub.add_parser("inspect", help="low-level information on objects")
+    ins.add_argument("-f", "--format")
+    ins.add_argument("--type", choices=["container", "image"])
+    ins.add_argument("objects", nargs="+")
+    ins.set_defaults(fn=cmd_inspect)
+
+    lg = sub.add_parser("logs", help="fetch a container's logs")
+    lg.add_argument("-f", "--follow", action="store_true")
+    lg.add_argument("-t", "--timestamps", action="store_true")
+    lg.add_argument("-n", "--tail", default="all")
+    lg.add_argument("container")
+    lg.set_defaults(fn=cmd_logs)
+
+    sub.add_parser("version", help="client and daemon versions").set_defaults(fn=cmd_version)
+    inf = sub.add_parser("info", help="system-wide information")
+    inf.add_argument("-f", "--format")
+    inf.set_defaults(fn=cmd_info)
+    d = sub.add_parser("doctor", help="what this host supports (reads the host; no daemon needed)")
+    d.add_argument("--json", action="store_true")
+    d.set_defaults(fn=cmd_doctor, local=True)
+    lab = sub.add_parser("lab", help="classroom labs: `minidocker lab list`, `minidocker lab check 01`")
+    lab.add_argument("lab_args", nargs=argparse.REMAINDER)
+    lab.set_defaults(fn=cmd_lab, local=True)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
+    a = parser.parse_args(argv)
+    if not getattr(a, "fn", None):
+        parser.print_help()
+        return 0
+    if getattr(a, "local", False):
+        return a.fn(None, a)
+    c = Client(a.host)
+    try:
+        rc = a.fn(c, a)
+    except DaemonNotRunning as e:
+        print(str(e), file=sys.stderr)
+        return EXIT_DAEMON_ERROR if a.verb == "run" else 1
+    except APIError as e:
+        print(str(e), file=sys.stderr)
+        return EXIT_DAEMON_ERROR if a.verb in ("run", "create") else 1
+    except BrokenPipeError:
+        return 0
+    sys.stdout.flush()
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())

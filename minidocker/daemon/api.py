@@ -1,0 +1,362 @@
+"""The Docker Engine API routes minidockerd serves (a subset of API v1.50).
+
+What this teaches
+-----------------
+The API is the contract: the docker CLI, docker-py and minidocker's own CLI all speak it, so the
+routes follow docker's paths, status codes and JSON shapes (see
+``shared/specs/docker-engine-api-v1.50.yaml`` and the notes on what real clients send). Each handler
+is thin: parse the request, call the engine, translate its exceptions into docker's statuses:
+``NotFound`` -> 404, ``Conflict`` -> 409, ``InvalidRequest`` -> 400, ``NotModified`` -> 304.
+
+Three routes are not plain request/response:
+* ``attach`` *hijacks* the connection: after ``101 UPGRADED`` the socket carries raw bytes — stdin
+  up, docker's 8-byte framed stdout/stderr down;
+* ``wait`` is a long-poll: headers go out at once (the CLI waits for them before it sends
+  ``start``), the body when the container exits;
+* ``logs?follow=1`` streams until the container exits or the client goes away.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import platform
+import time
+
+from .. import __version__
+from ..images.store import ImageNotFound
+from . import http
+from .engine import Conflict, InvalidRequest, NotFound, NotModified, StartError
+
+API_VERSION = "1.50"
+MIN_API_VERSION = "1.24"
+
+
+def errors(fn):
+    """Map engine exceptions to docker's status codes."""
+    async def wrapper(req):
+        try:
+            return await fn(req)
+        except NotFound as e:
+            raise http.HTTPError(404, str(e).strip("'\""))
+        except ImageNotFound as e:
+            raise http.HTTPError(404, str(e).strip("'\""))
+        except Conflict as e:
+            raise http.HTTPError(409, str(e))
+        except InvalidRequest as e:
+            raise http.HTTPError(400, str(e))
+        except NotModified:
+            return http.empty(304)
+        except StartError as e:
+            raise http.HTTPError(400, str(e))
+    wrapper.__name__ = fn.__name__
+    return wrapper
+
+
+class API:
+    def __init__(self, engine, daemon_info: dict):
+        self.engine = engine
+        self.info_extra = daemon_info
+
+    def register(self, s: "http.Server") -> None:
+        C = r"/containers/(?P<id>[^/]+)"
+        routes = [
+            ("GET", r"/_ping", self.ping),
+            ("GET", r"/version", self.version),
+            ("GET", r"/info", self.info),
+            ("GET", r"/containers/json", self.containers_list),
+            ("POST", r"/containers/create", self.containers_create),
+            ("GET", C + r"/json", self.container_inspect),
+            ("POST", C + r"/start", self.container_start),
+            ("POST", C + r"/attach", self.container_attach),
+            ("POST", C + r"/wait", self.container_wait),
+            ("POST", C + r"/kill", self.container_kill),
+            ("POST", C + r"/stop", self.container_stop),
+            ("POST", C + r"/resize", self.container_resize),
+            ("GET", C + r"/logs", self.container_logs),
+            ("GET", C + r"/explain", self.container_explain),
+            ("DELETE", C, self.container_delete),
+            ("GET", r"/images/json", self.images_list),
+            ("POST", r"/images/create", self.images_create),
+            ("GET", r"/images/(?P<name>.+)/json", self.image_inspect),
+        ]
+        for method, pattern, handler in routes:
+            s.route(method, pattern, errors(handler))
+
+    # ---- system ---------------------------------------------------------------------------------
+    async def ping(self, req):
+        return http.Response(200, b"OK", content_type="text/plain; charset=utf-8",
+                             headers={"Builder-Version": "1", "Swarm": "inactive",
+                                      "Cache-Control": "no-cache, no-store, must-revalidate", "Pragma": "no-cache"})
+
+    async def version(self, req):
+        u = os.uname()
+        arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(u.machine, u.machine)
+        details = {"ApiVersion": API_VERSION, "MinAPIVersion": MIN_API_VERSION, "Os": "linux", "Arch": arch,
+                   "GitCommit": "minidocker", "GoVersion": "python" + platform.python_version(),
+                   "KernelVersion": u.release, "Experimental": "false", "BuildTime": ""}
+        return http.json_response({
+            "Platform": {"Name": "minidocker"},
+            "Components": [{"Name": "Engine", "Version": __version__, "Details": details}],
+            "Version": __version__, "ApiVersion": API_VERSION, "MinAPIVersion": MIN_API_VERSION,
+            "GitCommit": "minidocker", "GoVersion": "python" + platform.python_version(), "Os": "linux",
+            "Arch": arch, "KernelVersion": u.release, "BuildTime": ""})
+
+    async def info(self, req):
+        e = self.engine
+        cs = list(e.containers.values())
+        running = sum(1 for c in cs if c.state["Status"] == "running")
+        paused = sum(1 for c in cs if c.state["Status"] == "paused")
+        u = os.uname()
+        mem = 0
+        try:
+            with open("/proc/meminfo") as f:
+                mem = int(f.readline().split()[1]) * 1024
+        except OSError:
+            pass
+        return http.json_response({
+            "ID": self.info_extra.get("id", ""), "Containers": len(cs), "ContainersRunning": running,
+            "ContainersPaused": paused, "ContainersStopped": len(cs) - running - paused,
+            "Images": len(e.images.list()), "Driver": "overlay", "DriverStatus": [["Backing Filesystem", "extfs"]],
+            "Plugins": {"Volume": [], "Network": ["null"], "Authorization": None, "Log": ["json-file"]},
+            "MemoryLimit": False, "SwapLimit": False, "PidsLimit": False, "IPv4Forwarding": False,
+            "Debug": False, "NFd": len(os.listdir("/proc/self/fd")), "NGoroutines": len(asyncio.all_tasks()),
+            "SystemTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "LoggingDriver": "json-file",
+            "CgroupDriver": "cgroupfs", "CgroupVersion": self.info_extra.get("cgroup_version", ""),
+            "KernelVersion": u.release, "OperatingSystem": self.info_extra.get("os", "Linux"), "OSType": "linux",
+            "Architecture": u.machine, "NCPU": os.cpu_count(), "MemTotal": mem, "Name": u.nodename,
+            "DockerRootDir": e.root, "ServerVersion": __version__, "Swarm": {"LocalNodeState": "inactive"},
+            "Runtimes": {"minidocker": {"path": "minidocker-monitor"}}, "DefaultRuntime": "minidocker",
+            "SecurityOptions": [], "Labels": [], "ExperimentalBuild": False, "Warnings": [],
+            "RegistryConfig": {"InsecureRegistryCIDRs": ["127.0.0.0/8"], "IndexConfigs": {}, "Mirrors": []}})
+
+    # ---- containers -----------------------------------------------------------------------------
+    async def containers_list(self, req):
+        filters = parse_filters(req.query.get("filters"))
+        return http.json_response(self.engine.list(all_=req.bool_param("all"), filters=filters,
+                                                   limit=req.int_param("limit", -1)))
+
+    async def containers_create(self, req):
+        body = req.json()
+        if body is None:
+            raise http.HTTPError(400, "config cannot be empty in order to create a container")
+        name = req.query.get("name") or None
+        cid, warnings = await asyncio.to_thread(self.engine.create, body, name)
+        return http.json_response({"Id": cid, "Warnings": warnings}, status=201)
+
+    async def container_inspect(self, req):
+        return http.json_response(self.engine.inspect(req.match["id"]))
+
+    async def container_explain(self, req):
+        """minidocker's own endpoint: the kernel calls starting this container would make."""
+        from ..runtime.init import explain
+        c = self.engine.get(req.match["id"])
+        return http.json_response({"Id": c.id, "Transcript": explain(c.cfg, c.dir)})
+
+    async def container_start(self, req):
+        await self.engine.start(req.match["id"])
+        return http.empty(204)
+
+    async def container_attach(self, req):
+        c = self.engine.get(req.match["id"])
+        if not req.bool_param("stream", False) and not req.bool_param("logs", False):
+            raise http.HTTPError(400, "either stream or logs must be set")
+        ctype = "application/vnd.docker.raw-stream" if c.cfg.tty else "application/vnd.docker.multiplexed-stream"
+        reader, writer = await req.hijack(ctype)
+        opts = {"stdin": req.bool_param("stdin"), "stdout": req.bool_param("stdout"),
+                "stderr": req.bool_param("stderr")}
+        done = await self.engine.attach(c.id, reader, writer, opts)
+        await done
+        return None
+
+    async def container_wait(self, req):
+        c = self.engine.get(req.match["id"])
+        condition = req.query.get("condition", "not-running")
+        if condition not in ("", "not-running", "next-exit", "removed"):
+            raise http.HTTPError(400, f"invalid condition: {condition}")
+        task = asyncio.ensure_future(self.engine.wait(c.id, condition))
+        stream = await req.start_stream(200, "application/json")
+        code = await http.until_disconnected_or(req, task)
+        if code is None or not task.done():
+            task.cancel()
+            return None
+        await stream.write_json({"StatusCode": task.result(), "Error": None})
+        await stream.close()
+        return None
+
+    async def container_kill(self, req):
+        self.engine.kill(req.match["id"], req.query.get("signal") or "SIGKILL")
+        return http.empty(204)
+
+    async def container_stop(self, req):
+        t = req.query.get("t") if "t" in req.query else req.query.get("timeout")
+        timeout = int(t) if t not in (None, "") else None
+        await self.engine.stop(req.match["id"], timeout, req.query.get("signal"))
+        return http.empty(204)
+
+    async def container_resize(self, req):
+        c = self.engine.get(req.match["id"])
+        if c.running:
+            from ..runtime import monitor
+            try:
+                await asyncio.to_thread(monitor.request, c.dir, {"op": "resize", "h": req.int_param("h", 24),
+                                                                 "w": req.int_param("w", 80)})
+            except OSError:
+                pass
+        return http.Response(200, b"", content_type="text/plain; charset=utf-8")
+
+    async def container_delete(self, req):
+        await self.engine.remove(req.match["id"], force=req.bool_param("force"))
+        return http.empty(204)
+
+    async def container_logs(self, req):
+        c = self.engine.get(req.match["id"])
+        want_out, want_err = req.bool_param("stdout"), req.bool_param("stderr")
+        if not want_out and not want_err:
+            raise http.HTTPError(400, "You must choose at least one stream")
+        follow, timestamps = req.bool_param("follow"), req.bool_param("timestamps")
+        tail = req.query.get("tail", "all")
+        ctype = "application/vnd.docker.raw-stream" if c.cfg.tty else "application/vnd.docker.multiplexed-stream"
+        stream = await req.start_stream(200, ctype)
+        path = os.path.join(c.dir, "container.log")
+
+        def render(entry: dict) -> bytes | None:
+            s = entry.get("stream")
+            if (s == "stdout" and not want_out) or (s == "stderr" and not want_err):
+                return None
+            data = entry.get("log", "").encode()
+            if timestamps:
+                data = entry.get("time", "").encode() + b" " + data
+            return data if c.cfg.tty else http.encode_frame(1 if s == "stdout" else 2, data)
+
+        lines = read_log_lines(path)
+        if tail not in ("all", "", None):
+            n = int(tail) if str(tail).lstrip("-").isdigit() else -1
+            if n >= 0:
+                lines = lines[-n:] if n else []
+        pos = os.path.getsize(path) if os.path.exists(path) else 0
+        for entry in lines:
+            out = render(entry)
+            if out:
+                await stream.write(out)
+        if follow and c.running:
+            exited = asyncio.get_running_loop().create_future()
+            c.next_exit.append(exited)
+            buf = b""
+            while True:
+                if req.disconnected.is_set():
+                    return None
+                new, pos = read_from(path, pos)
+                buf += new
+                *complete, buf = buf.split(b"\n")
+                for raw in complete:
+                    try:
+                        out = render(json.loads(raw))
+                    except ValueError:
+                        continue
+                    if out:
+                        await stream.write(out)
+                if exited.done():
+                    new, pos = read_from(path, pos)
+                    if not new:
+                        break
+                    buf += new
+                    continue
+                await asyncio.wait([exited, asyncio.ensure_future(req.disconnected.wait())],
+                                   timeout=0.1, return_when=asyncio.FIRST_COMPLETED)
+        await stream.close()
+        return None
+
+    # ---- images ---------------------------------------------------------------------------------
+    async def images_list(self, req):
+        out = []
+        for img in self.engine.images.list():
+            out.append(image_summary(img))
+        return http.json_response(out)
+
+    async def image_inspect(self, req):
+        img = self.engine.images.resolve(req.match["name"])
+        cfg = img.config
+        return http.json_response({
+            "Id": img.id, "RepoTags": [familiar(r) for r in img.refs], "RepoDigests": [],
+            "Parent": "", "Comment": "", "Created": cfg.get("created", ""), "DockerVersion": "",
+            "Author": cfg.get("author", ""), "Config": cfg.get("config", {}), "Architecture": cfg.get("architecture", ""),
+            "Os": cfg.get("os", "linux"), "Size": img.size, "VirtualSize": img.size,
+            "GraphDriver": {"Name": "overlay", "Data": {}},
+            "RootFS": {"Type": "layers", "Layers": list(img.diff_ids)},
+            "Metadata": {"LastTagTime": ""}})
+
+    async def images_create(self, req):
+        """Pull. Until the registry chapter, the only image minidocker can make without a registry is
+        busybox, built offline from Debian's busybox-static."""
+        from ..images import busybox
+        from ..images.reference import parse_reference
+        name = req.query.get("fromImage", "")
+        tag = req.query.get("tag") or "latest"
+        try:
+            ref = parse_reference(name if (":" in name.rsplit("/", 1)[-1] or "@" in name) else f"{name}:{tag}")
+        except ValueError as e:
+            raise http.HTTPError(400, str(e))
+        if ref.repository != "docker.io/library/busybox":
+            raise http.HTTPError(404, f"pull access denied for {ref.familiar()}: minidocker cannot reach a "
+                                      "registry for this image yet (only busybox is built offline)")
+        stream = await req.start_stream(200, "application/json")
+        await stream.write_json({"status": f"Building {ref.familiar()} offline from busybox-static"})
+        try:
+            img = await asyncio.to_thread(busybox.build_busybox, self.engine.images, ref=str(ref))
+            await stream.write_json({"status": f"Digest: {img.manifest_digest}"})
+            await stream.write_json({"status": f"Status: Downloaded newer image for {ref.familiar()}"})
+        except Exception as e:
+            await stream.write_json({"errorDetail": {"message": str(e)}, "error": str(e)})
+        await stream.close()
+        return None
+
+
+def familiar(ref: str) -> str:
+    from ..images.reference import parse_reference
+    try:
+        return parse_reference(ref).familiar()
+    except ValueError:
+        return ref
+
+
+def image_summary(img) -> dict:
+    return {"Id": img.id, "ParentId": "", "RepoTags": [familiar(r) for r in img.refs], "RepoDigests": [],
+            "Created": img.created, "Size": img.size, "SharedSize": -1, "VirtualSize": img.size,
+            "Labels": (img.config.get("config") or {}).get("Labels"), "Containers": -1}
+
+
+def parse_filters(raw: str | None) -> dict:
+    if not raw:
+        return {}
+    try:
+        f = json.loads(raw)
+    except ValueError:
+        raise http.HTTPError(400, f"invalid filter: {raw}")
+    if not isinstance(f, dict):
+        raise http.HTTPError(400, f"invalid filter: {raw}")
+    return f
+
+
+def read_log_lines(path: str) -> list[dict]:
+    out = []
+    try:
+        with open(path, "rb") as f:
+            for raw in f:
+                try:
+                    out.append(json.loads(raw))
+                except ValueError:
+                    continue
+    except FileNotFoundError:
+        pass
+    return out
+
+
+def read_from(path: str, pos: int) -> tuple[bytes, int]:
+    try:
+        with open(path, "rb") as f:
+            f.seek(pos)
+            data = f.read()
+            return data, pos + len(data)
+    except FileNotFoundError:
+        return b"", pos

@@ -1,0 +1,525 @@
+"""The daemon's objects and their state machine: containers and images, owned by one process.
+
+What this teaches
+-----------------
+The daemon is the single owner of state. It validates a request, records the new state atomically
+(temp + fsync + rename), and asks the runtime to do the kernel work. It keeps no kernel logic of its
+own. A container moves through docker's states::
+
+    created --start--> running --exit--> exited --start--> running ...
+       \\______________________________ rm ____________________________/--> (removed)
+
+Waiting is the interesting part: ``docker run`` asks to be told of the *next* exit (``wait``
+with ``condition=next-exit``) before it starts the container, and ``--rm`` waits for ``removed``.
+Each container keeps futures for those, completed by a watcher task that holds a ``wait``
+connection on the container's monitor — and that can be re-established by a restarted daemon.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import time
+
+from .. import runtime
+from ..images.store import ImageNotFound, ImageStore
+from ..runtime import monitor
+from ..runtime.config import ConfigError, ContainerConfig, from_create_request, validate_name
+from ..util import ZERO_TIME, atomic_write_json, new_id, now_rfc3339, parse_rfc3339, read_json
+
+log = logging.getLogger("minidockerd")
+
+
+class NotFound(LookupError):
+    pass
+
+
+class Conflict(Exception):
+    pass
+
+
+class NotModified(Exception):
+    pass
+
+
+class InvalidRequest(ValueError):
+    pass
+
+
+def signal_number(value) -> int:
+    """``SIGTERM``, ``TERM``, ``15`` -> 15 (docker accepts all three)."""
+    if value is None or value == "":
+        return signal.SIGKILL
+    s = str(value).strip().upper()
+    if s.isdigit():
+        n = int(s)
+        if 0 < n < signal.NSIG:
+            return n
+    else:
+        name = s if s.startswith("SIG") else "SIG" + s
+        if hasattr(signal.Signals, name):
+            return int(signal.Signals[name])
+    raise InvalidRequest(f"Invalid signal: {value}")
+
+
+class Container:
+    def __init__(self, cid: str, directory: str, cfg: ContainerConfig, request: dict, created: str, name: str):
+        self.id = cid
+        self.dir = directory
+        self.cfg = cfg
+        self.request = request
+        self.created = created
+        self.name = name
+        self.state = {"Status": "created", "Running": False, "Paused": False, "Restarting": False,
+                      "OOMKilled": False, "Dead": False, "Pid": 0, "ExitCode": 0, "Error": "",
+                      "StartedAt": ZERO_TIME, "FinishedAt": ZERO_TIME}
+        self.restart_count = 0
+        self.next_exit: list[asyncio.Future] = []
+        self.removed: list[asyncio.Future] = []
+        self.pending_attach: list = []
+        self.lock = asyncio.Lock()
+        self.watcher: asyncio.Task | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.state["Status"] in ("running", "paused")
+
+    def save(self) -> None:
+        atomic_write_json(os.path.join(self.dir, "state.json"),
+                          {"name": self.name, "created": self.created, "state": self.state,
+                           "restart_count": self.restart_count})
+
+
+class Engine:
+    def __init__(self, root: str):
+        self.root = root
+        self.containers: dict[str, Container] = {}
+        self.images = ImageStore(os.path.join(root, "images"))
+        os.makedirs(os.path.join(root, "containers"), exist_ok=True)
+        self.started = time.time()
+
+    # ---- lookup ---------------------------------------------------------------------------------
+    def get(self, ref: str) -> Container:
+        """By full id, by name (with or without '/'), or by an unambiguous id prefix (docker's order)."""
+        if ref in self.containers:
+            return self.containers[ref]
+        name = ref.lstrip("/")
+        for c in self.containers.values():
+            if c.name == name:
+                return c
+        matches = [c for cid, c in self.containers.items() if cid.startswith(ref)] if ref else []
+        if len(matches) == 1:
+            return matches[0]
+        if len(matches) > 1:
+            raise InvalidRequest(f"multiple IDs found with provided prefix: {ref}")
+        raise NotFound(f"No such container: {ref}")
+
+    # ---- create ---------------------------------------------------------------------------------
+    def create(self, body: dict, name: str | None) -> tuple[str, list[str]]:
+        if not isinstance(body, dict):
+            raise InvalidRequest("invalid JSON: the request body must be an object")
+        image_name = body.get("Image")
+        if not image_name:
+            raise InvalidRequest("No image was specified")
+        try:
+            image = self.images.resolve(image_name)
+        except ImageNotFound as e:
+            raise NotFound(str(e))
+        except ValueError as e:
+            raise InvalidRequest(str(e))
+        if name:
+            try:
+                name = validate_name(name)
+            except ConfigError as e:
+                raise InvalidRequest(str(e))
+            for c in self.containers.values():
+                if c.name == name:
+                    raise Conflict(f'Conflict. The container name "/{name}" is already in use by container '
+                                   f'"{c.id}". You have to remove (or rename) that container to be able to '
+                                   "reuse that name.")
+        cid = new_id()
+        name = name or self.generate_name()
+        directory = os.path.join(self.root, "containers", cid)
+        try:
+            cfg = from_create_request(body, cid=cid, name=name, image_id=image.id,
+                                      image_ref=image_name, image_config=image.config.get("config", {}),
+                                      lowerdirs=self.images.layer_dirs(image),
+                                      upperdir=os.path.join(directory, "upper"),
+                                      workdir=os.path.join(directory, "work"))
+        except ConfigError as e:
+            raise InvalidRequest(str(e))
+        host = body.get("HostConfig") or {}
+        console = host.get("ConsoleSize")
+        console = console if console and any(console) else None
+        runtime.create(directory, cfg, body, console_size=console)
+        c = Container(cid, directory, cfg, body, now_rfc3339(), name)
+        c.save()
+        self.containers[cid] = c
+        return cid, []
+
+    def generate_name(self) -> str:
+        adjectives = ["brave", "calm", "eager", "fancy", "gentle", "happy", "jolly", "kind", "lucid", "merry",
+                      "nifty", "quirky", "serene", "tender", "vivid", "witty", "zealous", "bold", "keen", "proud"]
+        scientists = ["curie", "darwin", "euler", "fermi", "gauss", "hopper", "kepler", "lovelace", "noether",
+                      "pascal", "ritchie", "shannon", "thompson", "turing", "torvalds", "wozniak", "babbage"]
+        used = {c.name for c in self.containers.values()}
+        while True:
+            n = f"{adjectives[os.urandom(1)[0] % len(adjectives)]}_{scientists[os.urandom(1)[0] % len(scientists)]}"
+            if n not in used:
+                return n
+            n += str(os.urandom(1)[0])
+            if n not in used:
+                return n
+
+    # ---- start, attach, wait --------------------------------------------------------------------
+    async def start(self, ref: str) -> None:
+        c = self.get(ref)
+        async with c.lock:
+            if c.running:
+                raise NotModified()
+            if c.state["Status"] == "removing":
+                raise Conflict(f"container {c.id} is marked for removal and cannot be started")
+            if c.state["Status"] == "exited":
+                await asyncio.to_thread(self.reset_for_restart, c)
+            # 1. The monitor creates the container and stops it just before exec.
+            try:
+                pid = await asyncio.to_thread(runtime.spawn_paused, c.dir)
+            except RuntimeError as e:
+                c.state.update(Status="exited" if c.state["StartedAt"] != ZERO_TIME else "created",
+                               Error=str(e), ExitCode=127 if "exec" in str(e) else 128)
+                c.save()
+                raise StartError(str(e))
+            # 2. Clients that attached before start are connected now, so no output is lost.
+            pending, c.pending_attach = c.pending_attach, []
+            for conn in pending:
+                await self.connect_attach(c, *conn)
+            # 3. Go: the container execs. Record the state before anyone can observe the exit.
+            reply = await asyncio.to_thread(runtime.release, c.dir)
+            c.state.update(Status="running", Running=True, Pid=pid, ExitCode=0, Error="",
+                           StartedAt=reply.get("started_at") or now_rfc3339(), FinishedAt=ZERO_TIME,
+                           OOMKilled=False)
+            c.save()
+            c.watcher = asyncio.create_task(self.watch(c))
+
+    def reset_for_restart(self, c: Container) -> None:
+        for f in ("exit.json", "monitor.json"):
+            try:
+                os.unlink(os.path.join(c.dir, f))
+            except FileNotFoundError:
+                pass
+
+    async def watch(self, c: Container) -> None:
+        """Hold a ``wait`` request on the monitor; record the exit; complete waiters; auto-remove."""
+        exit_rec = None
+        try:
+            sock = await asyncio.to_thread(monitor.connect_ctl, c.dir, 5)
+            sock.setblocking(False)
+            reader, writer = await asyncio.open_unix_connection(sock=sock)
+            writer.write(b'{"op":"wait"}\n')
+            await writer.drain()
+            line = await reader.readline()
+            writer.close()
+            if line:
+                import json
+                exit_rec = json.loads(line)
+        except (OSError, ValueError) as e:
+            log.debug("wait on monitor of %s failed: %s", c.id[:12], e)
+        if exit_rec is None:
+            exit_rec = read_json(os.path.join(c.dir, "exit.json")) or {
+                "exit_code": 255, "finished_at": now_rfc3339(), "error": "the container's monitor disappeared"}
+        await self.on_exit(c, exit_rec)
+
+    async def on_exit(self, c: Container, rec: dict) -> None:
+        c.state.update(Status="exited", Running=False, Paused=False, Pid=0,
+                       ExitCode=int(rec.get("exit_code", 255)), FinishedAt=rec.get("finished_at") or now_rfc3339(),
+                       OOMKilled=bool(rec.get("oom_killed")), Error=rec.get("error") or "")
+        if os.path.isdir(c.dir):
+            c.save()
+        code = c.state["ExitCode"]
+        for f in c.next_exit:
+            if not f.done():
+                f.set_result(code)
+        c.next_exit.clear()
+        if c.cfg.auto_remove:
+            await self.remove(c.id, force=True)
+
+    async def connect_attach(self, c: Container, reader, writer, opts: dict, done: asyncio.Future) -> None:
+        """Join a hijacked client connection to the monitor's stream for this container."""
+        try:
+            sock = await asyncio.to_thread(monitor.connect_ctl, c.dir, 5)
+            sock.setblocking(False)
+            mreader, mwriter = await asyncio.open_unix_connection(sock=sock)
+            import json
+            mwriter.write(json.dumps({"op": "attach", **opts}).encode() + b"\n")
+            await mwriter.drain()
+            ok = await mreader.readline()
+            if ok.strip() != b"ok":
+                raise OSError("container is not running")
+        except OSError:
+            if not done.done():
+                done.set_result(None)
+            return
+        asyncio.create_task(pipe_streams(reader, writer, mreader, mwriter, opts.get("stdin", False), done))
+
+    async def attach(self, ref: str, reader, writer, opts: dict) -> asyncio.Future:
+        """Returns a future that completes when the attach stream ends."""
+        c = self.get(ref)
+        done = asyncio.get_running_loop().create_future()
+        if c.state["Status"] == "created" or (c.state["Status"] == "exited" and c.lock.locked()):
+            c.pending_attach.append((reader, writer, opts, done))
+        elif c.running:
+            await self.connect_attach(c, reader, writer, opts, done)
+        else:
+            # docker attaches to a stopped container and waits for its next start; keep it simple:
+            # the stream joins at the next start.
+            c.pending_attach.append((reader, writer, opts, done))
+        return done
+
+    async def wait(self, ref: str, condition: str) -> int:
+        c = self.get(ref)
+        loop = asyncio.get_running_loop()
+        if condition in ("", "not-running"):
+            if not c.running and c.state["Status"] != "created":
+                return c.state["ExitCode"]
+            if c.state["Status"] == "created" and condition == "not-running":
+                return c.state["ExitCode"]
+            f = loop.create_future()
+            c.next_exit.append(f)
+            return await f
+        if condition == "next-exit":
+            f = loop.create_future()
+            c.next_exit.append(f)
+            return await f
+        if condition == "removed":
+            f = loop.create_future()
+            c.removed.append(f)
+            return await f
+        raise InvalidRequest(f"invalid condition: {condition!r}")
+
+    # ---- kill, stop, remove ---------------------------------------------------------------------
+    def kill(self, ref: str, sig) -> None:
+        c = self.get(ref)
+        num = signal_number(sig)
+        if not c.running:
+            raise Conflict(f"Cannot kill container: {c.id}: Container {c.id} is not running")
+        runtime.kill(c.state["Pid"], num)
+
+    async def stop(self, ref: str, timeout: int | None, sig=None) -> None:
+        c = self.get(ref)
+        if not c.running:
+            raise NotModified()
+        num = signal_number(sig or c.cfg.stop_signal)
+        f = asyncio.get_running_loop().create_future()
+        c.next_exit.append(f)
+        runtime.kill(c.state["Pid"], num)
+        try:
+            await asyncio.wait_for(asyncio.shield(f), 10 if timeout is None or timeout < 0 else timeout)
+        except asyncio.TimeoutError:
+            runtime.kill(c.state["Pid"], signal.SIGKILL)
+            await f
+
+    async def remove(self, ref: str, force: bool = False) -> None:
+        c = self.get(ref)
+        if c.running:
+            if not force:
+                raise Conflict(f"You cannot remove a running container {c.id}. Stop the container before "
+                               "attempting removal or force remove")
+            f = asyncio.get_running_loop().create_future()
+            c.next_exit.append(f)
+            runtime.kill(c.state["Pid"], signal.SIGKILL)
+            await f
+            if c.id not in self.containers:  # auto-removed meanwhile
+                return
+        if c.state["Status"] == "removing":
+            return
+        c.state["Status"] = "removing"
+        self.containers.pop(c.id, None)
+        for conn in c.pending_attach:
+            conn[1].close()
+            if not conn[3].done():
+                conn[3].set_result(None)
+        await asyncio.to_thread(runtime.delete, c.dir)
+        for f in c.removed + c.next_exit:
+            if not f.done():
+                f.set_result(c.state["ExitCode"])
+
+    # ---- daemon restart -------------------------------------------------------------------------
+    async def load(self) -> None:
+        """Read every container back from disk and re-attach to those still running."""
+        base = os.path.join(self.root, "containers")
+        for cid in sorted(os.listdir(base)):
+            d = os.path.join(base, cid)
+            conf, st = read_json(os.path.join(d, "config.json")), read_json(os.path.join(d, "state.json"))
+            if not conf or not st:
+                log.warning("removing half-created container directory %s", d)
+                await asyncio.to_thread(runtime.delete, d)
+                continue
+            c = Container(cid, d, ContainerConfig.from_dict(conf["runtime"]), conf["request"], st["created"], st["name"])
+            c.state.update(st["state"])
+            c.restart_count = st.get("restart_count", 0)
+            self.containers[cid] = c
+            if c.state["Status"] in ("running", "paused"):
+                c.watcher = asyncio.create_task(self.watch(c))
+            elif c.state["Status"] == "removing":
+                self.containers.pop(cid)
+                await asyncio.to_thread(runtime.delete, d)
+
+    # ---- views ----------------------------------------------------------------------------------
+    def inspect(self, ref: str) -> dict:
+        c = self.get(ref)
+        req = c.request
+        host = dict(req.get("HostConfig") or {})
+        host.setdefault("NetworkMode", "default")
+        host["LogConfig"] = {"Type": "json-file", "Config": {}}
+        host.setdefault("AutoRemove", c.cfg.auto_remove)
+        host.setdefault("RestartPolicy", {"Name": "no", "MaximumRetryCount": 0})
+        try:
+            image_cfg = self.images.resolve(c.cfg.image_id).config.get("config", {})
+        except Exception:
+            image_cfg = {}
+        return {
+            "Id": c.id, "Created": c.created, "Path": c.cfg.argv[0], "Args": c.cfg.argv[1:],
+            "State": dict(c.state), "Image": c.cfg.image_id,
+            "ResolvConfPath": os.path.join(c.dir, "resolv.conf"),
+            "HostnamePath": os.path.join(c.dir, "hostname"), "HostsPath": os.path.join(c.dir, "hosts"),
+            "LogPath": os.path.join(c.dir, "container.log"), "Name": "/" + c.name,
+            "RestartCount": c.restart_count, "Driver": "overlay", "Platform": "linux",
+            "MountLabel": "", "ProcessLabel": "", "AppArmorProfile": "", "ExecIDs": None,
+            "HostConfig": host,
+            "GraphDriver": {"Name": "overlay", "Data": {
+                "LowerDir": ":".join(c.cfg.lowerdirs), "UpperDir": c.cfg.upperdir,
+                "WorkDir": c.cfg.workdir, "MergedDir": os.path.join(c.dir, "rootfs")}},
+            "Mounts": [],
+            "Config": {
+                "Hostname": c.cfg.hostname, "Domainname": c.cfg.domainname, "User": c.cfg.user,
+                "AttachStdin": bool(req.get("AttachStdin")), "AttachStdout": bool(req.get("AttachStdout")),
+                "AttachStderr": bool(req.get("AttachStderr")), "Tty": c.cfg.tty,
+                "OpenStdin": c.cfg.open_stdin, "StdinOnce": c.cfg.stdin_once, "Env": c.cfg.env,
+                "Cmd": req.get("Cmd") if req.get("Cmd") else image_cfg.get("Cmd"),
+                "Image": c.cfg.image_ref, "Volumes": req.get("Volumes"), "WorkingDir": c.cfg.working_dir,
+                "Entrypoint": req.get("Entrypoint") if req.get("Entrypoint") is not None else image_cfg.get("Entrypoint"),
+                "OnBuild": None, "Labels": c.cfg.labels, "StopSignal": c.cfg.stop_signal},
+            "NetworkSettings": {"Bridge": "", "SandboxID": "", "Ports": {}, "Networks": {},
+                                "IPAddress": "", "Gateway": "", "MacAddress": ""},
+        }
+
+    def summary(self, c: Container) -> dict:
+        st = c.state
+        if st["Status"] == "running":
+            status = "Up " + human_duration(time.time() - parse_rfc3339(st["StartedAt"]))
+        elif st["Status"] == "exited":
+            status = f"Exited ({st['ExitCode']}) " + human_duration(time.time() - parse_rfc3339(st["FinishedAt"])) + " ago"
+        else:
+            status = st["Status"].capitalize()
+        return {"Id": c.id, "Names": ["/" + c.name], "Image": c.cfg.image_ref, "ImageID": c.cfg.image_id,
+                "Command": " ".join(c.cfg.argv), "Created": int(parse_rfc3339(c.created)),
+                "Ports": [], "Labels": c.cfg.labels, "State": st["Status"], "Status": status,
+                "HostConfig": {"NetworkMode": "default"}, "NetworkSettings": {"Networks": {}}, "Mounts": []}
+
+    def list(self, all_: bool = False, filters: dict | None = None, limit: int = -1) -> list[dict]:
+        items = sorted(self.containers.values(), key=lambda c: c.created, reverse=True)
+        out = []
+        for c in items:
+            if not all_ and not c.running and not filters:
+                continue
+            if filters and not matches_filters(c, filters):
+                continue
+            out.append(self.summary(c))
+        return out[:limit] if limit and limit > 0 else out
+
+
+class StartError(Exception):
+    pass
+
+
+def matches_filters(c: Container, filters: dict) -> bool:
+    def values(key):
+        v = filters.get(key)
+        if v is None:
+            return None
+        return list(v.keys()) if isinstance(v, dict) else list(v)
+
+    for key in filters:
+        vals = values(key)
+        if key == "status" and c.state["Status"] not in vals:
+            return False
+        if key == "name" and not any(v.lstrip("/") in c.name for v in vals):
+            return False
+        if key == "id" and not any(c.id.startswith(v) for v in vals):
+            return False
+        if key == "label":
+            for v in vals:
+                k, _, want = v.partition("=")
+                if k not in c.cfg.labels or (want and c.cfg.labels[k] != want):
+                    return False
+        if key == "ancestor" and not any(v in (c.cfg.image_ref, c.cfg.image_id) for v in vals):
+            return False
+    return True
+
+
+def human_duration(seconds: float) -> str:
+    """Docker's units.HumanDuration: "Less than a second", "3 seconds", "About a minute", ..."""
+    s = int(seconds)
+    if s < 1:
+        return "Less than a second"
+    if s == 1:
+        return "1 second"
+    if s < 60:
+        return f"{s} seconds"
+    m = s // 60
+    if m == 1:
+        return "About a minute"
+    if m < 60:
+        return f"{m} minutes"
+    h = round(s / 3600)
+    if h == 1:
+        return "About an hour"
+    if h < 48:
+        return f"{h} hours"
+    return f"{h // 24} days"
+
+
+async def pipe_streams(creader, cwriter, mreader, mwriter, with_stdin: bool, done: asyncio.Future) -> None:
+    """Copy monitor -> client until the monitor closes; client -> monitor (stdin) until client EOF.
+
+    The client may half-close at once (the docker CLI does when it has no stdin): that only ends the
+    stdin direction; output keeps flowing until the container's stream ends."""
+    async def upstream():
+        try:
+            while True:
+                data = await creader.read(65536)
+                if not data:
+                    break
+                if with_stdin:
+                    mwriter.write(data)
+                    await mwriter.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            try:
+                if mwriter.can_write_eof():
+                    mwriter.write_eof()
+            except OSError:
+                pass
+
+    up = asyncio.create_task(upstream())
+    try:
+        while True:
+            data = await mreader.read(65536)
+            if not data:
+                break
+            cwriter.write(data)
+            await cwriter.drain()
+    except (ConnectionError, OSError):
+        pass
+    finally:
+        up.cancel()
+        for w in (mwriter, cwriter):
+            try:
+                w.close()
+            except Exception:
+                pass
+        if not done.done():
+            done.set_result(None)

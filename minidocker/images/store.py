@@ -1,0 +1,618 @@
+"""The daemon's image store, kept in the OCI image-layout format.
+
+What this teaches
+-----------------
+An image is three kinds of *content-addressed* blobs (OCI image-spec: descriptor.md "Digests",
+manifest.md, config.md, layer.md) and one mutable file of names (image-layout.md "index.json"):
+
+    ROOT/oci-layout              {"imageLayoutVersion": "1.0.0"}
+    ROOT/index.json              an image index; each tag is a manifest descriptor whose annotation
+                                 org.opencontainers.image.ref.name = "docker.io/library/busybox:latest"
+    ROOT/blobs/sha256/<hex>      manifests, configs, layers: the file name IS the sha256 of the bytes
+    ROOT/snapshots/<chainid>/fs  extracted layers (ours, not OCI: the layout allows extra files)
+
+Three ids to keep apart:
+
+* the *manifest digest* (what a registry serves, ``busybox@sha256:...``);
+* the *image id* = the digest of the config blob (what ``docker images`` shows);
+* a layer's *DiffID* (digest of its uncompressed tar, listed in the config) and the *ChainID*
+  that names "this layer applied on top of those" (config.md "Layer ChainID").
+
+Rules the code follows:
+
+* A blob becomes visible only once its bytes are known to match its name: write a temporary file in
+  the blob directory, hash while writing, compare digest and size, fsync, rename. A mismatch raises
+  :class:`DigestMismatch` and leaves nothing behind. Two writers of the same blob are harmless:
+  both renames put identical bytes in place.
+* index.json is replaced atomically (util.atomic_write) under an flock, so readers see the old or
+  the new list of tags and concurrent taggers do not lose each other's updates.
+* Each layer is extracted once, into ``snapshots/<chainid>/fs``: first into a temporary directory
+  next to it, then renamed, so a half-extracted layer is never visible; images that share a base
+  share its directories. Layers keep overlayfs-style whiteouts (see layers.py): the directories are
+  meant to be stacked as ``lowerdir=`` of an overlay mount, top-most first.
+* An image whose last tag is removed or moved stays in the index without a name (docker's
+  "dangling" ``<none>:<none>`` image) until :meth:`ImageStore.delete`. Blob GC comes later.
+"""
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import hashlib
+import json
+import os
+import re
+import secrets
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from typing import BinaryIO, Iterable
+
+from ..util import atomic_write_json, parse_rfc3339, read_json
+from .layers import LayerError, apply_layer
+from .reference import InvalidReference, Reference, parse_reference
+
+MEDIA_TYPE_LAYOUT_VERSION = "1.0.0"
+MEDIA_TYPE_INDEX = "application/vnd.oci.image.index.v1+json"
+MEDIA_TYPE_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+MEDIA_TYPE_CONFIG = "application/vnd.oci.image.config.v1+json"
+MEDIA_TYPE_LAYER = "application/vnd.oci.image.layer.v1.tar"
+MEDIA_TYPE_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
+DOCKER_MEDIA_TYPE_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+DOCKER_MEDIA_TYPE_CONFIG = "application/vnd.docker.container.image.v1+json"
+DOCKER_MEDIA_TYPE_LAYER_GZIP = "application/vnd.docker.image.rootfs.diff.tar.gzip"
+MANIFEST_MEDIA_TYPES = (MEDIA_TYPE_MANIFEST, DOCKER_MEDIA_TYPE_MANIFEST)
+REF_NAME_ANNOTATION = "org.opencontainers.image.ref.name"
+
+_DIGEST_RE = re.compile(r"sha256:[a-f0-9]{64}")
+_FULL_ID_RE = re.compile(r"(?:sha256:)?([a-f0-9]{64})")
+_ID_PREFIX_RE = re.compile(r"(?:sha256:)?([a-f0-9]{4,64})")
+_CHUNK = 1 << 20
+
+
+class InvalidDigest(ValueError):
+    """Not a ``sha256:<64 lowercase hex>`` string."""
+
+
+class DigestMismatch(ValueError):
+    """Content does not match the digest (or size) it was announced with."""
+
+
+class BlobNotFound(LookupError):
+    """A blob the caller needs is not in the content store."""
+
+
+class InvalidImage(ValueError):
+    """A manifest or config that is not a usable OCI image."""
+
+
+class ImageNotFound(LookupError):
+    """``No such image: busybox:latest`` (docker's wording; clients key on "No such image")."""
+
+
+class AmbiguousImage(ImageNotFound):
+    """An id prefix that matches more than one image."""
+
+
+def validate_digest(digest: str) -> str:
+    if not isinstance(digest, str) or not _DIGEST_RE.fullmatch(digest):
+        raise InvalidDigest(f"invalid digest {digest!r}: want sha256:<64 lowercase hex digits>")
+    return digest
+
+
+def sha256_digest(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def chain_ids(diff_ids: Iterable[str]) -> list[str]:
+    """ChainID(L0) = DiffID(L0); ChainID(L0..Ln) = sha256(ChainID(L0..Ln-1) + " " + DiffID(Ln))."""
+    out: list[str] = []
+    for diff_id in diff_ids:
+        out.append(diff_id if not out else sha256_digest(f"{out[-1]} {diff_id}".encode()))
+    return out
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+# ============================================================================================
+# Blobs
+
+
+class ContentStore:
+    """``ROOT/blobs/sha256/<hex>``: write-once files named by the sha256 of their bytes."""
+
+    def __init__(self, root: str):
+        self.root = os.path.abspath(root)
+        self.blob_dir = os.path.join(self.root, "blobs", "sha256")
+        os.makedirs(self.blob_dir, exist_ok=True)
+
+    def path(self, digest: str) -> str:
+        return os.path.join(self.blob_dir, validate_digest(digest)[len("sha256:"):])
+
+    def has(self, digest: str) -> bool:
+        return os.path.isfile(self.path(digest))
+
+    def size(self, digest: str) -> int:
+        try:
+            return os.stat(self.path(digest)).st_size
+        except FileNotFoundError:
+            raise BlobNotFound(f"blob {digest} is not in the content store") from None
+
+    def open(self, digest: str) -> BinaryIO:
+        try:
+            return open(self.path(digest), "rb")
+        except FileNotFoundError:
+            raise BlobNotFound(f"blob {digest} is not in the content store") from None
+
+    def read(self, digest: str) -> bytes:
+        with self.open(digest) as f:
+            return f.read()
+
+    def delete(self, digest: str) -> bool:
+        try:
+            os.unlink(self.path(digest))
+            return True
+        except FileNotFoundError:
+            return False
+
+    def verify(self, digest: str) -> bool:
+        """Re-hash a stored blob (to detect on-disk corruption)."""
+        h = hashlib.sha256()
+        with self.open(digest) as f:
+            while chunk := f.read(_CHUNK):
+                h.update(chunk)
+        return "sha256:" + h.hexdigest() == digest
+
+    def put(self, data: bytes, expected: str | None = None) -> str:
+        """Store ``data``; return its digest. With ``expected``, a different digest is an error."""
+        digest = sha256_digest(data)
+        if expected is not None and validate_digest(expected) != digest:
+            raise DigestMismatch(f"digest mismatch: expected {expected}, content is {digest} "
+                                 f"({len(data)} bytes)")
+        if not self.has(digest):
+            self._write_verified([data], digest, len(data))
+        return digest
+
+    def ingest(self, src, expected_digest: str, expected_size: int | None = None) -> str:
+        """Stream a blob from a binary file object or a path, verifying digest and size."""
+        validate_digest(expected_digest)
+        if isinstance(src, (str, os.PathLike)):
+            with open(src, "rb") as f:
+                return self.ingest(f, expected_digest, expected_size)
+        if self.has(expected_digest) and (expected_size is None
+                                          or self.size(expected_digest) == expected_size):
+            return expected_digest
+        return self._write_verified(iter(lambda: src.read(_CHUNK), b""), expected_digest,
+                                    expected_size)
+
+    def _write_verified(self, chunks: Iterable[bytes], expected: str, size: int | None) -> str:
+        tmp = os.path.join(self.blob_dir, f".tmp-{expected[7:19]}-{secrets.token_hex(6)}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                h, written = hashlib.sha256(), 0
+                for chunk in chunks:
+                    written += len(chunk)
+                    if size is not None and written > size:
+                        raise DigestMismatch(f"size mismatch for {expected}: more than the "
+                                             f"expected {size} bytes")
+                    h.update(chunk)
+                    out.write(chunk)
+                got = "sha256:" + h.hexdigest()
+                if size is not None and written != size:
+                    raise DigestMismatch(f"size mismatch for {expected}: expected {size} bytes, "
+                                         f"got {written}")
+                if got != expected:
+                    raise DigestMismatch(f"digest mismatch: expected {expected}, content is {got}")
+                out.flush()
+                os.fsync(out.fileno())
+            os.rename(tmp, self.path(expected))
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+        _fsync_dir(self.blob_dir)
+        return expected
+
+
+# ============================================================================================
+# Images
+
+
+@dataclass
+class Image:
+    """One stored image (one manifest). ``id`` is docker's image id: the config blob's digest."""
+
+    id: str
+    manifest_digest: str
+    manifest: dict
+    config: dict
+    refs: list[str] = field(default_factory=list)  # full normalized references
+    created: int = 0
+    size: int = 0
+    diff_ids: list[str] = field(default_factory=list)
+    chain_ids: list[str] = field(default_factory=list)
+
+    @property
+    def short_id(self) -> str:
+        return self.id.split(":", 1)[1][:12]
+
+    @property
+    def repo_tags(self) -> list[str]:
+        """Familiar forms (``busybox:latest``), as docker's API reports RepoTags."""
+        return [parse_reference(r).familiar() for r in self.refs]
+
+    @property
+    def _exec(self) -> dict:
+        return self.config.get("config") or {}
+
+    @property
+    def cmd(self) -> list[str] | None:
+        return self._exec.get("Cmd")
+
+    @property
+    def entrypoint(self) -> list[str] | None:
+        return self._exec.get("Entrypoint")
+
+    @property
+    def env(self) -> list[str]:
+        return list(self._exec.get("Env") or [])
+
+    @property
+    def working_dir(self) -> str:
+        return self._exec.get("WorkingDir") or ""
+
+    @property
+    def user(self) -> str:
+        return self._exec.get("User") or ""
+
+    @property
+    def labels(self) -> dict:
+        return dict(self._exec.get("Labels") or {})
+
+    @property
+    def architecture(self) -> str:
+        return self.config.get("architecture", "")
+
+    @property
+    def os(self) -> str:
+        return self.config.get("os", "")
+
+
+def _ref_name(entry: dict) -> str | None:
+    return (entry.get("annotations") or {}).get(REF_NAME_ANNOTATION)
+
+
+def _parse_json(data: bytes, what: str) -> dict:
+    try:
+        obj = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise InvalidImage(f"{what} is not valid JSON: {e}") from None
+    if not isinstance(obj, dict):
+        raise InvalidImage(f"{what} is not a JSON object")
+    return obj
+
+
+def _check_manifest(m: dict) -> None:
+    """manifest.md: schemaVersion 2, a config descriptor and at least one layer descriptor."""
+    if m.get("schemaVersion") != 2:
+        raise InvalidImage(f"manifest schemaVersion must be 2, not {m.get('schemaVersion')!r}")
+    media_type = m.get("mediaType", MEDIA_TYPE_MANIFEST)
+    if media_type not in MANIFEST_MEDIA_TYPES:
+        raise InvalidImage(f"not an image manifest: mediaType {media_type!r}")
+    if not isinstance(m.get("config"), dict):
+        raise InvalidImage("manifest has no config descriptor")
+    if not isinstance(m.get("layers"), list) or not m["layers"]:
+        raise InvalidImage("manifest has no layers")
+
+
+def _check_config(config: dict, manifest: dict) -> None:
+    """config.md: rootfs.type is "layers" and there is one DiffID per layer."""
+    rootfs = config.get("rootfs") or {}
+    if rootfs.get("type") != "layers":
+        raise InvalidImage(f"image config rootfs.type must be 'layers', not {rootfs.get('type')!r}")
+    diff_ids = rootfs.get("diff_ids") or []
+    if len(diff_ids) != len(manifest["layers"]):
+        raise InvalidImage(f"image config lists {len(diff_ids)} diff_ids for "
+                           f"{len(manifest['layers'])} layers")
+    for d in diff_ids:
+        validate_digest(d)
+
+
+class ImageStore:
+    """Images and their names in an OCI image layout at ``root``; layer snapshots beside them."""
+
+    def __init__(self, root: str):
+        self.root = os.path.abspath(root)
+        os.makedirs(self.root, exist_ok=True)
+        self.content = ContentStore(self.root)
+        self.index_path = os.path.join(self.root, "index.json")
+        self.snapshots_dir = os.path.join(self.root, "snapshots")
+        self._lock_path = os.path.join(self.root, ".index.lock")
+        self._parsed: dict[str, tuple[dict, dict]] = {}  # manifest digest -> (manifest, config)
+        self._init_layout()
+
+    # ---- index.json --------------------------------------------------------------------
+
+    def _init_layout(self) -> None:
+        layout = os.path.join(self.root, "oci-layout")
+        if read_json(layout) is None:
+            atomic_write_json(layout, {"imageLayoutVersion": MEDIA_TYPE_LAYOUT_VERSION})
+        with self._locked():
+            if read_json(self.index_path) is None:
+                self._write_index([])
+
+    @contextlib.contextmanager
+    def _locked(self):
+        """An exclusive flock: serialises index updates across threads and processes."""
+        with open(self._lock_path, "a") as f:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+    def _entries(self) -> list[dict]:
+        index = read_json(self.index_path, default={"manifests": []})
+        return list(index.get("manifests") or [])
+
+    def _write_index(self, entries: list[dict]) -> None:
+        entries = sorted(entries, key=lambda e: (_ref_name(e) is None, _ref_name(e) or "",
+                                                 e["digest"]))
+        atomic_write_json(self.index_path, {"schemaVersion": 2, "mediaType": MEDIA_TYPE_INDEX,
+                                            "manifests": entries})
+
+    @contextlib.contextmanager
+    def _editing(self):
+        """Read-modify-write index.json under the lock: ``with self._editing() as entries: ...``."""
+        with self._locked():
+            entries = self._entries()
+            yield entries
+            self._write_index(entries)
+
+    # ---- loading images ----------------------------------------------------------------
+
+    def _parse(self, manifest_digest: str) -> tuple[dict, dict]:
+        if manifest_digest not in self._parsed:  # blobs never change, so caching is safe
+            manifest = _parse_json(self.content.read(manifest_digest), "manifest")
+            config = _parse_json(self.content.read(manifest["config"]["digest"]), "image config")
+            self._parsed[manifest_digest] = (manifest, config)
+        return self._parsed[manifest_digest]
+
+    def _image(self, manifest_digest: str, refs: Iterable[str]) -> Image:
+        manifest, config = self._parse(manifest_digest)
+        diff_ids = list(config["rootfs"]["diff_ids"])
+        return Image(
+            id=manifest["config"]["digest"], manifest_digest=manifest_digest, manifest=manifest,
+            config=config, refs=sorted(refs), created=int(parse_rfc3339(config.get("created") or "")),
+            size=sum(int(layer.get("size", 0)) for layer in manifest["layers"]),
+            diff_ids=diff_ids, chain_ids=chain_ids(diff_ids))
+
+    def _images_from(self, entries: list[dict]) -> list[Image]:
+        refs: dict[str, list[str]] = {}
+        for e in entries:
+            if e.get("mediaType", MEDIA_TYPE_MANIFEST) not in MANIFEST_MEDIA_TYPES:
+                continue  # unknown media types must not be an error (image-layout.md)
+            names = refs.setdefault(e["digest"], [])
+            if _ref_name(e):
+                names.append(_ref_name(e))
+        return [self._image(d, names) for d, names in refs.items()]
+
+    def list(self) -> list[Image]:
+        """All images, newest first (as ``docker images`` sorts)."""
+        return sorted(self._images_from(self._entries()), key=lambda i: (-i.created, i.id))
+
+    # ---- adding and naming -------------------------------------------------------------
+
+    def _check_present(self, desc: dict, what: str) -> None:
+        digest = validate_digest(desc.get("digest"))
+        if not self.content.has(digest):
+            raise BlobNotFound(f"{what} {digest} is not in the content store")
+        if "size" in desc and self.content.size(digest) != desc["size"]:
+            raise DigestMismatch(f"{what} {digest}: stored size {self.content.size(digest)} "
+                                 f"differs from the descriptor's {desc['size']}")
+
+    def add_image(self, manifest_bytes: bytes, ref: str | None = None) -> Image:
+        """Store a manifest whose config and layers are already blobs; tag it ``ref`` if given."""
+        manifest = _parse_json(manifest_bytes, "manifest")
+        _check_manifest(manifest)
+        self._check_present(manifest["config"], "image config")
+        for n, layer in enumerate(manifest["layers"], 1):
+            self._check_present(layer, f"layer {n} of {len(manifest['layers'])}")
+        config = _parse_json(self.content.read(manifest["config"]["digest"]), "image config")
+        _check_config(config, manifest)
+        named = self._taggable(ref) if ref is not None else None
+        digest = self.content.put(manifest_bytes)
+        desc = {"mediaType": manifest.get("mediaType", MEDIA_TYPE_MANIFEST), "digest": digest,
+                "size": len(manifest_bytes)}
+        if config.get("architecture") and config.get("os"):
+            desc["platform"] = {"architecture": config["architecture"], "os": config["os"]}
+        with self._editing() as entries:
+            if named is not None:
+                _set_tag(entries, desc, str(named))
+            else:
+                _keep_dangling(entries, desc)
+        return self._image(digest, self._refs_of(digest))
+
+    @staticmethod
+    def _taggable(ref: str) -> Reference:
+        named = parse_reference(ref)
+        if named.digest is not None:
+            raise InvalidReference(f'refusing to create a tag with a digest reference: "{ref}"')
+        return named
+
+    def _refs_of(self, manifest_digest: str) -> list[str]:
+        return [_ref_name(e) for e in self._entries()
+                if e["digest"] == manifest_digest and _ref_name(e)]
+
+    def tag(self, image: Image | str, ref: str) -> str:
+        """Point ``ref`` at ``image`` (moving it from any other image); return the full ref."""
+        image = image if isinstance(image, Image) else self.resolve(image)
+        named = str(self._taggable(ref))
+        with self._editing() as entries:
+            current = [e for e in entries if e["digest"] == image.manifest_digest]
+            if not current:
+                raise ImageNotFound(f"No such image: {image.id}")
+            _set_tag(entries, _without_ref(current[0]), named)
+        image.refs = sorted(set(image.refs) | {named})
+        return named
+
+    def untag(self, ref: str) -> bool:
+        """Remove the name ``ref``; the image stays (dangling) if it has no other name."""
+        named = str(parse_reference(ref))
+        with self._editing() as entries:
+            gone = [e for e in entries if _ref_name(e) == named]
+            entries[:] = [e for e in entries if _ref_name(e) != named]
+            for e in gone:
+                _keep_dangling(entries, _without_ref(e))
+        return bool(gone)
+
+    def delete(self, image: Image | str) -> list[str]:
+        """Remove every index entry of the image id; return the refs that were untagged.
+        Blobs and snapshots stay until a garbage collector (a later chapter) removes them."""
+        image = image if isinstance(image, Image) else self.resolve(image)
+        with self._editing() as entries:
+            doomed = [e for e in entries if e["digest"] == image.manifest_digest
+                      or self._config_digest(e) == image.id]
+            entries[:] = [e for e in entries if e not in doomed]
+        return sorted(_ref_name(e) for e in doomed if _ref_name(e))
+
+    def _config_digest(self, entry: dict) -> str | None:
+        if entry.get("mediaType", MEDIA_TYPE_MANIFEST) not in MANIFEST_MEDIA_TYPES:
+            return None
+        try:
+            return self._parse(entry["digest"])[0]["config"]["digest"]
+        except (BlobNotFound, InvalidImage, KeyError):
+            return None
+
+    # ---- finding -----------------------------------------------------------------------
+
+    def resolve(self, name_or_id: str) -> Image:
+        """Find an image by reference (``busybox``, ``busybox:latest``, full form, ``name@digest``),
+        by full id (``sha256:<hex>`` or bare hex) or by an unambiguous id prefix (>= 4 hex digits).
+        Order as docker's GetImage: full id, then name, then id prefix."""
+        s = name_or_id
+        full = _FULL_ID_RE.fullmatch(s)
+        if full:
+            image_id = "sha256:" + full.group(1)
+            found = [i for i in self._images_from(self._entries()) if i.id == image_id]
+            if found:
+                return found[0]
+            raise ImageNotFound(f"No such image: {image_id}")
+        named = None
+        try:
+            named = parse_reference(s)
+        except InvalidReference:
+            if not _ID_PREFIX_RE.fullmatch(s):
+                raise
+        if named is not None:
+            found = self._by_reference(named)
+            if found is not None:
+                return found
+        prefix = _ID_PREFIX_RE.fullmatch(s)
+        if prefix:
+            found = self._by_id_prefix(prefix.group(1), s)
+            if found is not None:
+                return found
+        raise ImageNotFound(f"No such image: {named.familiar() if named else s}")
+
+    def _by_reference(self, named: Reference) -> Image | None:
+        entries = self._entries()
+        if named.digest is not None:  # name@digest: that manifest, known under that repository
+            for image in self._images_from([e for e in entries if e["digest"] == named.digest]):
+                if any(parse_reference(r).repository == named.repository for r in image.refs):
+                    return image
+            return None
+        wanted = str(named)
+        hits = [e for e in entries if _ref_name(e) == wanted]
+        if not hits:
+            return None
+        return self._image(hits[0]["digest"], self._refs_in(entries, hits[0]["digest"]))
+
+    @staticmethod
+    def _refs_in(entries: list[dict], digest: str) -> list[str]:
+        return [_ref_name(e) for e in entries if e["digest"] == digest and _ref_name(e)]
+
+    def _by_id_prefix(self, hex_prefix: str, shown: str) -> Image | None:
+        matches = [i for i in self._images_from(self._entries())
+                   if i.id.split(":", 1)[1].startswith(hex_prefix)]
+        ids = {i.id for i in matches}
+        if len(ids) > 1:
+            raise AmbiguousImage(f"No such image: {shown} (the prefix matches {len(ids)} images)")
+        return sorted(matches, key=lambda i: i.manifest_digest)[0] if matches else None
+
+    # ---- layers on disk ----------------------------------------------------------------
+
+    def layer_dirs(self, image: Image | str) -> list[str]:
+        """Extracted layer directories, top-most first (overlay's ``lowerdir=`` order)."""
+        image = image if isinstance(image, Image) else self.resolve(image)
+        dirs, parent = [], None
+        for layer, diff_id, chain_id in zip(image.manifest["layers"], image.diff_ids,
+                                            image.chain_ids):
+            dirs.append(self._snapshot(layer, diff_id, chain_id, parent))
+            parent = chain_id
+        return dirs[::-1]
+
+    def snapshot_dir(self, chain_id: str) -> str:
+        return os.path.join(self.snapshots_dir, validate_digest(chain_id)[len("sha256:"):], "fs")
+
+    def _snapshot(self, layer: dict, diff_id: str, chain_id: str, parent: str | None) -> str:
+        """Extract one layer into ``snapshots/<chainid>/fs`` unless it is already there."""
+        fs = self.snapshot_dir(chain_id)
+        if os.path.isdir(fs):
+            return fs
+        base = os.path.dirname(fs)
+        os.makedirs(base, exist_ok=True)
+        tmp = tempfile.mkdtemp(prefix=".tmp-fs-", dir=base)
+        try:
+            os.chmod(tmp, 0o755)
+            with self.content.open(layer["digest"]) as f:
+                result = apply_layer(f, tmp, whiteouts="overlay")
+            if result.diff_id != diff_id:
+                raise LayerError(f"layer {layer['digest']}: its uncompressed content is "
+                                 f"{result.diff_id} but the image config says {diff_id}")
+            atomic_write_json(os.path.join(base, "meta.json"), {
+                "chain_id": chain_id, "diff_id": diff_id, "parent": parent,
+                "layer_digest": layer["digest"], "skipped": result.skipped})
+            os.rename(tmp, fs)
+        except OSError as e:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if e.errno in (errno.EEXIST, errno.ENOTEMPTY) and os.path.isdir(fs):
+                return fs  # another extractor won the race with identical content
+            raise
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        _fsync_dir(base)
+        return fs
+
+
+def _without_ref(entry: dict) -> dict:
+    desc = {k: v for k, v in entry.items() if k != "annotations"}
+    other = {k: v for k, v in (entry.get("annotations") or {}).items() if k != REF_NAME_ANNOTATION}
+    if other:
+        desc["annotations"] = other
+    return desc
+
+
+def _keep_dangling(entries: list[dict], desc: dict) -> None:
+    """Make sure the manifest still has an entry (an unnamed one if it has no names left)."""
+    if not any(e["digest"] == desc["digest"] for e in entries):
+        entries.append(_without_ref(desc))
+
+
+def _set_tag(entries: list[dict], desc: dict, ref: str) -> None:
+    moved_from = [e for e in entries if _ref_name(e) == ref]
+    entries[:] = [e for e in entries if _ref_name(e) != ref
+                  and not (e["digest"] == desc["digest"] and _ref_name(e) is None)]
+    named = _without_ref(desc)
+    named["annotations"] = {**named.get("annotations", {}), REF_NAME_ANNOTATION: ref}
+    entries.append(named)
+    for old in moved_from:
+        _keep_dangling(entries, old)

@@ -1,0 +1,203 @@
+"""The lab runner, on a fixture lab made here, and the property every real lab must have: its checker
+fails on the untouched skeleton and passes on the reference module."""
+from __future__ import annotations
+
+import os
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from conftest import need
+from minidocker import labs
+
+REF_MODULE = "_labfixture_adder_ref"
+
+SKELETON = '''
+def add(a, b):
+    raise NotImplementedError("TODO: return a + b")
+
+def double(x):
+    raise NotImplementedError("TODO: return 2 * x")
+'''
+
+SOLUTION = '''
+def add(a, b):
+    return a + b
+
+def double(x):
+    return 2 * x
+'''
+
+CHECK = f'''
+from minidocker.labs import case
+
+REFERENCE = "{REF_MODULE}"
+
+def check(module):
+    results = []
+    try:
+        got = module.add(2, 3)
+        results.append(("add(2, 3) == 5", got == 5, f"got {{got!r}}"))
+    except NotImplementedError as e:
+        results.append(("add(2, 3) == 5", False, f"not implemented: {{e}}"))
+    results.append(case("double(4) == 8", lambda: (module.double(4) == 8, "double(4)")))
+    return results
+'''
+
+BROKEN_CHECK = '''
+REFERENCE = "os"
+
+def check(module):
+    raise RuntimeError("checker bug: forgot something")
+'''
+
+
+def _write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+@pytest.fixture
+def fixture_labs(tmp_path, monkeypatch):
+    """labs/01-adder (a good lab), labs/02-broken (a checker that raises), plus noise to ignore."""
+    root = tmp_path / "labs"
+    _write(root / "01-adder" / "README.md", "# Lab 01: an adder\n\nImplement add().\n")
+    _write(root / "01-adder" / "skeleton.py", SKELETON)
+    _write(root / "01-adder" / "check.py", CHECK)
+    _write(root / "02-broken" / "skeleton.py", SKELETON)
+    _write(root / "02-broken" / "check.py", BROKEN_CHECK)
+    _write(root / "03-nochecker" / "README.md", "# no check.py: not a lab\n")
+    _write(root / "notalab" / "check.py", BROKEN_CHECK)
+    _write(tmp_path / "refs" / f"{REF_MODULE}.py", SOLUTION)
+    monkeypatch.syspath_prepend(str(tmp_path / "refs"))
+    yield root
+    sys.modules.pop(REF_MODULE, None)
+
+
+def test_find_labs(fixture_labs, monkeypatch):
+    found = labs.find_labs(fixture_labs)
+    assert [(lab.number, lab.topic) for lab in found] == [("01", "adder"), ("02", "broken")]
+    assert found[0].reference == REF_MODULE and found[0].title == "Lab 01: an adder"
+    monkeypatch.setenv("MINIDOCKER_LABS", str(fixture_labs))
+    assert labs.find_labs() == found
+    assert labs.find_labs(fixture_labs / "missing") == []
+
+
+def test_default_root_is_the_repository_labs_dir(monkeypatch):
+    import minidocker
+    monkeypatch.delenv("MINIDOCKER_LABS", raising=False)
+    assert labs.labs_root() == Path(minidocker.__file__).resolve().parents[1] / "labs"
+
+
+def test_get_lab(fixture_labs):
+    for name in ("1", "01", "01-adder", "adder"):
+        assert labs.get_lab(name, fixture_labs).number == "01"
+    with pytest.raises(LookupError, match="01-adder, 02-broken"):
+        labs.get_lab("09", fixture_labs)
+
+
+def test_skeleton_fails_with_the_todo_text(fixture_labs):
+    results = labs.run_check(labs.get_lab("01", fixture_labs), "skeleton")
+    assert [r.ok for r in results] == [False, False]
+    assert "TODO: return a + b" in results[0].detail
+    assert "not implemented yet" in results[1].detail
+
+
+def test_reference_passes(fixture_labs):
+    results = labs.run_check(labs.get_lab("01", fixture_labs), "reference")
+    assert results and all(r.ok for r in results), results
+
+
+def test_student_file_passes_and_edits_are_seen(fixture_labs, tmp_path):
+    lab = labs.get_lab("01", fixture_labs)
+    student = _write(tmp_path / "mine.py", SOLUTION)
+    assert all(r.ok for r in labs.run_check(lab, student))
+    _write(student, SOLUTION.replace("return a + b", "return a - b"))
+    results = labs.run_check(lab, str(student))
+    assert not results[0].ok and "got -1" in results[0].detail
+    assert not [m for m in sys.modules if m.startswith("_minidocker_lab")]
+
+
+def test_load_errors_are_failures_not_tracebacks(fixture_labs, tmp_path):
+    lab = labs.get_lab("01", fixture_labs)
+    bad = _write(tmp_path / "bad.py", "def add(a, b)\n    return a + b\n")
+    (r,) = labs.run_check(lab, bad)
+    assert not r.ok and r.detail.startswith("SyntaxError") and "line 1" in r.detail
+    (r,) = labs.run_check(lab, tmp_path / "missing.py")
+    assert not r.ok and "no such file" in r.detail
+    exits = _write(tmp_path / "exits.py", "import sys\nsys.exit(3)\n")
+    (r,) = labs.run_check(lab, exits)
+    assert not r.ok and "SystemExit" in r.detail
+
+
+def test_a_check_that_raises_is_a_failure_with_its_text(fixture_labs):
+    (r,) = labs.run_check(labs.get_lab("02", fixture_labs), "reference")
+    assert not r.ok
+    assert "RuntimeError: checker bug: forgot something" in r.detail and "check.py" in r.detail
+
+
+@pytest.mark.parametrize("returned, why", [("None", "not a list"), ("[]", "no results"),
+                                           ("[('x', 'yes', 'a string is not a pass')]", None)])
+def test_odd_check_results_never_pass(tmp_path, returned, why):
+    root = tmp_path / "labs"
+    _write(root / "01-odd" / "skeleton.py", "")
+    _write(root / "01-odd" / "check.py", f"REFERENCE = 'os'\ndef check(module):\n    return {returned}\n")
+    results = labs.run_check(labs.find_labs(root)[0], "skeleton")
+    assert results and not any(r.ok for r in results)
+    if why:
+        assert why in results[0].detail
+
+
+def test_format_results():
+    text = labs.format_results([labs.Result("one", True, "fine"), ("two", False, "broken\nbadly")],
+                               title="lab 01")
+    lines = text.splitlines()
+    assert lines[0] == "lab 01"
+    assert lines[1].startswith("  ✓ one") and lines[1].endswith("fine")
+    assert lines[2].startswith("  ✗ two") and "broken badly" in lines[2]
+    assert lines[-1].startswith("1/2 checks passed")
+
+
+def test_main_exit_codes(fixture_labs, tmp_path, capsys):
+    base = ["--labs", str(fixture_labs)]
+    assert labs.main(base + ["check", "01"]) == 1
+    assert "✗" in capsys.readouterr().out
+    assert labs.main(base + ["check", "01", "--reference"]) == 0
+    assert "2/2 checks passed" in capsys.readouterr().out
+    assert labs.main(base + ["check", "1", "--file", str(_write(tmp_path / "s.py", SOLUTION))]) == 0
+    assert labs.main(base + ["check", "02", "--reference"]) == 1
+    assert labs.main(base + ["check", "42"]) == 1
+    assert "no lab '42'" in capsys.readouterr().err
+    assert labs.main(base + ["list"]) == 0
+    out = capsys.readouterr().out
+    assert "01-adder" in out and "02-broken" in out and "03-nochecker" not in out
+
+
+# --- every lab: the checker fails on the skeleton and passes on the reference -------------------
+
+REAL_LABS = labs.find_labs()
+
+
+@pytest.mark.parametrize("which", [lab.path.name for lab in REAL_LABS] + ["fixture"])
+def test_checker_fails_on_skeleton_and_passes_on_reference(which, request):
+    """Runs for each lab in labs/ and for the fixture lab (so it never runs zero cases)."""
+    if which == "fixture":
+        lab = labs.get_lab("01", request.getfixturevalue("fixture_labs"))
+    else:
+        lab = labs.get_lab(which)
+    assert lab.skeleton.is_file(), f"{lab.path} has no skeleton.py"
+    assert lab.readme.is_file(), f"{lab.path} has no README.md"
+    assert lab.reference, f"{lab.checker} has no REFERENCE"
+
+    on_skeleton = labs.run_check(lab, "skeleton")
+    assert on_skeleton and not all(r.ok for r in on_skeleton), (
+        "the checker passes on the untouched skeleton:\n" + labs.format_results(on_skeleton))
+
+    on_reference = labs.run_check(lab, "reference")
+    if not all(r.ok for r in on_reference):
+        need(os.geteuid() == 0, f"root, to run lab {lab.number}'s checks against the reference")
+    assert on_reference and all(r.ok for r in on_reference), (
+        f"the checker fails on the reference {lab.reference}:\n" + labs.format_results(on_reference))

@@ -24,6 +24,8 @@ def test_notebook_runs_top_to_bottom(path):
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
     need(os.path.exists("/bin/busybox"), "/bin/busybox (busybox-static)")
+    # The kernel must import this checkout's package (a worktree, a CI clone), not another one.
+    os.environ["PYTHONPATH"] = REPO + os.pathsep + os.environ.get("PYTHONPATH", "")
     nb = nbformat.read(path, as_version=4)
     client = nbclient.NotebookClient(nb, timeout=180, kernel_name="python3",
                                      resources={"metadata": {"path": os.path.dirname(path)}})

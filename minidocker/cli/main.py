@@ -427,7 +427,7 @@ def cmd_info(c, a):
 
 def cmd_doctor(c, a):
     from .. import doctor
-    info = doctor.collect()
+    info = doctor.collect(daemon_host=a.host)
     print(json.dumps(info, indent=2, default=str) if a.json else doctor.report(info))
     return 0
 
@@ -530,7 +530,7 @@ def build_parser() -> argparse.ArgumentParser:
     inf.set_defaults(fn=cmd_info)
     d = sub.add_parser("doctor", help="what this host supports (reads the host; no daemon needed)")
     d.add_argument("--json", action="store_true")
-    d.set_defaults(fn=cmd_doctor, local=True)
+    d.set_defaults(fn=cmd_doctor, local=True)  # -H is honoured: doctor pings that daemon
     lab = sub.add_parser("lab", help="classroom labs: `minidocker lab list`, `minidocker lab check 01`")
     lab.add_argument("lab_args", nargs=argparse.REMAINDER)
     lab.set_defaults(fn=cmd_lab, local=True)

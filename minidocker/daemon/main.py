@@ -59,6 +59,8 @@ async def serve(args) -> None:
     from .api import API
     from .engine import Engine
 
+    from ..runtime import launcher
+    launcher.enable()  # monitors are forked from a pre-loaded process: fast container starts
     engine = Engine(args.root)
     await engine.load()
     if not args.no_base_image:
@@ -87,6 +89,7 @@ async def serve(args) -> None:
     await stop.wait()
     logging.info("minidockerd stopping; containers keep running under their monitors")
     server.close()
+    launcher.disable()
 
 
 def os_name() -> str:

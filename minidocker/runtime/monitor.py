@@ -391,13 +391,12 @@ class Monitor:
         return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    container_dir, ready_fd = argv[0], int(argv[1])
-    # Detach: a second fork, so that our parent (the daemon) can reap the first at once and the
-    # monitor is re-parented to init. From here on, the daemon may come and go.
+def detach_and_run(container_dir: str, ready_fd: int) -> int:
+    """Become a detached monitor for ``container_dir`` and run it; report on ``ready_fd``."""
+    # Detach: a second fork, so that our parent (the daemon, or the launcher) can reap the first at
+    # once and the monitor is re-parented to init. From here on, the daemon may come and go.
     if os.fork():
-        os._exit(0)
+        return 0
     os.setsid()
     devnull = os.open(os.devnull, os.O_RDWR)
     log = os.open(os.path.join(container_dir, "monitor.log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
@@ -406,35 +405,45 @@ def main(argv: list[str] | None = None) -> int:
     os.dup2(log, 2)
     os.close(devnull)
     os.close(log)
-    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    for s in (signal.SIGPIPE, signal.SIGHUP):
+        signal.signal(s, signal.SIG_IGN)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     try:
-        return Monitor(container_dir).run(ready_fd)
-    except Exception as e:
+        code = Monitor(container_dir).run(ready_fd)
+    except BaseException as e:
         import traceback
         traceback.print_exc()
         try:
             os.write(ready_fd, json.dumps({"error": f"monitor failed: {e}"}).encode() + b"\n")
         except OSError:
             pass
-        return 1
+        code = 1
+    os._exit(code)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    return detach_and_run(argv[0], int(argv[1]))
 
 
 def spawn_monitor(container_dir: str, timeout: float = 30.0) -> dict:
     """Start a detached monitor for the container in ``container_dir`` and wait until the container
     is created and paused before exec. Returns ``{"pid": N}``; raises RuntimeError with the
     container's setup error otherwise."""
-    pkg_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    from . import launcher
     ready_r, ready_w = os.pipe()
-    code = (f"import sys; sys.path.insert(0, {pkg_parent!r}); "
-            "from minidocker.runtime.monitor import main; sys.exit(main())")
     try:
-        p = subprocess.Popen([sys.executable, "-S", "-c", code, container_dir, str(ready_w)],
-                             pass_fds=(ready_w,), stdin=subprocess.DEVNULL, close_fds=True)
+        if launcher.current() is not None:  # the daemon's fork server: no interpreter start-up
+            launcher.current().request(container_dir, ready_w)
+        else:  # a fresh interpreter (-S skips site-packages scanning: faster start-up)
+            pkg_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+            code = (f"import sys; sys.path.insert(0, {pkg_parent!r}); "
+                    "from minidocker.runtime.monitor import main; sys.exit(main())")
+            subprocess.Popen([sys.executable, "-S", "-c", code, container_dir, str(ready_w)],
+                             pass_fds=(ready_w,), stdin=subprocess.DEVNULL, close_fds=True).wait(timeout)
     finally:
         os.close(ready_w)
     try:
-        p.wait(timeout)
         buf = b""
         deadline = time.monotonic() + timeout
         while not buf.endswith(b"\n"):

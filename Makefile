@@ -56,11 +56,13 @@ daemon: setup
 run: daemon
 	$(BIN)/minidocker doctor || true
 	$(BIN)/minidocker images
-	@echo '$$ minidocker run --rm --hostname demo busybox sh -c "echo pid=\$$\$$; hostname; ps; ls /"'
+	@echo '$$ minidocker run --rm --hostname demo busybox sh -c "echo pid=\$$\$$; hostname; ps; ls /sys/class/net"'
 	@$(BIN)/minidocker run --rm --hostname demo busybox sh -c 'echo "pid=$$$$ (the workload is pid 1)"; echo "hostname=$$(hostname)"; ps; echo "network interfaces:"; ls /sys/class/net'
 
+# Stop the daemon started by `make run` (by the pid recorded in its lock file); containers keep running.
 stop:
-	@$(BIN)/minidocker system shutdown 2>/dev/null || true
+	@pid=$$(cat /var/lib/minidocker/minidockerd.lock 2>/dev/null); \
+	if [ -n "$$pid" ] && kill -0 $$pid 2>/dev/null; then kill $$pid && echo "stopped minidockerd ($$pid)"; else echo "minidockerd is not running"; fi
 
 test: setup
 	$(BIN)/python -m pytest -q

@@ -113,6 +113,8 @@ def describe_call(name: str, args: tuple) -> str:
             shown.append(_PR_NAMES.get(a, str(a)))
         elif name in ("mknod", "mkdir", "chmod") and isinstance(a, int) and i == 1:
             shown.append(oct(a))
+        elif name == "mknod" and i == 2 and isinstance(a, int):
+            shown.append(f"makedev({os.major(a)}, {os.minor(a)})")
         else:
             shown.append(repr(a))
     return f"{name}({', '.join(shown)})"
@@ -216,7 +218,8 @@ class Linux:
         """Make ``new_root`` the root mount of this mount namespace and move the old root to ``put_old``.
 
         Preconditions (pivot_root(2)), each an EINVAL otherwise:
-        * ``new_root`` must be a mount point — bind-mount a plain directory onto itself first;
+        * ``new_root`` must be a mount point — bind-mount a plain directory onto itself first
+          (a plain directory on the *root* filesystem fails earlier, with EBUSY);
         * ``new_root`` must not be on the same mount as the current root;
         * ``put_old`` must be at or underneath ``new_root``;
         * the current root and ``new_root``'s parent mount must not have shared propagation — make

@@ -148,8 +148,6 @@ def pull(c: Client, image: str) -> None:
 def cmd_run(c: Client, a) -> int:
     if a.explain:
         return explain(c, a)
-    if a.detach and a.rm:
-        pass  # docker allows it: the daemon removes the container when it exits
     cid = create_container(c, a)
     if a.detach:
         c.request("POST", f"/containers/{cid}/start").check()
@@ -221,8 +219,6 @@ def attach_and_start(c: Client, cid: str, interactive: bool, tty: bool, removed:
     if status.get("Error"):
         err(f"Error waiting for container: {status['Error'].get('Message')}")
         return EXIT_DAEMON_ERROR
-    if not removed:  # a failure before exec (e.g. command not found) is recorded in the state
-        pass
     return int(status.get("StatusCode", 0))
 
 

@@ -198,7 +198,15 @@ def explain(cfg: ContainerConfig, container_dir: str) -> str:
         path = cfg.argv[0]
     rec.execve(path, cfg.argv, {kv.partition("=")[0]: "…" for kv in cfg.env})
     lines.append(rec.transcript())
-    return "\n".join(lines)
+    # Long host paths make the sequence hard to read: name the two directories once.
+    text = "\n".join(lines)
+    legend = [f"# $C = {container_dir}"]
+    text = text.replace(container_dir, "$C")
+    layers = os.path.commonpath(cfg.lowerdirs) if cfg.lowerdirs else ""
+    if layers and layers != "/":
+        text = text.replace(layers, "$L")
+        legend.append(f"# $L = {layers}")
+    return "\n".join(legend + [text])
 
 
 if __name__ == "__main__":  # pragma: no cover - not an entry point

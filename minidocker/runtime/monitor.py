@@ -260,8 +260,6 @@ class Monitor:
         if a.stdin and self.cfg.stdin_once and self.stdin_w is not None:
             os.close(self.stdin_w)
             self.stdin_w = None
-        if not a.stdin and not self.cfg.tty:
-            pass
 
     def drop(self, a: Attacher) -> None:
         if a in self.attachers:

@@ -1,0 +1,142 @@
+"""The copy-on-write chapter through the real CLIs: diff, commit, run the committed image — on a
+daemon with the overlay driver and on one with the copy driver."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+
+import pytest
+
+from conftest import leftovers, need_tool
+
+pytestmark = pytest.mark.privileged
+
+
+@pytest.fixture(params=["overlay", "copy"])
+def any_daemon(request):
+    d = request.getfixturevalue("daemon" if request.param == "overlay" else "copy_daemon")
+    d.expected_driver = request.param
+    return d
+
+
+def _name(d, stem):
+    return f"{stem}-{d.expected_driver}"
+
+
+def test_info_names_the_driver(any_daemon):
+    status, info = any_daemon.api("GET", "/info")
+    assert status == 200 and info["Driver"] == any_daemon.expected_driver
+    r = any_daemon.cli("info", check=True)
+    assert f"Storage Driver: {any_daemon.expected_driver}" in r.stdout.decode()
+
+
+def test_done_when_scenario(any_daemon):
+    d = any_daemon
+    c1, img = _name(d, "c1"), f"mine-{d.expected_driver}:1"
+    try:
+        r = d.cli("run", "--name", c1, "busybox", "sh", "-c", "rm /bin/ls; echo hi > /new", check=True)
+        diff = d.cli("diff", c1, check=True).stdout.decode().splitlines()
+        assert "D /bin/ls" in diff and "A /new" in diff, diff
+        assert "C /bin" in diff, diff                     # docker shows the changed parent too
+        image_id = d.cli("commit", c1, img, check=True).stdout.decode().strip()
+        assert image_id.startswith("sha256:")
+        r = d.cli("run", "--rm", img, "cat", "/new", check=True)
+        assert r.stdout == b"hi\n"
+        r = d.cli("run", "--rm", img, "sh", "-c", "test -e /bin/ls && echo present || echo gone", check=True)
+        assert r.stdout == b"gone\n"
+        # The image records the new layer and a history entry; its config is the container's.
+        status, inspect = d.api("GET", f"/images/{img}/json")
+        assert status == 200 and inspect["Id"] == image_id
+        status, base = d.api("GET", "/images/busybox/json")
+        assert inspect["RootFS"]["Layers"][:-1] == base["RootFS"]["Layers"]
+        assert len(inspect["RootFS"]["Layers"]) == len(base["RootFS"]["Layers"]) + 1
+        assert inspect["Config"]["Cmd"] == ["sh", "-c", "rm /bin/ls; echo hi > /new"]
+    finally:
+        d.cli("rm", "-f", c1)
+    # No mount of the container anywhere after rm, and its writable layer is gone.
+    assert not [x for x in leftovers(d.root) if "mount" in x]
+    status, _ = d.api("GET", f"/containers/{c1}/changes")
+    assert status == 404
+
+
+def test_commit_changes_and_deterministic_layer(any_daemon):
+    d = any_daemon
+    c2 = _name(d, "c2")
+    try:
+        d.cli("run", "--name", c2, "busybox", "sh", "-c",
+              "mkdir -p /srv/app && echo v1 > /srv/app/f && chmod 4755 /srv/app/f && ln -s f /srv/app/l",
+              check=True)
+        ids = []
+        for tag in ("a", "b"):
+            out = d.cli("commit", "-c", 'CMD ["cat", "/srv/app/f"]', "-c", "ENV GREETING=hello",
+                        "-c", "WORKDIR /srv/app", "-c", "ENTRYPOINT []", "-m", "first", "-a", "me",
+                        c2, f"cw-{d.expected_driver}:{tag}", check=True)
+            ids.append(out.stdout.decode().strip())
+        status, a = d.api("GET", f"/images/cw-{d.expected_driver}:a/json")
+        status, b = d.api("GET", f"/images/cw-{d.expected_driver}:b/json")
+        # The same changes give the same layer bytes: the DiffIDs match (configs differ by time).
+        assert a["RootFS"]["Layers"][-1] == b["RootFS"]["Layers"][-1]
+        assert a["Config"]["Cmd"] == ["cat", "/srv/app/f"] and a["Config"]["WorkingDir"] == "/srv/app"
+        assert "GREETING=hello" in a["Config"]["Env"] and a["Author"] == "me"
+        r = d.cli("run", "--rm", f"cw-{d.expected_driver}:a", check=True)
+        assert r.stdout == b"v1\n"
+        r = d.cli("run", "--rm", f"cw-{d.expected_driver}:a", "sh", "-c",
+                  "stat -c '%a' f; readlink l; pwd; echo $GREETING", check=True)
+        assert r.stdout.decode().split("\n")[:4] == ["4755", "f", "/srv/app", "hello"]
+        bad = d.cli("commit", "-c", "FROBNICATE x", c2, f"cw-{d.expected_driver}:bad")
+        assert bad.returncode != 0 and b"not a valid change command" in bad.stderr
+        bad = d.cli("commit", c2, "Bad Name:x")
+        assert bad.returncode != 0
+    finally:
+        d.cli("rm", "-f", c2)
+
+
+def test_two_containers_do_not_see_each_other(any_daemon):
+    d = any_daemon
+    a, b = _name(d, "iso-a"), _name(d, "iso-b")
+    try:
+        d.cli("create", "--name", b, "busybox", "cat", "/etc/mine", check=True)
+        d.cli("run", "--name", a, "busybox", "sh", "-c", "echo a > /etc/mine; rm /bin/sh", check=True)
+        r = d.cli("start", "-a", b)
+        assert r.returncode != 0 and b"No such file" in r.stderr
+        assert d.cli("diff", b, check=True).stdout == b""
+    finally:
+        d.cli("rm", "-f", a, b)
+
+
+def test_docker_cli_diff_and_commit(any_daemon):
+    docker = need_tool("docker")
+    d = any_daemon
+    c = _name(d, "dk")
+    env = d.env()
+    try:
+        d.cli("run", "--name", c, "busybox", "sh", "-c", "rm /bin/ls; echo hi > /new", check=True)
+        r = subprocess.run([docker, "diff", c], env=env, capture_output=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        lines = r.stdout.decode().splitlines()
+        assert "D /bin/ls" in lines and "A /new" in lines
+        r = subprocess.run([docker, "commit", "-c", "CMD cat /new", c, f"dk-{d.expected_driver}:1"],
+                           env=env, capture_output=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        r = subprocess.run([docker, "run", "--rm", f"dk-{d.expected_driver}:1"], env=env,
+                           capture_output=True, timeout=60)
+        assert r.stdout == b"hi\n", r.stderr
+    finally:
+        d.cli("rm", "-f", c)
+
+
+def test_docker_py_commit(any_daemon):
+    docker = pytest.importorskip("docker")
+    d = any_daemon
+    client = docker.DockerClient(base_url=d.host, version="1.45")
+    c = client.containers.run("busybox", ["sh", "-c", "echo py > /py"], name=_name(d, "py"), detach=True)
+    try:
+        c.wait()
+        assert {"Path": "/py", "Kind": 1} in c.diff()
+        img = c.commit(repository=f"py-{d.expected_driver}", tag="1", changes=["CMD cat /py"], message="m")
+        out = client.containers.run(img.id, remove=True)
+        assert out == b"py\n"
+    finally:
+        c.remove(force=True)
+        client.close()

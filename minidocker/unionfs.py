@@ -347,7 +347,7 @@ class OverlaySnapshotter(Snapshotter):
             os.mkdir(os.path.join(self.dir(info), "work"), 0o700)
 
     def mounts(self, key: str) -> list[Mount]:
-        info = self.stat(key)
+        info = _mountable(self.stat(key))
         fs = os.path.join(self.dir(info), "fs")
         lowers = [os.path.join(self.dir(p), "fs") for p in self.parents(key)]
         if info.kind == KIND_VIEW:
@@ -399,12 +399,18 @@ class CopySnapshotter(Snapshotter):
             copy_tree(src, os.path.join(self.dir(info), "fs"))
 
     def mounts(self, key: str) -> list[Mount]:
-        info = self.stat(key)
+        info = _mountable(self.stat(key))
         ro = K.MS_RDONLY if info.kind == KIND_VIEW else 0
         return [Mount(os.path.join(self.dir(info), "fs"), "", None, K.MS_BIND | ro)]
 
     def layer_dirs(self, key: str) -> list[str]:
         return [self.fs(key)]
+
+
+def _mountable(info: Info) -> Info:
+    if info.kind == KIND_COMMITTED:  # containerd: committed snapshots are only ever parents
+        raise SnapshotError(f"snapshot {info.key!r} is committed: mount a view() of it instead")
+    return info
 
 
 def copy_tree(src: str, dst: str) -> None:

@@ -29,6 +29,10 @@ def test_info_names_the_driver(any_daemon):
     assert status == 200 and info["Driver"] == any_daemon.expected_driver
     r = any_daemon.cli("info", check=True)
     assert f"Storage Driver: {any_daemon.expected_driver}" in r.stdout.decode()
+    r = any_daemon.cli("doctor", check=True)
+    assert f"storage driver {any_daemon.expected_driver}" in r.stdout.decode()
+    r = any_daemon.cli("doctor", "--json", check=True)
+    assert json.loads(r.stdout)["daemon"]["driver"] == any_daemon.expected_driver
 
 
 def test_done_when_scenario(any_daemon):

@@ -381,3 +381,11 @@ def test_apply_changes():
 def test_unknown_driver_is_a_clear_error(tmp_path):
     with pytest.raises(unionfs.SnapshotError, match="unknown storage driver 'zfs'"):
         unionfs.new_snapshotter("zfs", str(tmp_path))
+
+
+def test_daemon_falls_back_to_copy_when_overlay_cannot_work(monkeypatch, tmp_path):
+    from minidocker.daemon import main
+    monkeypatch.setattr(unionfs, "overlay_usable", lambda root: (False, "upper on overlayfs"))
+    driver, warning = main.choose_storage_driver("overlay", str(tmp_path))
+    assert driver == "copy" and "upper on overlayfs" in warning
+    assert main.choose_storage_driver("copy", str(tmp_path)) == ("copy", "")

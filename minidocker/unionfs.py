@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import pickle
 import shutil
@@ -50,7 +51,7 @@ from dataclasses import asdict, dataclass, field
 
 from . import kernel as K
 from .rootfs import Mount
-from .util import atomic_write_json, read_json
+from .util import atomic_write, read_json
 
 OVERLAY_MAX_LAYERS = 500          # the kernel's OVL_MAX_STACK
 MOUNT_DATA_MAX = 4096 - 1         # mount(2) copies one page of options, NUL included
@@ -192,7 +193,8 @@ class Snapshotter:
                 fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
     def _save(self, meta: dict) -> None:
-        atomic_write_json(self._meta_path, meta)
+        # Compact: the file is rewritten at every change and grows with the number of layers.
+        atomic_write(self._meta_path, json.dumps(meta, separators=(",", ":")))
 
     def _info(self, meta: dict, key: str) -> Info:
         raw = meta["snapshots"].get(key)

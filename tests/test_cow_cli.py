@@ -144,3 +144,38 @@ def test_docker_py_commit(any_daemon):
     finally:
         c.remove(force=True)
         client.close()
+
+
+def test_an_image_of_more_layers_than_one_page_of_mount_options(daemon, tmp_path):
+    """100 layers: absolute lowerdirs would need ~5,000 bytes of options; the container's pid 1
+    mounts with relative ones after a chdir."""
+    import io
+    import tarfile
+    from minidocker.images.store import MEDIA_TYPE_LAYER, ImageStore
+    store = ImageStore(os.path.join(daemon.root, "images"))   # the daemon's store, on disk
+    base = store.resolve("busybox")
+    layers = []
+    for n in range(100):
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tar:
+            ti = tarfile.TarInfo(f"layer{n}")
+            data = f"{n}\n".encode()
+            ti.size = len(data)
+            tar.addfile(ti, io.BytesIO(data))
+        digest = store.content.put(buf.getvalue())
+        layers.append({"mediaType": MEDIA_TYPE_LAYER, "digest": digest, "size": len(buf.getvalue())})
+    config = dict(base.config, rootfs={"type": "layers", "diff_ids": base.diff_ids + [x["digest"] for x in layers]})
+    config_bytes = json.dumps(config).encode()
+    manifest = dict(base.manifest, layers=base.manifest["layers"] + layers,
+                    config=dict(base.manifest["config"], digest=store.content.put(config_bytes), size=len(config_bytes)))
+    image = store.add_image(json.dumps(manifest).encode(), "deep:1")
+    assert len(image.diff_ids) == 101
+    r = daemon.cli("run", "--rm", "deep:1", "sh", "-c", "cat /layer0 /layer99; ls / | grep -c layer", check=True)
+    assert r.stdout == b"0\n99\n100\n"
+    cid = daemon.cli("create", "deep:1", "true", check=True).stdout.decode().strip()
+    try:
+        status, info = daemon.api("GET", f"/containers/{cid}/json")
+        assert len(info["GraphDriver"]["Data"]["LowerDir"].split(":")) == 102  # + the init layer
+        assert all(p.startswith(daemon.root) for p in info["GraphDriver"]["Data"]["LowerDir"].split(":"))
+    finally:
+        daemon.cli("rm", cid)

@@ -389,3 +389,21 @@ def test_daemon_falls_back_to_copy_when_overlay_cannot_work(monkeypatch, tmp_pat
     driver, warning = main.choose_storage_driver("overlay", str(tmp_path))
     assert driver == "copy" and "upper on overlayfs" in warning
     assert main.choose_storage_driver("copy", str(tmp_path)) == ("copy", "")
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_engine_sweeps_snapshots_left_by_a_crash(tmp_path, driver):
+    need_root()
+    need(os.path.exists("/bin/busybox"), "/bin/busybox (busybox-static)")
+    from minidocker.daemon.engine import Engine
+    from minidocker.images import busybox
+    engine = Engine(str(tmp_path), driver)
+    image = busybox.build_busybox(engine.images)
+    cid, _ = engine.create({"Image": "busybox", "Cmd": ["true"]}, "kept")
+    top = image.chain_ids[-1]
+    engine.snapshotter.prepare("extract-deadbeef", top)          # an unpack that died halfway
+    engine.snapshotter.prepare("gone-init-active", top)          # a create that died halfway
+    assert sorted(engine.sweep_snapshots()) == ["extract-deadbeef", "gone-init-active"]
+    assert {i.key for i in engine.snapshotter.list()} == {top, cid + "-init", cid}
+    engine.release_snapshot(engine.containers[cid])
+    assert {i.key for i in engine.snapshotter.list()} == {top}   # the image still names its layer

@@ -426,6 +426,26 @@ class Engine:
             elif c.state["Status"] == "removing":
                 self.containers.pop(cid)
                 await asyncio.to_thread(runtime.delete, d)
+        await asyncio.to_thread(self.sweep_snapshots)
+
+    def sweep_snapshots(self) -> list[str]:
+        """After a crash: active snapshots no container owns (a half-done unpack, an init layer
+        being prepared, a container directory that is gone) are removed, then unused layers."""
+        removed = []
+        snap = self.snapshotter
+        for info in sorted(snap.list(), key=lambda i: -int(i.id)):   # children before parents
+            owner = info.key.removesuffix("-init")
+            if info.kind == unionfs.KIND_COMMITTED and not info.key.endswith("-init"):
+                continue
+            if owner in self.containers:
+                continue
+            try:
+                snap.remove(info.key)
+                removed.append(info.key)
+            except unionfs.SnapshotError as e:
+                log.warning("sweeping snapshot %s: %s", info.key, e)
+        prune(self.images, snap)
+        return removed
 
     # ---- views ----------------------------------------------------------------------------------
     def inspect(self, ref: str) -> dict:

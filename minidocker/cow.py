@@ -166,7 +166,7 @@ def changes(snapshotter: Snapshotter, key: str) -> list[Change]:
 
 # --- the changes as an OCI layer ------------------------------------------------------------------------
 
-def _tarinfo(root: str, path: str, links: dict) -> tarfile.TarInfo:
+def _tarinfo(root: str, path: str, links: dict) -> tarfile.TarInfo | None:
     src = root + path
     st = os.lstat(src)
     ti = tarfile.TarInfo(path.lstrip("/"))
@@ -190,7 +190,7 @@ def _tarinfo(root: str, path: str, links: dict) -> tarfile.TarInfo:
     elif stat.S_ISFIFO(st.st_mode):
         ti.type = tarfile.FIFOTYPE
     else:
-        raise ValueError(f"{path}: a socket cannot be stored in a layer")
+        return None                      # a socket: tar cannot hold one (docker skips them too)
     for name, value in sorted(_xattrs(src).items()):
         ti.pax_headers["SCHILY.xattr." + name] = value.decode("utf-8", "surrogateescape")
     return ti
@@ -212,6 +212,8 @@ def write_layer(change_list: list[Change], root: str, out) -> int:
                 tar.addfile(ti)
             else:
                 ti = _tarinfo(root, ch.path, links)
+                if ti is None:
+                    continue
                 if ti.type == tarfile.REGTYPE:
                     with open(root + ch.path, "rb") as f:
                         tar.addfile(ti, f)

@@ -91,7 +91,10 @@ def test_commit_changes_and_deterministic_layer(any_daemon):
         bad = d.cli("commit", "-c", "FROBNICATE x", c2, f"cw-{d.expected_driver}:bad")
         assert bad.returncode != 0 and b"not a valid change command" in bad.stderr
         bad = d.cli("commit", c2, "Bad Name:x")
-        assert bad.returncode != 0
+        assert bad.returncode != 0 and b"invalid reference format" in bad.stderr.lower()
+        dangling = d.cli("commit", c2, check=True).stdout.decode().strip()   # no name: <none>:<none>
+        status, img = d.api("GET", f"/images/{dangling}/json")
+        assert status == 200 and img["RepoTags"] == []
     finally:
         d.cli("rm", "-f", c2)
 

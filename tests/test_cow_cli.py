@@ -182,3 +182,45 @@ def test_an_image_of_more_layers_than_one_page_of_mount_options(daemon, tmp_path
         assert all(p.startswith(daemon.root) for p in info["GraphDriver"]["Data"]["LowerDir"].split(":"))
     finally:
         daemon.cli("rm", cid)
+
+
+def test_daemon_on_overlayfs_falls_back_to_copy_and_runs(tmp_path):
+    """Inside a container the state directory is often on overlayfs, which cannot be an overlay
+    upper (the kernel says EINVAL). Make that situation for real: the daemon runs in a mount
+    namespace of its own where its root is on an overlay mount."""
+    import shutil
+    import sys
+    import tempfile
+    import time
+    from conftest import REPO, Daemon, need, need_root
+    need_root()
+    unshare = need_tool("unshare")
+    need(os.path.exists("/bin/busybox"), "/bin/busybox (busybox-static)")
+    base = tempfile.mkdtemp(prefix="mdtest-ovl-", dir="/tmp")
+    for sub in ("l", "u", "w", "m"):
+        os.mkdir(os.path.join(base, sub))
+    d = Daemon(base)
+    script = (f"mount -t overlay overlay -o lowerdir={base}/l,upperdir={base}/u,workdir={base}/w {base}/m && "
+              f"exec {sys.executable} -m minidocker.daemon.main --root {base}/m/root -H {d.host} --debug")
+    d.proc = subprocess.Popen([unshare, "--mount", "--propagation", "private", "sh", "-c", script],
+                              stdout=d.log, stderr=d.log, cwd=REPO)
+    try:
+        deadline = time.monotonic() + 60
+        while not d.ping():
+            assert d.proc.poll() is None and time.monotonic() < deadline, d.logtext()[-2000:]
+            time.sleep(0.05)
+        status, info = d.api("GET", "/info")
+        assert info["Driver"] == "copy"
+        assert any("overlay storage driver cannot work here" in w for w in info["Warnings"])
+        assert "falling back" in d.logtext() or "using copy" in d.logtext()
+        r = d.cli("run", "--name", "fb", "busybox", "sh", "-c", "rm /bin/ls; echo hi > /new", check=True)
+        assert "D /bin/ls" in d.cli("diff", "fb", check=True).stdout.decode().splitlines()
+        d.cli("commit", "fb", "fb:1", check=True)
+        assert d.cli("run", "--rm", "fb:1", "cat", "/new", check=True).stdout == b"hi\n"
+    finally:
+        if d.proc.poll() is None:
+            d.remove_all()
+        d.stop()
+        left = leftovers(base)
+        shutil.rmtree(base, ignore_errors=True)
+        assert not left, left

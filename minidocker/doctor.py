@@ -390,6 +390,7 @@ def daemon_info(host: str | None = None) -> dict:
     out["server_version"] = info.get("ServerVersion")
     out["containers"] = info.get("Containers")
     out["images"] = info.get("Images")
+    out["driver"] = info.get("Driver")
     return out
 
 
@@ -537,6 +538,8 @@ def describe_daemon(d: dict) -> str:
     parts = [f"API {d['api_version'] or '?'}"]
     if d.get("root"):
         parts.append(f"root {d['root']}")
+    if d.get("driver"):
+        parts.append(f"storage driver {d['driver']}")
     return f"running ({', '.join(parts)})"
 
 
@@ -560,7 +563,9 @@ def report(info: dict) -> str:
     sections.append(_section("overlayfs", [
         ("in kernel", _yes(ov["supported"])),
         ("state dir", f"{ov['root']} (checked {ov['checked']}: {ov['fstype']})"),
-        ("can be overlay upper", upper)]))
+        ("can be overlay upper", upper),
+        ("storage driver", "overlay (minidockerd's default)" if ov["upper_ok"]
+         else "copy (minidockerd falls back to it: --storage-driver copy)")]))
 
     clone = un["unprivileged_userns_clone"]
     sections.append(_section("user namespaces", [

@@ -119,12 +119,15 @@ DOCKER_READONLY_PATHS: tuple[str, ...] = (
 
 @dataclass
 class Mount:
-    """One mount(2) call. For ``RootfsSpec.mounts`` the ``target`` is an absolute *host* path."""
+    """One mount(2) call. For ``RootfsSpec.mounts`` the ``target`` is an absolute *host* path.
+    ``cwd``: chdir there first, so relative paths in ``data`` resolve against it (an overlay with
+    hundreds of layers only fits mount(2)'s one-page option string with short relative lowerdirs)."""
     source: str | None
     target: str
     fstype: str | None = None
     flags: int = 0
     data: str | None = None
+    cwd: str | None = None
 
 
 @dataclass
@@ -226,6 +229,8 @@ def mount_spec_mounts(kernel, mounts: Iterable[Mount]) -> None:
     for m in mounts:
         if not os.path.exists(m.target):
             kernel.mkdir(m.target, 0o755)
+        if m.cwd:
+            kernel.chdir(m.cwd)
         kernel.mount(m.source, m.target, m.fstype, m.flags, m.data)
 
 

@@ -51,8 +51,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 class Daemon:
     """A minidockerd on a temporary root and socket (never the user's /var/lib/minidocker)."""
 
-    def __init__(self, base: str):
+    def __init__(self, base: str, driver: str | None = None):
         self.base = base
+        self.driver = driver  # --storage-driver (None: the daemon's default)
         self.root = os.path.join(base, "root")
         self.sock = os.path.join(base, "d.sock")
         self.host = "unix://" + self.sock
@@ -61,7 +62,8 @@ class Daemon:
 
     def start(self, timeout: float = 60) -> "Daemon":
         self.proc = subprocess.Popen([sys.executable, "-m", "minidocker.daemon.main", "--root", self.root,
-                                      "-H", self.host, "--debug"], stdout=self.log, stderr=self.log, cwd=REPO)
+                                      "-H", self.host, "--debug",
+                                      *(["--storage-driver", self.driver] if self.driver else [])], stdout=self.log, stderr=self.log, cwd=REPO)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -156,10 +158,20 @@ def leftovers(path: str) -> list[str]:
 @pytest.fixture(scope="session")
 def daemon():
     """One minidockerd for the session (with busybox:latest built offline at its start)."""
+    yield from _session_daemon(None)
+
+
+@pytest.fixture(scope="session")
+def copy_daemon():
+    """A second minidockerd, on the copy storage driver."""
+    yield from _session_daemon("copy")
+
+
+def _session_daemon(driver):
     need_root()
     need(os.path.exists("/bin/busybox"), "/bin/busybox (Debian's busybox-static; make setup installs it)")
     base = tempfile.mkdtemp(prefix="mdtest-", dir="/tmp")
-    d = Daemon(base)
+    d = Daemon(base, driver)
     try:
         d.start()
         yield d

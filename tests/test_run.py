@@ -139,11 +139,12 @@ def test_container_without_rm_stays_and_is_removed_cleanly(daemon):
     st, info = daemon.api("GET", "/containers/keeper/json")
     assert st == 200 and info["State"]["Status"] == "exited" and info["State"]["ExitCode"] == 5
     cdir = os.path.join(daemon.root, "containers", info["Id"])
-    # The write landed in the container's writable layer, not in the image's layer.
-    with open(os.path.join(cdir, "upper", "file")) as f:
+    # The write landed in the container's writable layer (the snapshotter's), not in the image's.
+    upper = info["GraphDriver"]["Data"]["UpperDir"]
+    with open(os.path.join(upper, "file")) as f:
         assert f.read() == "kept\n"
     assert daemon.cli("rm", "keeper").returncode == 0
-    assert not os.path.exists(cdir)
+    assert not os.path.exists(cdir) and not os.path.exists(upper)
     st, _ = daemon.api("GET", "/containers/keeper/json")
     assert st == 404
 

@@ -82,6 +82,8 @@ class API:
         ]
         for method, pattern, handler in routes:
             s.route(method, pattern, errors(handler))
+        from . import api_cow
+        api_cow.register(self, s)
 
     # ---- system ---------------------------------------------------------------------------------
     async def ping(self, req):
@@ -117,7 +119,7 @@ class API:
         return http.json_response({
             "ID": self.info_extra.get("id", ""), "Containers": len(cs), "ContainersRunning": running,
             "ContainersPaused": paused, "ContainersStopped": len(cs) - running - paused,
-            "Images": len(e.images.list()), "Driver": "overlay", "DriverStatus": [["Backing Filesystem", "extfs"]],
+            "Images": len(e.images.list()), "Driver": e.driver, "DriverStatus": [["Snapshots", e.snapshotter.root]],
             "Plugins": {"Volume": [], "Network": ["null"], "Authorization": None, "Log": ["json-file"]},
             "MemoryLimit": False, "SwapLimit": False, "PidsLimit": False, "IPv4Forwarding": False,
             "Debug": False, "NFd": len(os.listdir("/proc/self/fd")), "NGoroutines": len(asyncio.all_tasks()),
@@ -127,7 +129,7 @@ class API:
             "Architecture": u.machine, "NCPU": os.cpu_count(), "MemTotal": mem, "Name": u.nodename,
             "DockerRootDir": e.root, "ServerVersion": __version__, "Swarm": {"LocalNodeState": "inactive"},
             "Runtimes": {"minidocker": {"path": "minidocker-monitor"}}, "DefaultRuntime": "minidocker",
-            "SecurityOptions": [], "Labels": [], "ExperimentalBuild": False, "Warnings": [],
+            "SecurityOptions": [], "Labels": [], "ExperimentalBuild": False, "Warnings": list(self.info_extra.get("warnings", [])),
             "RegistryConfig": {"InsecureRegistryCIDRs": ["127.0.0.0/8"], "IndexConfigs": {}, "Mirrors": []}})
 
     # ---- containers -----------------------------------------------------------------------------
@@ -282,7 +284,7 @@ class API:
             "Parent": "", "Comment": "", "Created": cfg.get("created", ""), "DockerVersion": "",
             "Author": cfg.get("author", ""), "Config": cfg.get("config", {}), "Architecture": cfg.get("architecture", ""),
             "Os": cfg.get("os", "linux"), "Size": img.size, "VirtualSize": img.size,
-            "GraphDriver": {"Name": "overlay", "Data": {}},
+            "GraphDriver": {"Name": self.engine.driver, "Data": {}},
             "RootFS": {"Type": "layers", "Layers": list(img.diff_ids)},
             "Metadata": {"LastTagTime": ""}})
 

@@ -23,13 +23,20 @@ import signal
 import socket
 import time
 
-from .. import runtime
+from .. import runtime, unionfs
+from ..images.layers import LayerError
 from ..images.store import ImageNotFound, ImageStore
+from ..images.unpack import prune, unpack
 from ..runtime import monitor
 from ..runtime.config import ConfigError, ContainerConfig, from_create_request, validate_name
 from ..util import ZERO_TIME, atomic_write_json, new_id, now_rfc3339, parse_rfc3339, read_json
 
 log = logging.getLogger("minidockerd")
+
+
+# What the runtime mounts over (rootfs.py): created in each container's init layer.
+PLACEHOLDER_FILES = ("/etc/hostname", "/etc/hosts", "/etc/resolv.conf")
+PLACEHOLDER_DIRS = ("/proc", "/sys", "/dev")
 
 
 class NotFound(LookupError):
@@ -93,12 +100,22 @@ class Container:
 
 
 class Engine:
-    def __init__(self, root: str):
+    def __init__(self, root: str, driver: str = "overlay"):
         self.root = root
         self.containers: dict[str, Container] = {}
         self.images = ImageStore(os.path.join(root, "images"))
+        self.driver = driver
+        self.snapshotter = self.snapshotter_for(driver)
         os.makedirs(os.path.join(root, "containers"), exist_ok=True)
         self.started = time.time()
+
+    def snapshotter_for(self, driver: str) -> unionfs.Snapshotter:
+        """One snapshot root per driver: a daemon restarted with the other driver still finds the
+        layers of containers created before."""
+        current = getattr(self, "snapshotter", None)
+        if current is not None and current.driver == (driver or "overlay"):
+            return current
+        return unionfs.new_snapshotter(driver or "overlay", os.path.join(self.root, "snapshots", driver or "overlay"))
 
     # ---- lookup ---------------------------------------------------------------------------------
     def get(self, ref: str) -> Container:
@@ -145,15 +162,25 @@ class Engine:
         try:
             cfg = from_create_request(body, cid=cid, name=name, image_id=image.id,
                                       image_ref=image_name, image_config=image.config.get("config", {}),
-                                      lowerdirs=self.images.layer_dirs(image),
-                                      upperdir=os.path.join(directory, "upper"),
-                                      workdir=os.path.join(directory, "work"))
+                                      lowerdirs=[], upperdir="", workdir="")
         except ConfigError as e:
             raise InvalidRequest(str(e))
         host = body.get("HostConfig") or {}
         console = host.get("ConsoleSize")
         console = console if console and any(console) else None
-        runtime.create(directory, cfg, body, console_size=console)
+        # The image's layers, unpacked once per ChainID, and a writable snapshot named after us.
+        try:
+            mounts = self.prepare_snapshots(cid, unpack(self.images, self.snapshotter, image))
+        except (LayerError, unionfs.SnapshotError, OSError) as e:
+            raise InvalidRequest(f"cannot prepare the root filesystem of {image_name}: {e}")
+        cfg.rootfs_mounts = [dict(vars(m)) for m in mounts]
+        cfg.storage_driver = self.driver
+        try:
+            runtime.create(directory, cfg, body, console_size=console)
+        except BaseException:
+            self.snapshotter.remove(cid)
+            self.snapshotter.remove(cid + "-init")
+            raise
         c = Container(cid, directory, cfg, body, now_rfc3339(), name)
         c.save()
         self.containers[cid] = c
@@ -341,9 +368,43 @@ class Engine:
             if not conn[3].done():
                 conn[3].set_result(None)
         await asyncio.to_thread(runtime.delete, c.dir)
+        await asyncio.to_thread(self.release_snapshot, c)
         for f in c.removed + c.next_exit:
             if not f.done():
                 f.set_result(c.state["ExitCode"])
+
+    def prepare_snapshots(self, cid: str, image_top: str) -> list:
+        """docker's two layers per container: "ID-init" (mount points the runtime binds over, kept
+        out of diff and commit) committed on the image, and the writable "ID" on top of it."""
+        snap = self.snapshotter
+        snap.prepare(cid + "-init-active", image_top)
+        try:
+            unionfs.add_placeholders(snap, cid + "-init-active", files=PLACEHOLDER_FILES,
+                                     dirs=PLACEHOLDER_DIRS)
+            snap.commit(cid + "-init", cid + "-init-active")
+        except BaseException:
+            snap.remove(cid + "-init-active")
+            raise
+        try:
+            return snap.prepare(cid, cid + "-init", labels={"container": cid})
+        except BaseException:
+            snap.remove(cid + "-init")
+            raise
+
+    def release_snapshot(self, c: Container) -> None:
+        """The container's writable layer goes with it; layers no image names any more follow."""
+        snap = self.snapshotter_for(c.cfg.storage_driver)
+        for key in (c.id, c.id + "-init"):
+            try:
+                snap.remove(key)
+            except unionfs.SnapshotNotFound:
+                pass
+            except unionfs.SnapshotError as e:
+                log.warning("container %s: %s", c.id[:12], e)
+        try:
+            prune(self.images, snap)
+        except Exception as e:  # a broken image must not fail an rm
+            log.warning("pruning layers: %s", e)
 
     # ---- daemon restart -------------------------------------------------------------------------
     async def load(self) -> None:
@@ -365,6 +426,26 @@ class Engine:
             elif c.state["Status"] == "removing":
                 self.containers.pop(cid)
                 await asyncio.to_thread(runtime.delete, d)
+        await asyncio.to_thread(self.sweep_snapshots)
+
+    def sweep_snapshots(self) -> list[str]:
+        """After a crash: active snapshots no container owns (a half-done unpack, an init layer
+        being prepared, a container directory that is gone) are removed, then unused layers."""
+        removed = []
+        snap = self.snapshotter
+        for info in sorted(snap.list(), key=lambda i: -int(i.id)):   # children before parents
+            owner = info.key.removesuffix("-init")
+            if info.kind == unionfs.KIND_COMMITTED and not info.key.endswith("-init"):
+                continue
+            if owner in self.containers:
+                continue
+            try:
+                snap.remove(info.key)
+                removed.append(info.key)
+            except unionfs.SnapshotError as e:
+                log.warning("sweeping snapshot %s: %s", info.key, e)
+        prune(self.images, snap)
+        return removed
 
     # ---- views ----------------------------------------------------------------------------------
     def inspect(self, ref: str) -> dict:
@@ -385,12 +466,10 @@ class Engine:
             "ResolvConfPath": os.path.join(c.dir, "resolv.conf"),
             "HostnamePath": os.path.join(c.dir, "hostname"), "HostsPath": os.path.join(c.dir, "hosts"),
             "LogPath": os.path.join(c.dir, "container.log"), "Name": "/" + c.name,
-            "RestartCount": c.restart_count, "Driver": "overlay", "Platform": "linux",
+            "RestartCount": c.restart_count, "Driver": c.cfg.storage_driver or "overlay", "Platform": "linux",
             "MountLabel": "", "ProcessLabel": "", "AppArmorProfile": "", "ExecIDs": None,
             "HostConfig": host,
-            "GraphDriver": {"Name": "overlay", "Data": {
-                "LowerDir": ":".join(c.cfg.lowerdirs), "UpperDir": c.cfg.upperdir,
-                "WorkDir": c.cfg.workdir, "MergedDir": os.path.join(c.dir, "rootfs")}},
+            "GraphDriver": graph_driver(c),
             "Mounts": [],
             "Config": {
                 "Hostname": c.cfg.hostname, "Domainname": c.cfg.domainname, "User": c.cfg.user,
@@ -428,6 +507,23 @@ class Engine:
                 continue
             out.append(self.summary(c))
         return out[:limit] if limit and limit > 0 else out
+
+
+def graph_driver(c: Container) -> dict:
+    """docker inspect's GraphDriver: the driver and the directories its mounts use."""
+    data = {"MergedDir": os.path.join(c.dir, "rootfs")}
+    for m in c.cfg.rootfs_mounts:
+        if m.get("fstype") == "overlay":
+            opts = dict(o.partition("=")[::2] for o in (m.get("data") or "").split(","))
+            base = m.get("cwd") or ""
+            full = lambda p: os.path.join(base, p)  # noqa: E731 - relative paths when options are long
+            data.update(LowerDir=":".join(full(p) for p in opts.get("lowerdir", "").split(":")),
+                        UpperDir=full(opts.get("upperdir", "")), WorkDir=full(opts.get("workdir", "")))
+        else:
+            data["UpperDir"] = m.get("source") or ""
+    if not c.cfg.rootfs_mounts:
+        data.update(LowerDir=":".join(c.cfg.lowerdirs), UpperDir=c.cfg.upperdir, WorkDir=c.cfg.workdir)
+    return {"Name": c.cfg.storage_driver or "overlay", "Data": data}
 
 
 class StartError(Exception):

@@ -31,6 +31,9 @@ def parse_args(argv):
                    help=f"socket to listen on (default {DEFAULT_HOST}, or $MINIDOCKER_HOST)")
     p.add_argument("--group", "-G", default="minidocker", help="group owning the socket (if it exists)")
     p.add_argument("--no-base-image", action="store_true", help="do not build busybox:latest at start")
+    p.add_argument("-s", "--storage-driver", choices=("overlay", "copy"),
+                   default=os.environ.get("MINIDOCKER_STORAGE_DRIVER", "overlay"),
+                   help="overlay (default; falls back to copy where overlay cannot work) or copy")
     p.add_argument("-D", "--debug", action="store_true")
     return p.parse_args(argv)
 
@@ -61,7 +64,8 @@ async def serve(args) -> None:
 
     from ..runtime import launcher
     launcher.enable()  # monitors are forked from a pre-loaded process: fast container starts
-    engine = Engine(args.root)
+    driver, warning = choose_storage_driver(args.storage_driver, args.root)
+    engine = Engine(args.root, driver)
     await engine.load()
     if not args.no_base_image:
         try:
@@ -74,7 +78,8 @@ async def serve(args) -> None:
             except Exception as e:
                 logging.warning("no base image: %s", e)
     server = http.Server()
-    API(engine, {"id": "minidocker", "cgroup_version": cgroup_version(), "os": os_name()}).register(server)
+    API(engine, {"id": "minidocker", "warnings": [warning] if warning else [],
+                 "cgroup_version": cgroup_version(), "os": os_name()}).register(server)
     host = args.host or os.environ.get("MINIDOCKER_HOST") or DEFAULT_HOST
     if not host.startswith("unix://"):
         raise SystemExit(f"minidockerd: only unix:// sockets are supported without TLS, got {host}")
@@ -90,6 +95,20 @@ async def serve(args) -> None:
     logging.info("minidockerd stopping; containers keep running under their monitors")
     server.close()
     launcher.disable()
+
+
+def choose_storage_driver(wanted: str, root: str) -> tuple[str, str]:
+    """The overlay driver needs a kernel with overlayfs and a state directory that may be an upper
+    layer (not itself on overlayfs, e.g. inside a container): probe it for real, else fall back."""
+    if wanted != "overlay":
+        return wanted, ""
+    from ..unionfs import overlay_usable
+    ok, why = overlay_usable(os.path.join(root, "snapshots"))
+    if not ok:
+        warning = f"WARNING: the overlay storage driver cannot work here ({why}): using copy"
+        logging.warning(warning)
+        return "copy", warning
+    return "overlay", ""
 
 
 def os_name() -> str:

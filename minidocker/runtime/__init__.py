@@ -14,8 +14,8 @@ everything else out. minidocker's runtime does the same for the daemon above it:
   disappeared with its last process, so there is nothing to unmount on the host.
 
 Directory of a container (``ROOT/containers/ID/``): ``config.json`` (the API request and the
-internal config), ``state.json`` (the daemon's record), ``upper/`` + ``work/`` (the writable layer),
-``rootfs/`` (the mount point, empty on the host), ``hostname``, ``hosts``, ``resolv.conf``,
+internal config), ``state.json`` (the daemon's record), ``rootfs/`` (the mount point, empty on the
+host; the writable layer is a snapshot, ``ROOT/snapshots/<driver>/``), ``hostname``, ``hosts``, ``resolv.conf``,
 ``container.log`` (json-file), ``ctl.sock`` (the monitor), ``monitor.json``, ``exit.json``.
 """
 from __future__ import annotations
@@ -57,8 +57,7 @@ def create(container_dir: str, cfg: ContainerConfig, request: dict, console_size
     try:
         os.makedirs(container_dir, mode=0o710)
         undo.push(shutil.rmtree, container_dir, True)
-        for sub in ("upper", "work", "rootfs"):
-            os.mkdir(os.path.join(container_dir, sub), 0o755)
+        os.mkdir(os.path.join(container_dir, "rootfs"), 0o755)  # layers: the snapshotter's
         rootfs.write_etc_files(container_dir, cfg.hostname)
         atomic_write_json(os.path.join(container_dir, "config.json"),
                           {"request": request, "runtime": cfg.to_dict(), "console_size": console_size})

@@ -57,6 +57,10 @@ class ContainerConfig:
     lowerdirs: list[str] = field(default_factory=list)
     upperdir: str = ""
     workdir: str = ""
+    # The snapshotter's answer (unionfs.py): the mounts that make the rootfs, as rootfs.Mount dicts
+    # with an empty target, and which storage driver made them. Preferred over lowerdirs when set.
+    rootfs_mounts: list[dict] = field(default_factory=list)
+    storage_driver: str = ""
     stop_signal: str = "SIGTERM"
 
     def to_dict(self) -> dict:

@@ -40,10 +40,12 @@ EXIT_NOT_FOUND = 127
 
 
 def rootfs_spec(cfg: ContainerConfig, container_dir: str) -> "rootfs.RootfsSpec":
-    """The mounts that make this container's root filesystem (the snapshotter's answer, for now an
-    overlay of the image's layers plus the container's writable layer)."""
+    """The mounts that make this container's root filesystem: the snapshotter's answer (an overlay
+    of the image's layers plus the container's writable layer, or a bind of a copied tree)."""
     target = os.path.join(container_dir, "rootfs")
-    if cfg.lowerdirs:
+    if cfg.rootfs_mounts:
+        mounts = [rootfs.Mount(**{**m, "target": target}) for m in cfg.rootfs_mounts]
+    elif cfg.lowerdirs:  # containers created before the snapshotter
         data = f"lowerdir={':'.join(cfg.lowerdirs)},upperdir={cfg.upperdir},workdir={cfg.workdir}"
         mounts = [rootfs.Mount("overlay", target, "overlay", 0, data)]
     else:  # a plain directory as rootfs (the copy driver, or a test)

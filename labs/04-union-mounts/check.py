@@ -1,0 +1,173 @@
+"""Checker for lab 04 (union mounts). Builds small layer directories (with real whiteouts and opaque
+directories: root needed), asks your functions about them, and mounts real overlays in forked
+children inside throw-away mount namespaces.
+
+    .venv/bin/python labs/04-union-mounts/check.py               # checks skeleton.py
+    .venv/bin/python labs/04-union-mounts/check.py --reference   # checks minidocker.unionfs
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import shutil
+import stat
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+if str(HERE.parents[1]) not in sys.path:
+    sys.path.insert(0, str(HERE.parents[1]))
+
+from minidocker import kernel as K  # noqa: E402
+from minidocker import unionfs as ref  # noqa: E402
+from minidocker.rootfs import Mount  # noqa: E402
+
+REFERENCE = "minidocker.unionfs"
+Result = tuple[str, bool, str]
+
+
+def _fail(cond: bool, message: str) -> None:
+    if not cond:
+        raise AssertionError(message)
+
+
+def _stack(base: str) -> list[str]:
+    """top: whiteout 'a', opaque 'd' with 'y', file 'e' over a directory, 'only-top'
+    middle: 'b' (hides bottom's b), whiteout 'gone' of something that never existed
+    bottom: a, b, c, d/x, e/f"""
+    top, mid, bot = (os.path.join(base, n) for n in ("top", "mid", "bot"))
+    for d in (top, mid, bot):
+        os.makedirs(d)
+    os.mknod(f"{top}/a", stat.S_IFCHR | 0o000, os.makedev(0, 0))
+    os.mkdir(f"{top}/d")
+    os.setxattr(f"{top}/d", ref.OPAQUE_XATTR, b"y")
+    open(f"{top}/d/y", "w").close()
+    open(f"{top}/e", "w").close()
+    open(f"{top}/only-top", "w").close()
+    open(f"{mid}/b", "w").write("mid")
+    os.mknod(f"{mid}/gone", stat.S_IFCHR | 0o000, os.makedev(0, 0))
+    for name in ("a", "b", "c"):
+        open(f"{bot}/{name}", "w").write("bottom")
+    os.makedirs(f"{bot}/d")
+    open(f"{bot}/d/x", "w").close()
+    os.makedirs(f"{bot}/e")
+    open(f"{bot}/e/f", "w").close()
+    return [top, mid, bot]
+
+
+def check_is_whiteout(m, base) -> str:
+    layers = _stack(base)
+    _fail(m.is_whiteout(os.lstat(f"{layers[0]}/a")) is True, "a 0:0 char device is a whiteout")
+    _fail(not m.is_whiteout(os.lstat("/dev/null")), "/dev/null (1:3) is not a whiteout")
+    _fail(not m.is_whiteout(os.lstat(f"{layers[2]}/a")), "a regular file is not a whiteout")
+    return "0:0 yes, 1:3 no, file no"
+
+
+def check_lookup(m, base) -> str:
+    layers = _stack(base)
+    want = {"/a": None, "/b": 1, "/c": 2, "/d": 0, "/d/x": None, "/d/y": 0, "/e": 0, "/e/f": None,
+            "/only-top": 0, "/gone": None, "/nothing": None, "/": 0}
+    for path, index in want.items():
+        got = m.lookup(layers, path)
+        _fail((got[0] if got else None) == index,
+              f"lookup({path!r}) gave layer {got[0] if got else None}, want {index}")
+    return f"{len(want)} paths: whiteouts, opaque dir, a file over a directory"
+
+
+def check_merged_listdir(m, base) -> str:
+    layers = _stack(base)
+    root = m.merged_listdir(layers, "/")
+    _fail(root == {"b": 1, "c": 2, "d": 0, "e": 0, "only-top": 0},
+          f"merged_listdir('/') = {root}")
+    _fail(m.merged_listdir(layers, "/d") == {"y": 0}, "the opaque /d shows only the top layer's y")
+    return "matches what the overlay mount would show"
+
+
+def _forked_ns(fn):
+    """Run fn() in a forked child in a private mount namespace; return its result or raise."""
+    return ref.run_mounted([], "/", lambda _t: fn())
+
+
+def check_mount_all_recorded(m, base) -> str:
+    rec = K.Recorder()
+    m.mount_all([Mount("/src", "", None, K.MS_BIND | K.MS_RDONLY, None, cwd="/somewhere")], "/t", rec)
+    calls = [(c.name, c.args) for c in rec.calls]
+    _fail(calls and calls[0] == ("chdir", ("/somewhere",)), f"first call should be chdir(cwd): {calls}")
+    mounts = [a for n, a in calls if n == "mount"]
+    _fail(len(mounts) == 2, f"a read-only bind takes two mount calls, got {len(mounts)}")
+    _fail(mounts[0][:2] == ("/src", "/t") and mounts[0][3] & K.MS_BIND, f"first: the bind, got {mounts[0]}")
+    _fail(mounts[1][3] & K.MS_REMOUNT and mounts[1][3] & K.MS_RDONLY, f"second: remount ro, got {mounts[1]}")
+    return "chdir(cwd), bind, remount read-only"
+
+
+def check_mount_all_real(m, base) -> str:
+    layers = _stack(base)
+    up, work, target = (os.path.join(base, n) for n in ("up", "work", "merged"))
+    for d in (up, work, target):
+        os.makedirs(d)
+    rel = ":".join(os.path.relpath(p, base) for p in layers)
+    mounts = [Mount("overlay", "", "overlay", 0, f"lowerdir={rel},upperdir=up,workdir=work", cwd=base)]
+    cwd = os.getcwd()
+
+    def inside():
+        m.mount_all(mounts, target, K.Linux())
+        return sorted(os.listdir(target)), os.getcwd()
+
+    listing, after = _forked_ns(inside)
+    _fail(listing == ["b", "c", "d", "e", "only-top"], f"the merged overlay shows {listing}")
+    _fail(after == cwd, f"the working directory was not restored ({after})")
+    return "overlay with relative lowerdirs mounted: " + " ".join(listing)
+
+
+CHECKS = [
+    ("1 is_whiteout", check_is_whiteout),
+    ("2 lookup", check_lookup),
+    ("3 merged_listdir", check_merged_listdir),
+    ("4 mount_all: recorded", check_mount_all_recorded),
+    ("4 mount_all: a real overlay", check_mount_all_real),
+]
+
+
+def check(module) -> list[Result]:
+    results: list[Result] = []
+    for name, fn in CHECKS:
+        base = tempfile.mkdtemp(prefix="md-lab04-")
+        try:
+            results.append((name, True, fn(module, base)))
+        except Exception as e:  # noqa: BLE001 - a failed check, reported in the table
+            results.append((name, False, f"{type(e).__name__}: {e}"))
+        finally:
+            shutil.rmtree(base, ignore_errors=True)
+    return results
+
+
+def _load(path: Path):
+    spec = importlib.util.spec_from_file_location("lab04_solution", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def main(argv: list[str]) -> int:
+    if "--reference" in argv:
+        module, what = importlib.import_module(REFERENCE), REFERENCE
+    else:
+        path = Path(next((a for a in argv if not a.startswith("-")), HERE / "skeleton.py"))
+        module, what = _load(path), str(path)
+    if os.geteuid() != 0:
+        print("lab 04 needs root (whiteout device nodes, trusted.* xattrs, overlay mounts)")
+        return 1
+    results = check(module)
+    width = max(len(n) for n, _, _ in results)
+    print(f"lab 04 (union mounts) — checking {what}\n")
+    for name, ok, detail in results:
+        print(f"  {'PASS' if ok else 'FAIL'}  {name:<{width}}  {detail}")
+    passed = sum(ok for _, ok, _ in results)
+    print(f"\n{passed}/{len(results)} passed")
+    return 0 if passed == len(results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -82,6 +82,8 @@ class API:
         ]
         for method, pattern, handler in routes:
             s.route(method, pattern, errors(handler))
+        from . import api_cgroups
+        api_cgroups.register(self, s)  # pause, unpause, stats (the cgroups chapter)
 
     # ---- system ---------------------------------------------------------------------------------
     async def ping(self, req):

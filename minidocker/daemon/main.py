@@ -31,6 +31,8 @@ def parse_args(argv):
                    help=f"socket to listen on (default {DEFAULT_HOST}, or $MINIDOCKER_HOST)")
     p.add_argument("--group", "-G", default="minidocker", help="group owning the socket (if it exists)")
     p.add_argument("--no-base-image", action="store_true", help="do not build busybox:latest at start")
+    p.add_argument("--cgroup-parent", default="minidocker",
+                   help="parent cgroup of every container's cgroup (default minidocker)")
     p.add_argument("-D", "--debug", action="store_true")
     return p.parse_args(argv)
 
@@ -49,9 +51,11 @@ def lock_root(root: str) -> int:
 
 
 def cgroup_version() -> str:
-    if os.path.exists("/sys/fs/cgroup/cgroup.controllers"):
-        return "2"
-    return "1"
+    from ..cgroups import detect
+    try:
+        return "2" if detect().mode == "v2" else "1"
+    except OSError:
+        return "1"
 
 
 async def serve(args) -> None:
@@ -59,7 +63,7 @@ async def serve(args) -> None:
     from .api import API
     from .engine import Engine
 
-    engine = Engine(args.root)
+    engine = Engine(args.root, cgroup_parent=args.cgroup_parent)
     await engine.load()
     if not args.no_base_image:
         try:

@@ -145,6 +145,13 @@ def container_main(cfg: ContainerConfig, container_dir: str, ready_fd: int, star
     if os.read(start_fd, 1) != b"1":
         os._exit(1)
     os.close(start_fd)
+    # 4b. The monitor put us in our cgroup before it said "start": a cgroup namespace made now has
+    #     that cgroup as its root, so /proc/self/cgroup shows "/" (cgroup_namespaces(7)).
+    if "cgroup" in cfg.namespaces:
+        try:
+            k.unshare(K.CLONE_NEWCGROUP)
+        except OSError as e:
+            _fail(EXIT_CANNOT_INVOKE, f"cannot create the cgroup namespace: {e}")
 
     # 5. Working directory and credentials; groups before gid before uid (after setuid we could not).
     try:

@@ -8,6 +8,8 @@ import os
 
 import pytest
 
+pytestmark = [pytest.mark.slow, pytest.mark.privileged]
+
 from conftest import need, need_root, need_tool
 
 

@@ -62,7 +62,7 @@ def write(directory: str, name: str, value) -> None:
     right here with EINVAL; we name the file in the error."""
     path = os.path.join(directory, name)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC | (os.O_CREAT if _fake(directory) else 0), 0o644)
+        fd = os.open(path, os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC | (os.O_CREAT if _fake(directory) else 0), 0o644)
     except OSError as e:
         raise OSError(e.errno, f"cannot open {path}: {e.strerror}") from None
     try:

@@ -333,3 +333,18 @@ def test_v2_core_files_on_the_unified_tree(unified_cgroup):
                 p.wait()
     cg.destroy()
     assert not os.path.exists(cg.dir)
+
+
+def test_clone_into_cgroup_starts_the_child_inside(unified_cgroup):
+    from minidocker.cgroups.v2 import spawn_into
+    r, w = os.pipe()
+    try:
+        # The child prints its own cgroup: it never ran anywhere else.
+        os.set_inheritable(w, True)
+        pid = spawn_into(unified_cgroup.dir, ["/bin/busybox", "sh", "-c", f"cat /proc/self/cgroup >&{w}"])
+    finally:
+        os.close(w)
+    with os.fdopen(r) as f:
+        text = f.read()
+    assert os.waitpid(pid, 0)[1] == 0
+    assert f"0::{unified_cgroup.path}" in text.splitlines()

@@ -132,3 +132,38 @@ class V2Cgroup(Cgroup):
 
     def oom_kills(self) -> int:
         return memory.oom_kills_v2(self.dir)
+
+
+CLONE_INTO_CGROUP = 0x200000000
+SYS_CLONE3 = 435  # x86_64
+
+
+def spawn_into(cgroup_dir: str, argv: list[str]) -> int:
+    """Start ``argv`` directly inside the v2 cgroup ``cgroup_dir`` with clone3(CLONE_INTO_CGROUP):
+    the child is born in the group, so not even its first instruction runs outside. Returns the
+    child's pid (wait for it with os.waitpid). clone3(2); needs Linux 5.7 and a cgroup2 directory.
+
+    The child runs nothing but execv (it is a raw clone of this interpreter, without the
+    bookkeeping os.fork() does), and exits 127 if that fails."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.syscall.restype = ctypes.c_long
+    fd = os.open(cgroup_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    path = argv[0].encode()
+    args_c = (ctypes.c_char_p * (len(argv) + 1))(*[a.encode() for a in argv], None)
+    env_c = (ctypes.c_char_p * 1)(None)
+    # struct clone_args (linux/sched.h), version 2 = 88 bytes: flags, pidfd, child_tid, parent_tid,
+    # exit_signal, stack, stack_size, tls, set_tid, set_tid_size, cgroup.
+    ca = (ctypes.c_uint64 * 11)(CLONE_INTO_CGROUP, 0, 0, 0, signal.SIGCHLD, 0, 0, 0, 0, 0, fd)
+    try:
+        pid = libc.syscall(SYS_CLONE3, ctypes.byref(ca), ctypes.sizeof(ca))
+        if pid == 0:  # the child: exec at once (execve straight from libc, no Python code in between)
+            libc.execve(path, args_c, env_c)
+            libc._exit(127)
+        if pid < 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"clone3(CLONE_INTO_CGROUP, {cgroup_dir}): {os.strerror(err)}")
+        return pid
+    finally:
+        os.close(fd)

@@ -310,11 +310,13 @@ class Monitor:
         from . import resources
         try:
             resources.setup(self.cfg, self.pid)
-            status = ""
+            cgroup_error = ""
         except Exception as e:
-            status = f"error: cannot set up the container's cgroup: {e}"
-        status = status or os.read(ready_r, 4096).decode(errors="replace").strip()
+            cgroup_error = f"error: cannot set up the container's cgroup: {e}"
+        status = os.read(ready_r, 4096).decode(errors="replace").strip()
         os.close(ready_r)
+        if cgroup_error and not status.startswith("error: "):  # a setup error of pid 1 explains more
+            status = cgroup_error
         if status != "ready":
             msg = status[len("error: "):] if status.startswith("error: ") else (status or "container init exited during setup")
             proc.kill(signal.SIGKILL)

@@ -98,3 +98,21 @@ def open_cgroup(path: str, layout: Layout | None = None):
         return V2Cgroup(layout.unified, path)
     from .v1 import V1Cgroup
     return V1Cgroup(layout, path)
+
+
+# ---- two verbs in one call each (used by the notebook and the lab) ------------------------------
+from .cpu import shares_to_weight  # noqa: E402,F401
+from .limits import parse_cpu_list  # noqa: E402,F401
+
+
+def join(layout: Layout, path: str, pid: int) -> None:
+    """Create the cgroup ``path`` (in every hierarchy of ``layout``) and move ``pid`` into it."""
+    cg = open_cgroup(path, layout)
+    cg.create()
+    cg.add(pid)
+
+
+def set_frozen(layout: Layout, path: str, frozen: bool) -> None:
+    """Freeze (and wait until every task is frozen) or thaw the cgroup ``path``."""
+    cg = open_cgroup(path, layout)
+    cg.freeze() if frozen else cg.thaw()

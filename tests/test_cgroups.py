@@ -348,3 +348,42 @@ def test_clone_into_cgroup_starts_the_child_inside(unified_cgroup):
         text = f.read()
     assert os.waitpid(pid, 0)[1] == 0
     assert f"0::{unified_cgroup.path}" in text.splitlines()
+
+
+def test_docker_py_limits_stats_pause(daemon):
+    try:
+        import docker
+    except ImportError:
+        need(False, "docker-py (the 'docker' package in the dev extras)")
+    client = docker.DockerClient(base_url=daemon.host)
+    ct = client.containers.run("busybox", ["sleep", "100"], detach=True, mem_limit="48m", pids_limit=30,
+                               nano_cpus=500_000_000)
+    try:
+        s = ct.stats(stream=False)
+        assert s["memory_stats"]["limit"] == 48 << 20 and s["pids_stats"] == {"current": 1, "limit": 30}
+        ct.pause()
+        ct.reload()
+        assert ct.status == "paused"
+        ct.unpause()
+        ct.reload()
+        assert ct.status == "running"
+        assert ct.attrs["HostConfig"]["NanoCpus"] == 500_000_000
+    finally:
+        ct.remove(force=True)
+        client.close()
+
+
+def test_explain_shows_the_cgroup_writes_in_order(daemon):
+    r = daemon.cli("run", "--explain", "-m", "32m", "--pids-limit", "9", "busybox", "true", check=True)
+    text = r.stdout.decode()
+    limit_file = "memory.limit_in_bytes" if cgroups.detect().mode != "v2" else "memory.max"
+    for needle in (f"'{32 << 20}' > ", limit_file, "'9' > ", "pids.max", "cgroup.procs", "CLONE_NEWCGROUP"):
+        assert needle in text, needle
+    # Limits before the move, the move before pid 1's own steps, its cgroup namespace before exec.
+    assert text.index("pids.max") < text.index("cgroup.procs") < text.index("pivot_root")
+    assert text.index("unshare(CLONE_NEWCGROUP)") < text.index("execve(")
+    assert "CLONE_NEWCGROUP" not in text.splitlines()[2]  # not in the monitor's unshare
+    # Nothing was created for real: no cgroup of that container exists anywhere.
+    short_id = text.split("container ", 1)[1].split()[0]
+    from conftest import cgroup_dirs
+    assert not [x for d in cgroup_dirs(daemon.cgroup_parent) for x in os.listdir(d) if x.startswith(short_id)]

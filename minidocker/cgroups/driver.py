@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 
 
@@ -61,6 +62,9 @@ def write(directory: str, name: str, value) -> None:
     """One value into one control file. The kernel parses it at write(2) time, so a bad value fails
     right here with EINVAL; we name the file in the error."""
     path = os.path.join(directory, name)
+    recording = getattr(RECORDING, "writes", None)
+    if recording is not None:
+        recording.append((path, str(value)))
     try:
         fd = os.open(path, os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC | (os.O_CREAT if _fake(directory) else 0), 0o644)
     except OSError as e:
@@ -111,6 +115,9 @@ def has(directory: str, name: str) -> bool:
 # Unit tests run the drivers on a plain directory tree (a "fake cgroupfs") under these roots, where
 # control files do not appear by themselves on mkdir. On the real filesystem we never create files.
 FAKE_ROOTS: list[str] = []
+# When RECORDING.writes is a list, this thread's write() calls are also appended to it as
+# (path, value): ``--explain`` uses it. Thread-local: the daemon starts containers meanwhile.
+RECORDING = threading.local()
 
 
 def _fake(directory: str) -> bool:

@@ -191,13 +191,17 @@ def explain(cfg: ContainerConfig, container_dir: str) -> str:
     rec = K.Recorder()
     flags = 0
     for ns in cfg.namespaces:
-        flags |= K.NAMESPACE_FLAGS[ns]
+        flags |= K.NAMESPACE_FLAGS[ns] if ns != "cgroup" else 0
     lines = ["# monitor: fork a child that enters new namespaces; its first child is pid 1",
              f"  0  {K.describe_call('unshare', (flags,))}",
-             "# pid 1 of the container, before exec:"]
+             "# monitor: the container's cgroup, limits, and pid 1 moved in (pid 1 waits meanwhile):",
+             *_explain_cgroup(cfg),
+             "# pid 1 of the container, before exec (after 'start', it makes its cgroup namespace):"]
     rootfs.setup_rootfs(rec, rootfs_spec(cfg, container_dir))
     if "uts" in cfg.namespaces:
         rec.sethostname(cfg.hostname)
+    if "cgroup" in cfg.namespaces:
+        rec.unshare(K.CLONE_NEWCGROUP)
     rec.chdir(cfg.working_dir)
     try:
         path = find_executable(cfg.argv[0], [])
@@ -206,6 +210,14 @@ def explain(cfg: ContainerConfig, container_dir: str) -> str:
     rec.execve(path, cfg.argv, {kv.partition("=")[0]: "…" for kv in cfg.env})
     lines.append(rec.transcript())
     return "\n".join(lines)
+
+
+def _explain_cgroup(cfg: ContainerConfig) -> list[str]:
+    from . import resources
+    try:
+        return resources.explain(cfg)
+    except OSError as e:
+        return [f"  (cannot show the cgroup steps: {e})"]
 
 
 if __name__ == "__main__":  # pragma: no cover - not an entry point

@@ -73,3 +73,49 @@ def stats(cfg: ContainerConfig, running: bool, pre: dict | None = None) -> dict:
     cg = cgroup_of(cfg)
     raw = cg.stats() if running and cg.exists() else None
     return docker_stats(raw, cid=cfg.id, name=cfg.name, pre=pre)
+
+
+def explain(cfg: ContainerConfig, pid: str = "PID") -> list[str]:
+    """The cgroup writes :func:`setup` would make, without touching the real cgroupfs: the same
+    driver code runs against a scratch copy of the hierarchy roots (a fake cgroupfs), and we list
+    what it wrote."""
+    import os
+    import shutil
+    import tempfile
+
+    from ..cgroups import driver
+    layout = cgroups.detect()
+    scratch = tempfile.mkdtemp(prefix="md-explain-")
+    real_roots = sorted(set(layout.v1.values()) | ({layout.unified} if layout.unified else set()))
+    fake_of = {r: os.path.join(scratch, str(i)) for i, r in enumerate(real_roots)}
+    fake = cgroups.Layout(layout.mode, {c: fake_of[m] for c, m in layout.v1.items()},
+                          fake_of.get(layout.unified) if layout.unified else None)
+    path = cgroups.cgroup_path(cfg.cgroup_parent, cfg.id)
+    driver.FAKE_ROOTS.append(scratch)
+    try:
+        for real, f in fake_of.items():
+            # Each level of the fake tree gets the real root's values that the driver reads.
+            for level in ("", path.strip("/").split("/")[0], path.strip("/")):
+                d = os.path.join(f, level)
+                os.makedirs(d, exist_ok=True)
+                for name in os.listdir(real):
+                    src = os.path.join(real, name)
+                    if os.path.isfile(src) and not os.path.exists(os.path.join(d, name)):
+                        keep = name in ("cgroup.controllers", "cpuset.cpus", "cpuset.mems") and level != path.strip("/")
+                        with open(os.path.join(d, name), "w") as out:
+                            out.write(driver.read(real, name) if keep else "")
+        driver.RECORDING.writes = writes = []
+        cg = cgroups.open_cgroup(path, fake)
+        cg.create()
+        cg.apply(cgroups.Limits.from_dict(cfg.resources))
+        cg.add(pid)
+        real = {f: r for r, f in fake_of.items()}
+        back = lambda p: next(r + p[len(f):] for f, r in real.items() if p.startswith(f + "/"))  # noqa: E731
+        lines = [f"  mkdir -p {back(d)}" for d in cg.directories()]
+        lines += [f"  write {value!r:>12} > {back(p)}" for p, value in writes]
+        return lines
+    finally:
+        driver.RECORDING.writes = None
+        driver.FAKE_ROOTS.remove(scratch)
+        shutil.rmtree(scratch, ignore_errors=True)
+

@@ -59,11 +59,14 @@ class Daemon:
         self.host = "unix://" + self.sock
         self.log = open(os.path.join(base, "daemon.log"), "ab")
         self.proc = None
+        # Container cgroups of this test session go under their own parent, so a leak is easy to see.
+        self.cgroup_parent = f"minidocker-test-{os.getpid()}"
 
     def start(self, timeout: float = 60) -> "Daemon":
         self.proc = subprocess.Popen([sys.executable, "-m", "minidocker.daemon.main", "--root", self.root,
-                                      "-H", self.host, "--debug",
-                                      *(["--storage-driver", self.driver] if self.driver else [])], stdout=self.log, stderr=self.log, cwd=REPO)
+                                      "-H", self.host, "--debug", "--cgroup-parent", self.cgroup_parent,
+                                      *(["--storage-driver", self.driver] if self.driver else [])],
+                                     stdout=self.log, stderr=self.log, cwd=REPO)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -189,4 +192,29 @@ def _session_daemon(driver):
                 time.sleep(0.2)
                 left = leftovers(base)
             shutil.rmtree(base, ignore_errors=True)
+            cgroups_left = cgroup_leftovers(d.cgroup_parent)
+            remove_cgroup_parent(d.cgroup_parent)
             assert not left, f"left behind by the session's daemon: {left}"
+            assert not cgroups_left, f"container cgroups left behind by the session: {cgroups_left}"
+
+
+def cgroup_dirs(parent: str) -> list[str]:
+    """The directories named ``parent`` in every mounted cgroup hierarchy (v1, v2 or both)."""
+    from minidocker import cgroups
+    layout = cgroups.detect()
+    roots = set(layout.v1.values()) | ({layout.unified} if layout.unified else set())
+    return [os.path.join(r, parent) for r in sorted(roots) if os.path.isdir(os.path.join(r, parent))]
+
+
+def cgroup_leftovers(parent: str) -> list[str]:
+    """Container cgroups still under ``parent``: every test must have removed its own."""
+    return [os.path.join(d, x) for d in cgroup_dirs(parent) for x in os.listdir(d)
+            if os.path.isdir(os.path.join(d, x))]
+
+
+def remove_cgroup_parent(parent: str) -> None:
+    for d in cgroup_dirs(parent):
+        try:
+            os.rmdir(d)
+        except OSError:
+            pass

@@ -28,6 +28,7 @@ import sys
 import threading
 import time
 
+from . import cgroups as cgroups_cli
 from .client import APIError, Client, DaemonNotRunning, read_frames
 
 EXIT_DAEMON_ERROR = 125
@@ -107,6 +108,7 @@ def create_body(a) -> dict:
         "HostConfig": {"AutoRemove": getattr(a, "rm", False), "Init": a.init or None,
                        "ReadonlyRootfs": a.read_only, "NetworkMode": a.network or "default"},
     }
+    body["HostConfig"].update(cgroups_cli.host_config(a))
     if a.entrypoint is not None:
         body["Entrypoint"] = [a.entrypoint] if a.entrypoint else [""]
     if a.tty:
@@ -447,6 +449,7 @@ def container_opts(p):
     p.add_argument("--init", action="store_true", help="run a small init as pid 1 that reaps zombies and forwards signals")
     p.add_argument("--read-only", action="store_true")
     p.add_argument("--network", "--net")
+    cgroups_cli.limit_opts(p)
     p.add_argument("image")
     p.add_argument("command", nargs=argparse.REMAINDER)
 
@@ -520,6 +523,7 @@ def build_parser() -> argparse.ArgumentParser:
     lg.add_argument("container")
     lg.set_defaults(fn=cmd_logs)
 
+    cgroups_cli.add_verbs(sub)
     sub.add_parser("version", help="client and daemon versions").set_defaults(fn=cmd_version)
     inf = sub.add_parser("info", help="system-wide information")
     inf.add_argument("-f", "--format")

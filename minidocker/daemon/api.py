@@ -84,6 +84,8 @@ class API:
             s.route(method, pattern, errors(handler))
         from . import api_cow
         api_cow.register(self, s)
+        from . import api_cgroups
+        api_cgroups.register(self, s)  # pause, unpause, stats (the cgroups chapter)
 
     # ---- system ---------------------------------------------------------------------------------
     async def ping(self, req):

@@ -100,8 +100,9 @@ class Container:
 
 
 class Engine:
-    def __init__(self, root: str, driver: str = "overlay"):
+    def __init__(self, root: str, driver: str = "overlay", cgroup_parent: str = "minidocker"):
         self.root = root
+        self.cgroup_parent = cgroup_parent
         self.containers: dict[str, Container] = {}
         self.images = ImageStore(os.path.join(root, "images"))
         self.driver = driver
@@ -159,10 +160,12 @@ class Engine:
         cid = new_id()
         name = name or self.generate_name()
         directory = os.path.join(self.root, "containers", cid)
+        warnings: list[str] = []
         try:
             cfg = from_create_request(body, cid=cid, name=name, image_id=image.id,
                                       image_ref=image_name, image_config=image.config.get("config", {}),
-                                      lowerdirs=[], upperdir="", workdir="")
+                                      lowerdirs=[], upperdir="", workdir="",
+                                      cgroup_parent=self.cgroup_parent, warnings=warnings)
         except ConfigError as e:
             raise InvalidRequest(str(e))
         host = body.get("HostConfig") or {}
@@ -184,7 +187,7 @@ class Engine:
         c = Container(cid, directory, cfg, body, now_rfc3339(), name)
         c.save()
         self.containers[cid] = c
-        return cid, []
+        return cid, warnings
 
     def generate_name(self) -> str:
         adjectives = ["brave", "calm", "eager", "fancy", "gentle", "happy", "jolly", "kind", "lucid", "merry",
@@ -332,6 +335,14 @@ class Engine:
         if not c.running:
             raise Conflict(f"Cannot kill container: {c.id}: Container {c.id} is not running")
         runtime.kill(c.state["Pid"], num)
+        self.thaw_after_signal(c)
+
+    def thaw_after_signal(self, c: Container) -> None:
+        """A frozen process cannot act on a signal: a signalled paused container is thawed."""
+        if c.state["Status"] == "paused":
+            runtime.resources.unpause(c.cfg)
+            c.state.update(Status="running", Paused=False)
+            c.save()
 
     async def stop(self, ref: str, timeout: int | None, sig=None) -> None:
         c = self.get(ref)
@@ -341,6 +352,7 @@ class Engine:
         f = asyncio.get_running_loop().create_future()
         c.next_exit.append(f)
         runtime.kill(c.state["Pid"], num)
+        self.thaw_after_signal(c)
         try:
             await asyncio.wait_for(asyncio.shield(f), 10 if timeout is None or timeout < 0 else timeout)
         except asyncio.TimeoutError:
@@ -355,6 +367,8 @@ class Engine:
                                "attempting removal or force remove")
             f = asyncio.get_running_loop().create_future()
             c.next_exit.append(f)
+            # The whole tree through its cgroup: works on a paused container too.
+            await asyncio.to_thread(runtime.resources.kill_tree, c.cfg)
             runtime.kill(c.state["Pid"], signal.SIGKILL)
             await f
             if c.id not in self.containers:  # auto-removed meanwhile
@@ -486,8 +500,9 @@ class Engine:
 
     def summary(self, c: Container) -> dict:
         st = c.state
-        if st["Status"] == "running":
+        if st["Status"] in ("running", "paused"):
             status = "Up " + human_duration(time.time() - parse_rfc3339(st["StartedAt"]))
+            status += " (Paused)" if st["Status"] == "paused" else ""
         elif st["Status"] == "exited":
             status = f"Exited ({st['ExitCode']}) " + human_duration(time.time() - parse_rfc3339(st["FinishedAt"])) + " ago"
         else:

@@ -34,6 +34,8 @@ def parse_args(argv):
     p.add_argument("-s", "--storage-driver", choices=("overlay", "copy"),
                    default=os.environ.get("MINIDOCKER_STORAGE_DRIVER", "overlay"),
                    help="overlay (default; falls back to copy where overlay cannot work) or copy")
+    p.add_argument("--cgroup-parent", default="minidocker",
+                   help="parent cgroup of every container's cgroup (default minidocker)")
     p.add_argument("-D", "--debug", action="store_true")
     return p.parse_args(argv)
 
@@ -52,9 +54,11 @@ def lock_root(root: str) -> int:
 
 
 def cgroup_version() -> str:
-    if os.path.exists("/sys/fs/cgroup/cgroup.controllers"):
-        return "2"
-    return "1"
+    from ..cgroups import detect
+    try:
+        return "2" if detect().mode == "v2" else "1"
+    except OSError:
+        return "1"
 
 
 async def serve(args) -> None:
@@ -65,7 +69,7 @@ async def serve(args) -> None:
     from ..runtime import launcher
     launcher.enable()  # monitors are forked from a pre-loaded process: fast container starts
     driver, warning = choose_storage_driver(args.storage_driver, args.root)
-    engine = Engine(args.root, driver)
+    engine = Engine(args.root, driver, cgroup_parent=args.cgroup_parent)
     await engine.load()
     if not args.no_base_image:
         try:

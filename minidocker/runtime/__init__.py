@@ -26,7 +26,7 @@ import signal as _signal
 
 from ..util import atomic_write_json, read_json
 from .config import ContainerConfig
-from . import monitor
+from . import monitor, resources  # noqa: F401  (resources: the cgroups chapter's verbs)
 
 
 class Rollback:
@@ -84,6 +84,8 @@ def release(container_dir: str) -> dict:
 
 def kill(pid: int, sig: int = _signal.SIGTERM) -> None:
     """Signal the container's pid 1 (through a pidfd, so a recycled pid is never hit)."""
+    if pid <= 0:  # already exited (the daemon cleared its pid)
+        return
     try:
         fd = os.pidfd_open(pid)
     except ProcessLookupError:
@@ -109,4 +111,9 @@ def state(container_dir: str) -> dict:
 
 
 def delete(container_dir: str) -> None:
+    """Remove the container's cgroup (waiting until it is empty), then its directory."""
+    conf = read_json(os.path.join(container_dir, "config.json"))
+    if conf and conf.get("runtime"):
+        from . import resources
+        resources.destroy(ContainerConfig.from_dict(conf["runtime"]))
     shutil.rmtree(container_dir, ignore_errors=True)

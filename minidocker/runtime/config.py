@@ -62,6 +62,10 @@ class ContainerConfig:
     rootfs_mounts: list[dict] = field(default_factory=list)
     storage_driver: str = ""
     stop_signal: str = "SIGTERM"
+    # Control groups (the cgroups chapter): validated limits (cgroups.Limits as a dict) and the
+    # parent group, so that the cgroup is <hierarchy>/<cgroup_parent>/<id>.
+    resources: dict = field(default_factory=dict)
+    cgroup_parent: str = "minidocker"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -126,8 +130,10 @@ def command_line(image_config: dict, entrypoint, cmd) -> list[str]:
 
 
 def from_create_request(body: dict, *, cid: str, name: str, image_id: str, image_ref: str,
-                        image_config: dict, lowerdirs: list[str], upperdir: str, workdir: str) -> ContainerConfig:
-    """Docker's ContainerCreate body + the image's config -> :class:`ContainerConfig`."""
+                        image_config: dict, lowerdirs: list[str], upperdir: str, workdir: str,
+                        cgroup_parent: str = "minidocker", warnings: list[str] | None = None) -> ContainerConfig:
+    """Docker's ContainerCreate body + the image's config -> :class:`ContainerConfig`.
+    Docker-style warnings (limits this host cannot enforce) are appended to ``warnings``."""
     if not isinstance(body, dict):
         raise ConfigError("invalid JSON: the request body must be an object")
     host = body.get("HostConfig") or {}
@@ -154,6 +160,12 @@ def from_create_request(body: dict, *, cid: str, name: str, image_id: str, image
     labels = body.get("Labels") or {}
     if not isinstance(labels, dict):
         raise ConfigError("Labels must be an object of strings")
+    resources, limit_warnings = resource_limits(host)
+    if warnings is not None:
+        warnings.extend(limit_warnings)
+    parent = host.get("CgroupParent") or cgroup_parent
+    if not isinstance(parent, str) or ".." in parent.split("/") or not parent.strip("/"):
+        raise ConfigError(f"invalid CgroupParent {parent!r}: a relative cgroup path without '..'")
     return ContainerConfig(
         id=cid, name=name, image_id=image_id, image_ref=image_ref, argv=argv, env=env,
         working_dir=wd, user=body.get("User") or img.get("User") or "",
@@ -164,4 +176,15 @@ def from_create_request(body: dict, *, cid: str, name: str, image_id: str, image
         namespaces=namespaces, labels={str(k): str(v) for k, v in labels.items()},
         lowerdirs=lowerdirs, upperdir=upperdir, workdir=workdir,
         stop_signal=body.get("StopSignal") or img.get("StopSignal") or "SIGTERM",
+        resources=resources, cgroup_parent=parent.strip("/"),
     )
+
+
+def resource_limits(host: dict) -> tuple[dict, list[str]]:
+    """HostConfig's Memory, NanoCpus, PidsLimit… -> validated limits + warnings (cgroups chapter)."""
+    from ..cgroups.limits import LimitError, parse_host_config
+    try:
+        limits, warnings = parse_host_config(host)
+    except LimitError as e:
+        raise ConfigError(str(e)) from None
+    return limits.to_dict(), warnings

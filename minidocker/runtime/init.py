@@ -147,6 +147,13 @@ def container_main(cfg: ContainerConfig, container_dir: str, ready_fd: int, star
     if os.read(start_fd, 1) != b"1":
         os._exit(1)
     os.close(start_fd)
+    # 4b. The monitor put us in our cgroup before it said "start": a cgroup namespace made now has
+    #     that cgroup as its root, so /proc/self/cgroup shows "/" (cgroup_namespaces(7)).
+    if "cgroup" in cfg.namespaces:
+        try:
+            k.unshare(K.CLONE_NEWCGROUP)
+        except OSError as e:
+            _fail(EXIT_CANNOT_INVOKE, f"cannot create the cgroup namespace: {e}")
 
     # 5. Working directory and credentials; groups before gid before uid (after setuid we could not).
     try:
@@ -186,13 +193,17 @@ def explain(cfg: ContainerConfig, container_dir: str) -> str:
     rec = K.Recorder()
     flags = 0
     for ns in cfg.namespaces:
-        flags |= K.NAMESPACE_FLAGS[ns]
+        flags |= K.NAMESPACE_FLAGS[ns] if ns != "cgroup" else 0
     lines = ["# monitor: fork a child that enters new namespaces; its first child is pid 1",
              f"  0  {K.describe_call('unshare', (flags,))}",
-             "# pid 1 of the container, before exec:"]
+             "# monitor: the container's cgroup, limits, and pid 1 moved in (pid 1 waits meanwhile):",
+             *_explain_cgroup(cfg),
+             "# pid 1 of the container, before exec (after 'start', it makes its cgroup namespace):"]
     rootfs.setup_rootfs(rec, rootfs_spec(cfg, container_dir))
     if "uts" in cfg.namespaces:
         rec.sethostname(cfg.hostname)
+    if "cgroup" in cfg.namespaces:
+        rec.unshare(K.CLONE_NEWCGROUP)
     rec.chdir(cfg.working_dir)
     try:
         path = find_executable(cfg.argv[0], [])
@@ -209,6 +220,14 @@ def explain(cfg: ContainerConfig, container_dir: str) -> str:
         text = text.replace(layers, "$L")
         legend.append(f"# $L = {layers}")
     return "\n".join(legend + [text])
+
+
+def _explain_cgroup(cfg: ContainerConfig) -> list[str]:
+    from . import resources
+    try:
+        return resources.explain(cfg)
+    except OSError as e:
+        return [f"  (cannot show the cgroup steps: {e})"]
 
 
 if __name__ == "__main__":  # pragma: no cover - not an entry point

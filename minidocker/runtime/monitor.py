@@ -290,9 +290,11 @@ class Monitor:
         ready_r, ready_w = os.pipe()
         start_r, self.start_w = os.pipe()
         try:
+            # The cgroup namespace is not made here but by pid 1 itself after it joined its cgroup
+            # (init.py), so that inside it /proc/self/cgroup shows "/".
             proc = namespaces.spawn(
                 lambda: container_main(self.cfg, self.dir, ready_w, start_r),
-                self.cfg.namespaces, stdin=stdin, stdout=stdout, stderr=stderr,
+                [n for n in self.cfg.namespaces if n != "cgroup"], stdin=stdin, stdout=stdout, stderr=stderr,
                 pass_fds=(ready_w, start_r))
         except Exception as e:
             os.write(ready_fd, json.dumps({"error": f"cannot create the container: {e}"}).encode() + b"\n")
@@ -301,12 +303,26 @@ class Monitor:
             for fd in set(child_ends) | {ready_w, start_r}:
                 os.close(fd)
         self.pid = proc.pid
+        # cgroups: pid 1 exists and cannot exec before we say "start": create its cgroup, set the
+        # limits, move it in. Everything the workload will fork is then accounted and limited.
+        from . import resources
+        try:
+            resources.setup(self.cfg, self.pid)
+            cgroup_error = ""
+        except Exception as e:
+            cgroup_error = f"error: cannot set up the container's cgroup: {e}"
         status = os.read(ready_r, 4096).decode(errors="replace").strip()
         os.close(ready_r)
+        if cgroup_error and not status.startswith("error: "):  # a setup error of pid 1 explains more
+            status = cgroup_error
         if status != "ready":
             msg = status[len("error: "):] if status.startswith("error: ") else (status or "container init exited during setup")
             proc.kill(signal.SIGKILL)
             proc.wait()
+            try:
+                resources.destroy(self.cfg)
+            except Exception:
+                pass
             os.write(ready_fd, json.dumps({"error": msg}).encode() + b"\n")
             os.close(ready_fd)
             listener.close()
@@ -364,8 +380,15 @@ class Monitor:
         for fd in list(self.outputs):
             os.close(fd)
         code = result.get("code", 255)
+        # The OOM killer's counter tells an OOM kill from a `kill -9`; then the cgroup goes.
+        from . import resources
+        try:
+            oom = resources.finish(self.cfg)
+        except Exception as e:
+            print(f"cgroup cleanup failed: {e}", file=sys.stderr)
+            oom = False
         self.exit = {"exit_code": code, "finished_at": result.get("finished_at") or now_rfc3339(),
-                     "oom_killed": False, "error": ""}
+                     "oom_killed": oom, "error": ""}
         # Written before anyone is told, so a daemon that restarts later still learns the status.
         atomic_write_json(os.path.join(self.dir, "exit.json"), self.exit)
         listener.close()

@@ -1,0 +1,213 @@
+"""Checker for lab 03 (control groups). Runs your functions against fake mountinfo files and the
+real kernel (as root): every cgroup and process it creates is removed at the end.
+
+    .venv/bin/python labs/03-cgroups/check.py               # checks labs/03-cgroups/skeleton.py
+    .venv/bin/python labs/03-cgroups/check.py --reference   # checks minidocker.cgroups (must pass)
+    .venv/bin/python labs/03-cgroups/check.py path/to/mine.py
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+if str(HERE.parents[1]) not in sys.path:  # run from a checkout without installing
+    sys.path.insert(0, str(HERE.parents[1]))
+
+from minidocker import cgroups as ref  # noqa: E402  (helpers: reading the real state, cleaning up)
+
+REFERENCE = "minidocker.cgroups"
+Result = tuple[str, bool, str]
+
+HYBRID = """31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
+32 31 0:29 / /sys/fs/cgroup/cpu,cpuacct rw,relatime - cgroup cgroup rw,cpu,cpuacct
+35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
+39 31 0:36 / /sys/fs/cgroup/pids rw,relatime - cgroup cgroup rw,pids
+40 31 0:37 / /sys/fs/cgroup/systemd rw,relatime - cgroup cgroup rw,name=systemd
+41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
+"""
+V2 = "29 23 0:26 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw,nsdelegate,memory_recursiveprot\n"
+NONE = "22 1 8:1 / / rw,relatime - ext4 /dev/vda1 rw\n"
+
+
+def _fail(cond: bool, message: str) -> None:
+    if not cond:
+        raise AssertionError(message)
+
+
+def _mountinfo(text: str) -> str:
+    fd, path = tempfile.mkstemp(prefix="lab03-mountinfo-")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    return path
+
+
+def check_detect_fake(m) -> str:
+    paths = [_mountinfo(t) for t in (HYBRID, V2, NONE, "\n".join(l for l in HYBRID.splitlines() if "cgroup2" not in l))]
+    try:
+        lay = m.detect(paths[0])
+        _fail(lay.mode == "hybrid", f"hybrid mountinfo: mode {lay.mode!r}, want 'hybrid'")
+        _fail(lay.unified == "/sys/fs/cgroup/unified", f"unified {lay.unified!r}")
+        _fail(lay.v1.get("cpuacct") == "/sys/fs/cgroup/cpu,cpuacct", f"cpuacct should be co-mounted with cpu: {lay.v1}")
+        _fail(set(lay.v1) == {"cpu", "cpuacct", "memory", "pids"}, f"v1 controllers {sorted(lay.v1)} "
+              "(name=systemd is a named hierarchy, not a controller)")
+        lay = m.detect(paths[1])
+        _fail((lay.mode, lay.unified, lay.v1) == ("v2", "/sys/fs/cgroup", {}), f"pure v2: got {lay}")
+        _fail(m.detect(paths[3]).mode == "v1", "only v1 hierarchies: mode should be 'v1'")
+        try:
+            m.detect(paths[2])
+        except OSError:
+            pass
+        else:
+            raise AssertionError("no cgroup mount at all should raise OSError")
+    finally:
+        for p in paths:
+            os.unlink(p)
+    return "hybrid, v2, v1, none"
+
+
+def check_detect_real(m) -> str:
+    mine, want = m.detect(), ref.detect()
+    _fail((mine.mode, mine.v1, mine.unified) == (want.mode, want.v1, want.unified), f"got {mine}, want {want}")
+    return f"this host: {want.mode}"
+
+
+def check_parse_cpu_list(m) -> str:
+    for text, want in (("0-2,5", {0, 1, 2, 5}), ("7", {7}), ("0,0-1", {0, 1})):
+        got = m.parse_cpu_list(text)
+        _fail(got == want, f"parse_cpu_list({text!r}) = {got}, want {want}")
+    for bad in ("", "3-1", "a", "1-"):
+        try:
+            m.parse_cpu_list(bad)
+        except ValueError:
+            continue
+        raise AssertionError(f"parse_cpu_list({bad!r}) should raise ValueError")
+    return "ok"
+
+
+def check_shares_to_weight(m) -> str:
+    for shares in (0, 2, 512, 1024, 100000, 262144):
+        got, want = m.shares_to_weight(shares), ref.shares_to_weight(shares)
+        _fail(got == want, f"shares_to_weight({shares}) = {got}, want {want}")
+    return "1024 -> 39"
+
+
+def _child(script: str) -> subprocess.Popen:
+    return subprocess.Popen(["/bin/busybox", "sh", "-c", script], stdin=subprocess.DEVNULL)
+
+
+def _cleanup(layout, path: str, proc: subprocess.Popen) -> None:
+    try:
+        ref.open_cgroup(path, layout).thaw()
+    except OSError:
+        pass
+    proc.kill()
+    proc.wait()
+    try:
+        ref.open_cgroup(path, layout).destroy()
+    finally:
+        roots = set(layout.v1.values()) | ({layout.unified} if layout.unified else set())
+        for root in roots:
+            for p in (path, os.path.dirname(path)):
+                try:
+                    os.rmdir(os.path.join(root, p.strip("/")))
+                except OSError:
+                    pass
+
+
+def check_join(m) -> str:
+    layout = ref.detect()
+    path = f"/minidocker-lab03-{os.getpid()}/join"
+    proc = _child("sleep 30")
+    try:
+        m.join(layout, path, proc.pid)
+        with open(f"/proc/{proc.pid}/cgroup") as f:
+            lines = [l.strip().split(":", 2) for l in f]
+        where = {ctl: p for _, ctls, p in lines for ctl in (ctls.split(",") if ctls else [""])}
+        wanted = [c for c in ("cpu", "cpuacct", "cpuset", "memory", "pids", "freezer") if c in layout.v1]
+        if layout.unified:
+            wanted.append("")
+        wrong = {c or "v2": where.get(c) for c in wanted if where.get(c) != path}
+        _fail(not wrong, f"/proc/PID/cgroup should show {path} for these, but: {wrong}"
+                         + (" (v1 cpuset: a new group has empty cpuset.cpus/mems — copy the parent's)"
+                            if "cpuset" in wrong else ""))
+        return f"in {path} in {len(wanted)} hierarchies"
+    finally:
+        _cleanup(layout, path, proc)
+
+
+def check_set_frozen(m) -> str:
+    layout = ref.detect()
+    need_freezer = layout.mode == "v2" or "freezer" in layout.v1 or layout.unified
+    _fail(need_freezer, "this host has no freezer")
+    path = f"/minidocker-lab03-{os.getpid()}/freeze"
+    proc = _child("while :; do :; done")
+    try:
+        ref.join(layout, path, proc.pid)
+        cg = ref.open_cgroup(path, layout)
+        m.set_frozen(layout, path, True)
+        _fail(cg.frozen(), "after set_frozen(True) the group is not frozen (yet?) — wait until it is")
+        used = cg.stats()["cpu"]["usage_ns"]
+        time.sleep(0.3)
+        _fail(cg.stats()["cpu"]["usage_ns"] == used, "a frozen busy loop still got CPU time")
+        m.set_frozen(layout, path, False)
+        _fail(not cg.frozen(), "after set_frozen(False) the group is still frozen")
+        deadline = time.monotonic() + 5
+        while cg.stats()["cpu"]["usage_ns"] == used and time.monotonic() < deadline:
+            time.sleep(0.05)
+        _fail(cg.stats()["cpu"]["usage_ns"] > used, "the thawed loop does not run")
+        return "froze and thawed a busy loop"
+    finally:
+        _cleanup(layout, path, proc)
+
+
+CHECKS = [("detect (fake mountinfo)", check_detect_fake), ("detect (this host)", check_detect_real),
+          ("parse_cpu_list", check_parse_cpu_list), ("shares_to_weight", check_shares_to_weight),
+          ("join (real cgroups)", check_join), ("set_frozen (real freezer)", check_set_frozen)]
+
+
+def check(module) -> list[Result]:
+    """Run every check against ``module``; an exception (NotImplementedError included) fails it."""
+    results: list[Result] = []
+    for name, fn in CHECKS:
+        try:
+            results.append((name, True, fn(module)))
+        except Exception as e:  # noqa: BLE001 - a failed check, reported in the table
+            results.append((name, False, f"{type(e).__name__}: {e}"))
+    return results
+
+
+def _load(path: Path):
+    spec = importlib.util.spec_from_file_location("lab03_solution", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def main(argv: list[str]) -> int:
+    if "--reference" in argv:
+        module, what = importlib.import_module(REFERENCE), REFERENCE
+    else:
+        path = Path(next((a for a in argv if not a.startswith("-")), HERE / "skeleton.py"))
+        module, what = _load(path), str(path)
+    if os.geteuid() != 0:
+        print("lab 03 needs root (it creates real cgroups)")
+        return 1
+    results = check(module)
+    width = max(len(n) for n, _, _ in results)
+    print(f"lab 03 (control groups) — checking {what}\n")
+    for name, ok, detail in results:
+        print(f"  {'PASS' if ok else 'FAIL'}  {name:<{width}}  {detail}")
+    passed = sum(ok for _, ok, _ in results)
+    print(f"\n{passed}/{len(results)} passed")
+    return 0 if passed == len(results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,118 @@
+"""Control groups: the *limits* half of a container (namespaces are the *views* half).
+
+What this teaches
+-----------------
+A cgroup is a directory in a special filesystem. Creating the directory creates the group; writing
+a pid into its ``cgroup.procs`` moves that process (and everything it forks later) into it; writing
+``memory.max``/``memory.limit_in_bytes``, ``pids.max``, ``cpu.max``/``cpu.cfs_quota_us`` sets a
+limit; reading ``memory.current``, ``cpu.stat``, ``pids.current`` is the accounting; ``rmdir``
+removes it once it is empty. Nothing else: no system call beyond open/read/write/mkdir/rmdir.
+
+Linux has two versions of that filesystem, and a host has one of three *layouts*:
+
+* **v1** — one hierarchy per controller (``/sys/fs/cgroup/memory``, ``/sys/fs/cgroup/pids``…), each
+  with its own tree and its own file names;
+* **v2** — one unified tree (``/sys/fs/cgroup``) where a parent *enables* controllers for its
+  children through ``cgroup.subtree_control``;
+* **hybrid** — v1 controllers plus a v2 tree (often ``/sys/fs/cgroup/unified``) with no controllers,
+  used only for membership, freezing and killing.
+
+As runc and youki do, the engine talks to one :class:`~.driver.Cgroup` interface, and
+:func:`detect` + :func:`open_cgroup` choose the implementation (``v1.py`` or ``v2.py``) from what
+``/proc/self/mountinfo`` shows. Each controller's files are in its own module (``memory.py``,
+``cpu.py``, ``pids.py``, ``io.py``) with the v1 and v2 spellings side by side.
+
+Man pages and specs: cgroups(7), cgroup_namespaces(7), the kernel's
+Documentation/admin-guide/cgroup-v2.rst and cgroup-v1/{memory,pids,freezer-subsystem}.rst,
+the OCI runtime spec's config-linux.md "Control groups", runc's libcontainer/cgroups.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from .limits import Limits, LimitError, parse_host_config  # noqa: F401  (the public surface)
+
+DEFAULT_PARENT = "minidocker"
+V1_CONTROLLERS = ("cpu", "cpuacct", "cpuset", "memory", "pids", "blkio", "freezer", "devices")
+
+
+@dataclass
+class Layout:
+    """Where the cgroup filesystems are mounted. ``mode`` is "v1", "v2" or "hybrid"."""
+    mode: str
+    v1: dict[str, str] = field(default_factory=dict)   # controller -> mount point
+    unified: str | None = None                         # the cgroup2 mount point, if any
+
+    def controllers(self) -> set[str]:
+        """Controllers this layout can use for limits."""
+        if self.mode == "v2" and self.unified:
+            return set(read_words(os.path.join(self.unified, "cgroup.controllers")))
+        return set(self.v1)
+
+
+def read_words(path: str) -> list[str]:
+    try:
+        with open(path) as f:
+            return f.read().split()
+    except OSError:
+        return []
+
+
+def detect(mountinfo: str = "/proc/self/mountinfo") -> Layout:
+    """Read the cgroup mounts from mountinfo (proc(5)): fstype "cgroup" is v1 (the super options
+    name its controllers, e.g. ``rw,memory``), "cgroup2" is the unified tree."""
+    v1: dict[str, str] = {}
+    unified = None
+    with open(mountinfo) as f:
+        for line in f:
+            left, _, right = line.partition(" - ")
+            fields, rfields = left.split(), right.split()
+            if len(fields) < 5 or len(rfields) < 3:
+                continue
+            mountpoint, fstype, opts = fields[4], rfields[0], rfields[2].split(",")
+            if fstype == "cgroup2" and unified is None:
+                unified = mountpoint
+            elif fstype == "cgroup":
+                for opt in opts:
+                    if opt in V1_CONTROLLERS and opt not in v1:
+                        v1[opt] = mountpoint
+    if v1:
+        return Layout("hybrid" if unified else "v1", v1, unified)
+    if unified:
+        return Layout("v2", {}, unified)
+    raise OSError("no cgroup filesystem is mounted (see cgroups(7))")
+
+
+def cgroup_path(parent: str, name: str) -> str:
+    """The container's cgroup, relative to the root of each hierarchy (docker's cgroupfs driver)."""
+    return "/" + "/".join(p for p in (parent.strip("/"), name) if p)
+
+
+def open_cgroup(path: str, layout: Layout | None = None):
+    """The driver for the cgroup at ``path`` (e.g. ``/minidocker/ID``) on this host's layout.
+    Nothing is created until ``create()``."""
+    layout = layout or detect()
+    if layout.mode == "v2":
+        from .v2 import V2Cgroup
+        return V2Cgroup(layout.unified, path)
+    from .v1 import V1Cgroup
+    return V1Cgroup(layout, path)
+
+
+# ---- two verbs in one call each (used by the notebook and the lab) ------------------------------
+from .cpu import shares_to_weight  # noqa: E402,F401
+from .limits import parse_cpu_list  # noqa: E402,F401
+
+
+def join(layout: Layout, path: str, pid: int) -> None:
+    """Create the cgroup ``path`` (in every hierarchy of ``layout``) and move ``pid`` into it."""
+    cg = open_cgroup(path, layout)
+    cg.create()
+    cg.add(pid)
+
+
+def set_frozen(layout: Layout, path: str, frozen: bool) -> None:
+    """Freeze (and wait until every task is frozen) or thaw the cgroup ``path``."""
+    cg = open_cgroup(path, layout)
+    cg.freeze() if frozen else cg.thaw()

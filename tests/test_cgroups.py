@@ -74,7 +74,9 @@ def test_kill_9_is_not_an_oom_kill(daemon):
 
 
 def test_fork_bomb_under_pids_limit_is_contained(daemon):
-    cid = run_d(daemon, "--pids-limit", "20", "busybox", "sh", "-c", "f(){ f|f & }; f; sleep 30")
+    # pid 1 starts the bomb, then *execs* sleep: once the bomb has used up the 20 pids, a shell
+    # that still needed to fork its own `sleep` would fail and end the container early.
+    cid = run_d(daemon, "--pids-limit", "20", "busybox", "sh", "-c", "f(){ f|f & }; f & exec sleep 30")
     try:
         pdir = control_dir(cgroup_of(daemon, cid), "pids")
         assert read(pdir, "pids.max") == "20"

@@ -534,6 +534,8 @@ def build_parser() -> argparse.ArgumentParser:
     lab = sub.add_parser("lab", help="classroom labs: `minidocker lab list`, `minidocker lab check 01`")
     lab.add_argument("lab_args", nargs=argparse.REMAINDER)
     lab.set_defaults(fn=cmd_lab, local=True)
+    from .registry import add_verbs as registry_verbs
+    registry_verbs(sub)  # pull, push, login, logout, registry serve (the registry chapter)
     return p
 
 

@@ -1,0 +1,291 @@
+"""Registries the registry tests start and stop themselves (by PID), all on 127.0.0.1.
+
+* ``DistributionRegistry`` -- Debian's ``docker-registry`` (distribution 2.8) with a config of our
+  own: no auth, htpasswd Basic auth, or token auth trusting ``TokenServer``'s certificate.
+* ``TokenServer`` -- a tiny token service (distribution docs/spec/auth/token.md): checks Basic
+  credentials and signs RS256 JWTs with ``openssl`` (the certificate goes in the JWT's ``x5c``).
+* ``MinidockerRegistry`` -- ``python -m minidocker.registry.server``.
+* ``FaultyProxy`` -- forwards to a registry, and can flip a byte of a blob, drop the connection
+  mid-blob, or answer 503/429 with Retry-After a few times.
+"""
+from __future__ import annotations
+
+import base64
+import http.server
+import json
+import os
+import shutil
+import socket
+import socketserver
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, proc: subprocess.Popen, log: str, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args[0]} exited {proc.returncode}: {open(log).read()[-2000:]}")
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            return
+        except urllib.error.HTTPError:
+            return  # 401 is an answer too
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"{url} did not answer: {open(log).read()[-2000:]}")
+
+
+class _Process:
+    proc: subprocess.Popen | None = None
+    base: str = ""
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+class DistributionRegistry(_Process):
+    """``docker-registry serve CONFIG`` on a free port; auth = None | "htpasswd" | "token"."""
+
+    def __init__(self, base: str, auth: str | None = None, users: dict | None = None, token_server=None,
+                 port: int | None = None):
+        self.base, self.auth, self.users, self.token_server = base, auth, users or {}, token_server
+        self.port = port or free_port()
+        self.host = f"127.0.0.1:{self.port}"
+
+    def config(self) -> str:
+        cfg = ["version: 0.1", "log:", "  level: warn", "storage:", "  filesystem:",
+               f"    rootdirectory: {self.base}/data", "  delete:", "    enabled: true",
+               "http:", f"  addr: 127.0.0.1:{self.port}", "  secret: minidocker-tests"]
+        if self.auth == "htpasswd":
+            path = os.path.join(self.base, "htpasswd")
+            with open(path, "w") as f:
+                for user, password in self.users.items():
+                    f.write(subprocess.run(["htpasswd", "-Bbn", user, password], check=True,
+                                           capture_output=True, text=True).stdout.strip() + "\n")
+            cfg += ["auth:", "  htpasswd:", "    realm: minidocker-tests", f"    path: {path}"]
+        elif self.auth == "token":
+            t = self.token_server
+            cfg += ["auth:", "  token:", f"    realm: {t.url}/token", f"    service: {t.service}",
+                    f"    issuer: {t.issuer}", f"    rootcertbundle: {t.cert}"]
+        return "\n".join(cfg) + "\n"
+
+    def start(self) -> "DistributionRegistry":
+        os.makedirs(self.base, exist_ok=True)
+        path = os.path.join(self.base, "config.yml")
+        with open(path, "w") as f:
+            f.write(self.config())
+        log = os.path.join(self.base, "registry.log")
+        self.proc = subprocess.Popen(["docker-registry", "serve", path], stdout=open(log, "ab"),
+                                     stderr=subprocess.STDOUT)
+        wait_http(f"http://{self.host}/v2/", self.proc, log)
+        return self
+
+
+class MinidockerRegistry(_Process):
+    def __init__(self, base: str, htpasswd_users: dict | None = None, port: int | None = None):
+        self.base, self.users = base, htpasswd_users
+        self.port = port or free_port()
+        self.host = f"127.0.0.1:{self.port}"
+
+    def start(self) -> "MinidockerRegistry":
+        os.makedirs(self.base, exist_ok=True)
+        args = [sys.executable, "-m", "minidocker.cli.main", "registry", "serve", "--port", str(self.port),
+                "--root", os.path.join(self.base, "data")]
+        if self.users:
+            path = os.path.join(self.base, "htpasswd")
+            with open(path, "w") as f:
+                for user, password in self.users.items():
+                    f.write(subprocess.run(["htpasswd", "-Bbn", user, password], check=True,
+                                           capture_output=True, text=True).stdout.strip() + "\n")
+            args += ["--htpasswd", path]
+        log = os.path.join(self.base, "registry.log")
+        self.proc = subprocess.Popen(args, stdout=open(log, "ab"), stderr=subprocess.STDOUT, cwd=REPO)
+        wait_http(f"http://{self.host}/v2/", self.proc, log)
+        return self
+
+
+# ---- token server ------------------------------------------------------------------------------
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+class TokenServer:
+    """Issues JWTs for a distribution registry configured with ``auth.token``."""
+
+    def __init__(self, base: str, users: dict, expires_in: int = 300):
+        self.base, self.users, self.expires_in = base, users, expires_in
+        self.service, self.issuer = "minidocker-test-registry", "minidocker-test-issuer"
+        self.key, self.cert = os.path.join(base, "token.key"), os.path.join(base, "token.crt")
+        self.requests: list[dict] = []  # what clients asked for (service, scope, user)
+        self.httpd = None
+
+    def start(self) -> "TokenServer":
+        os.makedirs(self.base, exist_ok=True)
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", self.key,
+                        "-out", self.cert, "-days", "2", "-subj", "/CN=minidocker-token-issuer"],
+                       check=True, capture_output=True)
+        der = subprocess.run(["openssl", "x509", "-in", self.cert, "-outform", "DER"], check=True,
+                             capture_output=True).stdout
+        self.x5c = base64.b64encode(der).decode()
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def do_GET(self):
+                from urllib.parse import parse_qs, urlsplit
+                q = parse_qs(urlsplit(self.path).query)
+                user = None
+                auth = self.headers.get("Authorization", "")
+                if auth.startswith("Basic "):
+                    u, _, p = base64.b64decode(auth[6:]).decode().partition(":")
+                    if outer.users.get(u) != p:
+                        return self._send(401, {"details": "wrong username or password"})
+                    user = u
+                outer.requests.append({"service": q.get("service"), "scope": q.get("scope", []), "user": user})
+                access = []
+                for scope in q.get("scope", []):
+                    kind, name, actions = scope.split(":")
+                    # anonymous users may only pull; logged-in users may do what they ask
+                    granted = [a for a in actions.split(",") if user or a == "pull"]
+                    access.append({"type": kind, "name": name, "actions": granted})
+                token = outer.sign(user or "", access)
+                self._send(200, {"token": token, "access_token": token, "expires_in": outer.expires_in})
+
+            def _send(self, status, obj):
+                data = json.dumps(obj).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.httpd = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        return self
+
+    def sign(self, subject: str, access: list) -> str:
+        now = int(time.time())
+        header = {"alg": "RS256", "typ": "JWT", "x5c": [self.x5c]}
+        claims = {"iss": self.issuer, "sub": subject, "aud": self.service, "exp": now + self.expires_in,
+                  "nbf": now - 10, "iat": now, "jti": os.urandom(8).hex(), "access": access}
+        signing_input = f"{b64url(json.dumps(header).encode())}.{b64url(json.dumps(claims).encode())}"
+        sig = subprocess.run(["openssl", "dgst", "-sha256", "-sign", self.key], input=signing_input.encode(),
+                             check=True, capture_output=True).stdout
+        return f"{signing_input}.{b64url(sig)}"
+
+    def stop(self) -> None:
+        if self.httpd:
+            self.httpd.shutdown()
+            self.httpd.server_close()
+            self.httpd = None
+
+
+# ---- a misbehaving proxy ---------------------------------------------------------------------------
+class FaultyProxy:
+    """HTTP proxy in front of a registry. ``mode``:
+    "flip" -- flip one byte in the middle of every blob body;
+    "drop" -- close the connection half-way through the first blob response (later ones pass);
+    "503" / "429" -- answer blob GETs with that status (Retry-After: 1) the first ``times`` times.
+    """
+
+    def __init__(self, upstream: str, mode: str, times: int = 2):
+        self.upstream, self.mode, self.times = upstream, mode, times
+        self.faults = 0
+        self.seen: list[tuple[str, str, int]] = []  # (method, path, status)
+        self.httpd = None
+
+    def start(self) -> "FaultyProxy":
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def _forward(self):
+                import http.client
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else None
+                is_blob = "/blobs/sha256:" in self.path and self.command == "GET"
+                if is_blob and outer.mode in ("503", "429") and outer.faults < outer.times:
+                    outer.faults += 1
+                    outer.seen.append((self.command, self.path, int(outer.mode)))
+                    self.send_response(int(outer.mode))
+                    self.send_header("Retry-After", "1")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                c = http.client.HTTPConnection(outer.upstream, timeout=30)
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
+                c.request(self.command, self.path, body=body, headers=headers)
+                r = c.getresponse()
+                data = r.read()
+                c.close()
+                outer.seen.append((self.command, self.path, r.status))
+                self.send_response(r.status)
+                for k, v in r.getheaders():
+                    if k.lower() not in ("connection", "transfer-encoding", "content-length") or (
+                            self.command == "HEAD" and k.lower() == "content-length"):
+                        self.send_header(k, v)
+                if is_blob and r.status in (200, 206) and outer.mode == "drop" and outer.faults < 1 and len(data) > 2:
+                    outer.faults += 1
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data[:len(data) // 2])
+                    self.wfile.flush()
+                    self.close_connection = True
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    return
+                if is_blob and r.status == 200 and outer.mode == "flip" and data:
+                    i = len(data) // 2
+                    data = data[:i] + bytes([data[i] ^ 0xFF]) + data[i + 1:]
+                    outer.faults += 1
+                if self.command != "HEAD":
+                    self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+
+            do_GET = do_HEAD = do_PUT = do_POST = do_PATCH = do_DELETE = _forward
+
+        self.httpd = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.host = f"127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self.httpd:
+            self.httpd.shutdown()
+            self.httpd.server_close()
+            self.httpd = None

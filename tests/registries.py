@@ -214,6 +214,7 @@ class FaultyProxy:
     """HTTP proxy in front of a registry. ``mode``:
     "flip" -- flip one byte in the middle of every blob body;
     "drop" -- close the connection half-way through the first blob response (later ones pass);
+    "redirect" -- answer blob GETs with 307 to the upstream registry's own URL;
     "503" / "429" -- answer blob GETs with that status (Retry-After: 1) the first ``times`` times.
     """
 
@@ -242,6 +243,13 @@ class FaultyProxy:
                     outer.seen.append((self.command, self.path, int(outer.mode)))
                     self.send_response(int(outer.mode))
                     self.send_header("Retry-After", "1")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                if is_blob and outer.mode == "redirect":  # as a registry sending blobs to a CDN
+                    outer.seen.append((self.command, self.path, 307))
+                    self.send_response(307)
+                    self.send_header("Location", f"http://{outer.upstream}{self.path}")
                     self.send_header("Content-Length", "0")
                     self.end_headers()
                     return
@@ -289,3 +297,47 @@ class FaultyProxy:
             self.httpd.shutdown()
             self.httpd.server_close()
             self.httpd = None
+
+
+# ---- small images made for the tests ------------------------------------------------------------------
+def layer_tar(files: dict[str, bytes], compress: bool = True) -> tuple[bytes, str]:
+    """A layer tarball (gzip unless compress=False) and its DiffID."""
+    import gzip
+    import hashlib
+    import io
+    import tarfile
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, data in sorted(files.items()):
+            info = tarfile.TarInfo(name)
+            info.size, info.mode, info.mtime = len(data), 0o644, 0
+            tar.addfile(info, io.BytesIO(data))
+    tar_bytes = raw.getvalue()
+    diff_id = "sha256:" + hashlib.sha256(tar_bytes).hexdigest()
+    return (gzip.compress(tar_bytes, mtime=0, compresslevel=1) if compress else tar_bytes), diff_id
+
+
+def build_image(store, layers: list[dict[str, bytes]], ref: str | None = None, arch: str = "amd64",
+                oci: bool = False, base=None):
+    """An image of the given layers (on top of ``base``'s, e.g. busybox) in an ImageStore."""
+    from minidocker.images.store import (DOCKER_MEDIA_TYPE_CONFIG, DOCKER_MEDIA_TYPE_LAYER_GZIP,
+                                         DOCKER_MEDIA_TYPE_MANIFEST, MEDIA_TYPE_CONFIG,
+                                         MEDIA_TYPE_LAYER_GZIP, MEDIA_TYPE_MANIFEST)
+    descs, diff_ids = [], []
+    if base is not None:  # one family of media types per manifest (skopeo refuses a mix)
+        oci = base.manifest.get("mediaType", MEDIA_TYPE_MANIFEST) == MEDIA_TYPE_MANIFEST
+        descs, diff_ids = list(base.manifest["layers"]), list(base.diff_ids)
+    for files in layers:
+        blob, diff_id = layer_tar(files)
+        descs.append({"mediaType": MEDIA_TYPE_LAYER_GZIP if oci else DOCKER_MEDIA_TYPE_LAYER_GZIP,
+                      "digest": store.content.put(blob), "size": len(blob)})
+        diff_ids.append(diff_id)
+    config = json.dumps({"architecture": arch, "os": "linux", "created": "2026-01-01T00:00:00Z",
+                         "config": (base.config.get("config") if base is not None else {"Cmd": ["sh"]}),
+                         "rootfs": {"type": "layers", "diff_ids": diff_ids}}, sort_keys=True).encode()
+    manifest = {"schemaVersion": 2,
+                "mediaType": MEDIA_TYPE_MANIFEST if oci else DOCKER_MEDIA_TYPE_MANIFEST,
+                "config": {"mediaType": MEDIA_TYPE_CONFIG if oci else DOCKER_MEDIA_TYPE_CONFIG,
+                           "digest": store.content.put(config), "size": len(config)},
+                "layers": descs}
+    return store.add_image(json.dumps(manifest, sort_keys=True).encode(), ref)

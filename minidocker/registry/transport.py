@@ -99,6 +99,7 @@ class Transport:
         self.tokens = TokenCache()
         self._local = threading.local()
         self._lock = threading.Lock()
+        self._token_lock = threading.Lock()
         self.log: list[tuple[str, str, int]] = []  # (method, url, status): the conversation, for teaching
 
     # ---- connections (one per thread and host, kept alive) ---------------------------------------
@@ -175,10 +176,11 @@ class Transport:
         if scheme != "bearer":
             raise AuthError(f"{self.host}: unsupported authentication scheme {scheme!r}")
         key = (params.get("realm"), params.get("service"), scopes)
-        token = None if refresh else self.tokens.get(key)
-        if token is None:
-            token, expires_in = self._fetch_token(params, scopes)
-            self.tokens.put(key, token, expires_in)
+        with self._token_lock:  # parallel downloads share one token per scope instead of racing
+            token = None if refresh else self.tokens.get(key)
+            if token is None:
+                token, expires_in = self._fetch_token(params, scopes)
+                self.tokens.put(key, token, expires_in)
         return "Bearer " + token
 
     def _fetch_token(self, params: dict, scopes: tuple[str, ...]) -> tuple[str, float]:

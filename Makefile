@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 # Debian packages the project needs. busybox-static: the offline base image; graphviz: diagrams;
 # iproute2: networking chapter and checks; python3-venv: the venv.
-APT_PACKAGES := busybox-static graphviz iproute2 python3-venv python3-dev gcc make ca-certificates
+APT_PACKAGES := busybox-static graphviz iproute2 python3-venv python3-dev gcc make ca-certificates docker-registry apache2-utils skopeo umoci openssl
 STAMP_APT := $(VENV)/.apt-$(shell echo $(APT_PACKAGES) | md5sum | cut -c1-8)
 STAMP_PIP := $(VENV)/.pip-$(shell cat pyproject.toml | md5sum | cut -c1-8)
 

@@ -33,12 +33,14 @@ def free_port() -> int:
 
 
 def wait_http(url: str, proc: subprocess.Popen, log: str, timeout: float = 20) -> None:
+    import ssl
+    ctx = ssl._create_unverified_context()  # only to see that it answers
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"{proc.args[0]} exited {proc.returncode}: {open(log).read()[-2000:]}")
         try:
-            urllib.request.urlopen(url, timeout=2)
+            urllib.request.urlopen(url, timeout=2, context=ctx)
             return
         except urllib.error.HTTPError:
             return  # 401 is an answer too
@@ -72,8 +74,9 @@ class DistributionRegistry(_Process):
     """``docker-registry serve CONFIG`` on a free port; auth = None | "htpasswd" | "token"."""
 
     def __init__(self, base: str, auth: str | None = None, users: dict | None = None, token_server=None,
-                 port: int | None = None):
+                 port: int | None = None, tls: bool = False):
         self.base, self.auth, self.users, self.token_server = base, auth, users or {}, token_server
+        self.tls = tls  # serve HTTPS with a self-signed certificate for 127.0.0.1 (self.cert)
         self.port = port or free_port()
         self.host = f"127.0.0.1:{self.port}"
 
@@ -81,6 +84,12 @@ class DistributionRegistry(_Process):
         cfg = ["version: 0.1", "log:", "  level: warn", "storage:", "  filesystem:",
                f"    rootdirectory: {self.base}/data", "  delete:", "    enabled: true",
                "http:", f"  addr: 127.0.0.1:{self.port}", "  secret: minidocker-tests"]
+        if self.tls:
+            self.cert, key = os.path.join(self.base, "tls.crt"), os.path.join(self.base, "tls.key")
+            subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out",
+                            self.cert, "-days", "2", "-subj", "/CN=127.0.0.1", "-addext",
+                            "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
+            cfg += ["  tls:", f"    certificate: {self.cert}", f"    key: {key}"]
         if self.auth == "htpasswd":
             path = os.path.join(self.base, "htpasswd")
             with open(path, "w") as f:
@@ -102,7 +111,7 @@ class DistributionRegistry(_Process):
         log = os.path.join(self.base, "registry.log")
         self.proc = subprocess.Popen(["docker-registry", "serve", path], stdout=open(log, "ab"),
                                      stderr=subprocess.STDOUT)
-        wait_http(f"http://{self.host}/v2/", self.proc, log)
+        wait_http(f"{'https' if self.tls else 'http'}://{self.host}/v2/", self.proc, log)
         return self
 
 

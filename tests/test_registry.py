@@ -6,8 +6,10 @@ through a proxy that corrupts, drops, redirects, or answers 503/429.
 """
 from __future__ import annotations
 
+import base64
 import json
 import os
+import sys
 import shutil
 import subprocess
 import tempfile
@@ -423,3 +425,78 @@ def test_minidocker_pulls_what_skopeo_pushed(kind, source, tmp):
         assert os.path.exists(os.path.join(dest.layer_dirs(result.image)[0], "etc", "two"))
     finally:
         reg.stop()
+
+
+def test_tls_with_a_custom_ca_directory(source, tmp):
+    need_tool("docker-registry")
+    need_tool("openssl")
+    store, image = source
+    with DistributionRegistry(os.path.join(tmp, "reg"), tls=True) as reg:
+        # without the registry's CA, verification fails (insecure=False: treat it as a remote registry)
+        with pytest.raises(RegistryError, match="CERTIFICATE_VERIFY_FAILED"):
+            Registry(reg.host, insecure=False, certs_d=os.path.join(tmp, "empty")).push("app", "1", store, image)
+        certs_d = os.path.join(tmp, "certs.d")
+        os.makedirs(os.path.join(certs_d, reg.host))
+        shutil.copy(reg.cert, os.path.join(certs_d, reg.host, "ca.crt"))  # docker's certs.d layout
+        client = Registry(reg.host, insecure=False, certs_d=certs_d)
+        client.push("app", "1", store, image)
+        assert client.transport.scheme == "https"
+        dest = ImageStore(os.path.join(tmp, "dest"))
+        assert Registry(reg.host, insecure=False, certs_d=certs_d).pull("app", "1", dest).digest == image.manifest_digest
+        # an insecure (loopback) registry that speaks TLS is still reached: HTTP first, then HTTPS
+        assert Registry(reg.host).get_manifest("app", "1")[2] == image.manifest_digest
+
+
+def test_credentials_in_config_json_and_in_a_helper(tmp, monkeypatch):
+    from minidocker.registry import auth
+    config = os.path.join(tmp, "config.json")
+    where = auth.store_credentials("127.0.0.1:5000", Credentials("alice", "s3cret"), config)
+    assert where == config and os.stat(config).st_mode & 0o777 == 0o600
+    saved = json.load(open(config))
+    assert saved["auths"]["127.0.0.1:5000"]["auth"] == base64.b64encode(b"alice:s3cret").decode()
+    assert auth.load_credentials("127.0.0.1:5000", config) == Credentials("alice", "s3cret")
+    assert auth.load_credentials("docker.io", config) == Credentials()  # docker.io is under its v1 URL key
+    assert auth.erase_credentials("127.0.0.1:5000", config)
+    assert "127.0.0.1:5000" not in json.load(open(config))["auths"]
+
+    # a credential helper: a real program on PATH speaking docker-credential-helpers' protocol
+    bindir, secrets_file = os.path.join(tmp, "bin"), os.path.join(tmp, "helper-store.json")
+    os.makedirs(bindir)
+    helper = os.path.join(bindir, "docker-credential-minitest")
+    with open(helper, "w") as f:
+        f.write(f"""#!{sys.executable}
+import json, sys
+path = {secrets_file!r}
+try:
+    db = json.load(open(path))
+except FileNotFoundError:
+    db = {{}}
+action, data = sys.argv[1], sys.stdin.read()
+if action == "store":
+    item = json.loads(data); db[item["ServerURL"]] = item
+elif action == "get":
+    if data.strip() not in db:
+        print("credentials not found in native keychain"); sys.exit(1)
+    print(json.dumps(db[data.strip()]))
+elif action == "erase":
+    db.pop(data.strip(), None)
+json.dump(db, open(path, "w"))
+""")
+    os.chmod(helper, 0o755)
+    monkeypatch.setenv("PATH", bindir + os.pathsep + os.environ["PATH"])
+    json.dump({"credsStore": "minitest"}, open(config, "w"))
+    assert auth.store_credentials("127.0.0.1:5000", Credentials("bob", "pw"), config) == "docker-credential-minitest"
+    assert json.load(open(secrets_file))["127.0.0.1:5000"]["Secret"] == "pw"
+    assert "pw" not in open(config).read()  # the password is with the helper, not in the file
+    assert auth.load_credentials("127.0.0.1:5000", config) == Credentials("bob", "pw")
+    assert auth.erase_credentials("127.0.0.1:5000", config)
+    assert auth.load_credentials("127.0.0.1:5000", config) == Credentials()
+
+
+def test_x_registry_auth_header_round_trip():
+    creds = Credentials("alice", "wonder/land+=")
+    assert Credentials.from_header(creds.to_header("h")) == creds
+    assert Credentials.from_header("e30=") == Credentials()  # "{}", what docker sends when logged out
+    assert Credentials.from_header(creds.to_header("h").rstrip("=")) == creds  # unpadded base64url
+    with pytest.raises(AuthError):
+        Credentials.from_header("not base64 json!")

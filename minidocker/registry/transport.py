@@ -158,8 +158,9 @@ class Transport:
                 if r.status == 401:
                     self.challenge = parse_challenge(r.getheader("WWW-Authenticate") or "")
                 elif r.status != 200:
-                    raise RegistryError(f"{self.host} does not look like a registry: GET /v2/ "
-                                        f"answered {r.status}", r.status)
+                    # e.g. Go's TLS server answering a plain request with 400: try the next scheme
+                    errors.append(f"{scheme}: GET /v2/ answered {r.status}, not 200 or 401 (is it a registry?)")
+                    continue
                 self.scheme = scheme
                 return
             hint = "" if self.insecure else " (plain HTTP is allowed only for insecure registries)"

@@ -500,3 +500,33 @@ def test_x_registry_auth_header_round_trip():
     assert Credentials.from_header(creds.to_header("h").rstrip("=")) == creds  # unpadded base64url
     with pytest.raises(AuthError):
         Credentials.from_header("not base64 json!")
+
+
+def test_minidocker_server_referrers(source, tmp):
+    """OCI 1.1 content discovery: an artifact whose subject is the image is listed as a referrer."""
+    import hashlib
+    store, image = source
+    with MinidockerRegistry(os.path.join(tmp, "reg")) as reg:
+        client = Registry(reg.host)
+        client.push("app", "1", store, image)
+        empty = b"{}"
+        empty_digest = "sha256:" + hashlib.sha256(empty).hexdigest()
+        status, headers, _ = _upload(reg.host, "POST", "/v2/app/blobs/uploads/")
+        status, _, _ = _upload(reg.host, "PUT", headers["Location"] + f"?digest={empty_digest}", empty)
+        assert status == 201
+        sbom = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "artifactType": "application/vnd.example.sbom",
+                "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": empty_digest, "size": 2},
+                "layers": [{"mediaType": "application/vnd.oci.empty.v1+json", "digest": empty_digest, "size": 2}],
+                "subject": {"mediaType": image.manifest["mediaType"], "digest": image.manifest_digest,
+                            "size": len(store.content.read(image.manifest_digest))}}
+        body = json.dumps(sbom).encode()
+        status, headers, _ = _upload(reg.host, "PUT", f"/v2/app/manifests/{'sha256:' + hashlib.sha256(body).hexdigest()}",
+                                     body, {"Content-Type": sbom["mediaType"]})
+        assert status == 201 and headers["OCI-Subject"] == image.manifest_digest
+        with urllib.request.urlopen(f"http://{reg.host}/v2/app/referrers/{image.manifest_digest}") as r:
+            index = json.load(r)
+        assert [m["artifactType"] for m in index["manifests"]] == ["application/vnd.example.sbom"]
+        with urllib.request.urlopen(f"http://{reg.host}/v2/app/referrers/{image.manifest_digest}"
+                                    "?artifactType=application/other") as r:
+            assert json.load(r)["manifests"] == [] and r.headers["OCI-Filters-Applied"] == "artifactType"

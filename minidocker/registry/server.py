@@ -16,7 +16,8 @@ Endpoints (spec.md "Endpoints" table): end-1 ``GET /v2/``; end-2/3 ``GET|HEAD`` 
 manifests; end-4a/4b ``POST`` uploads (session, or monolithic with ``?digest=``); end-5
 ``PATCH`` chunks with ``Content-Range``; end-6 ``PUT ?digest=`` closes a session; end-7 ``PUT``
 manifest; end-8a/8b tags list with ``n``/``last`` pagination and a ``Link`` header; end-9
-``DELETE`` manifest; end-10 ``DELETE`` blob; end-11 ``POST ?mount=&from=`` cross-repository mount.
+``DELETE`` manifest; end-10 ``DELETE`` blob; end-11 ``POST ?mount=&from=`` cross-repository mount;
+end-12 ``GET /v2/<name>/referrers/<digest>`` (OCI 1.1: manifests whose ``subject`` is that digest).
 Every blob is verified against its digest before it becomes visible; a manifest is accepted only
 if the blobs (or, for an index, the manifests) it references are in the repository.
 
@@ -142,6 +143,7 @@ class RegistryApp:
             ("POST", "/" + NAME + r"/blobs/uploads/?", self.upload_start),
             ("GET", "/" + NAME + r"/blobs/(?P<digest>[^/]+)", self.blob_get),
             ("DELETE", "/" + NAME + r"/blobs/(?P<digest>[^/]+)", self.blob_delete),
+            ("GET", "/" + NAME + r"/referrers/(?P<digest>[^/]+)", self.referrers),
             ("GET", V + r"/(?:manifests|blobs|tags)/.*", self.bad_name),
         ]
         for method, pattern, handler in routes:
@@ -250,6 +252,9 @@ class RegistryApp:
             raise RegistryFailure(400, "TAG_INVALID", f"invalid tag {ref!r}")
         self.store.blobs.put(data)
         self.store.link(name, "_manifests", digest[7:])
+        subject = (manifest.get("subject") or {}).get("digest")
+        if subject:  # OCI 1.1 referrers: remember "this manifest refers to that one"
+            self.store.link(name, os.path.join("_referrers", self._digest(subject)[7:]), digest[7:])
         if not ref.startswith("sha256:"):
             self.store.link(name, "_tags", ref, digest)
         headers = {**HEADERS, "Location": f"/v2/{name}/manifests/{digest}", "Docker-Content-Digest": digest}
@@ -269,6 +274,33 @@ class RegistryApp:
             if self.store.tag_digest(name, tag) == digest:
                 self.store.unlink(name, "_tags", tag)
         return http.empty(202, HEADERS)
+
+    async def referrers(self, req):
+        """end-12a/b: an image index of the manifests whose ``subject`` is this digest."""
+        name, digest = req.match["name"], self._digest(req.match["digest"])
+        try:
+            found = sorted(os.listdir(self.store.repo(name, os.path.join("_referrers", digest[7:]))))
+        except FileNotFoundError:
+            found = []
+        wanted = req.query.get("artifactType")
+        descs = []
+        for hexd in found:
+            if not self.store.linked(name, "_manifests", hexd):
+                continue  # deleted since
+            data = self.store.blobs.read("sha256:" + hexd)
+            m = json.loads(data)
+            artifact = m.get("artifactType") or (m.get("config") or {}).get("mediaType")
+            if wanted and artifact != wanted:
+                continue
+            desc = {"mediaType": m.get("mediaType") or MANIFEST_TYPES[0], "digest": "sha256:" + hexd,
+                    "size": len(data), "artifactType": artifact}
+            if m.get("annotations"):
+                desc["annotations"] = m["annotations"]
+            descs.append(desc)
+        headers = {**HEADERS, **({"OCI-Filters-Applied": "artifactType"} if wanted else {})}
+        return http.Response(200, json.dumps({"schemaVersion": 2, "mediaType": INDEX_TYPES[0],
+                                              "manifests": descs}).encode(), headers,
+                             content_type=INDEX_TYPES[0])
 
     # ---- blobs (end-2, end-10) --------------------------------------------------------------------
     async def blob_get(self, req):

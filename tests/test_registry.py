@@ -12,7 +12,6 @@ import os
 import sys
 import shutil
 import subprocess
-import tempfile
 import time
 import urllib.request
 

@@ -125,6 +125,11 @@ def test_basic_auth_after_login(mdaemon, config_dir, tmp_path):
         ok(md(mdaemon, config_dir, "rmi", f"{reg.host}/bb:1"))
         scenario(mdaemon, config_dir, reg.host, md, "1")
 
+        # `run` of an image that is not here pulls it, with the stored credentials
+        ok(md(mdaemon, config_dir, "rmi", f"{reg.host}/bb:1"))
+        r = md(mdaemon, config_dir, "run", "--rm", f"{reg.host}/bb:1", "echo", "auto-pulled")
+        assert ok(r) == "auto-pulled\n" and b"Unable to find image" in r.stderr
+
         ok(md(mdaemon, config_dir, "logout", reg.host))
         assert reg.host not in json.load(open(os.path.join(config_dir, "config.json"))).get("auths", {})
         r = md(mdaemon, config_dir, "pull", f"{reg.host}/bb:1")

@@ -34,7 +34,6 @@ import logging
 import os
 import re
 import secrets
-import shutil
 import warnings
 
 from ..daemon import http

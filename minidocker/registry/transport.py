@@ -26,7 +26,6 @@ import http.client
 import ipaddress
 import json
 import os
-import socket
 import ssl
 import threading
 import time

@@ -150,6 +150,27 @@ class _BlobReader:
                                     f"gave up after {MAX_RESUMES} resumes")
 
 
+class _ProgressFile:
+    """A blob file that reports how much of it http.client has read (for docker's "Pushing" bars)."""
+
+    def __init__(self, f, report: Callable[[int], None]):
+        self.f, self.report, self.last = f, report, 0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.f.read(n)
+        pos = self.f.tell()
+        if data and pos - self.last >= CHUNK or not data:
+            self.last = pos
+            self.report(pos)
+        return data
+
+    def seek(self, pos: int, whence: int = 0) -> int:
+        return self.f.seek(pos, whence)
+
+    def tell(self) -> int:
+        return self.f.tell()
+
+
 class Registry:
     """A client for one registry host. ``Registry("127.0.0.1:5000", Credentials("u", "p"))``."""
 
@@ -295,7 +316,7 @@ class Registry:
             raise RegistryError(f"{self.host}: upload session without a Location header")
         with store.content.open(digest) as f:
             if size <= chunk_size:
-                self._put(location, digest, f, size, repo)
+                self._put(location, digest, _ProgressFile(f, lambda n: progress("push", digest, n, size)), size, repo)
             else:
                 offset = 0
                 while offset < size:

@@ -305,11 +305,10 @@ def test_parse_challenge():
 
 
 # ---- failures ------------------------------------------------------------------------------------------
-@pytest.fixture
-def upstream(source, tmp):
-    need_tool("docker-registry")
+@pytest.fixture(params=["distribution", "minidocker"])
+def upstream(request, source, tmp):
     store, image = source
-    reg = DistributionRegistry(os.path.join(tmp, "reg")).start()
+    reg = start_registry(request.param, os.path.join(tmp, "reg"))
     Registry(reg.host).push("app", "1", store, image)
     yield reg
     reg.stop()

@@ -49,6 +49,7 @@ MANIFEST_TYPES = ("application/vnd.oci.image.manifest.v1+json",
 INDEX_TYPES = ("application/vnd.oci.image.index.v1+json",
                "application/vnd.docker.distribution.manifest.list.v2+json")
 HEADERS = {"Docker-Distribution-API-Version": "registry/2.0"}
+STREAM_ABOVE = 1 << 20  # blobs bigger than this are sent in 1 MiB pieces
 
 
 class RegistryFailure(Exception):
@@ -322,8 +323,22 @@ class RegistryApp:
             resp = http.Response(200, b"", headers, content_type="application/octet-stream")
             resp.body = _Length(size)
             return resp
-        data = await asyncio.to_thread(_read_range, self.store.blobs.path(digest), start, end - start + 1)
-        return http.Response(status, data, headers, content_type="application/octet-stream")
+        length = end - start + 1
+        if length <= STREAM_ABOVE:
+            data = await asyncio.to_thread(_read_range, self.store.blobs.path(digest), start, length)
+            return http.Response(status, data, headers, content_type="application/octet-stream")
+        # A big blob goes out in pieces (chunked transfer coding), never whole in memory.
+        stream = await req.start_stream(status, "application/octet-stream", headers)
+        with open(self.store.blobs.path(digest), "rb") as f:
+            f.seek(start)
+            while length > 0:
+                data = await asyncio.to_thread(f.read, min(STREAM_ABOVE, length))
+                if not data:
+                    break
+                await stream.write(data)
+                length -= len(data)
+        await stream.close()
+        return None
 
     async def blob_delete(self, req):
         name, digest = req.match["name"], self._digest(req.match["digest"])

@@ -502,10 +502,117 @@ def bench_start(ws: Workspace, args) -> list[Measurement]:
     return results
 
 
+# --- registry: pull a ~100 MB multi-layer image from a local registry -------------------------------
+
+def make_pull_image(ws: Workspace, layers: int = 4, layer_mb: int = 25):
+    """An image of ``layers`` gzip layers of ~``layer_mb`` MB each (incompressible files, so the
+    transfer really is ~100 MB), on busybox, in an ImageStore; returns (store, image)."""
+    import gzip
+    import io
+    sys.path.insert(0, str(BENCH_DIR.parent))
+    from minidocker.images.busybox import build_busybox
+    from minidocker.images.store import ImageStore
+    store = ImageStore(str(ws.path("pull-source")))
+    base = build_busybox(store)
+    descs, diff_ids = list(base.manifest["layers"]), list(base.diff_ids)
+    for n in range(layers):
+        raw = io.BytesIO()
+        with tarfile.open(fileobj=raw, mode="w") as tar:
+            for i in range(layer_mb * 8):  # 128 KiB files
+                data = os.urandom(128 * 1024)
+                info = tarfile.TarInfo(f"data/layer{n}/file{i:04}")
+                info.size, info.mtime = len(data), 0
+                tar.addfile(info, io.BytesIO(data))
+        blob = gzip.compress(raw.getvalue(), compresslevel=1, mtime=0)
+        import hashlib
+        diff_ids.append("sha256:" + hashlib.sha256(raw.getvalue()).hexdigest())
+        descs.append({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                      "digest": store.content.put(blob), "size": len(blob)})
+    config = json.dumps({"architecture": base.architecture, "os": "linux", "config": base.config.get("config"),
+                         "rootfs": {"type": "layers", "diff_ids": diff_ids}}).encode()
+    manifest = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                           "digest": store.content.put(config), "size": len(config)}, "layers": descs}
+    return store, store.add_image(json.dumps(manifest).encode(), "bench/pull:1")
+
+
+def start_local_registry(ws: Workspace) -> str:
+    """Debian's docker-registry (distribution) if installed, else minidocker's server; host:port."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    d = ws.path("registry")
+    if shutil.which("docker-registry"):
+        (d / "config.yml").write_text(f"version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n"
+                                      f"    rootdirectory: {d}/data\nhttp:\n  addr: 127.0.0.1:{port}\n")
+        argv = ["docker-registry", "serve", str(d / "config.yml")]
+    else:
+        argv = [sys.executable, "-m", "minidocker.registry.server", "--port", str(port), "--root", str(d / "data")]
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=str(BENCH_DIR.parent))
+
+    def stop():
+        proc.terminate()
+        proc.wait(10)
+    ws.cleanups.append(stop)
+    for _ in range(200):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return f"127.0.0.1:{port}"
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"{argv[0]} did not start")
+
+
+def bench_registry(ws: Workspace, args) -> list[Measurement]:
+    """Pull (into a store) and pull + unpack, minidocker against skopeo copy (+ umoci unpack).
+    Each run pulls into a fresh, empty destination; removing it afterwards is not timed."""
+    store, image = make_pull_image(ws)
+    host = start_local_registry(ws)
+    from minidocker.registry.client import Registry
+    Registry(host).push("bench/pull", "1", store, image)
+    size_mb = sum(int(layer["size"]) for layer in image.manifest["layers"]) / 1e6
+    print(f"  image: {len(image.manifest['layers'])} layers, {size_mb:.0f} MB compressed, on {host}", file=sys.stderr)
+    env = dict(os.environ, PYTHONPATH=str(BENCH_DIR.parent))
+    md = ("import sys; from minidocker.registry.client import Registry; from minidocker.images.store import ImageStore; "
+          "s = ImageStore(sys.argv[1]); r = Registry(sys.argv[2]).pull('bench/pull', '1', s, tag_as='bench/pull:1'); "
+          "sys.argv[3:] and s.layer_dirs(r.image)")
+    skopeo, umoci = shutil.which("skopeo"), shutil.which("umoci")
+    src = f"docker://{host}/bench/pull:1"
+    contenders = [
+        ("minidocker pull", lambda d: [sys.executable, "-c", md, d, host], True),
+        ("skopeo copy", lambda d: [skopeo, "copy", "-q", "--src-tls-verify=false", src, f"oci:{d}:pull"], skopeo),
+        ("minidocker pull + unpack", lambda d: [sys.executable, "-c", md, d, host, "unpack"], True),
+        ("skopeo copy + umoci unpack", lambda d: ["sh", "-c", f'"$0" copy -q --src-tls-verify=false {src} oci:{d}:pull '
+                                                  f'&& "$1" unpack --image {d}:pull {d}-bundle', skopeo, umoci],
+         skopeo and umoci),
+    ]
+    results = []
+    for name, argv_for, available in contenders:
+        m = Measurement(name, " ".join(argv_for("DEST")))
+        if not available:
+            m.status, m.why = "not installed", "skopeo/umoci missing (bash bench/setup.sh)"
+            results.append(m)
+            continue
+        try:
+            for i in range(args.warmup + args.runs):
+                dest = str(ws.dir / f"pull-{name.split()[0]}-{i}")
+                ms = run_once(argv_for(dest), env)
+                if i >= args.warmup:
+                    m.samples_ms.append(round(ms, 3))
+                shutil.rmtree(dest, ignore_errors=True)
+                shutil.rmtree(dest + "-bundle", ignore_errors=True)
+        except CommandFailed as e:
+            m.status, m.why = "failed", str(e)[:300]
+        results.append(summarize(m))
+        print(f"  {m.name}: {m.status}" + (f" ({m.median_ms} ms)" if m.median_ms else ""), file=sys.stderr)
+    return results
+
+
 #: name -> (function, description). Add "unpack" (an image layer: tar / tarfile / umoci / minidocker)
 #: and "pull" (skopeo copy / minidocker pull from a local registry) here.
 BENCHMARKS: dict[str, tuple[Callable[[Workspace, argparse.Namespace], list[Measurement]], str]] = {
     "start": (bench_start, "container start: `true` in busybox"),
+    "registry": (bench_registry, "pull of a ~100 MB 5-layer image from a local registry (and pull + unpack)"),
 }
 
 

@@ -140,7 +140,9 @@ def pull(c: Client, image: str) -> None:
     last = image.rsplit("/", 1)[-1]
     if "@" not in image and ":" in last:
         name, tag = image.rsplit(":", 1)
-    for msg in c.stream("POST", "/images/create", query={"fromImage": name, "tag": tag}):
+    from .registry import auth_header, registry_host  # credentials from `minidocker login`
+    for msg in c.stream("POST", "/images/create", query={"fromImage": name, "tag": tag},
+                        headers=auth_header(registry_host(name))):
         if msg.get("error"):
             raise APIError(500, msg["error"])
         if msg.get("status"):
@@ -536,6 +538,8 @@ def build_parser() -> argparse.ArgumentParser:
     lab.set_defaults(fn=cmd_lab, local=True)
     from . import cow
     cow.add_verbs(sub)
+    from .registry import add_verbs as registry_verbs
+    registry_verbs(sub)  # pull, push, login, logout, registry serve (the registry chapter)
     return p
 
 

@@ -77,7 +77,6 @@ class API:
             ("GET", C + r"/explain", self.container_explain),
             ("DELETE", C, self.container_delete),
             ("GET", r"/images/json", self.images_list),
-            ("POST", r"/images/create", self.images_create),
             ("GET", r"/images/(?P<name>.+)/json", self.image_inspect),
         ]
         for method, pattern, handler in routes:
@@ -86,6 +85,8 @@ class API:
         api_cow.register(self, s)
         from . import api_cgroups
         api_cgroups.register(self, s)  # pause, unpause, stats (the cgroups chapter)
+        from . import api_registry
+        api_registry.register(self, s)  # pull, push, login (the registry chapter)
 
     # ---- system ---------------------------------------------------------------------------------
     async def ping(self, req):
@@ -289,31 +290,6 @@ class API:
             "GraphDriver": {"Name": self.engine.driver, "Data": {}},
             "RootFS": {"Type": "layers", "Layers": list(img.diff_ids)},
             "Metadata": {"LastTagTime": ""}})
-
-    async def images_create(self, req):
-        """Pull. Until the registry chapter, the only image minidocker can make without a registry is
-        busybox, built offline from Debian's busybox-static."""
-        from ..images import busybox
-        from ..images.reference import parse_reference
-        name = req.query.get("fromImage", "")
-        tag = req.query.get("tag") or "latest"
-        try:
-            ref = parse_reference(name if (":" in name.rsplit("/", 1)[-1] or "@" in name) else f"{name}:{tag}")
-        except ValueError as e:
-            raise http.HTTPError(400, str(e))
-        if ref.repository != "docker.io/library/busybox":
-            raise http.HTTPError(404, f"pull access denied for {ref.familiar()}: minidocker cannot reach a "
-                                      "registry for this image yet (only busybox is built offline)")
-        stream = await req.start_stream(200, "application/json")
-        await stream.write_json({"status": f"Building {ref.familiar()} offline from busybox-static"})
-        try:
-            img = await asyncio.to_thread(busybox.build_busybox, self.engine.images, ref=str(ref))
-            await stream.write_json({"status": f"Digest: {img.manifest_digest}"})
-            await stream.write_json({"status": f"Status: Downloaded newer image for {ref.familiar()}"})
-        except Exception as e:
-            await stream.write_json({"errorDetail": {"message": str(e)}, "error": str(e)})
-        await stream.close()
-        return None
 
 
 def familiar(ref: str) -> str:

@@ -19,12 +19,18 @@ STAMP_PIP := $(VENV)/.pip-$(shell cat pyproject.toml | md5sum | cut -c1-8)
 setup: $(STAMP_APT) $(STAMP_PIP) $(BIN)/docker
 	@echo "setup done: activate with 'source $(BIN)/activate'"
 
+# Packages are installed with a temporary policy-rc.d, so that no package (docker-registry, say)
+# starts a service of its own on this machine; it is removed again afterwards.
 $(STAMP_APT):
 	@mkdir -p $(VENV)
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 	  echo "apt-get install $$missing"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	  guard=; if [ ! -e /usr/sbin/policy-rc.d ]; then \
+	    printf '#!/bin/sh\n# minidocker setup: no package may start a service\nexit 101\n' > /usr/sbin/policy-rc.d; \
+	    chmod +x /usr/sbin/policy-rc.d; guard=1; fi; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; rc=$$?; \
+	  [ -n "$$guard" ] && rm -f /usr/sbin/policy-rc.d; [ $$rc = 0 ] || exit $$rc; \
 	fi
 	@touch $@
 

@@ -389,3 +389,21 @@ def test_explain_shows_the_cgroup_writes_in_order(daemon):
     short_id = text.split("container ", 1)[1].split()[0]
     from conftest import cgroup_dirs
     assert not [x for d in cgroup_dirs(daemon.cgroup_parent) for x in os.listdir(d) if x.startswith(short_id)]
+
+
+def test_stats_cli_streams_until_interrupted(daemon):
+    import signal
+    import sys
+    cid = run_d(daemon, "--name", "streamer", "--cpus", "0.3", "busybox", "sh", "-c", "while :; do :; done")
+    try:
+        p = subprocess.Popen([sys.executable, "-m", "minidocker.cli.main", "stats", "streamer"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=daemon.env())
+        time.sleep(3.5)
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=10)
+        assert p.returncode == 0, err
+        screens = out.decode().split("\033[2J\033[H")[1:]
+        assert len(screens) >= 2, out          # redrawn every second
+        assert "streamer" in screens[-1] and "%" in screens[-1]
+    finally:
+        daemon.cli("rm", "-f", cid)

@@ -153,7 +153,13 @@ def test_v2_driver_enables_controllers_down_the_tree(fake):
         f.write("cpu io memory pids hugetlb\n")
     cg = V2Cgroup(fake, "/minidocker/c2")
     cg.create()
-    assert driver.read(fake, "cgroup.subtree_control") == "+cpu +memory +pids +io"
+    # One write per controller (the fake file keeps the last; the kernel accumulates them).
+    assert driver.RECORDING is not None
+    driver.RECORDING.writes = writes = []
+    V2Cgroup(fake, "/minidocker/c2b").create()
+    driver.RECORDING.writes = None
+    assert [v for p, v in writes if p == os.path.join(fake, "cgroup.subtree_control")] == \
+           ["+cpu", "+memory", "+pids", "+io"]
     for d in (os.path.join(fake, "minidocker"), cg.dir):
         with open(os.path.join(d, "cgroup.controllers"), "w") as f:
             f.write("cpu io memory pids\n")

@@ -8,7 +8,8 @@ import os
 
 import pytest
 
-pytestmark = [pytest.mark.slow, pytest.mark.privileged]
+# One boot (~1-2 min under software emulation) serves every test of this module.
+pytestmark = [pytest.mark.slow, pytest.mark.privileged, pytest.mark.timeout(600)]
 
 from conftest import need, need_root, need_tool
 
@@ -20,7 +21,7 @@ def guest():
     need_tool("apt-get")
     need(os.path.exists("/bin/busybox"), "/bin/busybox (busybox-static)")
     from guest.vm import run_guest
-    results, log = run_guest()
+    results, log = run_guest(timeout=540)
     assert results is not None, f"the guest printed no results; console:\n{log[-4000:]}"
     return results
 
@@ -69,6 +70,16 @@ def test_freeze_kill_and_stats(guest):
     assert r["killed_returncode"] == -9                # cgroup.kill
     assert r["stats_memory_limit"] == 64 << 20 and r["stats_pids"] >= 1
     assert r["removed"]
+
+
+def test_daemon_end_to_end_on_v2(guest):
+    """minidockerd, the monitor and the API in the guest: OOMKilled, pids.max, pause, stats, rm."""
+    r = ok(guest, "daemon")
+    assert r["inspect_oom"] == [True, 137]
+    assert r["fb_pids_max"] == "20" and r["fb_refused"] > 0
+    assert r["fb_frozen"] == 1 and r["fb_status"] == "paused"
+    assert r["fb_stats_pids"] == {"current": 20, "limit": 20}
+    assert r["fb_removed"] and r["create_ok"] == 201 and r["left"] == []
 
 
 def test_guest_left_no_cgroups(guest):

@@ -9,6 +9,10 @@ memory.oom_control "oom_kill N"           memory.events "oom_kill N"
 When a group reaches its limit the kernel reclaims; when nothing can be reclaimed, the OOM killer
 SIGKILLs the biggest process *in that group* (not on the host) and counts it. A container's pid 1
 killed that way exits 128 + 9 = 137; the counter is how the engine tells an OOM kill from ``kill -9``.
+The monitor reads it once pid 1 has exited, which is all ``State.OOMKilled`` needs. To be woken *as
+it happens*, v1 offers an eventfd registered through ``cgroup.event_control`` ("<eventfd> <fd of
+memory.oom_control>"), and v2 a POLLPRI on ``memory.events`` (see v2.py's ``_wait_event``).
+(v1's ``memory.failcnt`` is not a substitute: it counts hitting the limit, not kills.)
 """
 from __future__ import annotations
 

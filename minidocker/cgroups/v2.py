@@ -47,9 +47,13 @@ class V2Cgroup(Cgroup):
         for part in self.path.strip("/").split("/"):
             available = set(read(here, "cgroup.controllers").split())
             enabled = set(read(here, "cgroup.subtree_control").split())
-            todo = [c for c in WANTED if c in available and c not in enabled]
-            if todo:
-                write(here, "cgroup.subtree_control", " ".join("+" + c for c in todo))
+            for c in (c for c in WANTED if c in available and c not in enabled):
+                try:
+                    write(here, "cgroup.subtree_control", "+" + c)
+                except OSError:
+                    # e.g. a group above that holds processes (the no-internal-process rule):
+                    # not fatal here — apply() reports the limits it then cannot set.
+                    pass
             here = os.path.join(here, part)
             os.makedirs(here, exist_ok=True)
 

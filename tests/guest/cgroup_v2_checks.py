@@ -122,6 +122,74 @@ def _():
             "stats_pids": stats["pids_stats"].get("current"), "removed": not os.path.exists(d)}
 
 
+@check("daemon")
+def _():
+    """End to end: a minidockerd in the guest and the monitor — the same path as on the host, driven
+    through the API from this process (every Python start costs seconds under emulation)."""
+    from minidocker.cli.client import Client
+    repo = sys.argv[1]
+    host = "unix:///tmp/md/d.sock"
+    env = dict(os.environ, PYTHONPATH=repo, MINIDOCKER_HOST=host)
+    os.makedirs("/tmp/md", exist_ok=True)
+    log = open("/tmp/md/daemon.log", "wb")
+    parent = PARENT + "-daemon"
+    d = subprocess.Popen([sys.executable, "-S", "-m", "minidocker.daemon.main", "--root", "/tmp/md/root",
+                          "-H", host, "--cgroup-parent", parent], env=env, stdout=log, stderr=log)
+    api = Client(host)
+    out, t0 = {}, time.monotonic()
+
+    def run(name, cmd, host_config):
+        r = api.request("POST", "/containers/create", query={"name": name},
+                        body={"Image": "busybox", "Cmd": cmd, "HostConfig": host_config}).check().json()
+        api.request("POST", f"/containers/{r['Id']}/start").check()
+        return r
+
+    def inspect(name):
+        return api.request("GET", f"/containers/{name}/json").check().json()
+
+    try:
+        while True:
+            try:
+                api.request("GET", "/_ping").check()
+                break
+            except Exception:
+                if time.monotonic() - t0 > 120 or d.poll() is not None:
+                    raise RuntimeError("the daemon did not start: " + open("/tmp/md/daemon.log").read()[-1500:])
+                time.sleep(0.2)
+        out["t_daemon"] = round(time.monotonic() - t0, 1)
+        bomb = "x=a; while true; do x=$x$x; done"
+        run("oom", ["sh", "-c", bomb], {"Memory": 32 << 20})
+        api.request("POST", "/containers/oom/wait").check()
+        st = inspect("oom")["State"]
+        out["inspect_oom"] = [st["OOMKilled"], st["ExitCode"]]
+        cid = run("fb", ["sh", "-c", "f(){ f|f & }; f; sleep 60"], {"PidsLimit": 20})["Id"]
+        time.sleep(3)
+        cgd = os.path.join("/sys/fs/cgroup", parent, cid)
+        out["fb_pids_max"], out["fb_refused"] = read(cgd, "pids.max"), read_keyed(cgd, "pids.events").get("max", 0)
+        api.request("POST", "/containers/fb/pause").check()
+        out["fb_frozen"] = read_keyed(cgd, "cgroup.events").get("frozen")
+        out["fb_status"] = inspect("fb")["State"]["Status"]
+        s = api.request("GET", "/containers/fb/stats", query={"stream": 0, "one-shot": 1}).check().json()
+        out["fb_stats_pids"] = s["pids_stats"]
+        api.request("DELETE", "/containers/fb", query={"force": 1}).check()  # a paused tree: cgroup.kill
+        out["fb_removed"] = not os.path.exists(cgd)
+        r = api.request("POST", "/containers/create", body={"Image": "busybox", "Cmd": ["true"],
+                                                            "HostConfig": {"MemorySwap": -1, "Memory": 64 << 20}})
+        out["create_ok"] = r.status
+        api.request("DELETE", f"/containers/{r.json()['Id']}", query={"force": 1})
+        api.request("DELETE", "/containers/oom", query={"force": 1})
+        pdir = os.path.join("/sys/fs/cgroup", parent)
+        out["left"] = [x for x in os.listdir(pdir) if os.path.isdir(os.path.join(pdir, x))] if os.path.isdir(pdir) else []
+        out["t_total"] = round(time.monotonic() - t0, 1)
+    finally:
+        d.terminate()
+        d.wait(30)
+        pdir = os.path.join("/sys/fs/cgroup", parent)
+        if os.path.isdir(pdir) and not [x for x in os.listdir(pdir) if os.path.isdir(os.path.join(pdir, x))]:
+            os.rmdir(pdir)
+    return out
+
+
 @check("cleanup")
 def _():
     parent = os.path.join("/sys/fs/cgroup", PARENT)

@@ -195,8 +195,9 @@ def attach_and_start(c: Client, cid: str, interactive: bool, tty: bool, removed:
         for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2):
             signal.signal(s, proxy)
 
+    detached = threading.Event()
     if interactive:
-        threading.Thread(target=pump_stdin, args=(conn,), daemon=True).start()
+        threading.Thread(target=pump_stdin, args=(conn, detached), daemon=True).start()
     else:
         conn.close_write()
     try:
@@ -213,6 +214,9 @@ def attach_and_start(c: Client, cid: str, interactive: bool, tty: bool, removed:
         if restore:
             restore()
         conn.close()
+    if detached.is_set():  # ctrl-p ctrl-q: the container keeps running; do not wait for it
+        wait.close()
+        return 0
     body = b"".join(wait)
     try:
         status = json.loads(body or b"{}")
@@ -226,13 +230,21 @@ def attach_and_start(c: Client, cid: str, interactive: bool, tty: bool, removed:
     return int(status.get("StatusCode", 0))
 
 
-def pump_stdin(conn) -> None:
+DETACH_KEYS = b"\x10\x11"  # ctrl-p ctrl-q (the daemon watches for them too and ends the stream)
+
+
+def pump_stdin(conn, detached=None) -> None:
+    recent = b""
     try:
         while True:
             data = os.read(0, 65536)
             if not data:
                 break
             conn.send(data)
+            recent = (recent + data)[-len(DETACH_KEYS):]
+            if detached is not None and recent == DETACH_KEYS:
+                detached.set()
+                return
     except OSError:
         pass
     finally:

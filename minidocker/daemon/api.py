@@ -80,6 +80,10 @@ class API:
             ("POST", r"/images/create", self.images_create),
             ("GET", r"/images/(?P<name>.+)/json", self.image_inspect),
         ]
+        # Routes of their own modules (exec, more container verbs, events, system df).
+        from . import api_containers, api_exec
+        api_exec.register(self, s)
+        api_containers.register(self, s)
         for method, pattern, handler in routes:
             s.route(method, pattern, errors(handler))
 
@@ -164,7 +168,8 @@ class API:
         ctype = "application/vnd.docker.raw-stream" if c.cfg.tty else "application/vnd.docker.multiplexed-stream"
         reader, writer = await req.hijack(ctype)
         opts = {"stdin": req.bool_param("stdin"), "stdout": req.bool_param("stdout"),
-                "stderr": req.bool_param("stderr")}
+                "stderr": req.bool_param("stderr"), "detach_keys": req.query.get("detachKeys")}
+        self.engine.emit(c, "attach")
         done = await self.engine.attach(c.id, reader, writer, opts)
         await done
         return None
@@ -215,6 +220,14 @@ class API:
         if not want_out and not want_err:
             raise http.HTTPError(400, "You must choose at least one stream")
         follow, timestamps = req.bool_param("follow"), req.bool_param("timestamps")
+        from .events import parse_timestamp
+        from ..util import parse_rfc3339
+        try:
+            since, until = parse_timestamp(req.query.get("since")), parse_timestamp(req.query.get("until"))
+        except ValueError as e:
+            raise http.HTTPError(400, str(e))
+        if since == 0:
+            since = None
         tail = req.query.get("tail", "all")
         ctype = "application/vnd.docker.raw-stream" if c.cfg.tty else "application/vnd.docker.multiplexed-stream"
         stream = await req.start_stream(200, ctype)
@@ -224,12 +237,16 @@ class API:
             s = entry.get("stream")
             if (s == "stdout" and not want_out) or (s == "stderr" and not want_err):
                 return None
+            if since is not None or until is not None:  # --since / --until (unix seconds)
+                t = parse_rfc3339(entry.get("time", "")) * 1e9
+                if (since is not None and t < since) or (until is not None and t > until):
+                    return None
             data = entry.get("log", "").encode()
             if timestamps:
                 data = entry.get("time", "").encode() + b" " + data
             return data if c.cfg.tty else http.encode_frame(1 if s == "stdout" else 2, data)
 
-        lines = read_log_lines(path)
+        lines = [e for e in read_log_lines(path) if render(e) is not None]
         if tail not in ("all", "", None):
             n = int(tail) if str(tail).lstrip("-").isdigit() else -1
             if n >= 0:

@@ -28,6 +28,7 @@ from ..images.store import ImageNotFound, ImageStore
 from ..runtime import monitor
 from ..runtime.config import ConfigError, ContainerConfig, from_create_request, validate_name
 from ..util import ZERO_TIME, atomic_write_json, new_id, now_rfc3339, parse_rfc3339, read_json
+from .events import Events
 
 log = logging.getLogger("minidockerd")
 
@@ -81,6 +82,17 @@ class Container:
         self.pending_attach: list = []
         self.lock = asyncio.Lock()
         self.watcher: asyncio.Task | None = None
+        # Restart policy bookkeeping (docker's restartmanager): a stop/kill by a user disables the
+        # policy until the next start; the back-off doubles from 100 ms up to a minute.
+        self.manually_stopped = False
+        self.restart_task: asyncio.Task | None = None
+        self.backoff = 0.0
+        self.exec_ids: list[str] = []
+
+    @property
+    def restart_policy(self) -> tuple[str, int]:
+        p = (self.request.get("HostConfig") or {}).get("RestartPolicy") or {}
+        return (p.get("Name") or "no"), int(p.get("MaximumRetryCount") or 0)
 
     @property
     def running(self) -> bool:
@@ -89,7 +101,7 @@ class Container:
     def save(self) -> None:
         atomic_write_json(os.path.join(self.dir, "state.json"),
                           {"name": self.name, "created": self.created, "state": self.state,
-                           "restart_count": self.restart_count})
+                           "restart_count": self.restart_count, "manually_stopped": self.manually_stopped})
 
 
 class Engine:
@@ -97,6 +109,8 @@ class Engine:
         self.root = root
         self.containers: dict[str, Container] = {}
         self.images = ImageStore(os.path.join(root, "images"))
+        self.events = Events()
+        self.execs: dict = {}  # exec id -> daemon.execs.Exec (in memory, as dockerd keeps them)
         os.makedirs(os.path.join(root, "containers"), exist_ok=True)
         self.started = time.time()
 
@@ -151,13 +165,19 @@ class Engine:
         except ConfigError as e:
             raise InvalidRequest(str(e))
         host = body.get("HostConfig") or {}
+        validate_restart_policy(host)
         console = host.get("ConsoleSize")
         console = console if console and any(console) else None
         runtime.create(directory, cfg, body, console_size=console)
         c = Container(cid, directory, cfg, body, now_rfc3339(), name)
         c.save()
         self.containers[cid] = c
+        self.emit(c, "create")
         return cid, []
+
+    def emit(self, c: Container, action: str, **extra) -> None:
+        attrs = {**c.cfg.labels, "image": c.cfg.image_ref, "name": c.name, **extra}
+        self.events.emit("container", action, c.id, attrs)
 
     def generate_name(self) -> str:
         adjectives = ["brave", "calm", "eager", "fancy", "gentle", "happy", "jolly", "kind", "lucid", "merry",
@@ -174,15 +194,21 @@ class Engine:
                 return n
 
     # ---- start, attach, wait --------------------------------------------------------------------
-    async def start(self, ref: str) -> None:
+    async def start(self, ref: str, restarting: bool = False) -> None:
         c = self.get(ref)
         async with c.lock:
             if c.running:
                 raise NotModified()
             if c.state["Status"] == "removing":
                 raise Conflict(f"container {c.id} is marked for removal and cannot be started")
-            if c.state["Status"] == "exited":
+            if c.state["Status"] in ("exited", "restarting"):
                 await asyncio.to_thread(self.reset_for_restart, c)
+            if not restarting:  # a user's start re-arms the restart policy
+                c.manually_stopped = False
+                c.restart_count = 0
+                c.backoff = 0.0
+                if c.restart_task and asyncio.current_task() is not c.restart_task:
+                    c.restart_task.cancel()
             # 1. The monitor creates the container and stops it just before exec.
             try:
                 pid = await asyncio.to_thread(runtime.spawn_paused, c.dir)
@@ -202,6 +228,7 @@ class Engine:
                            OOMKilled=False)
             c.save()
             c.watcher = asyncio.create_task(self.watch(c))
+            self.emit(c, "start")
 
     def reset_for_restart(self, c: Container) -> None:
         for f in ("exit.json", "monitor.json"):
@@ -232,18 +259,67 @@ class Engine:
         await self.on_exit(c, exit_rec)
 
     async def on_exit(self, c: Container, rec: dict) -> None:
-        c.state.update(Status="exited", Running=False, Paused=False, Pid=0,
+        started = parse_rfc3339(c.state["StartedAt"]) if c.state["StartedAt"] != ZERO_TIME else time.time()
+        c.state.update(Status="exited", Running=False, Paused=False, Restarting=False, Pid=0,
                        ExitCode=int(rec.get("exit_code", 255)), FinishedAt=rec.get("finished_at") or now_rfc3339(),
                        OOMKilled=bool(rec.get("oom_killed")), Error=rec.get("error") or "")
         if os.path.isdir(c.dir):
             c.save()
         code = c.state["ExitCode"]
+        if c.id in self.containers:
+            self.emit(c, "die", exitCode=code)
         for f in c.next_exit:
             if not f.done():
                 f.set_result(code)
         c.next_exit.clear()
-        if c.cfg.auto_remove:
+        if c.id in self.containers and self.should_restart(c, code):
+            self.schedule_restart(c, time.time() - started)
+        elif c.cfg.auto_remove and c.id in self.containers:
             await self.remove(c.id, force=True)
+
+    # ---- restart policies -----------------------------------------------------------------------
+    def should_restart(self, c: Container, code: int) -> bool:
+        """docker's restartmanager.ShouldRestart: never after a user's stop/kill."""
+        name, max_retries = c.restart_policy
+        if c.manually_stopped or c.state["Status"] == "removing":
+            return False
+        if name in ("always", "unless-stopped"):
+            return True
+        if name == "on-failure":
+            return code != 0 and (max_retries == 0 or c.restart_count < max_retries)
+        return False
+
+    def schedule_restart(self, c: Container, ran_for: float) -> None:
+        """Back-off: 100 ms, doubled after every restart, at most a minute; back to 100 ms when the
+        container had run for 10 s or more (it was healthy for a while)."""
+        c.backoff = 0.1 if (c.backoff == 0 or ran_for >= 10) else min(c.backoff * 2, 60.0)
+        c.state.update(Status="restarting", Restarting=True, Running=True)
+        c.save()
+
+        async def later(delay=c.backoff):
+            await asyncio.sleep(delay)
+            if c.state["Status"] != "restarting" or c.id not in self.containers:
+                return
+            c.restart_count += 1
+            try:
+                await self.start(c.id, restarting=True)
+                self.emit(c, "restart")
+            except Exception as e:
+                log.warning("restart of %s failed: %s", c.id[:12], e)
+                c.state.update(Status="exited", Restarting=False, Running=False, Error=str(e))
+                c.save()
+
+        c.restart_task = asyncio.create_task(later())
+
+    def cancel_restart(self, c: Container) -> bool:
+        """Stop a pending restart (stop/rm during the back-off). True if there was one."""
+        if c.state["Status"] != "restarting":
+            return False
+        if c.restart_task:
+            c.restart_task.cancel()
+        c.state.update(Status="exited", Restarting=False, Running=False)
+        c.save()
+        return True
 
     async def connect_attach(self, c: Container, reader, writer, opts: dict, done: asyncio.Future) -> None:
         """Join a hijacked client connection to the monitor's stream for this container."""
@@ -302,27 +378,100 @@ class Engine:
     def kill(self, ref: str, sig) -> None:
         c = self.get(ref)
         num = signal_number(sig)
+        if c.state["Status"] == "restarting":
+            raise Conflict(f"Cannot kill container: {c.id}: Container {c.id} is restarting, "
+                           "wait until the container is running")
         if not c.running:
             raise Conflict(f"Cannot kill container: {c.id}: Container {c.id} is not running")
+        if num in (signal.SIGKILL, signal.SIGTERM, signal.SIGINT):  # as dockerd: no restart after a kill
+            c.manually_stopped = True
+            c.save()
+        self.emit(c, "kill", signal=num)
         runtime.kill(c.state["Pid"], num)
 
     async def stop(self, ref: str, timeout: int | None, sig=None) -> None:
         c = self.get(ref)
+        c.manually_stopped = True
+        if self.cancel_restart(c):
+            self.emit(c, "stop")
+            return
         if not c.running:
+            c.save()
             raise NotModified()
         num = signal_number(sig or c.cfg.stop_signal)
+        if timeout is None:
+            timeout = (c.request.get("StopTimeout") if isinstance(c.request.get("StopTimeout"), int) else 10)
         f = asyncio.get_running_loop().create_future()
         c.next_exit.append(f)
+        self.emit(c, "kill", signal=num)
         runtime.kill(c.state["Pid"], num)
         try:
-            await asyncio.wait_for(asyncio.shield(f), 10 if timeout is None or timeout < 0 else timeout)
+            # A negative timeout waits for ever (docker's -1).
+            await asyncio.wait_for(asyncio.shield(f), None if timeout < 0 else timeout)
         except asyncio.TimeoutError:
+            self.emit(c, "kill", signal=int(signal.SIGKILL))
             runtime.kill(c.state["Pid"], signal.SIGKILL)
             await f
+        self.emit(c, "stop")
+
+    async def restart(self, ref: str, timeout: int | None, sig=None) -> None:
+        c = self.get(ref)
+        try:
+            await self.stop(c.id, timeout, sig)
+        except NotModified:
+            pass
+        await self.start(c.id)
+        self.emit(c, "restart")
+
+    def rename(self, ref: str, new_name: str) -> None:
+        c = self.get(ref)
+        if not new_name:
+            raise InvalidRequest("Neither old nor new names may be empty")
+        try:
+            new_name = validate_name(new_name)
+        except ConfigError as e:
+            raise InvalidRequest(str(e))
+        if new_name == c.name:
+            raise InvalidRequest(f"Renaming a container with the same name as its current name")
+        for other in self.containers.values():
+            if other.name == new_name:
+                raise Conflict(f'Conflict. The container name "/{new_name}" is already in use by container '
+                               f'"{other.id}". You have to remove (or rename) that container to be able to '
+                               "reuse that name.")
+        old, c.name = c.name, new_name
+        c.cfg.name = new_name
+        c.save()
+        self.emit(c, "rename", oldName="/" + old)
+
+    async def prune(self, filters: dict | None = None) -> tuple[list[str], int]:
+        """Remove every stopped container (``created``, ``exited``, ``dead``) matching the filters
+        (``label``, ``until``). Returns (ids, bytes reclaimed)."""
+        from .events import parse_timestamp
+        until = None
+        for v in (filters or {}).get("until", {}) or []:
+            until = parse_timestamp(v)
+        deleted, reclaimed = [], 0
+        for c in list(self.containers.values()):
+            if c.state["Status"] not in ("created", "exited", "dead"):
+                continue
+            if filters and "label" in filters and not matches_filters(c, {"label": filters["label"]}):
+                continue
+            if until is not None and parse_rfc3339(c.created) * 1e9 > until:
+                continue
+            reclaimed += await asyncio.to_thread(dir_size, c.cfg.upperdir)
+            await self.remove(c.id)
+            deleted.append(c.id)
+        return deleted, reclaimed
 
     async def remove(self, ref: str, force: bool = False) -> None:
         c = self.get(ref)
+        if c.state["Status"] == "restarting":
+            if not force:
+                raise Conflict(f"You cannot remove a restarting container {c.id}. Stop the container "
+                               "before attempting removal or force remove")
+            self.cancel_restart(c)
         if c.running:
+            c.manually_stopped = True
             if not force:
                 raise Conflict(f"You cannot remove a running container {c.id}. Stop the container before "
                                "attempting removal or force remove")
@@ -341,6 +490,9 @@ class Engine:
             if not conn[3].done():
                 conn[3].set_result(None)
         await asyncio.to_thread(runtime.delete, c.dir)
+        for eid in c.exec_ids:
+            self.execs.pop(eid, None)
+        self.emit(c, "destroy")
         for f in c.removed + c.next_exit:
             if not f.done():
                 f.set_result(c.state["ExitCode"])
@@ -359,12 +511,34 @@ class Engine:
             c = Container(cid, d, ContainerConfig.from_dict(conf["runtime"]), conf["request"], st["created"], st["name"])
             c.state.update(st["state"])
             c.restart_count = st.get("restart_count", 0)
+            c.manually_stopped = st.get("manually_stopped", False)
             self.containers[cid] = c
             if c.state["Status"] in ("running", "paused"):
+                # Re-attach; if the monitor died meanwhile, watch() reads exit.json (reconcile).
                 c.watcher = asyncio.create_task(self.watch(c))
+            elif c.state["Status"] == "created":
+                # The daemon died between "create the process" and "start": that process still
+                # waits before exec under its monitor. Kill it; the container stays "created".
+                mon = read_json(os.path.join(d, "monitor.json"))
+                if mon and mon.get("pid"):
+                    runtime.kill(mon["pid"], signal.SIGKILL)
+                    await asyncio.sleep(0.1)
+                    await asyncio.to_thread(self.reset_for_restart, c)
+            elif c.state["Status"] == "restarting":
+                c.state.update(Status="exited", Restarting=False, Running=False)
             elif c.state["Status"] == "removing":
                 self.containers.pop(cid)
                 await asyncio.to_thread(runtime.delete, d)
+        # dockerd starts the containers whose policy says so when it starts ("always", and
+        # "unless-stopped" unless a user stopped them).
+        for c in list(self.containers.values()):
+            name, _ = c.restart_policy
+            if c.state["Status"] == "exited" and not (c.watcher and not c.watcher.done()) and (
+                    name == "always" or (name == "unless-stopped" and not c.manually_stopped)):
+                try:
+                    await self.start(c.id, restarting=True)
+                except Exception as e:
+                    log.warning("could not restart %s: %s", c.id[:12], e)
 
     # ---- views ----------------------------------------------------------------------------------
     def inspect(self, ref: str) -> dict:
@@ -386,7 +560,7 @@ class Engine:
             "HostnamePath": os.path.join(c.dir, "hostname"), "HostsPath": os.path.join(c.dir, "hosts"),
             "LogPath": os.path.join(c.dir, "container.log"), "Name": "/" + c.name,
             "RestartCount": c.restart_count, "Driver": "overlay", "Platform": "linux",
-            "MountLabel": "", "ProcessLabel": "", "AppArmorProfile": "", "ExecIDs": None,
+            "MountLabel": "", "ProcessLabel": "", "AppArmorProfile": "", "ExecIDs": list(c.exec_ids) or None,
             "HostConfig": host,
             "GraphDriver": {"Name": "overlay", "Data": {
                 "LowerDir": ":".join(c.cfg.lowerdirs), "UpperDir": c.cfg.upperdir,
@@ -409,6 +583,8 @@ class Engine:
         st = c.state
         if st["Status"] == "running":
             status = "Up " + human_duration(time.time() - parse_rfc3339(st["StartedAt"]))
+        elif st["Status"] == "restarting":
+            status = f"Restarting ({st['ExitCode']}) " + human_duration(time.time() - parse_rfc3339(st["FinishedAt"])) + " ago"
         elif st["Status"] == "exited":
             status = f"Exited ({st['ExitCode']}) " + human_duration(time.time() - parse_rfc3339(st["FinishedAt"])) + " ago"
         else:
@@ -432,6 +608,37 @@ class Engine:
 
 class StartError(Exception):
     pass
+
+
+RESTART_POLICIES = ("", "no", "always", "unless-stopped", "on-failure")
+
+
+def validate_restart_policy(host: dict) -> None:
+    """dockerd's checks on HostConfig.RestartPolicy (and its clash with AutoRemove)."""
+    p = host.get("RestartPolicy") or {}
+    if not isinstance(p, dict):
+        raise InvalidRequest("RestartPolicy must be an object")
+    name, count = p.get("Name") or "", p.get("MaximumRetryCount") or 0
+    if name not in RESTART_POLICIES:
+        raise InvalidRequest(f"invalid restart policy: unknown policy '{name}'; use one of "
+                             "'no', 'always', 'on-failure', or 'unless-stopped'")
+    if not isinstance(count, int) or count < 0:
+        raise InvalidRequest("invalid restart policy: maximum retry count must be a positive integer")
+    if count and name != "on-failure":
+        raise InvalidRequest(f"invalid restart policy: maximum retry count can only be used with 'on-failure'")
+    if host.get("AutoRemove") and name not in ("", "no"):
+        raise InvalidRequest("can't create 'AutoRemove' container with restart policy")
+
+
+def dir_size(path: str) -> int:
+    total = 0
+    for base, dirs, files in os.walk(path):
+        for f in files:
+            try:
+                total += os.lstat(os.path.join(base, f)).st_size
+            except OSError:
+                pass
+    return total
 
 
 def matches_filters(c: Container, filters: dict) -> bool:

@@ -146,6 +146,11 @@ def container_main(cfg: ContainerConfig, container_dir: str, ready_fd: int, star
         os._exit(1)
     os.close(start_fd)
 
+    return run_workload(cfg, k, uid, gid, groups)
+
+
+def run_workload(cfg: ContainerConfig, k, uid: int, gid: int, groups: list[int]) -> int:
+    """Steps 5 and 6, shared with ``docker exec`` (runtime/exec.py): cwd, credentials, exec."""
     # 5. Working directory and credentials; groups before gid before uid (after setuid we could not).
     try:
         k.chdir(cfg.working_dir)

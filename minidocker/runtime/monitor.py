@@ -75,12 +75,53 @@ def connect_ctl(container_dir: str, timeout: float | None = None) -> socket.sock
     return s
 
 
+DEFAULT_DETACH_KEYS = b"\x10\x11"  # ctrl-p ctrl-q, docker's default
+
+
+def parse_detach_keys(spec: str | None) -> bytes:
+    """docker's ``--detach-keys`` syntax: ``ctrl-p,ctrl-q``, ``a,ctrl-x``... -> the bytes to watch for."""
+    if spec is None:
+        return DEFAULT_DETACH_KEYS
+    out = b""
+    for key in [k.strip() for k in spec.split(",") if k.strip()]:
+        if key.lower().startswith("ctrl-") and len(key) == 6:
+            c = key[5].lower()
+            table = {"@": 0, "[": 27, "\\": 28, "]": 29, "^": 30, "_": 31}
+            out += bytes([ord(c) - ord("a") + 1]) if c.isalpha() else bytes([table.get(c, 0)])
+        elif len(key) == 1:
+            out += key.encode()
+        else:
+            raise ValueError(f"Invalid detach keys ({spec}) provided")
+    return out
+
+
 class Attacher:
     def __init__(self, sock: socket.socket, req: dict):
         self.sock = sock
         self.stdin = bool(req.get("stdin"))
         self.stdout = req.get("stdout", True)
         self.stderr = req.get("stderr", True)
+        # Detach keys: bytes matching a prefix of the sequence are held back until we know whether
+        # the whole sequence follows (then the client detaches) or not (then they are passed on).
+        self.detach_keys = parse_detach_keys(req.get("detach_keys")) if self.stdin else b""
+        self.held = b""
+
+    def filter_stdin(self, data: bytes) -> tuple[bytes, bool]:
+        """-> (bytes for the container, whether the client typed the detach sequence)."""
+        if not self.detach_keys:
+            return data, False
+        out = bytearray()
+        for b in data:
+            candidate = self.held + bytes([b])
+            if self.detach_keys.startswith(candidate):
+                self.held = candidate
+                if candidate == self.detach_keys:
+                    self.held = b""
+                    return bytes(out), True
+            else:
+                out += candidate
+                self.held = b""
+        return bytes(out), False
 
     def send(self, data: bytes) -> bool:
         try:
@@ -91,13 +132,15 @@ class Attacher:
 
 
 class Monitor:
+    log_name: str | None = "container.log"  # json-file log; an exec's output is not logged (as docker)
+
     def __init__(self, container_dir: str):
         self.dir = container_dir
         self.cfg = ContainerConfig.from_dict(read_json(os.path.join(container_dir, "config.json"))["runtime"])
         self.sel = selectors.DefaultSelector()
         self.attachers: list[Attacher] = []
         self.waiters: list[socket.socket] = []
-        self.log = open(os.path.join(container_dir, "container.log"), "ab", buffering=0)
+        self.log = open(os.path.join(container_dir, self.log_name), "ab", buffering=0) if self.log_name else None
         self.partial = {STDOUT: b"", STDERR: b""}
         self.pid = 0
         self.exit: dict | None = None
@@ -146,12 +189,12 @@ class Monitor:
         if len(self.partial[stream]) >= LOG_LINE_MAX:
             out.append(json.dumps({"log": self.partial[stream].decode("utf-8", "replace"), "stream": name, "time": t}))
             self.partial[stream] = b""
-        if out:
+        if out and self.log:
             self.log.write(("\n".join(out) + "\n").encode())
 
     def flush_log(self) -> None:
         for stream, rest in self.partial.items():
-            if rest:
+            if rest and self.log:
                 name = "stdout" if stream == STDOUT else "stderr"
                 self.log.write((json.dumps({"log": rest.decode("utf-8", "replace"), "stream": name,
                                             "time": now_rfc3339()}) + "\n").encode())
@@ -247,7 +290,11 @@ class Monitor:
         except OSError:
             data = b""
         if data:
-            if a.stdin:
+            data, detach = a.filter_stdin(data)
+            if detach:  # ctrl-p ctrl-q: this client leaves; the container keeps running
+                self.drop(a)
+                return
+            if a.stdin and data:
                 target = self.master if self.cfg.tty else self.stdin_w
                 if target is not None:
                     try:
@@ -273,10 +320,16 @@ class Monitor:
             a.sock.close()
 
     # ---- lifecycle ------------------------------------------------------------------------------
-    def run(self, ready_fd: int) -> int:
+    def spawn_workload(self, stdin, stdout, stderr, ready_w: int, start_r: int):
+        """Create the process this monitor watches: here the container's pid 1 in new namespaces
+        (``runtime/exec.py`` overrides it to join a running container instead)."""
         from .. import namespaces
         from .init import container_main
+        return namespaces.spawn(lambda: container_main(self.cfg, self.dir, ready_w, start_r),
+                                self.cfg.namespaces, stdin=stdin, stdout=stdout, stderr=stderr,
+                                pass_fds=(ready_w, start_r))
 
+    def run(self, ready_fd: int) -> int:
         K.Linux().prctl(K.PR_SET_CHILD_SUBREAPER, 1)
         path, dfd = short_unix_path(self.dir, "ctl.sock")
         try:
@@ -292,10 +345,7 @@ class Monitor:
         ready_r, ready_w = os.pipe()
         start_r, self.start_w = os.pipe()
         try:
-            proc = namespaces.spawn(
-                lambda: container_main(self.cfg, self.dir, ready_w, start_r),
-                self.cfg.namespaces, stdin=stdin, stdout=stdout, stderr=stderr,
-                pass_fds=(ready_w, start_r))
+            proc = self.spawn_workload(stdin, stdout, stderr, ready_w, start_r)
         except Exception as e:
             os.write(ready_fd, json.dumps({"error": f"cannot create the container: {e}"}).encode() + b"\n")
             return 1
@@ -409,6 +459,9 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     try:
+        if len(argv) > 2 and argv[2] == "exec":
+            from .exec import ExecMonitor
+            return ExecMonitor(container_dir).run(ready_fd)
         return Monitor(container_dir).run(ready_fd)
     except Exception as e:
         import traceback
@@ -420,7 +473,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
-def spawn_monitor(container_dir: str, timeout: float = 30.0) -> dict:
+def spawn_monitor(container_dir: str, timeout: float = 30.0, kind: str = "container") -> dict:
     """Start a detached monitor for the container in ``container_dir`` and wait until the container
     is created and paused before exec. Returns ``{"pid": N}``; raises RuntimeError with the
     container's setup error otherwise."""
@@ -429,7 +482,7 @@ def spawn_monitor(container_dir: str, timeout: float = 30.0) -> dict:
     code = (f"import sys; sys.path.insert(0, {pkg_parent!r}); "
             "from minidocker.runtime.monitor import main; sys.exit(main())")
     try:
-        p = subprocess.Popen([sys.executable, "-S", "-c", code, container_dir, str(ready_w)],
+        p = subprocess.Popen([sys.executable, "-S", "-c", code, container_dir, str(ready_w), kind],
                              pass_fds=(ready_w,), stdin=subprocess.DEVNULL, close_fds=True)
     finally:
         os.close(ready_w)

@@ -1,0 +1,109 @@
+"""``docker exec``: one more process inside a running container, watched by its own monitor.
+
+What this teaches
+-----------------
+A container is not a box but a set of namespaces (and a cgroup) that its processes share. To run
+one more process "in" it, nothing new is created: the process *joins* what pid 1 already has —
+setns(2) into each of ``/proc/PID/ns/*`` (``namespaces.spawn_in``: a first child calls setns, then
+forks, because joining a pid namespace only applies to children) and a write of its own pid into
+pid 1's ``cgroup.procs``. Joining the mount namespace also moves the root directory to the
+container's root, so ``/etc/passwd`` (for ``-u``) and ``$PATH`` lookups are the container's.
+
+Like the container itself, an exec'd process must not be the daemon's child: its stdio is owned by
+an :class:`ExecMonitor` — the container monitor of ``monitor.py`` with one thing changed, how the
+workload is created — so the daemon attaches to it (hijack) exactly as it attaches to a container,
+and a restarted daemon still finds it. Its output is not logged: ``docker logs`` shows the
+container's pid 1 only.
+
+Directory of an exec: ``ROOT/containers/ID/exec/EXECID/`` with ``config.json`` (the process config
+and the pid to join), ``ctl.sock``, ``exit.json``. See nsenter(1), setns(2), cgroups(7)
+("Migrating a process to a cgroup"), and docker's ExecConfig in the Engine API spec.
+"""
+from __future__ import annotations
+
+import fcntl
+import os
+import termios
+
+from .. import kernel as K
+from ..namespaces import close_fds_except
+from ..util import atomic_write_json, read_json
+from .config import ContainerConfig
+from .init import resolve_user, run_workload
+from .monitor import Monitor, spawn_monitor
+
+# Imported here, not in exec_main: once the process has joined the container's mount namespace,
+# the host's Python files are out of reach, so everything it needs must be loaded before.
+
+
+def cgroup_procs_path(pid: int) -> str | None:
+    """The ``cgroup.procs`` file of the cgroup (v2) that ``pid`` is in, as the host sees it.
+
+    Hook for the cgroups chapter: whatever cgroup the container's pid 1 is put in, an exec follows
+    it, because we read the cgroup from pid 1 itself."""
+    try:
+        with open(f"/proc/{pid}/cgroup") as f:
+            for line in f:
+                hier, _, path = line.rstrip("\n").split(":", 2)
+                if hier == "0":
+                    procs = os.path.join("/sys/fs/cgroup", path.lstrip("/"), "cgroup.procs")
+                    return procs if os.path.exists(procs) else None
+    except OSError:
+        pass
+    return None
+
+
+def exec_main(cfg: ContainerConfig, ready_fd: int, start_fd: int, cgroup_fd: int | None) -> int:
+    """Run in the container's namespaces (child B of ``spawn_in``), before exec."""
+    keep = (ready_fd, start_fd) + ((cgroup_fd,) if cgroup_fd is not None else ())
+    close_fds_except(keep)
+    k = K.Linux()
+    try:
+        # 1. The cgroup: limits and accounting apply to the exec'd process too ("0" means "me").
+        if cgroup_fd is not None:
+            os.write(cgroup_fd, b"0")
+            os.close(cgroup_fd)
+        # 2. A TTY of its own: new session, the pty as controlling terminal.
+        if cfg.tty and os.isatty(0):
+            os.setsid()
+            fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+        uid, gid, groups = resolve_user(cfg.user)
+    except Exception as e:
+        os.write(ready_fd, f"error: {e}\n".encode())
+        os._exit(1)
+    # 3. Ready; wait for the monitor's "start" (the daemon has connected the client's stream by then).
+    os.write(ready_fd, b"ready\n")
+    os.close(ready_fd)
+    if os.read(start_fd, 1) != b"1":
+        os._exit(1)
+    os.close(start_fd)
+    # 4. cwd, credentials, exec: the same code as the container's pid 1.
+    return run_workload(cfg, k, uid, gid, groups)
+
+
+class ExecMonitor(Monitor):
+    log_name = None
+
+    def spawn_workload(self, stdin, stdout, stderr, ready_w: int, start_r: int):
+        from .. import namespaces
+        target_pid = read_json(os.path.join(self.dir, "config.json"))["exec"]["pid"]
+        procs = cgroup_procs_path(target_pid)
+        cgroup_fd = os.open(procs, os.O_WRONLY | os.O_CLOEXEC) if procs else None
+        try:
+            fds = (ready_w, start_r) + ((cgroup_fd,) if cgroup_fd is not None else ())
+            return namespaces.spawn_in(target_pid, lambda: exec_main(self.cfg, ready_w, start_r, cgroup_fd),
+                                       None, stdin=stdin, stdout=stdout, stderr=stderr, pass_fds=fds)
+        finally:
+            if cgroup_fd is not None:
+                os.close(cgroup_fd)
+
+
+def create(exec_dir: str, cfg: ContainerConfig, target_pid: int, console_size=None) -> None:
+    os.makedirs(exec_dir, mode=0o700)
+    atomic_write_json(os.path.join(exec_dir, "config.json"),
+                      {"runtime": cfg.to_dict(), "exec": {"pid": target_pid}, "console_size": console_size})
+
+
+def spawn_paused(exec_dir: str) -> int:
+    """Start the exec monitor; the process is created in the container and waits before exec."""
+    return spawn_monitor(exec_dir, kind="exec")["pid"]

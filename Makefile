@@ -7,13 +7,15 @@ VENV := .venv
 BIN := $(VENV)/bin
 # Debian packages the project needs. busybox-static: the offline base image; graphviz: diagrams;
 # iproute2: networking chapter and checks; python3-venv: the venv.
-APT_PACKAGES := busybox-static graphviz iproute2 python3-venv python3-dev gcc make ca-certificates
+APT_PACKAGES := busybox-static graphviz iproute2 python3-venv python3-dev gcc make ca-certificates openssl
 STAMP_APT := $(VENV)/.apt-$(shell echo $(APT_PACKAGES) | md5sum | cut -c1-8)
 STAMP_PIP := $(VENV)/.pip-$(shell cat pyproject.toml | md5sum | cut -c1-8)
 
 .PHONY: setup run test test-fast daemon stop bench clean-state doctor
 
 setup: $(STAMP_APT) $(STAMP_PIP) $(BIN)/docker
+	@# The daemon's socket is 0660 root:minidocker: members of this group may use the API (= root).
+	@getent group minidocker >/dev/null || groupadd --system minidocker
 	@echo "setup done: activate with 'source $(BIN)/activate'"
 
 $(STAMP_APT):

@@ -105,8 +105,13 @@ def create_body(a) -> dict:
         "AttachStdout": not getattr(a, "detach", False), "AttachStderr": not getattr(a, "detach", False),
         "Labels": dict(l.split("=", 1) if "=" in l else (l, "") for l in (a.label or [])),
         "HostConfig": {"AutoRemove": getattr(a, "rm", False), "Init": a.init or None,
-                       "ReadonlyRootfs": a.read_only, "NetworkMode": a.network or "default"},
+                       "ReadonlyRootfs": a.read_only, "NetworkMode": a.network or "default",
+                       "RestartPolicy": restart_policy(a.restart)},
     }
+    if a.stop_signal:
+        body["StopSignal"] = a.stop_signal
+    if a.stop_timeout is not None:
+        body["StopTimeout"] = a.stop_timeout
     if a.entrypoint is not None:
         body["Entrypoint"] = [a.entrypoint] if a.entrypoint else [""]
     if a.tty:
@@ -116,6 +121,14 @@ def create_body(a) -> dict:
         except OSError:
             pass
     return body
+
+
+def restart_policy(spec: str | None) -> dict:
+    """``--restart on-failure:3`` -> {"Name": "on-failure", "MaximumRetryCount": 3} (the daemon validates)."""
+    name, _, count = (spec or "no").partition(":")
+    if count and not count.isdigit():
+        raise APIError(400, f"invalid restart policy format: maximum retry count must be an integer: {spec}")
+    return {"Name": name, "MaximumRetryCount": int(count or 0)}
 
 
 def create_container(c: Client, a) -> str:
@@ -398,8 +411,9 @@ def cmd_inspect(c, a):
 
 def cmd_logs(c, a):
     info = c.request("GET", f"/containers/{a.container}/json").check().json()
+    from .containers import timestamp
     q = {"stdout": True, "stderr": True, "follow": a.follow or None, "timestamps": a.timestamps or None,
-         "tail": a.tail}
+         "tail": a.tail, "since": timestamp(a.since), "until": timestamp(a.until)}
     s = c.open_stream("GET", f"/containers/{a.container}/logs", query=q)
     try:
         if info["Config"]["Tty"]:
@@ -463,6 +477,9 @@ def container_opts(p):
     p.add_argument("--init", action="store_true", help="run a small init as pid 1 that reaps zombies and forwards signals")
     p.add_argument("--read-only", action="store_true")
     p.add_argument("--network", "--net")
+    p.add_argument("--restart", help="no, on-failure[:max-retries], always, unless-stopped")
+    p.add_argument("--stop-signal")
+    p.add_argument("--stop-timeout", type=int)
     p.add_argument("image")
     p.add_argument("command", nargs=argparse.REMAINDER)
 
@@ -471,7 +488,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="minidocker", description="A container engine to read: the client.",
                                 epilog="The daemon (minidockerd) must be running; see `minidocker doctor`.")
     p.add_argument("-H", "--host", help="daemon socket (default $MINIDOCKER_HOST, $DOCKER_HOST, unix:///run/minidocker.sock)")
+    p.add_argument("--tlsverify", action="store_true", default=bool(os.environ.get("DOCKER_TLS_VERIFY")),
+                   help="use TLS and verify the daemon (tcp:// hosts); certificates from --tls* or $DOCKER_CERT_PATH")
+    p.add_argument("--tlscacert")
+    p.add_argument("--tlscert")
+    p.add_argument("--tlskey")
     sub = p.add_subparsers(dest="verb", metavar="COMMAND")
+    from . import containers
+    containers.add_verbs(sub)
 
     r = sub.add_parser("run", help="create and start a container", add_help=False)
     r.add_argument("--help", action="help")
@@ -533,6 +557,8 @@ def build_parser() -> argparse.ArgumentParser:
     lg.add_argument("-f", "--follow", action="store_true")
     lg.add_argument("-t", "--timestamps", action="store_true")
     lg.add_argument("-n", "--tail", default="all")
+    lg.add_argument("--since")
+    lg.add_argument("--until")
     lg.add_argument("container")
     lg.set_defaults(fn=cmd_logs)
 
@@ -549,6 +575,16 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def tls_context(a):
+    """The client side of dockerd's --tlsverify: verify the daemon's certificate against the CA and
+    present our own (mutual TLS). Files default to $DOCKER_CERT_PATH/{ca,cert,key}.pem."""
+    import ssl
+    base = os.environ.get("DOCKER_CERT_PATH") or os.path.expanduser("~/.docker")
+    ctx = ssl.create_default_context(cafile=a.tlscacert or os.path.join(base, "ca.pem"))
+    ctx.load_cert_chain(a.tlscert or os.path.join(base, "cert.pem"), a.tlskey or os.path.join(base, "key.pem"))
+    return ctx
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
@@ -558,7 +594,14 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if getattr(a, "local", False):
         return a.fn(None, a)
-    c = Client(a.host)
+    try:
+        if a.tlsverify:
+            from . import client as client_module
+            client_module.DEFAULT_TLS = tls_context(a)
+        c = Client(a.host)
+    except (ValueError, NotImplementedError, OSError) as e:
+        err(str(e))
+        return 1
     try:
         rc = a.fn(c, a)
     except DaemonNotRunning as e:

@@ -125,6 +125,7 @@ class API:
             "Plugins": {"Volume": [], "Network": ["null"], "Authorization": None, "Log": ["json-file"]},
             "MemoryLimit": False, "SwapLimit": False, "PidsLimit": False, "IPv4Forwarding": False,
             "Debug": False, "NFd": len(os.listdir("/proc/self/fd")), "NGoroutines": len(asyncio.all_tasks()),
+            "NEventsListener": len(e.events.subscribers),
             "SystemTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "LoggingDriver": "json-file",
             "CgroupDriver": "cgroupfs", "CgroupVersion": self.info_extra.get("cgroup_version", ""),
             "KernelVersion": u.release, "OperatingSystem": self.info_extra.get("os", "Linux"), "OSType": "linux",
@@ -221,7 +222,6 @@ class API:
             raise http.HTTPError(400, "You must choose at least one stream")
         follow, timestamps = req.bool_param("follow"), req.bool_param("timestamps")
         from .events import parse_timestamp
-        from ..util import parse_rfc3339
         try:
             since, until = parse_timestamp(req.query.get("since")), parse_timestamp(req.query.get("until"))
         except ValueError as e:
@@ -238,7 +238,7 @@ class API:
             if (s == "stdout" and not want_out) or (s == "stderr" and not want_err):
                 return None
             if since is not None or until is not None:  # --since / --until (unix seconds)
-                t = parse_rfc3339(entry.get("time", "")) * 1e9
+                t = rfc3339_ns(entry.get("time", ""))
                 if (since is not None and t < since) or (until is not None and t > until):
                     return None
             data = entry.get("log", "").encode()
@@ -353,6 +353,18 @@ def parse_filters(raw: str | None) -> dict:
     if not isinstance(f, dict):
         raise http.HTTPError(400, f"invalid filter: {raw}")
     return f
+
+
+def rfc3339_ns(ts: str) -> int:
+    """``2026-11-29T01:02:03.123456789Z`` -> integer nanoseconds (exact: floats lose the last digits,
+    and ``--since`` with a copied timestamp must include that very line)."""
+    import calendar
+    base, _, frac = ts.rstrip("Z").partition(".")
+    try:
+        secs = calendar.timegm(time.strptime(base, "%Y-%m-%dT%H:%M:%S"))
+    except ValueError:
+        return 0
+    return secs * 1_000_000_000 + int((frac + "000000000")[:9])
 
 
 def read_log_lines(path: str) -> list[dict]:

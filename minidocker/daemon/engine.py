@@ -301,15 +301,28 @@ class Engine:
             if c.state["Status"] != "restarting" or c.id not in self.containers:
                 return
             c.restart_count += 1
+            c.restart_starting = True
             try:
-                await self.start(c.id, restarting=True)
+                # Shielded: a start cut in half would leave a paused process behind. stop/rm wait
+                # for it instead (see stop()).
+                await asyncio.shield(self.start(c.id, restarting=True))
                 self.emit(c, "restart")
             except Exception as e:
                 log.warning("restart of %s failed: %s", c.id[:12], e)
                 c.state.update(Status="exited", Restarting=False, Running=False, Error=str(e))
                 c.save()
+            finally:
+                c.restart_starting = False
 
         c.restart_task = asyncio.create_task(later())
+
+    async def settle_restart(self, c: Container) -> None:
+        """If a policy restart is half-way through start(), let it finish (then stop it normally)."""
+        if c.restart_task and not c.restart_task.done() and getattr(c, "restart_starting", False):
+            try:
+                await asyncio.shield(c.restart_task)
+            except Exception:
+                pass
 
     def cancel_restart(self, c: Container) -> bool:
         """Stop a pending restart (stop/rm during the back-off). True if there was one."""
@@ -392,6 +405,7 @@ class Engine:
     async def stop(self, ref: str, timeout: int | None, sig=None) -> None:
         c = self.get(ref)
         c.manually_stopped = True
+        await self.settle_restart(c)
         if self.cancel_restart(c):
             self.emit(c, "stop")
             return
@@ -465,6 +479,10 @@ class Engine:
 
     async def remove(self, ref: str, force: bool = False) -> None:
         c = self.get(ref)
+        await self.settle_restart(c)
+        if c.lock.locked() and c.state["Status"] == "created":
+            async with c.lock:  # a start in progress: let it finish rather than pull the floor away
+                pass
         if c.state["Status"] == "restarting":
             if not force:
                 raise Conflict(f"You cannot remove a restarting container {c.id}. Stop the container "

@@ -27,8 +27,13 @@ def parse_args(argv):
     p = argparse.ArgumentParser(prog="minidockerd", description="the minidocker daemon")
     p.add_argument("--root", "--data-root", default=os.environ.get("MINIDOCKER_ROOT", DEFAULT_ROOT),
                    help=f"state directory (default {DEFAULT_ROOT})")
-    p.add_argument("-H", "--host", default=None,
-                   help=f"socket to listen on (default {DEFAULT_HOST}, or $MINIDOCKER_HOST)")
+    p.add_argument("-H", "--host", action="append", default=None,
+                   help=f"socket to listen on, repeatable (default {DEFAULT_HOST}, or $MINIDOCKER_HOST); "
+                        "tcp://ADDR:PORT only with --tlsverify")
+    p.add_argument("--tlsverify", action="store_true", help="TLS on tcp:// and require a client certificate")
+    p.add_argument("--tlscacert", help="CA that signed the clients' certificates")
+    p.add_argument("--tlscert", help="the daemon's certificate")
+    p.add_argument("--tlskey", help="the daemon's private key")
     p.add_argument("--group", "-G", default="minidocker", help="group owning the socket (if it exists)")
     p.add_argument("--no-base-image", action="store_true", help="do not build busybox:latest at start")
     p.add_argument("-D", "--debug", action="store_true")
@@ -73,13 +78,15 @@ async def serve(args) -> None:
                 logging.warning("no base image: %s", e)
     server = http.Server()
     API(engine, {"id": "minidocker", "cgroup_version": cgroup_version(), "os": os_name()}).register(server)
-    host = args.host or os.environ.get("MINIDOCKER_HOST") or DEFAULT_HOST
-    if not host.startswith("unix://"):
-        raise SystemExit(f"minidockerd: only unix:// sockets are supported without TLS, got {host}")
-    path = host[len("unix://"):]
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    await server.serve_unix(path, mode=0o660, group=args.group)
-    logging.info("minidockerd listening on %s (root %s)", host, args.root)
+    for host in args.host or [os.environ.get("MINIDOCKER_HOST") or DEFAULT_HOST]:
+        if host.startswith("unix://"):
+            path = host[len("unix://"):]
+            os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+            await server.serve_unix(path, mode=0o660, group=args.group)
+        else:
+            addr, port = tcp_address(host)
+            await server.serve_tcp(addr, port, ssl_context=tls_context(args))
+        logging.info("minidockerd listening on %s (root %s)", host, args.root)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for s in (signal.SIGTERM, signal.SIGINT):
@@ -87,6 +94,33 @@ async def serve(args) -> None:
     await stop.wait()
     logging.info("minidockerd stopping; containers keep running under their monitors")
     server.close()
+
+
+def tcp_address(host: str) -> tuple[str, int]:
+    if not host.startswith("tcp://"):
+        raise SystemExit(f"minidockerd: unsupported address {host} (unix:///PATH or tcp://HOST:PORT)")
+    h, _, p = host[len("tcp://"):].rstrip("/").rpartition(":")
+    if not p.isdigit():
+        raise SystemExit(f"minidockerd: {host}: a port is required (2376 is docker's TLS port)")
+    return h.strip("[]") or "127.0.0.1", int(p)
+
+
+def tls_context(args):
+    """Mutual TLS, as ``dockerd --tlsverify``: the API is root on this host, so over the network it is
+    offered only to clients holding a certificate signed by our CA. Plain TCP is refused outright."""
+    import ssl
+    if not args.tlsverify:
+        raise SystemExit("minidockerd: refusing to listen on TCP without --tlsverify: anyone who can reach "
+                         "the port would be root on this host (give --tlsverify --tlscacert --tlscert --tlskey)")
+    missing = [n for n in ("tlscacert", "tlscert", "tlskey") if not getattr(args, n)]
+    if missing:
+        raise SystemExit("minidockerd: --tlsverify needs " + ", ".join("--" + n for n in missing))
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(args.tlscert, args.tlskey)
+    ctx.load_verify_locations(cafile=args.tlscacert)
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    return ctx
 
 
 def os_name() -> str:
@@ -107,6 +141,10 @@ def main(argv=None) -> int:
     if os.geteuid() != 0:
         print("minidockerd: must run as root (it creates namespaces and mounts)", file=sys.stderr)
         return 1
+    for host in args.host or []:  # refuse a TCP address without mutual TLS before touching any state
+        if not host.startswith("unix://"):
+            tcp_address(host)
+            tls_context(args)
     lock_root(args.root)
     asyncio.run(serve(args))
     return 0

@@ -36,33 +36,54 @@ from .monitor import Monitor, spawn_monitor
 # the host's Python files are out of reach, so everything it needs must be loaded before.
 
 
-def cgroup_procs_path(pid: int) -> str | None:
-    """The ``cgroup.procs`` file of the cgroup (v2) that ``pid`` is in, as the host sees it.
+def cgroup_mounts() -> dict[str, str]:
+    """Hierarchy key -> mount point: "memory" -> /sys/fs/cgroup/memory, "name=systemd" -> ..., and
+    "" -> the cgroup2 mount (hybrid hosts have both kinds, see /proc/self/mountinfo)."""
+    out = {}
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            pre, _, post = line.partition(" - ")
+            fstype, _, opts = post.split()[:3]
+            mnt = pre.split()[4]
+            if fstype == "cgroup2":
+                out.setdefault("", mnt)
+            elif fstype == "cgroup":
+                for o in opts.split(","):
+                    if o not in ("rw", "ro") and not o.startswith(("relatime", "nosuid", "nodev", "noexec")):
+                        out.setdefault(o, mnt)
+    return out
 
-    Hook for the cgroups chapter: whatever cgroup the container's pid 1 is put in, an exec follows
-    it, because we read the cgroup from pid 1 itself."""
+
+def cgroup_procs_paths(pid: int) -> list[str]:
+    """The ``cgroup.procs`` files of every cgroup ``pid`` is in (v1 hierarchies and v2), host view.
+
+    Hook for the cgroups chapter: whatever cgroups the container's pid 1 is put in, an exec follows
+    it, because we read them from pid 1 itself."""
+    paths = []
     try:
+        mounts = cgroup_mounts()
         with open(f"/proc/{pid}/cgroup") as f:
             for line in f:
-                hier, _, path = line.rstrip("\n").split(":", 2)
-                if hier == "0":
-                    procs = os.path.join("/sys/fs/cgroup", path.lstrip("/"), "cgroup.procs")
-                    return procs if os.path.exists(procs) else None
+                hier, controllers, path = line.rstrip("\n").split(":", 2)
+                key = "" if hier == "0" else controllers.split(",")[0]
+                if key in mounts:
+                    procs = os.path.join(mounts[key], path.lstrip("/"), "cgroup.procs")
+                    if os.path.exists(procs):
+                        paths.append(procs)
     except OSError:
         pass
-    return None
+    return paths
 
 
-def exec_main(cfg: ContainerConfig, ready_fd: int, start_fd: int, cgroup_fd: int | None) -> int:
+def exec_main(cfg: ContainerConfig, ready_fd: int, start_fd: int, cgroup_fds: tuple[int, ...]) -> int:
     """Run in the container's namespaces (child B of ``spawn_in``), before exec."""
-    keep = (ready_fd, start_fd) + ((cgroup_fd,) if cgroup_fd is not None else ())
-    close_fds_except(keep)
+    close_fds_except((ready_fd, start_fd) + tuple(cgroup_fds))
     k = K.Linux()
     try:
-        # 1. The cgroup: limits and accounting apply to the exec'd process too ("0" means "me").
-        if cgroup_fd is not None:
-            os.write(cgroup_fd, b"0")
-            os.close(cgroup_fd)
+        # 1. The cgroups: limits and accounting apply to the exec'd process too ("0" means "me").
+        for fd in cgroup_fds:
+            os.write(fd, b"0")
+            os.close(fd)
         # 2. A TTY of its own: new session, the pty as controlling terminal.
         if cfg.tty and os.isatty(0):
             os.setsid()
@@ -87,15 +108,15 @@ class ExecMonitor(Monitor):
     def spawn_workload(self, stdin, stdout, stderr, ready_w: int, start_r: int):
         from .. import namespaces
         target_pid = read_json(os.path.join(self.dir, "config.json"))["exec"]["pid"]
-        procs = cgroup_procs_path(target_pid)
-        cgroup_fd = os.open(procs, os.O_WRONLY | os.O_CLOEXEC) if procs else None
+        # Opened here, in the host's view: inside the container's mount namespace they are out of reach.
+        cgroup_fds = tuple(os.open(p, os.O_WRONLY | os.O_CLOEXEC) for p in cgroup_procs_paths(target_pid))
         try:
-            fds = (ready_w, start_r) + ((cgroup_fd,) if cgroup_fd is not None else ())
-            return namespaces.spawn_in(target_pid, lambda: exec_main(self.cfg, ready_w, start_r, cgroup_fd),
-                                       None, stdin=stdin, stdout=stdout, stderr=stderr, pass_fds=fds)
+            return namespaces.spawn_in(target_pid, lambda: exec_main(self.cfg, ready_w, start_r, cgroup_fds),
+                                       None, stdin=stdin, stdout=stdout, stderr=stderr,
+                                       pass_fds=(ready_w, start_r) + cgroup_fds)
         finally:
-            if cgroup_fd is not None:
-                os.close(cgroup_fd)
+            for fd in cgroup_fds:
+                os.close(fd)
 
 
 def create(exec_dir: str, cfg: ContainerConfig, target_pid: int, console_size=None) -> None:

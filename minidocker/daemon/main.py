@@ -78,21 +78,29 @@ async def serve(args) -> None:
                 logging.warning("no base image: %s", e)
     server = http.Server()
     API(engine, {"id": "minidocker", "cgroup_version": cgroup_version(), "os": os_name()}).register(server)
-    for host in args.host or [os.environ.get("MINIDOCKER_HOST") or DEFAULT_HOST]:
-        if host.startswith("unix://"):
-            path = host[len("unix://"):]
-            os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-            await server.serve_unix(path, mode=0o660, group=args.group)
-        else:
-            addr, port = tcp_address(host)
-            await server.serve_tcp(addr, port, ssl_context=tls_context(args))
-        logging.info("minidockerd listening on %s (root %s)", host, args.root)
+    hosts = args.host or [os.environ.get("MINIDOCKER_HOST") or DEFAULT_HOST]
+    unix_paths = [h[len("unix://"):] for h in hosts if h.startswith("unix://")]
+    tcp_hosts = [h for h in hosts if not h.startswith("unix://")]
+    if tcp_hosts and not unix_paths:  # the TLS relay needs a UNIX socket behind it; root-only
+        unix_paths.append(os.path.join(args.root, "api.sock"))
+    for path in unix_paths:
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        await server.serve_unix(path, mode=0o660, group=args.group)
+        logging.info("minidockerd listening on unix://%s (root %s)", path, args.root)
+    listeners = []
+    for host in tcp_hosts:
+        from . import tls
+        addr, port = tcp_address(host)
+        listeners.append(tls.serve_tls(addr, port, tls_context(args), unix_paths[0]))
+        logging.info("minidockerd listening on %s with mutual TLS", host)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for s in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(s, stop.set)
     await stop.wait()
     logging.info("minidockerd stopping; containers keep running under their monitors")
+    for lsock in listeners:
+        lsock.close()
     server.close()
 
 
@@ -108,19 +116,14 @@ def tcp_address(host: str) -> tuple[str, int]:
 def tls_context(args):
     """Mutual TLS, as ``dockerd --tlsverify``: the API is root on this host, so over the network it is
     offered only to clients holding a certificate signed by our CA. Plain TCP is refused outright."""
-    import ssl
     if not args.tlsverify:
         raise SystemExit("minidockerd: refusing to listen on TCP without --tlsverify: anyone who can reach "
                          "the port would be root on this host (give --tlsverify --tlscacert --tlscert --tlskey)")
     missing = [n for n in ("tlscacert", "tlscert", "tlskey") if not getattr(args, n)]
     if missing:
         raise SystemExit("minidockerd: --tlsverify needs " + ", ".join("--" + n for n in missing))
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.load_cert_chain(args.tlscert, args.tlskey)
-    ctx.load_verify_locations(cafile=args.tlscacert)
-    ctx.verify_mode = ssl.CERT_REQUIRED
-    return ctx
+    from .tls import make_context
+    return make_context(args.tlscacert, args.tlscert, args.tlskey)
 
 
 def os_name() -> str:

@@ -28,6 +28,7 @@ from ..images.store import ImageNotFound, ImageStore
 from ..runtime import monitor
 from ..runtime.config import ConfigError, ContainerConfig, from_create_request, validate_name
 from ..util import ZERO_TIME, atomic_write_json, new_id, now_rfc3339, parse_rfc3339, read_json
+from . import rules
 from .events import Events
 
 log = logging.getLogger("minidockerd")
@@ -281,18 +282,14 @@ class Engine:
     def should_restart(self, c: Container, code: int) -> bool:
         """docker's restartmanager.ShouldRestart: never after a user's stop/kill."""
         name, max_retries = c.restart_policy
-        if c.manually_stopped or c.state["Status"] == "removing":
+        if c.state["Status"] == "removing":
             return False
-        if name in ("always", "unless-stopped"):
-            return True
-        if name == "on-failure":
-            return code != 0 and (max_retries == 0 or c.restart_count < max_retries)
-        return False
+        return rules.should_restart(name, max_retries, c.restart_count, code, c.manually_stopped)
 
     def schedule_restart(self, c: Container, ran_for: float) -> None:
         """Back-off: 100 ms, doubled after every restart, at most a minute; back to 100 ms when the
         container had run for 10 s or more (it was healthy for a while)."""
-        c.backoff = 0.1 if (c.backoff == 0 or ran_for >= 10) else min(c.backoff * 2, 60.0)
+        c.backoff = rules.next_backoff(c.backoff, ran_for)
         c.state.update(Status="restarting", Restarting=True, Running=True)
         c.save()
 

@@ -10,6 +10,7 @@ import select
 import socket
 import stat
 import subprocess
+import sys
 import threading
 import time
 
@@ -210,7 +211,7 @@ def test_run_it_is_interactive_and_detach_keys_leave_it_running(daemon):
         assert code == 0
         assert json.loads(ok(docker(daemon, "inspect", "det")))[0]["State"]["Running"] is True
         # and minidocker's own CLI detaches the same way
-        out, code = run_in_pty([__import__("sys").executable, "-m", "minidocker.cli.main", "attach", "det"],
+        out, code = run_in_pty([sys.executable, "-m", "minidocker.cli.main", "attach", "det"],
                                daemon.env(), [(None, b"\r"), (b"# ", b"echo again\r"), (b"again", b"\x10\x11")])
         assert json.loads(ok(docker(daemon, "inspect", "det")))[0]["State"]["Running"] is True
     finally:

@@ -47,6 +47,10 @@ def run_in_pty(argv, env, steps, settle=3.0):
     pid, fd = pty.fork()
     if pid == 0:
         os.execvpe(argv[0], argv, env)
+    import fcntl
+    import struct
+    import termios
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))  # the "terminal" is 30x100
     out = b""
 
     def read_until(token, timeout):
@@ -196,6 +200,8 @@ def test_exec_tty_through_a_pty(daemon):
         out, code = run_in_pty([need_tool("docker"), "exec", "-it", "extty", "sh"], daemon.env(),
                                [(b"# ", b"echo $((6*7)); [ -t 0 ] && echo IS-A-TTY\r"), (b"IS-A-TTY", b"exit 3\r")])
         assert b"42" in out and code == 3
+        out, code = run_in_pty([need_tool("docker"), "exec", "-it", "extty", "stty", "size"], daemon.env(), [])
+        assert b"30 100" in out and code == 0  # ConsoleSize / exec resize
     finally:
         docker(daemon, "rm", "-f", "extty")
 
@@ -205,6 +211,7 @@ def test_run_it_is_interactive_and_detach_keys_leave_it_running(daemon):
     out, code = run_in_pty([need_tool("docker"), "run", "-it", "--rm", "busybox", "sh"], daemon.env(),
                            [(b"# ", b"echo $((6*7)); stty size\r"), (b"42", b"exit 5\r")])
     assert code == 5 and b"42" in out
+    assert b"30 100" in out  # the client's window size reached the container's pty (POST /resize)
     try:
         out, code = run_in_pty([need_tool("docker"), "run", "-it", "--name", "det", "busybox", "sh"],
                                daemon.env(), [(b"# ", b"echo hello\r"), (b"hello", b"\x10\x11")])

@@ -209,9 +209,10 @@ def test_exec_tty_through_a_pty(daemon):
 # ---- run -it, detach keys, attach ----------------------------------------------------------------
 def test_run_it_is_interactive_and_detach_keys_leave_it_running(daemon):
     out, code = run_in_pty([need_tool("docker"), "run", "-it", "--rm", "busybox", "sh"], daemon.env(),
-                           [(b"# ", b"echo $((6*7)); stty size\r"), (b"42", b"exit 5\r")])
+                           [(b"# ", b"echo $((6*7)); stty size; tty\r"), (b"42", b"exit 5\r")])
     assert code == 5 and b"42" in out
     assert b"30 100" in out  # the client's window size reached the container's pty (POST /resize)
+    assert b"/dev/pts/0" in out  # the pty is the container's own (made from its /dev/ptmx)
     try:
         out, code = run_in_pty([need_tool("docker"), "run", "-it", "--name", "det", "busybox", "sh"],
                                daemon.env(), [(b"# ", b"echo hello\r"), (b"hello", b"\x10\x11")])

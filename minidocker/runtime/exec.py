@@ -29,7 +29,7 @@ from .. import kernel as K
 from ..namespaces import close_fds_except
 from ..util import atomic_write_json, read_json
 from .config import ContainerConfig
-from .init import resolve_user, run_workload
+from .init import make_console, resolve_user, run_workload
 from .monitor import Monitor, spawn_monitor
 
 # Imported here, not in exec_main: once the process has joined the container's mount namespace,
@@ -75,17 +75,20 @@ def cgroup_procs_paths(pid: int) -> list[str]:
     return paths
 
 
-def exec_main(cfg: ContainerConfig, ready_fd: int, start_fd: int, cgroup_fds: tuple[int, ...]) -> int:
+def exec_main(cfg: ContainerConfig, ready_fd: int, start_fd: int, cgroup_fds: tuple[int, ...],
+              console_fd: int | None = None) -> int:
     """Run in the container's namespaces (child B of ``spawn_in``), before exec."""
-    close_fds_except((ready_fd, start_fd) + tuple(cgroup_fds))
+    close_fds_except((ready_fd, start_fd) + tuple(cgroup_fds) + ((console_fd,) if console_fd is not None else ()))
     k = K.Linux()
     try:
         # 1. The cgroups: limits and accounting apply to the exec'd process too ("0" means "me").
         for fd in cgroup_fds:
             os.write(fd, b"0")
             os.close(fd)
-        # 2. A TTY of its own: new session, the pty as controlling terminal.
-        if cfg.tty and os.isatty(0):
+        # 2. A TTY of its own, from the container's /dev/ptmx (we are in its mount namespace).
+        if console_fd is not None:
+            make_console(console_fd)
+        elif cfg.tty and os.isatty(0):
             os.setsid()
             fcntl.ioctl(0, termios.TIOCSCTTY, 0)
         uid, gid, groups = resolve_user(cfg.user)
@@ -111,9 +114,11 @@ class ExecMonitor(Monitor):
         # Opened here, in the host's view: inside the container's mount namespace they are out of reach.
         cgroup_fds = tuple(os.open(p, os.O_WRONLY | os.O_CLOEXEC) for p in cgroup_procs_paths(target_pid))
         try:
-            return namespaces.spawn_in(target_pid, lambda: exec_main(self.cfg, ready_w, start_r, cgroup_fds),
+            console = self.console_child
+            extra = (console,) if console is not None else ()
+            return namespaces.spawn_in(target_pid, lambda: exec_main(self.cfg, ready_w, start_r, cgroup_fds, console),
                                        None, stdin=stdin, stdout=stdout, stderr=stderr,
-                                       pass_fds=(ready_w, start_r) + cgroup_fds)
+                                       pass_fds=(ready_w, start_r) + cgroup_fds + extra)
         finally:
             for fd in cgroup_fds:
                 os.close(fd)

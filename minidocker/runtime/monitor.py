@@ -151,14 +151,15 @@ class Monitor:
         """Pipes (or a pty) for the container's fd 0, 1, 2. Returns the child's ends."""
         self.master = self.stdin_w = None
         self.outputs: dict[int, int] = {}
+        self.console_sock = self.console_child = None
         if self.cfg.tty:
-            self.master, slave = os.openpty()
-            size = read_json(os.path.join(self.dir, "config.json")).get("console_size")
-            if size:
-                self.resize(*size)
-            os.set_blocking(self.master, False)
-            self.outputs[self.master] = STDOUT
-            return slave, slave, slave, [slave]
+            # The pty is made *inside* the container, from its own /dev/ptmx (runc's console socket):
+            # a pty of the host's devpts would not exist in the container's /dev/pts, and `tty` or
+            # ttyname(3) would fail there. The container's init sends us the master over this socket.
+            self.console_sock, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.console_child = child.detach()
+            null = os.open(os.devnull, os.O_RDWR)
+            return null, null, null, [null, self.console_child]
         if self.cfg.open_stdin:
             stdin_r, self.stdin_w = os.pipe()
         else:
@@ -169,6 +170,19 @@ class Monitor:
             os.set_blocking(r, False)
             self.outputs[r] = stream
         return stdin_r, out_w, err_w, [stdin_r, out_w, err_w]
+
+    def receive_console(self) -> None:
+        """The pty master from the container's init (SCM_RIGHTS), once it is ready."""
+        _, fds, _, _ = socket.recv_fds(self.console_sock, 16, 1)
+        self.console_sock.close()
+        if not fds:
+            raise RuntimeError("the container did not send its console")
+        self.master = fds[0]
+        size = read_json(os.path.join(self.dir, "config.json")).get("console_size")
+        if size:
+            self.resize(*size)
+        os.set_blocking(self.master, False)
+        self.outputs[self.master] = STDOUT
 
     def resize(self, h: int, w: int) -> None:
         if self.master is not None:
@@ -325,9 +339,10 @@ class Monitor:
         (``runtime/exec.py`` overrides it to join a running container instead)."""
         from .. import namespaces
         from .init import container_main
-        return namespaces.spawn(lambda: container_main(self.cfg, self.dir, ready_w, start_r),
+        console = self.console_child
+        return namespaces.spawn(lambda: container_main(self.cfg, self.dir, ready_w, start_r, console_fd=console),
                                 self.cfg.namespaces, stdin=stdin, stdout=stdout, stderr=stderr,
-                                pass_fds=(ready_w, start_r))
+                                pass_fds=(ready_w, start_r) + ((console,) if console is not None else ()))
 
     def run(self, ready_fd: int) -> int:
         K.Linux().prctl(K.PR_SET_CHILD_SUBREAPER, 1)
@@ -364,6 +379,8 @@ class Monitor:
             listener.close()
             os.unlink(os.path.join(self.dir, "ctl.sock"))
             return 1
+        if self.cfg.tty:
+            self.receive_console()
         os.write(ready_fd, json.dumps({"pid": self.pid}).encode() + b"\n")
         os.close(ready_fd)
         atomic_write_json(os.path.join(self.dir, "monitor.json"), {"monitor_pid": os.getpid(), "pid": self.pid})

@@ -41,7 +41,7 @@ def until(cond, timeout=10.0, what="condition"):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def run_in_pty(argv, env, steps, settle=3.0):
+def run_in_pty(argv, env, steps, settle=1.0):
     """Run ``argv`` on a pseudo-terminal (as a user at a terminal would); ``steps`` = [(wait_for, send)]:
     wait until the output contains ``wait_for``, then type ``send``. Returns (output, exit code)."""
     pid, fd = pty.fork()
@@ -222,6 +222,11 @@ def test_run_it_is_interactive_and_detach_keys_leave_it_running(daemon):
         out, code = run_in_pty([sys.executable, "-m", "minidocker.cli.main", "attach", "det"],
                                daemon.env(), [(None, b"\r"), (b"# ", b"echo again\r"), (b"again", b"\x10\x11")])
         assert json.loads(ok(docker(daemon, "inspect", "det")))[0]["State"]["Running"] is True
+        # docker attach, then the shell exits: attach ends with the container's exit code
+        out, code = run_in_pty([need_tool("docker"), "attach", "det"], daemon.env(),
+                               [(None, b"\r"), (b"# ", b"exit 7\r")])
+        assert code == 7
+        assert json.loads(ok(docker(daemon, "inspect", "det")))[0]["State"]["ExitCode"] == 7
     finally:
         docker(daemon, "rm", "-f", "det")
 

@@ -361,7 +361,9 @@ def test_ps_filters_quiet_last_and_format(daemon):
         assert row["Names"] == "psa" and row["Labels"] == "tier=web" and row["State"] == "running"
         # the same through minidocker's own CLI
         r = daemon.cli("ps", "-a", "--filter", "label=tier=db", "--format", "{{json .}}")
-        assert json.loads(r.stdout)["Names"] == ["/psb"]
+        assert json.loads(r.stdout)["Names"] == "psb"  # docker's row fields, as `docker ps --format`
+        r = daemon.cli("ps", "-a", "--filter", "name=ps", "--format", "table {{.Names}}\t{{.State}}")
+        assert r.stdout.decode().split("\n")[0].split() == ["NAMES", "STATE"]
         assert "psa" in daemon.cli("ps").stdout.decode().splitlines()[1]
     finally:
         docker(daemon, "rm", "-f", "psa", "psb")

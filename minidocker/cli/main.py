@@ -357,8 +357,17 @@ def cmd_ps(c, a):
             print(it["Id"] if a.no_trunc else short(it["Id"]))
         return 0
     if a.format:
+        fmt = a.format
+        if fmt.startswith("table"):  # docker's "table {{.ID}}\t{{.Names}}": a header row, then aligned columns
+            import re
+            fmt = fmt[len("table"):].strip() or "{{.ID}}\t{{.Image}}\t{{.Names}}"
+            cells = [format_go(fmt, ps_row(it)).split("\t") for it in items]
+            heads = [re.sub(r"(?<=[a-z])(?=[A-Z])", " ", h).upper()
+                     for h in re.findall(r"\{\{\s*\.(\w+)\s*\}\}", fmt)]
+            print(table(cells, heads))
+            return 0
         for it in items:
-            print(format_go(a.format, it))
+            print(format_go(fmt, ps_row(it)))
         return 0
     rows = [[it["Id"] if a.no_trunc else short(it["Id"]), it["Image"],
              json.dumps(it["Command"]) if a.no_trunc else json.dumps(it["Command"][:20] + ("…" if len(it["Command"]) > 20 else "")),
@@ -366,6 +375,14 @@ def cmd_ps(c, a):
              ",".join(n.lstrip("/") for n in it["Names"])] for it in items]
     print(table(rows, ["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"]))
     return 0
+
+
+def ps_row(it: dict) -> dict:
+    """The fields docker's `ps --format` offers ({{.ID}}, {{.Names}}, {{.Status}}...), plus the API's."""
+    return {**it, "ID": short(it["Id"]), "Names": ",".join(n.lstrip("/") for n in it["Names"]),
+            "Command": json.dumps(it["Command"]), "CreatedAt": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(it["Created"])),
+            "RunningFor": ago(it["Created"]), "Ports": "",
+            "Labels": ",".join(f"{k}={v}" for k, v in (it.get("Labels") or {}).items())}
 
 
 def cmd_images(c, a):

@@ -20,7 +20,6 @@ from .client import APIError, Client, read_frames
 
 
 def add_verbs(sub) -> None:
-    from .main import EXIT_DAEMON_ERROR  # noqa: F401  (kept for symmetry with main)
     x = sub.add_parser("exec", help="run a command in a running container")
     x.add_argument("-i", "--interactive", action="store_true")
     x.add_argument("-t", "--tty", action="store_true")

@@ -13,7 +13,6 @@ holds a ``wait`` on the monitor and records the exit code, which the client read
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 
 from ..runtime import exec as rexec
@@ -144,7 +143,3 @@ async def resize(ex: Exec, h: int, w: int) -> None:
         await asyncio.to_thread(monitor.request, ex.dir, {"op": "resize", "h": h, "w": w})
     except OSError:
         pass
-
-
-def dumps(obj) -> bytes:
-    return json.dumps(obj).encode()

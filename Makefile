@@ -17,6 +17,8 @@ STAMP_PIP := $(VENV)/.pip-$(shell cat pyproject.toml | md5sum | cut -c1-8)
 .PHONY: setup run test test-fast daemon stop bench clean-state doctor
 
 setup: $(STAMP_APT) $(STAMP_PIP) $(BIN)/docker
+	@# The daemon's socket is 0660 root:minidocker: members of this group may use the API (= root).
+	@getent group minidocker >/dev/null || groupadd --system minidocker
 	@echo "setup done: activate with 'source $(BIN)/activate'"
 
 # Packages are installed with a temporary policy-rc.d, so that no package (docker-registry, say)

@@ -45,6 +45,9 @@ STDIN, STDOUT, STDERR, SYSTEMERR = 0, 1, 2, 3  # stream ids in Docker's multiple
 _MAX_LINE = 64 * 1024
 
 
+DEFAULT_TLS = None  # an ssl.SSLContext set by the CLI's --tlsverify; used by every Client without tls=
+
+
 def daemon_host() -> str:
     """Where the daemon listens: $MINIDOCKER_HOST, else $DOCKER_HOST, else unix:///run/minidocker.sock."""
     return os.environ.get("MINIDOCKER_HOST") or os.environ.get("DOCKER_HOST") or DEFAULT_HOST
@@ -302,15 +305,16 @@ class Client:
         self.host = host or daemon_host()
         self.api_version = api_version
         self.timeout = timeout
-        self.tls = tls
+        self.tls = tls if tls is not None else DEFAULT_TLS
+        tls = self.tls
         self._wire: _Wire | None = None  # the idle keep-alive connection, if any
         if self.host.startswith("unix://"):
             self._unix_path = self.host[len("unix://"):]
         elif self.host.startswith("tcp://"):
             if tls is None:
                 raise NotImplementedError(
-                    f"{self.host}: a TCP daemon socket is only supported with TLS, and the minidocker CLI "
-                    "has no TLS settings yet; use unix:///run/minidocker.sock (or a Client(tls=ssl_context))")
+                    f"{self.host}: a TCP daemon socket is only supported with TLS: add --tlsverify "
+                    "(certificates from --tlscacert/--tlscert/--tlskey or $DOCKER_CERT_PATH)")
             self._unix_path = None
             addr = self.host[len("tcp://"):].rstrip("/")
             h, _, p = addr.rpartition(":")

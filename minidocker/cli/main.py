@@ -106,9 +106,14 @@ def create_body(a) -> dict:
         "AttachStdout": not getattr(a, "detach", False), "AttachStderr": not getattr(a, "detach", False),
         "Labels": dict(l.split("=", 1) if "=" in l else (l, "") for l in (a.label or [])),
         "HostConfig": {"AutoRemove": getattr(a, "rm", False), "Init": a.init or None,
-                       "ReadonlyRootfs": a.read_only, "NetworkMode": a.network or "default"},
+                       "ReadonlyRootfs": a.read_only, "NetworkMode": a.network or "default",
+                       "RestartPolicy": restart_policy(a.restart)},
     }
     body["HostConfig"].update(cgroups_cli.host_config(a))
+    if a.stop_signal:
+        body["StopSignal"] = a.stop_signal
+    if a.stop_timeout is not None:
+        body["StopTimeout"] = a.stop_timeout
     if a.entrypoint is not None:
         body["Entrypoint"] = [a.entrypoint] if a.entrypoint else [""]
     if a.tty:
@@ -118,6 +123,14 @@ def create_body(a) -> dict:
         except OSError:
             pass
     return body
+
+
+def restart_policy(spec: str | None) -> dict:
+    """``--restart on-failure:3`` -> {"Name": "on-failure", "MaximumRetryCount": 3} (the daemon validates)."""
+    name, _, count = (spec or "no").partition(":")
+    if count and not count.isdigit():
+        raise APIError(400, f"invalid restart policy format: maximum retry count must be an integer: {spec}")
+    return {"Name": name, "MaximumRetryCount": int(count or 0)}
 
 
 def create_container(c: Client, a) -> str:
@@ -197,8 +210,9 @@ def attach_and_start(c: Client, cid: str, interactive: bool, tty: bool, removed:
         for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2):
             signal.signal(s, proxy)
 
+    detached = threading.Event()
     if interactive:
-        threading.Thread(target=pump_stdin, args=(conn,), daemon=True).start()
+        threading.Thread(target=pump_stdin, args=(conn, detached), daemon=True).start()
     else:
         conn.close_write()
     try:
@@ -215,6 +229,9 @@ def attach_and_start(c: Client, cid: str, interactive: bool, tty: bool, removed:
         if restore:
             restore()
         conn.close()
+    if detached.is_set():  # ctrl-p ctrl-q: the container keeps running; do not wait for it
+        wait.close()
+        return 0
     body = b"".join(wait)
     try:
         status = json.loads(body or b"{}")
@@ -226,13 +243,21 @@ def attach_and_start(c: Client, cid: str, interactive: bool, tty: bool, removed:
     return int(status.get("StatusCode", 0))
 
 
-def pump_stdin(conn) -> None:
+DETACH_KEYS = b"\x10\x11"  # ctrl-p ctrl-q (the daemon watches for them too and ends the stream)
+
+
+def pump_stdin(conn, detached=None) -> None:
+    recent = b""
     try:
         while True:
             data = os.read(0, 65536)
             if not data:
                 break
             conn.send(data)
+            recent = (recent + data)[-len(DETACH_KEYS):]
+            if detached is not None and recent == DETACH_KEYS:
+                detached.set()
+                return
     except OSError:
         pass
     finally:
@@ -332,8 +357,17 @@ def cmd_ps(c, a):
             print(it["Id"] if a.no_trunc else short(it["Id"]))
         return 0
     if a.format:
+        fmt = a.format
+        if fmt.startswith("table"):  # docker's "table {{.ID}}\t{{.Names}}": a header row, then aligned columns
+            import re
+            fmt = fmt[len("table"):].strip() or "{{.ID}}\t{{.Image}}\t{{.Names}}"
+            cells = [format_go(fmt, ps_row(it)).split("\t") for it in items]
+            heads = [re.sub(r"(?<=[a-z])(?=[A-Z])", " ", h).upper()
+                     for h in re.findall(r"\{\{\s*\.(\w+)\s*\}\}", fmt)]
+            print(table(cells, heads))
+            return 0
         for it in items:
-            print(format_go(a.format, it))
+            print(format_go(fmt, ps_row(it)))
         return 0
     rows = [[it["Id"] if a.no_trunc else short(it["Id"]), it["Image"],
              json.dumps(it["Command"]) if a.no_trunc else json.dumps(it["Command"][:20] + ("…" if len(it["Command"]) > 20 else "")),
@@ -341,6 +375,14 @@ def cmd_ps(c, a):
              ",".join(n.lstrip("/") for n in it["Names"])] for it in items]
     print(table(rows, ["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"]))
     return 0
+
+
+def ps_row(it: dict) -> dict:
+    """The fields docker's `ps --format` offers ({{.ID}}, {{.Names}}, {{.Status}}...), plus the API's."""
+    return {**it, "ID": short(it["Id"]), "Names": ",".join(n.lstrip("/") for n in it["Names"]),
+            "Command": json.dumps(it["Command"]), "CreatedAt": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(it["Created"])),
+            "RunningFor": ago(it["Created"]), "Ports": "",
+            "Labels": ",".join(f"{k}={v}" for k, v in (it.get("Labels") or {}).items())}
 
 
 def cmd_images(c, a):
@@ -386,8 +428,9 @@ def cmd_inspect(c, a):
 
 def cmd_logs(c, a):
     info = c.request("GET", f"/containers/{a.container}/json").check().json()
+    from .containers import timestamp
     q = {"stdout": True, "stderr": True, "follow": a.follow or None, "timestamps": a.timestamps or None,
-         "tail": a.tail}
+         "tail": a.tail, "since": timestamp(a.since), "until": timestamp(a.until)}
     s = c.open_stream("GET", f"/containers/{a.container}/logs", query=q)
     try:
         if info["Config"]["Tty"]:
@@ -452,6 +495,9 @@ def container_opts(p):
     p.add_argument("--read-only", action="store_true")
     p.add_argument("--network", "--net")
     cgroups_cli.limit_opts(p)
+    p.add_argument("--restart", help="no, on-failure[:max-retries], always, unless-stopped")
+    p.add_argument("--stop-signal")
+    p.add_argument("--stop-timeout", type=int)
     p.add_argument("image")
     p.add_argument("command", nargs=argparse.REMAINDER)
 
@@ -460,7 +506,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="minidocker", description="A container engine to read: the client.",
                                 epilog="The daemon (minidockerd) must be running; see `minidocker doctor`.")
     p.add_argument("-H", "--host", help="daemon socket (default $MINIDOCKER_HOST, $DOCKER_HOST, unix:///run/minidocker.sock)")
+    p.add_argument("--tlsverify", action="store_true", default=bool(os.environ.get("DOCKER_TLS_VERIFY")),
+                   help="use TLS and verify the daemon (tcp:// hosts); certificates from --tls* or $DOCKER_CERT_PATH")
+    p.add_argument("--tlscacert")
+    p.add_argument("--tlscert")
+    p.add_argument("--tlskey")
     sub = p.add_subparsers(dest="verb", metavar="COMMAND")
+    from . import containers
+    containers.add_verbs(sub)
 
     r = sub.add_parser("run", help="create and start a container", add_help=False)
     r.add_argument("--help", action="help")
@@ -522,6 +575,8 @@ def build_parser() -> argparse.ArgumentParser:
     lg.add_argument("-f", "--follow", action="store_true")
     lg.add_argument("-t", "--timestamps", action="store_true")
     lg.add_argument("-n", "--tail", default="all")
+    lg.add_argument("--since")
+    lg.add_argument("--until")
     lg.add_argument("container")
     lg.set_defaults(fn=cmd_logs)
 
@@ -543,6 +598,16 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def tls_context(a):
+    """The client side of dockerd's --tlsverify: verify the daemon's certificate against the CA and
+    present our own (mutual TLS). Files default to $DOCKER_CERT_PATH/{ca,cert,key}.pem."""
+    import ssl
+    base = os.environ.get("DOCKER_CERT_PATH") or os.path.expanduser("~/.docker")
+    ctx = ssl.create_default_context(cafile=a.tlscacert or os.path.join(base, "ca.pem"))
+    ctx.load_cert_chain(a.tlscert or os.path.join(base, "cert.pem"), a.tlskey or os.path.join(base, "key.pem"))
+    return ctx
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
@@ -552,7 +617,14 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if getattr(a, "local", False):
         return a.fn(None, a)
-    c = Client(a.host)
+    try:
+        if a.tlsverify:
+            from . import client as client_module
+            client_module.DEFAULT_TLS = tls_context(a)
+        c = Client(a.host)
+    except (ValueError, NotImplementedError, OSError) as e:
+        err(str(e))
+        return 1
     try:
         rc = a.fn(c, a)
     except DaemonNotRunning as e:

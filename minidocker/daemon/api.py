@@ -79,6 +79,10 @@ class API:
             ("GET", r"/images/json", self.images_list),
             ("GET", r"/images/(?P<name>.+)/json", self.image_inspect),
         ]
+        # Routes of their own modules (exec, more container verbs, events, system df).
+        from . import api_containers, api_exec
+        api_exec.register(self, s)
+        api_containers.register(self, s)
         for method, pattern, handler in routes:
             s.route(method, pattern, errors(handler))
         from . import api_cow
@@ -126,6 +130,7 @@ class API:
             "Plugins": {"Volume": [], "Network": ["null"], "Authorization": None, "Log": ["json-file"]},
             "MemoryLimit": False, "SwapLimit": False, "PidsLimit": False, "IPv4Forwarding": False,
             "Debug": False, "NFd": len(os.listdir("/proc/self/fd")), "NGoroutines": len(asyncio.all_tasks()),
+            "NEventsListener": len(e.events.subscribers),
             "SystemTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "LoggingDriver": "json-file",
             "CgroupDriver": "cgroupfs", "CgroupVersion": self.info_extra.get("cgroup_version", ""),
             "KernelVersion": u.release, "OperatingSystem": self.info_extra.get("os", "Linux"), "OSType": "linux",
@@ -169,7 +174,8 @@ class API:
         ctype = "application/vnd.docker.raw-stream" if c.cfg.tty else "application/vnd.docker.multiplexed-stream"
         reader, writer = await req.hijack(ctype)
         opts = {"stdin": req.bool_param("stdin"), "stdout": req.bool_param("stdout"),
-                "stderr": req.bool_param("stderr")}
+                "stderr": req.bool_param("stderr"), "detach_keys": req.query.get("detachKeys")}
+        self.engine.emit(c, "attach")
         done = await self.engine.attach(c.id, reader, writer, opts)
         await done
         return None
@@ -220,6 +226,13 @@ class API:
         if not want_out and not want_err:
             raise http.HTTPError(400, "You must choose at least one stream")
         follow, timestamps = req.bool_param("follow"), req.bool_param("timestamps")
+        from .events import parse_timestamp
+        try:
+            since, until = parse_timestamp(req.query.get("since")), parse_timestamp(req.query.get("until"))
+        except ValueError as e:
+            raise http.HTTPError(400, str(e))
+        if since == 0:
+            since = None
         tail = req.query.get("tail", "all")
         ctype = "application/vnd.docker.raw-stream" if c.cfg.tty else "application/vnd.docker.multiplexed-stream"
         stream = await req.start_stream(200, ctype)
@@ -229,12 +242,16 @@ class API:
             s = entry.get("stream")
             if (s == "stdout" and not want_out) or (s == "stderr" and not want_err):
                 return None
+            if since is not None or until is not None:  # --since / --until (unix seconds)
+                t = rfc3339_ns(entry.get("time", ""))
+                if (since is not None and t < since) or (until is not None and t > until):
+                    return None
             data = entry.get("log", "").encode()
             if timestamps:
                 data = entry.get("time", "").encode() + b" " + data
             return data if c.cfg.tty else http.encode_frame(1 if s == "stdout" else 2, data)
 
-        lines = read_log_lines(path)
+        lines = [e for e in read_log_lines(path) if render(e) is not None]
         if tail not in ("all", "", None):
             n = int(tail) if str(tail).lstrip("-").isdigit() else -1
             if n >= 0:
@@ -316,6 +333,18 @@ def parse_filters(raw: str | None) -> dict:
     if not isinstance(f, dict):
         raise http.HTTPError(400, f"invalid filter: {raw}")
     return f
+
+
+def rfc3339_ns(ts: str) -> int:
+    """``2026-11-29T01:02:03.123456789Z`` -> integer nanoseconds (exact: floats lose the last digits,
+    and ``--since`` with a copied timestamp must include that very line)."""
+    import calendar
+    base, _, frac = ts.rstrip("Z").partition(".")
+    try:
+        secs = calendar.timegm(time.strptime(base, "%Y-%m-%dT%H:%M:%S"))
+    except ValueError:
+        return 0
+    return secs * 1_000_000_000 + int((frac + "000000000")[:9])
 
 
 def read_log_lines(path: str) -> list[dict]:

@@ -30,6 +30,8 @@ from ..images.unpack import prune, unpack
 from ..runtime import monitor
 from ..runtime.config import ConfigError, ContainerConfig, from_create_request, validate_name
 from ..util import ZERO_TIME, atomic_write_json, new_id, now_rfc3339, parse_rfc3339, read_json
+from . import rules
+from .events import Events
 
 log = logging.getLogger("minidockerd")
 
@@ -88,6 +90,17 @@ class Container:
         self.pending_attach: list = []
         self.lock = asyncio.Lock()
         self.watcher: asyncio.Task | None = None
+        # Restart policy bookkeeping (docker's restartmanager): a stop/kill by a user disables the
+        # policy until the next start; the back-off doubles from 100 ms up to a minute.
+        self.manually_stopped = False
+        self.restart_task: asyncio.Task | None = None
+        self.backoff = 0.0
+        self.exec_ids: list[str] = []
+
+    @property
+    def restart_policy(self) -> tuple[str, int]:
+        p = (self.request.get("HostConfig") or {}).get("RestartPolicy") or {}
+        return (p.get("Name") or "no"), int(p.get("MaximumRetryCount") or 0)
 
     @property
     def running(self) -> bool:
@@ -96,7 +109,7 @@ class Container:
     def save(self) -> None:
         atomic_write_json(os.path.join(self.dir, "state.json"),
                           {"name": self.name, "created": self.created, "state": self.state,
-                           "restart_count": self.restart_count})
+                           "restart_count": self.restart_count, "manually_stopped": self.manually_stopped})
 
 
 class Engine:
@@ -107,6 +120,8 @@ class Engine:
         self.images = ImageStore(os.path.join(root, "images"))
         self.driver = driver
         self.snapshotter = self.snapshotter_for(driver)
+        self.events = Events()
+        self.execs: dict = {}  # exec id -> daemon.execs.Exec (in memory, as dockerd keeps them)
         os.makedirs(os.path.join(root, "containers"), exist_ok=True)
         self.started = time.time()
 
@@ -169,6 +184,7 @@ class Engine:
         except ConfigError as e:
             raise InvalidRequest(str(e))
         host = body.get("HostConfig") or {}
+        validate_restart_policy(host)
         console = host.get("ConsoleSize")
         console = console if console and any(console) else None
         # The image's layers, unpacked once per ChainID, and a writable snapshot named after us.
@@ -187,7 +203,12 @@ class Engine:
         c = Container(cid, directory, cfg, body, now_rfc3339(), name)
         c.save()
         self.containers[cid] = c
+        self.emit(c, "create")
         return cid, warnings
+
+    def emit(self, c: Container, action: str, **extra) -> None:
+        attrs = {**c.cfg.labels, "image": c.cfg.image_ref, "name": c.name, **extra}
+        self.events.emit("container", action, c.id, attrs)
 
     def generate_name(self) -> str:
         adjectives = ["brave", "calm", "eager", "fancy", "gentle", "happy", "jolly", "kind", "lucid", "merry",
@@ -204,15 +225,21 @@ class Engine:
                 return n
 
     # ---- start, attach, wait --------------------------------------------------------------------
-    async def start(self, ref: str) -> None:
+    async def start(self, ref: str, restarting: bool = False) -> None:
         c = self.get(ref)
         async with c.lock:
             if c.running:
                 raise NotModified()
             if c.state["Status"] == "removing":
                 raise Conflict(f"container {c.id} is marked for removal and cannot be started")
-            if c.state["Status"] == "exited":
+            if c.state["Status"] in ("exited", "restarting"):
                 await asyncio.to_thread(self.reset_for_restart, c)
+            if not restarting:  # a user's start re-arms the restart policy
+                c.manually_stopped = False
+                c.restart_count = 0
+                c.backoff = 0.0
+                if c.restart_task and asyncio.current_task() is not c.restart_task:
+                    c.restart_task.cancel()
             # 1. The monitor creates the container and stops it just before exec.
             try:
                 pid = await asyncio.to_thread(runtime.spawn_paused, c.dir)
@@ -232,6 +259,7 @@ class Engine:
                            OOMKilled=False)
             c.save()
             c.watcher = asyncio.create_task(self.watch(c))
+            self.emit(c, "start")
 
     def reset_for_restart(self, c: Container) -> None:
         for f in ("exit.json", "monitor.json"):
@@ -262,18 +290,76 @@ class Engine:
         await self.on_exit(c, exit_rec)
 
     async def on_exit(self, c: Container, rec: dict) -> None:
-        c.state.update(Status="exited", Running=False, Paused=False, Pid=0,
+        started = parse_rfc3339(c.state["StartedAt"]) if c.state["StartedAt"] != ZERO_TIME else time.time()
+        c.state.update(Status="exited", Running=False, Paused=False, Restarting=False, Pid=0,
                        ExitCode=int(rec.get("exit_code", 255)), FinishedAt=rec.get("finished_at") or now_rfc3339(),
                        OOMKilled=bool(rec.get("oom_killed")), Error=rec.get("error") or "")
         if os.path.isdir(c.dir):
             c.save()
         code = c.state["ExitCode"]
+        if c.id in self.containers:
+            self.emit(c, "die", exitCode=code)
         for f in c.next_exit:
             if not f.done():
                 f.set_result(code)
         c.next_exit.clear()
-        if c.cfg.auto_remove:
+        if c.id in self.containers and self.should_restart(c, code):
+            self.schedule_restart(c, time.time() - started)
+        elif c.cfg.auto_remove and c.id in self.containers:
             await self.remove(c.id, force=True)
+
+    # ---- restart policies -----------------------------------------------------------------------
+    def should_restart(self, c: Container, code: int) -> bool:
+        """docker's restartmanager.ShouldRestart: never after a user's stop/kill."""
+        name, max_retries = c.restart_policy
+        if c.state["Status"] == "removing":
+            return False
+        return rules.should_restart(name, max_retries, c.restart_count, code, c.manually_stopped)
+
+    def schedule_restart(self, c: Container, ran_for: float) -> None:
+        """Back-off: 100 ms, doubled after every restart, at most a minute; back to 100 ms when the
+        container had run for 10 s or more (it was healthy for a while)."""
+        c.backoff = rules.next_backoff(c.backoff, ran_for)
+        c.state.update(Status="restarting", Restarting=True, Running=True)
+        c.save()
+
+        async def later(delay=c.backoff):
+            await asyncio.sleep(delay)
+            if c.state["Status"] != "restarting" or c.id not in self.containers:
+                return
+            c.restart_count += 1
+            c.restart_starting = True
+            try:
+                # Shielded: a start cut in half would leave a paused process behind. stop/rm wait
+                # for it instead (see stop()).
+                await asyncio.shield(self.start(c.id, restarting=True))
+                self.emit(c, "restart")
+            except Exception as e:
+                log.warning("restart of %s failed: %s", c.id[:12], e)
+                c.state.update(Status="exited", Restarting=False, Running=False, Error=str(e))
+                c.save()
+            finally:
+                c.restart_starting = False
+
+        c.restart_task = asyncio.create_task(later())
+
+    async def settle_restart(self, c: Container) -> None:
+        """If a policy restart is half-way through start(), let it finish (then stop it normally)."""
+        if c.restart_task and not c.restart_task.done() and getattr(c, "restart_starting", False):
+            try:
+                await asyncio.shield(c.restart_task)
+            except Exception:
+                pass
+
+    def cancel_restart(self, c: Container) -> bool:
+        """Stop a pending restart (stop/rm during the back-off). True if there was one."""
+        if c.state["Status"] != "restarting":
+            return False
+        if c.restart_task:
+            c.restart_task.cancel()
+        c.state.update(Status="exited", Restarting=False, Running=False)
+        c.save()
+        return True
 
     async def connect_attach(self, c: Container, reader, writer, opts: dict, done: asyncio.Future) -> None:
         """Join a hijacked client connection to the monitor's stream for this container."""
@@ -332,8 +418,15 @@ class Engine:
     def kill(self, ref: str, sig) -> None:
         c = self.get(ref)
         num = signal_number(sig)
+        if c.state["Status"] == "restarting":
+            raise Conflict(f"Cannot kill container: {c.id}: Container {c.id} is restarting, "
+                           "wait until the container is running")
         if not c.running:
             raise Conflict(f"Cannot kill container: {c.id}: Container {c.id} is not running")
+        if num in (signal.SIGKILL, signal.SIGTERM, signal.SIGINT):  # as dockerd: no restart after a kill
+            c.manually_stopped = True
+            c.save()
+        self.emit(c, "kill", signal=num)
         runtime.kill(c.state["Pid"], num)
         self.thaw_after_signal(c)
 
@@ -346,22 +439,93 @@ class Engine:
 
     async def stop(self, ref: str, timeout: int | None, sig=None) -> None:
         c = self.get(ref)
+        c.manually_stopped = True
+        await self.settle_restart(c)
+        if self.cancel_restart(c):
+            self.emit(c, "stop")
+            return
         if not c.running:
+            c.save()
             raise NotModified()
         num = signal_number(sig or c.cfg.stop_signal)
+        if timeout is None:
+            timeout = (c.request.get("StopTimeout") if isinstance(c.request.get("StopTimeout"), int) else 10)
         f = asyncio.get_running_loop().create_future()
         c.next_exit.append(f)
+        self.emit(c, "kill", signal=num)
         runtime.kill(c.state["Pid"], num)
         self.thaw_after_signal(c)
         try:
-            await asyncio.wait_for(asyncio.shield(f), 10 if timeout is None or timeout < 0 else timeout)
+            # A negative timeout waits for ever (docker's -1).
+            await asyncio.wait_for(asyncio.shield(f), None if timeout < 0 else timeout)
         except asyncio.TimeoutError:
+            self.emit(c, "kill", signal=int(signal.SIGKILL))
             runtime.kill(c.state["Pid"], signal.SIGKILL)
             await f
+        self.emit(c, "stop")
+
+    async def restart(self, ref: str, timeout: int | None, sig=None) -> None:
+        c = self.get(ref)
+        try:
+            await self.stop(c.id, timeout, sig)
+        except NotModified:
+            pass
+        await self.start(c.id)
+        self.emit(c, "restart")
+
+    def rename(self, ref: str, new_name: str) -> None:
+        c = self.get(ref)
+        if not new_name:
+            raise InvalidRequest("Neither old nor new names may be empty")
+        try:
+            new_name = validate_name(new_name)
+        except ConfigError as e:
+            raise InvalidRequest(str(e))
+        if new_name == c.name:
+            raise InvalidRequest(f"Renaming a container with the same name as its current name")
+        for other in self.containers.values():
+            if other.name == new_name:
+                raise Conflict(f'Conflict. The container name "/{new_name}" is already in use by container '
+                               f'"{other.id}". You have to remove (or rename) that container to be able to '
+                               "reuse that name.")
+        old, c.name = c.name, new_name
+        c.cfg.name = new_name
+        c.save()
+        self.emit(c, "rename", oldName="/" + old)
+
+    async def prune(self, filters: dict | None = None) -> tuple[list[str], int]:
+        """Remove every stopped container (``created``, ``exited``, ``dead``) matching the filters
+        (``label``, ``until``). Returns (ids, bytes reclaimed)."""
+        from .events import parse_timestamp
+        until = None
+        for v in (filters or {}).get("until", {}) or []:
+            until = parse_timestamp(v)
+        deleted, reclaimed = [], 0
+        for c in list(self.containers.values()):
+            if c.state["Status"] not in ("created", "exited", "dead"):
+                continue
+            if filters and "label" in filters and not matches_filters(c, {"label": filters["label"]}):
+                continue
+            if until is not None and parse_rfc3339(c.created) * 1e9 > until:
+                continue
+            reclaimed += await asyncio.to_thread(dir_size, c.cfg.upperdir)
+            await self.remove(c.id)
+            deleted.append(c.id)
+        return deleted, reclaimed
 
     async def remove(self, ref: str, force: bool = False) -> None:
         c = self.get(ref)
+        await self.settle_restart(c)
+        if c.lock.locked() and c.state["Status"] == "created":
+            async with c.lock:  # a start in progress: let it finish rather than pull the floor away
+                pass
+        if c.state["Status"] == "restarting":
+            if not force:
+                raise Conflict(f"You cannot remove a restarting container {c.id}. Stop the container "
+                               "before attempting removal or force remove")
+            self.cancel_restart(c)
         if c.running:
+            c.manually_stopped = True
             if not force:
                 raise Conflict(f"You cannot remove a running container {c.id}. Stop the container before "
                                "attempting removal or force remove")
@@ -383,6 +547,9 @@ class Engine:
                 conn[3].set_result(None)
         await asyncio.to_thread(runtime.delete, c.dir)
         await asyncio.to_thread(self.release_snapshot, c)
+        for eid in c.exec_ids:
+            self.execs.pop(eid, None)
+        self.emit(c, "destroy")
         for f in c.removed + c.next_exit:
             if not f.done():
                 f.set_result(c.state["ExitCode"])
@@ -434,13 +601,35 @@ class Engine:
             c = Container(cid, d, ContainerConfig.from_dict(conf["runtime"]), conf["request"], st["created"], st["name"])
             c.state.update(st["state"])
             c.restart_count = st.get("restart_count", 0)
+            c.manually_stopped = st.get("manually_stopped", False)
             self.containers[cid] = c
             if c.state["Status"] in ("running", "paused"):
+                # Re-attach; if the monitor died meanwhile, watch() reads exit.json (reconcile).
                 c.watcher = asyncio.create_task(self.watch(c))
+            elif c.state["Status"] == "created":
+                # The daemon died between "create the process" and "start": that process still
+                # waits before exec under its monitor. Kill it; the container stays "created".
+                mon = read_json(os.path.join(d, "monitor.json"))
+                if mon and mon.get("pid"):
+                    runtime.kill(mon["pid"], signal.SIGKILL)
+                    await asyncio.sleep(0.1)
+                    await asyncio.to_thread(self.reset_for_restart, c)
+            elif c.state["Status"] == "restarting":
+                c.state.update(Status="exited", Restarting=False, Running=False)
             elif c.state["Status"] == "removing":
                 self.containers.pop(cid)
                 await asyncio.to_thread(runtime.delete, d)
         await asyncio.to_thread(self.sweep_snapshots)
+        # dockerd starts the containers whose policy says so when it starts ("always", and
+        # "unless-stopped" unless a user stopped them).
+        for c in list(self.containers.values()):
+            name, _ = c.restart_policy
+            if c.state["Status"] == "exited" and not (c.watcher and not c.watcher.done()) and (
+                    name == "always" or (name == "unless-stopped" and not c.manually_stopped)):
+                try:
+                    await self.start(c.id, restarting=True)
+                except Exception as e:
+                    log.warning("could not restart %s: %s", c.id[:12], e)
 
     def sweep_snapshots(self) -> list[str]:
         """After a crash: active snapshots no container owns (a half-done unpack, an init layer
@@ -481,7 +670,7 @@ class Engine:
             "HostnamePath": os.path.join(c.dir, "hostname"), "HostsPath": os.path.join(c.dir, "hosts"),
             "LogPath": os.path.join(c.dir, "container.log"), "Name": "/" + c.name,
             "RestartCount": c.restart_count, "Driver": c.cfg.storage_driver or "overlay", "Platform": "linux",
-            "MountLabel": "", "ProcessLabel": "", "AppArmorProfile": "", "ExecIDs": None,
+            "MountLabel": "", "ProcessLabel": "", "AppArmorProfile": "", "ExecIDs": list(c.exec_ids) or None,
             "HostConfig": host,
             "GraphDriver": graph_driver(c),
             "Mounts": [],
@@ -503,6 +692,8 @@ class Engine:
         if st["Status"] in ("running", "paused"):
             status = "Up " + human_duration(time.time() - parse_rfc3339(st["StartedAt"]))
             status += " (Paused)" if st["Status"] == "paused" else ""
+        elif st["Status"] == "restarting":
+            status = f"Restarting ({st['ExitCode']}) " + human_duration(time.time() - parse_rfc3339(st["FinishedAt"])) + " ago"
         elif st["Status"] == "exited":
             status = f"Exited ({st['ExitCode']}) " + human_duration(time.time() - parse_rfc3339(st["FinishedAt"])) + " ago"
         else:
@@ -543,6 +734,37 @@ def graph_driver(c: Container) -> dict:
 
 class StartError(Exception):
     pass
+
+
+RESTART_POLICIES = ("", "no", "always", "unless-stopped", "on-failure")
+
+
+def validate_restart_policy(host: dict) -> None:
+    """dockerd's checks on HostConfig.RestartPolicy (and its clash with AutoRemove)."""
+    p = host.get("RestartPolicy") or {}
+    if not isinstance(p, dict):
+        raise InvalidRequest("RestartPolicy must be an object")
+    name, count = p.get("Name") or "", p.get("MaximumRetryCount") or 0
+    if name not in RESTART_POLICIES:
+        raise InvalidRequest(f"invalid restart policy: unknown policy '{name}'; use one of "
+                             "'no', 'always', 'on-failure', or 'unless-stopped'")
+    if not isinstance(count, int) or count < 0:
+        raise InvalidRequest("invalid restart policy: maximum retry count must be a positive integer")
+    if count and name != "on-failure":
+        raise InvalidRequest(f"invalid restart policy: maximum retry count can only be used with 'on-failure'")
+    if host.get("AutoRemove") and name not in ("", "no"):
+        raise InvalidRequest("can't create 'AutoRemove' container with restart policy")
+
+
+def dir_size(path: str) -> int:
+    total = 0
+    for base, dirs, files in os.walk(path):
+        for f in files:
+            try:
+                total += os.lstat(os.path.join(base, f)).st_size
+            except OSError:
+                pass
+    return total
 
 
 def matches_filters(c: Container, filters: dict) -> bool:

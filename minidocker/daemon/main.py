@@ -27,8 +27,13 @@ def parse_args(argv):
     p = argparse.ArgumentParser(prog="minidockerd", description="the minidocker daemon")
     p.add_argument("--root", "--data-root", default=os.environ.get("MINIDOCKER_ROOT", DEFAULT_ROOT),
                    help=f"state directory (default {DEFAULT_ROOT})")
-    p.add_argument("-H", "--host", default=None,
-                   help=f"socket to listen on (default {DEFAULT_HOST}, or $MINIDOCKER_HOST)")
+    p.add_argument("-H", "--host", action="append", default=None,
+                   help=f"socket to listen on, repeatable (default {DEFAULT_HOST}, or $MINIDOCKER_HOST); "
+                        "tcp://ADDR:PORT only with --tlsverify")
+    p.add_argument("--tlsverify", action="store_true", help="TLS on tcp:// and require a client certificate")
+    p.add_argument("--tlscacert", help="CA that signed the clients' certificates")
+    p.add_argument("--tlscert", help="the daemon's certificate")
+    p.add_argument("--tlskey", help="the daemon's private key")
     p.add_argument("--group", "-G", default="minidocker", help="group owning the socket (if it exists)")
     p.add_argument("--no-base-image", action="store_true", help="do not build busybox:latest at start")
     p.add_argument("-s", "--storage-driver", choices=("overlay", "copy"),
@@ -84,19 +89,29 @@ async def serve(args) -> None:
     server = http.Server()
     API(engine, {"id": "minidocker", "warnings": [warning] if warning else [],
                  "cgroup_version": cgroup_version(), "os": os_name()}).register(server)
-    host = args.host or os.environ.get("MINIDOCKER_HOST") or DEFAULT_HOST
-    if not host.startswith("unix://"):
-        raise SystemExit(f"minidockerd: only unix:// sockets are supported without TLS, got {host}")
-    path = host[len("unix://"):]
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    await server.serve_unix(path, mode=0o660, group=args.group)
-    logging.info("minidockerd listening on %s (root %s)", host, args.root)
+    hosts = args.host or [os.environ.get("MINIDOCKER_HOST") or DEFAULT_HOST]
+    unix_paths = [h[len("unix://"):] for h in hosts if h.startswith("unix://")]
+    tcp_hosts = [h for h in hosts if not h.startswith("unix://")]
+    if tcp_hosts and not unix_paths:  # the TLS relay needs a UNIX socket behind it; root-only
+        unix_paths.append(os.path.join(args.root, "api.sock"))
+    for path in unix_paths:
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        await server.serve_unix(path, mode=0o660, group=args.group)
+        logging.info("minidockerd listening on unix://%s (root %s)", path, args.root)
+    listeners = []
+    for host in tcp_hosts:
+        from . import tls
+        addr, port = tcp_address(host)
+        listeners.append(tls.serve_tls(addr, port, tls_context(args), unix_paths[0]))
+        logging.info("minidockerd listening on %s with mutual TLS", host)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for s in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(s, stop.set)
     await stop.wait()
     logging.info("minidockerd stopping; containers keep running under their monitors")
+    for lsock in listeners:
+        lsock.close()
     server.close()
     launcher.disable()
 
@@ -113,6 +128,28 @@ def choose_storage_driver(wanted: str, root: str) -> tuple[str, str]:
         logging.warning(warning)
         return "copy", warning
     return "overlay", ""
+
+
+def tcp_address(host: str) -> tuple[str, int]:
+    if not host.startswith("tcp://"):
+        raise SystemExit(f"minidockerd: unsupported address {host} (unix:///PATH or tcp://HOST:PORT)")
+    h, _, p = host[len("tcp://"):].rstrip("/").rpartition(":")
+    if not p.isdigit():
+        raise SystemExit(f"minidockerd: {host}: a port is required (2376 is docker's TLS port)")
+    return h.strip("[]") or "127.0.0.1", int(p)
+
+
+def tls_context(args):
+    """Mutual TLS, as ``dockerd --tlsverify``: the API is root on this host, so over the network it is
+    offered only to clients holding a certificate signed by our CA. Plain TCP is refused outright."""
+    if not args.tlsverify:
+        raise SystemExit("minidockerd: refusing to listen on TCP without --tlsverify: anyone who can reach "
+                         "the port would be root on this host (give --tlsverify --tlscacert --tlscert --tlskey)")
+    missing = [n for n in ("tlscacert", "tlscert", "tlskey") if not getattr(args, n)]
+    if missing:
+        raise SystemExit("minidockerd: --tlsverify needs " + ", ".join("--" + n for n in missing))
+    from .tls import make_context
+    return make_context(args.tlscacert, args.tlscert, args.tlskey)
 
 
 def os_name() -> str:
@@ -133,6 +170,10 @@ def main(argv=None) -> int:
     if os.geteuid() != 0:
         print("minidockerd: must run as root (it creates namespaces and mounts)", file=sys.stderr)
         return 1
+    for host in args.host or []:  # refuse a TCP address without mutual TLS before touching any state
+        if not host.startswith("unix://"):
+            tcp_address(host)
+            tls_context(args)
     lock_root(args.root)
     asyncio.run(serve(args))
     return 0

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import socket
 import sys
 import termios
 
@@ -113,14 +114,14 @@ def _fail(code: int, message: str) -> None:
 
 
 def container_main(cfg: ContainerConfig, container_dir: str, ready_fd: int, start_fd: int,
-                   kernel=None) -> int:
+                   kernel=None, console_fd: int | None = None) -> int:
     """Run as pid 1 of the container's new namespaces (see the module docstring for the order)."""
     k = kernel or K.Linux()
     # 0. Forked from the monitor, we hold copies of all its fds (its control socket, the other end
     #    of our own stdin pipe...). Keep only stdio and our two pipes: a leaked fd is a way out, and
     #    a stray pipe end would keep the workload from ever seeing EOF on stdin.
     from ..namespaces import close_fds_except
-    close_fds_except((ready_fd, start_fd))
+    close_fds_except((ready_fd, start_fd) + ((console_fd,) if console_fd is not None else ()))
     try:
         # 1. The root filesystem. After this, the host's files are out of reach.
         rootfs.setup_rootfs(k, rootfs_spec(cfg, container_dir))
@@ -130,7 +131,9 @@ def container_main(cfg: ContainerConfig, container_dir: str, ready_fd: int, star
             if cfg.domainname:
                 k.setdomainname(cfg.domainname)
         # 3. Controlling terminal (the pty slave is already our fd 0/1/2).
-        if cfg.tty and os.isatty(0):
+        if console_fd is not None:
+            make_console(console_fd)
+        elif cfg.tty and os.isatty(0):
             os.setsid()
             fcntl.ioctl(0, termios.TIOCSCTTY, 0)
         # Working directory: docker creates it when the image lacks it.
@@ -155,6 +158,27 @@ def container_main(cfg: ContainerConfig, container_dir: str, ready_fd: int, star
         except OSError as e:
             _fail(EXIT_CANNOT_INVOKE, f"cannot create the cgroup namespace: {e}")
 
+    return run_workload(cfg, k, uid, gid, groups)
+
+
+def make_console(console_fd: int) -> None:
+    """``-t``: open a pty from *this* root's /dev/ptmx (the container's devpts, mounted by
+    setup_rootfs), make its slave our controlling terminal and fd 0/1/2, and send the master to the
+    monitor over ``console_fd`` (SCM_RIGHTS), as runc does with its console socket."""
+    master, slave = os.openpty()  # /dev/ptmx, then /dev/pts/N: both the container's
+    os.setsid()
+    fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
+    for fd in (0, 1, 2):
+        os.dup2(slave, fd)
+    os.close(slave)
+    sock = socket.socket(fileno=console_fd)
+    socket.send_fds(sock, [b"console"], [master])
+    sock.close()
+    os.close(master)
+
+
+def run_workload(cfg: ContainerConfig, k, uid: int, gid: int, groups: list[int]) -> int:
+    """Steps 5 and 6, shared with ``docker exec`` (runtime/exec.py): cwd, credentials, exec."""
     # 5. Working directory and credentials; groups before gid before uid (after setuid we could not).
     try:
         k.chdir(cfg.working_dir)

@@ -34,7 +34,7 @@ from .. import kernel as K
 
 def serve(fd: int) -> int:
     """The launcher's loop (runs in its own process)."""
-    from . import init, monitor  # noqa: F401  — imported once here, inherited by every fork
+    from . import exec as _exec, init, monitor  # noqa: F401  — imported once, inherited by every fork
     from .. import namespaces, rootfs  # noqa: F401
 
     K.Linux().prctl(K.PR_SET_PDEATHSIG, signal.SIGTERM)
@@ -54,7 +54,7 @@ def serve(fd: int) -> int:
         if pid == 0:
             sock.close()
             try:
-                code = monitor.detach_and_run(request["dir"], ready_fd)
+                code = monitor.detach_and_run(request["dir"], ready_fd, request.get("kind", "container"))
             except BaseException:
                 code = 1
             os._exit(code)
@@ -83,11 +83,11 @@ class Launcher:
         self._sock = ours
         return ours
 
-    def request(self, container_dir: str, ready_w: int) -> None:
+    def request(self, container_dir: str, ready_w: int, kind: str = "container") -> None:
         """Ask for a monitor for ``container_dir``; it reports on ``ready_w`` (which we keep)."""
         with self._lock:
             sock = self._ensure()
-            socket.send_fds(sock, [json.dumps({"dir": container_dir}).encode()], [ready_w])
+            socket.send_fds(sock, [json.dumps({"dir": container_dir, "kind": kind}).encode()], [ready_w])
 
     def close(self) -> None:
         with self._lock:

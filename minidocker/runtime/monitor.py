@@ -75,12 +75,53 @@ def connect_ctl(container_dir: str, timeout: float | None = None) -> socket.sock
     return s
 
 
+DEFAULT_DETACH_KEYS = b"\x10\x11"  # ctrl-p ctrl-q, docker's default
+
+
+def parse_detach_keys(spec: str | None) -> bytes:
+    """docker's ``--detach-keys`` syntax: ``ctrl-p,ctrl-q``, ``a,ctrl-x``... -> the bytes to watch for."""
+    if spec is None:
+        return DEFAULT_DETACH_KEYS
+    out = b""
+    for key in [k.strip() for k in spec.split(",") if k.strip()]:
+        if key.lower().startswith("ctrl-") and len(key) == 6:
+            c = key[5].lower()
+            table = {"@": 0, "[": 27, "\\": 28, "]": 29, "^": 30, "_": 31}
+            out += bytes([ord(c) - ord("a") + 1]) if c.isalpha() else bytes([table.get(c, 0)])
+        elif len(key) == 1:
+            out += key.encode()
+        else:
+            raise ValueError(f"Invalid detach keys ({spec}) provided")
+    return out
+
+
 class Attacher:
     def __init__(self, sock: socket.socket, req: dict):
         self.sock = sock
         self.stdin = bool(req.get("stdin"))
         self.stdout = req.get("stdout", True)
         self.stderr = req.get("stderr", True)
+        # Detach keys: bytes matching a prefix of the sequence are held back until we know whether
+        # the whole sequence follows (then the client detaches) or not (then they are passed on).
+        self.detach_keys = parse_detach_keys(req.get("detach_keys")) if self.stdin else b""
+        self.held = b""
+
+    def filter_stdin(self, data: bytes) -> tuple[bytes, bool]:
+        """-> (bytes for the container, whether the client typed the detach sequence)."""
+        if not self.detach_keys:
+            return data, False
+        out = bytearray()
+        for b in data:
+            candidate = self.held + bytes([b])
+            if self.detach_keys.startswith(candidate):
+                self.held = candidate
+                if candidate == self.detach_keys:
+                    self.held = b""
+                    return bytes(out), True
+            else:
+                out += candidate
+                self.held = b""
+        return bytes(out), False
 
     def send(self, data: bytes) -> bool:
         try:
@@ -91,13 +132,15 @@ class Attacher:
 
 
 class Monitor:
+    log_name: str | None = "container.log"  # json-file log; an exec's output is not logged (as docker)
+
     def __init__(self, container_dir: str):
         self.dir = container_dir
         self.cfg = ContainerConfig.from_dict(read_json(os.path.join(container_dir, "config.json"))["runtime"])
         self.sel = selectors.DefaultSelector()
         self.attachers: list[Attacher] = []
         self.waiters: list[socket.socket] = []
-        self.log = open(os.path.join(container_dir, "container.log"), "ab", buffering=0)
+        self.log = open(os.path.join(container_dir, self.log_name), "ab", buffering=0) if self.log_name else None
         self.partial = {STDOUT: b"", STDERR: b""}
         self.pid = 0
         self.exit: dict | None = None
@@ -108,14 +151,15 @@ class Monitor:
         """Pipes (or a pty) for the container's fd 0, 1, 2. Returns the child's ends."""
         self.master = self.stdin_w = None
         self.outputs: dict[int, int] = {}
+        self.console_sock = self.console_child = None
         if self.cfg.tty:
-            self.master, slave = os.openpty()
-            size = read_json(os.path.join(self.dir, "config.json")).get("console_size")
-            if size:
-                self.resize(*size)
-            os.set_blocking(self.master, False)
-            self.outputs[self.master] = STDOUT
-            return slave, slave, slave, [slave]
+            # The pty is made *inside* the container, from its own /dev/ptmx (runc's console socket):
+            # a pty of the host's devpts would not exist in the container's /dev/pts, and `tty` or
+            # ttyname(3) would fail there. The container's init sends us the master over this socket.
+            self.console_sock, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.console_child = child.detach()
+            null = os.open(os.devnull, os.O_RDWR)
+            return null, null, null, [null, self.console_child]
         if self.cfg.open_stdin:
             stdin_r, self.stdin_w = os.pipe()
         else:
@@ -126,6 +170,19 @@ class Monitor:
             os.set_blocking(r, False)
             self.outputs[r] = stream
         return stdin_r, out_w, err_w, [stdin_r, out_w, err_w]
+
+    def receive_console(self) -> None:
+        """The pty master from the container's init (SCM_RIGHTS), once it is ready."""
+        _, fds, _, _ = socket.recv_fds(self.console_sock, 16, 1)
+        self.console_sock.close()
+        if not fds:
+            raise RuntimeError("the container did not send its console")
+        self.master = fds[0]
+        size = read_json(os.path.join(self.dir, "config.json")).get("console_size")
+        if size:
+            self.resize(*size)
+        os.set_blocking(self.master, False)
+        self.outputs[self.master] = STDOUT
 
     def resize(self, h: int, w: int) -> None:
         if self.master is not None:
@@ -146,12 +203,12 @@ class Monitor:
         if len(self.partial[stream]) >= LOG_LINE_MAX:
             out.append(json.dumps({"log": self.partial[stream].decode("utf-8", "replace"), "stream": name, "time": t}))
             self.partial[stream] = b""
-        if out:
+        if out and self.log:
             self.log.write(("\n".join(out) + "\n").encode())
 
     def flush_log(self) -> None:
         for stream, rest in self.partial.items():
-            if rest:
+            if rest and self.log:
                 name = "stdout" if stream == STDOUT else "stderr"
                 self.log.write((json.dumps({"log": rest.decode("utf-8", "replace"), "stream": name,
                                             "time": now_rfc3339()}) + "\n").encode())
@@ -247,7 +304,11 @@ class Monitor:
         except OSError:
             data = b""
         if data:
-            if a.stdin:
+            data, detach = a.filter_stdin(data)
+            if detach:  # ctrl-p ctrl-q: this client leaves; the container keeps running
+                self.drop(a)
+                return
+            if a.stdin and data:
                 target = self.master if self.cfg.tty else self.stdin_w
                 if target is not None:
                     try:
@@ -271,10 +332,20 @@ class Monitor:
             a.sock.close()
 
     # ---- lifecycle ------------------------------------------------------------------------------
-    def run(self, ready_fd: int) -> int:
+    def spawn_workload(self, stdin, stdout, stderr, ready_w: int, start_r: int):
+        """Create the process this monitor watches: here the container's pid 1 in new namespaces
+        (``runtime/exec.py`` overrides it to join a running container instead)."""
         from .. import namespaces
         from .init import container_main
+        console = self.console_child
+        # The cgroup namespace is not made here but by pid 1 itself after it joined its cgroup
+        # (init.py), so that inside it /proc/self/cgroup shows "/".
+        return namespaces.spawn(lambda: container_main(self.cfg, self.dir, ready_w, start_r, console_fd=console),
+                                [n for n in self.cfg.namespaces if n != "cgroup"],
+                                stdin=stdin, stdout=stdout, stderr=stderr,
+                                pass_fds=(ready_w, start_r) + ((console,) if console is not None else ()))
 
+    def run(self, ready_fd: int) -> int:
         K.Linux().prctl(K.PR_SET_CHILD_SUBREAPER, 1)
         path, dfd = short_unix_path(self.dir, "ctl.sock")
         try:
@@ -290,12 +361,7 @@ class Monitor:
         ready_r, ready_w = os.pipe()
         start_r, self.start_w = os.pipe()
         try:
-            # The cgroup namespace is not made here but by pid 1 itself after it joined its cgroup
-            # (init.py), so that inside it /proc/self/cgroup shows "/".
-            proc = namespaces.spawn(
-                lambda: container_main(self.cfg, self.dir, ready_w, start_r),
-                [n for n in self.cfg.namespaces if n != "cgroup"], stdin=stdin, stdout=stdout, stderr=stderr,
-                pass_fds=(ready_w, start_r))
+            proc = self.spawn_workload(stdin, stdout, stderr, ready_w, start_r)
         except Exception as e:
             os.write(ready_fd, json.dumps({"error": f"cannot create the container: {e}"}).encode() + b"\n")
             return 1
@@ -328,6 +394,8 @@ class Monitor:
             listener.close()
             os.unlink(os.path.join(self.dir, "ctl.sock"))
             return 1
+        if self.cfg.tty:
+            self.receive_console()
         os.write(ready_fd, json.dumps({"pid": self.pid}).encode() + b"\n")
         os.close(ready_fd)
         atomic_write_json(os.path.join(self.dir, "monitor.json"), {"monitor_pid": os.getpid(), "pid": self.pid})
@@ -412,8 +480,9 @@ class Monitor:
         return 0
 
 
-def detach_and_run(container_dir: str, ready_fd: int) -> int:
-    """Become a detached monitor for ``container_dir`` and run it; report on ``ready_fd``."""
+def detach_and_run(container_dir: str, ready_fd: int, kind: str = "container") -> int:
+    """Become a detached monitor for ``container_dir`` and run it; report on ``ready_fd``.
+    ``kind`` is "container" (the container's pid 1) or "exec" (a process joining it: exec.py)."""
     # Detach: a second fork, so that our parent (the daemon, or the launcher) can reap the first at
     # once and the monitor is re-parented to init. From here on, the daemon may come and go.
     if os.fork():
@@ -430,7 +499,11 @@ def detach_and_run(container_dir: str, ready_fd: int) -> int:
         signal.signal(s, signal.SIG_IGN)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     try:
-        code = Monitor(container_dir).run(ready_fd)
+        if kind == "exec":
+            from .exec import ExecMonitor
+            code = ExecMonitor(container_dir).run(ready_fd)
+        else:
+            code = Monitor(container_dir).run(ready_fd)
     except BaseException as e:
         import traceback
         traceback.print_exc()
@@ -444,10 +517,10 @@ def detach_and_run(container_dir: str, ready_fd: int) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    return detach_and_run(argv[0], int(argv[1]))
+    return detach_and_run(argv[0], int(argv[1]), argv[2] if len(argv) > 2 else "container")
 
 
-def spawn_monitor(container_dir: str, timeout: float = 30.0) -> dict:
+def spawn_monitor(container_dir: str, timeout: float = 30.0, kind: str = "container") -> dict:
     """Start a detached monitor for the container in ``container_dir`` and wait until the container
     is created and paused before exec. Returns ``{"pid": N}``; raises RuntimeError with the
     container's setup error otherwise."""
@@ -455,12 +528,12 @@ def spawn_monitor(container_dir: str, timeout: float = 30.0) -> dict:
     ready_r, ready_w = os.pipe()
     try:
         if launcher.current() is not None:  # the daemon's fork server: no interpreter start-up
-            launcher.current().request(container_dir, ready_w)
+            launcher.current().request(container_dir, ready_w, kind)
         else:  # a fresh interpreter (-S skips site-packages scanning: faster start-up)
             pkg_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
             code = (f"import sys; sys.path.insert(0, {pkg_parent!r}); "
                     "from minidocker.runtime.monitor import main; sys.exit(main())")
-            subprocess.Popen([sys.executable, "-S", "-c", code, container_dir, str(ready_w)],
+            subprocess.Popen([sys.executable, "-S", "-c", code, container_dir, str(ready_w), kind],
                              pass_fds=(ready_w,), stdin=subprocess.DEVNULL, close_fds=True).wait(timeout)
     finally:
         os.close(ready_w)

@@ -1,0 +1,96 @@
+"""The daemon's rules, as small pure functions: what the wire and the state machine must obey.
+
+What this teaches
+-----------------
+Most of a container daemon is bookkeeping, and the bookkeeping follows a handful of precise rules
+that the real clients depend on. Each is here, on its own, so it can be read (and, in lab 08,
+rewritten) without a kernel or a socket:
+
+* :func:`encode_frame` / :func:`decode_frames` — docker's multiplexed stream for non-TTY output:
+  ``[stream u8][0 0 0][length u32 big-endian]`` then the payload (1 = stdout, 2 = stderr);
+* :func:`api_bool` — how dockerd reads a boolean query parameter (docker-py sends ``True``, the Go
+  CLI ``1``);
+* :func:`split_version` — ``/v1.50/containers/json`` -> ("1.50", "/containers/json"); any version,
+  or none, is accepted;
+* :func:`next_backoff` / :func:`should_restart` — restart policies as docker's restartmanager
+  applies them;
+* :func:`next_state` — the container state machine: which verb is allowed in which state.
+
+The engine (``engine.py``) and the HTTP layer call these; the lab's checker compares yours with them.
+"""
+from __future__ import annotations
+
+import re
+import struct
+
+STDOUT, STDERR = 1, 2
+_VERSION = re.compile(r"/v([0-9]+(?:\.[0-9]+)*)(/.*)")
+FALSE_WORDS = frozenset({"", "0", "no", "false", "none"})
+MIN_BACKOFF, MAX_BACKOFF, HEALTHY_AFTER = 0.1, 60.0, 10.0
+
+
+def encode_frame(stream: int, payload: bytes) -> bytes:
+    """One frame of the multiplexed stream."""
+    return struct.pack(">BxxxI", stream, len(payload)) + payload
+
+
+def decode_frames(data: bytes) -> tuple[list[tuple[int, bytes]], bytes]:
+    """Split ``data`` into complete frames; returns (frames, the incomplete rest to keep for later)."""
+    frames = []
+    while len(data) >= 8:
+        stream, size = struct.unpack(">BxxxI", data[:8])
+        if len(data) < 8 + size:
+            break
+        frames.append((stream, data[8:8 + size]))
+        data = data[8 + size:]
+    return frames, data
+
+
+def api_bool(value: str | None, default: bool = False) -> bool:
+    """dockerd: absent -> default; "", 0, no, false, none (any case) -> False; anything else -> True."""
+    if value is None:
+        return default
+    return value.strip().lower() not in FALSE_WORDS
+
+
+def split_version(path: str) -> tuple[str | None, str]:
+    m = _VERSION.fullmatch(path)
+    return (m.group(1), m.group(2)) if m else (None, path)
+
+
+def next_backoff(previous: float, ran_for: float) -> float:
+    """100 ms at first, doubled after every restart, at most a minute; back to 100 ms once the
+    container had stayed up for 10 s (docker's restartmanager)."""
+    if previous <= 0 or ran_for >= HEALTHY_AFTER:
+        return MIN_BACKOFF
+    return min(previous * 2, MAX_BACKOFF)
+
+
+def should_restart(policy: str, max_retries: int, restart_count: int, exit_code: int,
+                   manually_stopped: bool) -> bool:
+    """Never after a user's stop/kill; ``always``/``unless-stopped`` always; ``on-failure[:N]`` on a
+    non-zero exit while fewer than N restarts were made (N = 0: no limit); ``no`` never."""
+    if manually_stopped:
+        return False
+    if policy in ("always", "unless-stopped"):
+        return True
+    if policy == "on-failure":
+        return exit_code != 0 and (max_retries == 0 or restart_count < max_retries)
+    return False
+
+
+# state -> verb -> next state (absent: the verb is refused in that state: 304 or 409).
+TRANSITIONS: dict[str, dict[str, str]] = {
+    "created": {"start": "running", "rm": "removed"},
+    "running": {"exit": "exited", "stop": "exited", "kill": "exited", "pause": "paused",
+                "restart": "running", "rm -f": "removed"},
+    "paused": {"unpause": "running", "kill": "exited", "stop": "exited", "rm -f": "removed"},
+    "restarting": {"start": "running", "stop": "exited", "rm -f": "removed"},
+    "exited": {"start": "running", "restart": "running", "policy": "restarting", "rm": "removed"},
+    "dead": {"rm": "removed"},
+}
+
+
+def next_state(state: str, verb: str) -> str | None:
+    """The state after ``verb``, or None if docker refuses it in ``state``."""
+    return TRANSITIONS.get(state, {}).get(verb)

@@ -1,0 +1,135 @@
+"""``docker exec``: one more process inside a running container, watched by its own monitor.
+
+What this teaches
+-----------------
+A container is not a box but a set of namespaces (and a cgroup) that its processes share. To run
+one more process "in" it, nothing new is created: the process *joins* what pid 1 already has —
+setns(2) into each of ``/proc/PID/ns/*`` (``namespaces.spawn_in``: a first child calls setns, then
+forks, because joining a pid namespace only applies to children) and a write of its own pid into
+pid 1's ``cgroup.procs``. Joining the mount namespace also moves the root directory to the
+container's root, so ``/etc/passwd`` (for ``-u``) and ``$PATH`` lookups are the container's.
+
+Like the container itself, an exec'd process must not be the daemon's child: its stdio is owned by
+an :class:`ExecMonitor` — the container monitor of ``monitor.py`` with one thing changed, how the
+workload is created — so the daemon attaches to it (hijack) exactly as it attaches to a container,
+and a restarted daemon still finds it. Its output is not logged: ``docker logs`` shows the
+container's pid 1 only.
+
+Directory of an exec: ``ROOT/containers/ID/exec/EXECID/`` with ``config.json`` (the process config
+and the pid to join), ``ctl.sock``, ``exit.json``. See nsenter(1), setns(2), cgroups(7)
+("Migrating a process to a cgroup"), and docker's ExecConfig in the Engine API spec.
+"""
+from __future__ import annotations
+
+import fcntl
+import os
+import termios
+
+from .. import kernel as K
+from ..namespaces import close_fds_except
+from ..util import atomic_write_json, read_json
+from .config import ContainerConfig
+from .init import make_console, resolve_user, run_workload
+from .monitor import Monitor, spawn_monitor
+
+# Imported here, not in exec_main: once the process has joined the container's mount namespace,
+# the host's Python files are out of reach, so everything it needs must be loaded before.
+
+
+def cgroup_mounts() -> dict[str, str]:
+    """Hierarchy key -> mount point: "memory" -> /sys/fs/cgroup/memory, "name=systemd" -> ..., and
+    "" -> the cgroup2 mount (hybrid hosts have both kinds, see /proc/self/mountinfo)."""
+    out = {}
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            pre, _, post = line.partition(" - ")
+            fstype, _, opts = post.split()[:3]
+            mnt = pre.split()[4]
+            if fstype == "cgroup2":
+                out.setdefault("", mnt)
+            elif fstype == "cgroup":
+                for o in opts.split(","):
+                    if o not in ("rw", "ro") and not o.startswith(("relatime", "nosuid", "nodev", "noexec")):
+                        out.setdefault(o, mnt)
+    return out
+
+
+def cgroup_procs_paths(pid: int) -> list[str]:
+    """The ``cgroup.procs`` files of every cgroup ``pid`` is in (v1 hierarchies and v2), host view.
+
+    Hook for the cgroups chapter: whatever cgroups the container's pid 1 is put in, an exec follows
+    it, because we read them from pid 1 itself."""
+    paths = []
+    try:
+        mounts = cgroup_mounts()
+        with open(f"/proc/{pid}/cgroup") as f:
+            for line in f:
+                hier, controllers, path = line.rstrip("\n").split(":", 2)
+                key = "" if hier == "0" else controllers.split(",")[0]
+                if key in mounts:
+                    procs = os.path.join(mounts[key], path.lstrip("/"), "cgroup.procs")
+                    if os.path.exists(procs):
+                        paths.append(procs)
+    except OSError:
+        pass
+    return paths
+
+
+def exec_main(cfg: ContainerConfig, ready_fd: int, start_fd: int, cgroup_fds: tuple[int, ...],
+              console_fd: int | None = None) -> int:
+    """Run in the container's namespaces (child B of ``spawn_in``), before exec."""
+    close_fds_except((ready_fd, start_fd) + tuple(cgroup_fds) + ((console_fd,) if console_fd is not None else ()))
+    k = K.Linux()
+    try:
+        # 1. The cgroups: limits and accounting apply to the exec'd process too ("0" means "me").
+        for fd in cgroup_fds:
+            os.write(fd, b"0")
+            os.close(fd)
+        # 2. A TTY of its own, from the container's /dev/ptmx (we are in its mount namespace).
+        if console_fd is not None:
+            make_console(console_fd)
+        elif cfg.tty and os.isatty(0):
+            os.setsid()
+            fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+        uid, gid, groups = resolve_user(cfg.user)
+    except Exception as e:
+        os.write(ready_fd, f"error: {e}\n".encode())
+        os._exit(1)
+    # 3. Ready; wait for the monitor's "start" (the daemon has connected the client's stream by then).
+    os.write(ready_fd, b"ready\n")
+    os.close(ready_fd)
+    if os.read(start_fd, 1) != b"1":
+        os._exit(1)
+    os.close(start_fd)
+    # 4. cwd, credentials, exec: the same code as the container's pid 1.
+    return run_workload(cfg, k, uid, gid, groups)
+
+
+class ExecMonitor(Monitor):
+    log_name = None
+
+    def spawn_workload(self, stdin, stdout, stderr, ready_w: int, start_r: int):
+        from .. import namespaces
+        target_pid = read_json(os.path.join(self.dir, "config.json"))["exec"]["pid"]
+        # Opened here, in the host's view: inside the container's mount namespace they are out of reach.
+        cgroup_fds = tuple(os.open(p, os.O_WRONLY | os.O_CLOEXEC) for p in cgroup_procs_paths(target_pid))
+        try:
+            console = self.console_child
+            extra = (console,) if console is not None else ()
+            return namespaces.spawn_in(target_pid, lambda: exec_main(self.cfg, ready_w, start_r, cgroup_fds, console),
+                                       None, stdin=stdin, stdout=stdout, stderr=stderr,
+                                       pass_fds=(ready_w, start_r) + cgroup_fds + extra)
+        finally:
+            for fd in cgroup_fds:
+                os.close(fd)
+
+
+def create(exec_dir: str, cfg: ContainerConfig, target_pid: int, console_size=None) -> None:
+    os.makedirs(exec_dir, mode=0o700)
+    atomic_write_json(os.path.join(exec_dir, "config.json"),
+                      {"runtime": cfg.to_dict(), "exec": {"pid": target_pid}, "console_size": console_size})
+
+
+def spawn_paused(exec_dir: str) -> int:
+    """Start the exec monitor; the process is created in the container and waits before exec."""
+    return spawn_monitor(exec_dir, kind="exec")["pid"]

@@ -306,7 +306,7 @@ class API:
             "Os": cfg.get("os", "linux"), "Size": img.size, "VirtualSize": img.size,
             "GraphDriver": {"Name": self.engine.driver, "Data": {}},
             "RootFS": {"Type": "layers", "Layers": list(img.diff_ids)},
-            "Metadata": {"LastTagTime": ""}})
+            "Metadata": {"LastTagTime": "0001-01-01T00:00:00Z"}})
 
 
 def familiar(ref: str) -> str:

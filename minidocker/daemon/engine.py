@@ -377,7 +377,7 @@ class Engine:
             if not done.done():
                 done.set_result(None)
             return
-        asyncio.create_task(pipe_streams(reader, writer, mreader, mwriter, opts.get("stdin", False), done))
+        background(pipe_streams(reader, writer, mreader, mwriter, opts.get("stdin", False), done))
 
     async def attach(self, ref: str, reader, writer, opts: dict) -> asyncio.Future:
         """Returns a future that completes when the attach stream ends."""
@@ -730,6 +730,19 @@ def graph_driver(c: Container) -> dict:
     if not c.cfg.rootfs_mounts:
         data.update(LowerDir=":".join(c.cfg.lowerdirs), UpperDir=c.cfg.upperdir, WorkDir=c.cfg.workdir)
     return {"Name": c.cfg.storage_driver or "overlay", "Data": data}
+
+
+_background: set[asyncio.Task] = set()
+
+
+def background(coro) -> asyncio.Task:
+    """Run ``coro`` as a fire-and-forget task *and keep it alive*. The event loop holds tasks only
+    weakly: a task nobody references can be garbage-collected while it is still waiting ("Task was
+    destroyed but it is pending!"), which silently cut attach streams before this existed."""
+    task = asyncio.create_task(coro)
+    _background.add(task)
+    task.add_done_callback(_background.discard)
+    return task
 
 
 class StartError(Exception):

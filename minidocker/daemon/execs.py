@@ -19,7 +19,7 @@ from ..runtime import exec as rexec
 from ..runtime import monitor
 from ..runtime.config import ConfigError, ContainerConfig, _as_list, merge_env
 from ..util import new_id, read_json
-from .engine import Conflict, Container, Engine, InvalidRequest, NotFound
+from .engine import Conflict, Container, Engine, InvalidRequest, NotFound, background
 
 
 class Exec:
@@ -114,7 +114,7 @@ async def start(engine: Engine, ex: Exec, client=None, console_size=None) -> asy
     reply = await asyncio.to_thread(monitor.request, ex.dir, {"op": "start"})
     ex.pid, ex.running = reply.get("pid", 0), True
     engine.emit(c, "exec_start: " + " ".join(ex.cfg.argv), execID=ex.id)
-    asyncio.create_task(watch(engine, ex))
+    background(watch(engine, ex))
     return done
 
 

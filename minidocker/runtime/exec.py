@@ -108,6 +108,17 @@ def exec_main(cfg: ContainerConfig, ready_fd: int, start_fd: int, cgroup_fds: tu
 class ExecMonitor(Monitor):
     log_name = None
 
+    # The exec'd process joins the cgroups of the container's pid 1 (exec_main, step 1): it gets
+    # none of its own, so there is nothing to create, remove or read an OOM count from.
+    def setup_cgroup(self) -> None:
+        pass
+
+    def destroy_cgroup(self) -> None:
+        pass
+
+    def finish_cgroup(self) -> bool:
+        return False
+
     def spawn_workload(self, stdin, stdout, stderr, ready_w: int, start_r: int):
         from .. import namespaces
         target_pid = read_json(os.path.join(self.dir, "config.json"))["exec"]["pid"]

@@ -332,6 +332,21 @@ class Monitor:
             a.sock.close()
 
     # ---- lifecycle ------------------------------------------------------------------------------
+    # cgroups (runtime/resources.py). The exec monitor overrides these three: an exec'd process
+    # joins the cgroups of the container's pid 1 itself and owns no cgroup of its own.
+    def setup_cgroup(self) -> None:
+        from . import resources
+        resources.setup(self.cfg, self.pid)
+
+    def destroy_cgroup(self) -> None:
+        from . import resources
+        resources.destroy(self.cfg)
+
+    def finish_cgroup(self) -> bool:
+        """Remove the cgroup; True if the OOM killer killed something in it."""
+        from . import resources
+        return resources.finish(self.cfg)
+
     def spawn_workload(self, stdin, stdout, stderr, ready_w: int, start_r: int):
         """Create the process this monitor watches: here the container's pid 1 in new namespaces
         (``runtime/exec.py`` overrides it to join a running container instead)."""
@@ -371,9 +386,8 @@ class Monitor:
         self.pid = proc.pid
         # cgroups: pid 1 exists and cannot exec before we say "start": create its cgroup, set the
         # limits, move it in. Everything the workload will fork is then accounted and limited.
-        from . import resources
         try:
-            resources.setup(self.cfg, self.pid)
+            self.setup_cgroup()
             cgroup_error = ""
         except Exception as e:
             cgroup_error = f"error: cannot set up the container's cgroup: {e}"
@@ -386,7 +400,7 @@ class Monitor:
             proc.kill(signal.SIGKILL)
             proc.wait()
             try:
-                resources.destroy(self.cfg)
+                self.destroy_cgroup()
             except Exception:
                 pass
             os.write(ready_fd, json.dumps({"error": msg}).encode() + b"\n")
@@ -449,9 +463,8 @@ class Monitor:
             os.close(fd)
         code = result.get("code", 255)
         # The OOM killer's counter tells an OOM kill from a `kill -9`; then the cgroup goes.
-        from . import resources
         try:
-            oom = resources.finish(self.cfg)
+            oom = self.finish_cgroup()
         except Exception as e:
             print(f"cgroup cleanup failed: {e}", file=sys.stderr)
             oom = False

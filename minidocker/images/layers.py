@@ -32,7 +32,11 @@ Safety (a layer comes from the network and is hostile until proven otherwise):
 
 We iterate the members ourselves instead of ``tarfile.extractall``: its ``filter='data'`` refuses
 absolute symlinks such as ``bin/sh -> /bin/busybox`` that every real root filesystem contains.
-Gzip layers are detected by their magic bytes; zstd is refused with a clear message (for now).
+Gzip and zstd layers are detected by their magic bytes (zstd through the ``zstandard`` package).
+
+Layers are independent when each is extracted into its own directory (overlay semantics: one
+snapshot per layer, see store.py): :func:`apply_layers_parallel` extracts several at once in
+worker processes (tar parsing is CPU-bound Python, so threads would queue on the GIL).
 """
 from __future__ import annotations
 
@@ -94,15 +98,25 @@ class _HashingReader(io.RawIOBase):
             pass
 
 
-def _uncompressed(f) -> io.BufferedReader | gzip.GzipFile:
-    """Wrap ``f`` so reads return the uncompressed tar, whatever the layer's compression."""
+def uncompressed_stream(f):
+    """Wrap ``f`` so reads return the uncompressed tar, whatever the layer's compression:
+    gzip and zstd are recognised by their magic bytes (RFC 1952, RFC 8878), anything else is
+    read as a plain tar."""
     buffered = f if hasattr(f, "peek") else io.BufferedReader(f)
     magic = buffered.peek(4)[:4]
     if magic.startswith(GZIP_MAGIC):
         return gzip.GzipFile(fileobj=buffered, mode="rb")
     if magic == ZSTD_MAGIC:
-        raise LayerError("zstd-compressed layers are not supported yet (gzip and plain tar are)")
+        try:
+            import zstandard  # only layers that need it pay for the import
+        except ImportError:
+            raise LayerError("a zstd-compressed layer needs the zstandard package "
+                             "(pip install zstandard; make setup installs it)") from None
+        return zstandard.ZstdDecompressor().stream_reader(buffered, read_across_frames=True)
     return buffered
+
+
+_uncompressed = uncompressed_stream
 
 
 # --------------------------------------------------------------------------------------------
@@ -375,7 +389,10 @@ def apply_layer(layer, target_dir: str, *, whiteouts: str = "copy") -> ApplyResu
     if isinstance(layer, (str, os.PathLike)):
         with open(layer, "rb") as f:
             return apply_layer(f, target_dir, whiteouts=whiteouts)
-    reader = _HashingReader(_uncompressed(layer))
+    plain = uncompressed_stream(layer)
+    kind = ("gzip" if isinstance(plain, gzip.GzipFile)
+            else "zstd" if type(plain).__module__.startswith("zstandard") else "plain tar")
+    reader = _HashingReader(plain)
     root_fd = os.open(target_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     result = ApplyResult(diff_id="")
     try:
@@ -391,14 +408,41 @@ def apply_layer(layer, target_dir: str, *, whiteouts: str = "copy") -> ApplyResu
             applier.finish_dirs()
         reader.drain()  # the DiffID covers the whole stream, including the end-of-archive padding
     except tarfile.TarError as e:
-        raise LayerError(f"not a valid layer tar: {e}") from e
+        raise LayerError(f"not a valid layer tar ({kind} stream): {e}") from e
     except (EOFError, gzip.BadGzipFile, zlib.error) as e:
-        raise LayerError(f"corrupt layer stream: {e}") from e
+        raise LayerError(f"corrupt {kind} layer stream: {e}") from e
+    except Exception as e:
+        if type(e).__name__ == "ZstdError":  # zstandard's own error type, imported lazily
+            raise LayerError(f"corrupt zstd layer stream: {e}") from e
+        raise
     finally:
         os.close(root_fd)
     result.diff_id = "sha256:" + reader.sha256.hexdigest()
     return result
 
 
-__all__ = ["apply_layer", "ApplyResult", "LayerError", "clean_member_name",
+def _apply_job(job: tuple[str, str, str]) -> ApplyResult:
+    layer, target, whiteouts = job
+    return apply_layer(layer, target, whiteouts=whiteouts)
+
+
+def apply_layers_parallel(jobs: list[tuple[str, str]], *, whiteouts: str = "overlay",
+                          workers: int | None = None) -> list[ApplyResult]:
+    """Extract independent layers, each ``(layer path, empty target dir)``, at the same time.
+
+    Results come back in the order of ``jobs``. The first failure is raised (as LayerError);
+    the caller owns the target directories and removes them on failure, as it would after
+    :func:`apply_layer`. Worker processes are forked: the parent's imports are reused and nothing
+    but the job tuple crosses the pipe.
+    """
+    workers = min(len(jobs), workers or os.cpu_count() or 1)
+    if workers <= 1:
+        return [apply_layer(layer, target, whiteouts=whiteouts) for layer, target in jobs]
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+        return list(pool.map(_apply_job, [(l, t, whiteouts) for l, t in jobs]))
+
+
+__all__ = ["apply_layer", "apply_layers_parallel", "uncompressed_stream", "ApplyResult", "LayerError", "clean_member_name",
            "WHITEOUT_PREFIX", "OPAQUE_WHITEOUT"]

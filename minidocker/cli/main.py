@@ -29,6 +29,7 @@ import threading
 import time
 
 from .client import APIError, Client, DaemonNotRunning, read_frames
+from .images import add_verbs as add_image_verbs
 
 EXIT_DAEMON_ERROR = 125
 
@@ -343,23 +344,6 @@ def cmd_ps(c, a):
     return 0
 
 
-def cmd_images(c, a):
-    items = c.request("GET", "/images/json", query={"all": a.all or None}).check().json()
-    if a.quiet:
-        for it in items:
-            print(it["Id"].split(":", 1)[1][:12] if not a.no_trunc else it["Id"])
-        return 0
-    rows = []
-    for it in items:
-        tags = it.get("RepoTags") or ["<none>:<none>"]
-        for t in tags:
-            repo, _, tag = t.rpartition(":")
-            iid = it["Id"] if a.no_trunc else it["Id"].split(":", 1)[1][:12]
-            rows.append([repo, tag, iid, ago(it["Created"]), human_size(it["Size"])])
-    print(table(rows, ["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"]))
-    return 0
-
-
 def cmd_inspect(c, a):
     out, rc = [], 0
     for ref in a.objects:
@@ -505,11 +489,7 @@ def build_parser() -> argparse.ArgumentParser:
     ps.add_argument("--no-trunc", action="store_true")
     ps.set_defaults(fn=cmd_ps)
 
-    im = sub.add_parser("images", help="list images")
-    im.add_argument("-a", "--all", action="store_true")
-    im.add_argument("-q", "--quiet", action="store_true")
-    im.add_argument("--no-trunc", action="store_true")
-    im.set_defaults(fn=cmd_images)
+    add_image_verbs(sub)  # images, image ..., tag, rmi, history, save, load, import (cli/images.py)
 
     ins = sub.add_parser("inspect", help="low-level information on objects")
     ins.add_argument("-f", "--format")

@@ -188,22 +188,29 @@ def _load_oci(store: ImageStore, src: _Source, name: str | None) -> LoadResult:
 
 
 def _name_for(annotations: dict, name: str | None) -> str | None:
-    """The full reference an OCI layout entry should get, or None (load untagged)."""
+    """The full reference an OCI layout entry should get, or None (load untagged).
+
+    ``org.opencontainers.image.ref.name`` is usually just a tag; the repository then comes from
+    containerd's ``io.containerd.image.name`` or the ``name`` the caller gave. Tools that add tags
+    to a layout (umoci, skopeo) copy the other annotations along, so the tag in ref.name wins
+    over the tag inside the containerd name.
+    """
     full = annotations.get(CONTAINERD_NAME_ANNOTATION)
     ref = annotations.get(REF_NAME_ANNOTATION)
-    for candidate in (full, ref if ref and ("/" in ref or ":" in ref) else None):
-        if candidate:
-            try:
-                named = parse_reference(candidate)
-                if named.tag:
-                    return str(named)
-            except InvalidReference:
-                pass
-    if ref and name:  # "latest" + name "busybox" -> busybox:latest
-        try:
-            return str(parse_reference(f"{name}:{ref}"))
-        except InvalidReference as e:
-            raise ArchiveError(f"cannot name the image {name}:{ref}: {e}") from None
+    repo = None
+    try:
+        if full:
+            repo = parse_reference(full).repository
+        if ref and ("/" in ref or ":" in ref):  # a whole reference, as in our own store
+            named = parse_reference(ref)
+            return str(named) if named.tag else None
+        if ref and (repo or name):
+            return str(parse_reference(f"{repo or name}:{ref}"))
+        if full:
+            named = parse_reference(full)
+            return str(named) if named.tag else None
+    except InvalidReference as e:
+        raise ArchiveError(f"cannot name the image from its annotations {annotations}: {e}") from None
     return None
 
 

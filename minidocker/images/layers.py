@@ -244,6 +244,8 @@ def _make_hardlink(m: tarfile.TarInfo, pfd: int, base: str, root_fd: int) -> Non
     try:
         if _lstat_at(sfd, sbase) is None:
             raise LayerError(f"layer member {m.name!r}: hardlink target {m.linkname!r} does not exist")
+        if stat.S_ISDIR(_lstat_at(sfd, sbase).st_mode):  # link(2) refuses too, less clearly
+            raise LayerError(f"layer member {m.name!r}: hardlink target {m.linkname!r} is a directory")
         os.link(sbase, base, src_dir_fd=sfd, dst_dir_fd=pfd, follow_symlinks=False)
     finally:
         os.close(sfd)

@@ -112,8 +112,39 @@ def uncompressed_stream(f):
         except ImportError:
             raise LayerError("a zstd-compressed layer needs the zstandard package "
                              "(pip install zstandard; make setup installs it)") from None
-        return zstandard.ZstdDecompressor().stream_reader(buffered, read_across_frames=True)
+        return _ZstdReader(buffered, zstandard.ZstdDecompressor())
     return buffered
+
+
+class _ZstdReader(io.RawIOBase):
+    """Decompress zstd frames one after the other; a stream that ends inside a frame is an
+    error (zstandard's own stream reader returns a short read instead, which a tar reader could
+    take for a complete archive)."""
+
+    def __init__(self, f, decompressor):
+        self._f, self._d = f, decompressor
+        self._obj, self._buf, self._eof = decompressor.decompressobj(), b"", False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        while not self._buf and not self._eof:
+            chunk = self._f.read(1 << 20)
+            if not chunk:
+                self._eof = True
+                if not self._obj.eof:
+                    raise LayerError("corrupt zstd layer stream: it ends inside a frame (truncated)")
+                break
+            while chunk:
+                self._buf += self._obj.decompress(chunk)
+                chunk = b""
+                if self._obj.eof and self._obj.unused_data:  # the next frame starts here
+                    chunk = self._obj.unused_data
+                    self._obj = self._d.decompressobj()
+        n = min(len(b), len(self._buf))
+        b[:n], self._buf = self._buf[:n], self._buf[n:]
+        return n
 
 
 _uncompressed = uncompressed_stream

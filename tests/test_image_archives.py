@@ -23,6 +23,20 @@ from minidocker.images.store import MEDIA_TYPE_CONFIG, MEDIA_TYPE_LAYER_GZIP, ME
 from test_images import add_synthetic, canonical_json, make_tar, sha
 
 
+# containers/image (skopeo, podman) as root keeps a blob-info cache and a lock outside any directory
+# we give it: remove them after each test that runs those tools, unless they were there before.
+CONTAINERS_TRACES = ["/var/lib/containers", "/dev/shm/libpod_lock"]
+
+
+@pytest.fixture
+def no_host_traces():
+    before = {p for p in CONTAINERS_TRACES if os.path.lexists(p)}
+    yield
+    for p in CONTAINERS_TRACES:
+        if p not in before and os.path.lexists(p):
+            shutil.rmtree(p) if os.path.isdir(p) else os.unlink(p)
+
+
 def gz_image(store: ImageStore, ref: str, *layers: bytes):
     """An image whose layers are stored gzip-compressed (digest != DiffID)."""
     blobs = [gzip.compress(x, mtime=0) for x in layers]
@@ -200,7 +214,7 @@ def test_oci_image_tool_validates_our_layout(busybox_layout):
     assert r.returncode == 0 and "Validation succeeded" in r.stdout, r.stdout + r.stderr
 
 
-def test_skopeo_inspects_and_round_trips_our_layout(busybox_layout, tmp_path):
+def test_skopeo_inspects_and_round_trips_our_layout(busybox_layout, tmp_path, no_host_traces):
     skopeo = need_tool("skopeo")
     store, img, dest = busybox_layout
     info = json.loads(subprocess.run([skopeo, "inspect", f"oci:{dest}:latest"], check=True,

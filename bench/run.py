@@ -506,6 +506,8 @@ def bench_start(ws: Workspace, args) -> list[Measurement]:
 #: and "pull" (skopeo copy / minidocker pull from a local registry) here.
 BENCHMARKS: dict[str, tuple[Callable[[Workspace, argparse.Namespace], list[Measurement]], str]] = {
     "start": (bench_start, "container start: `true` in busybox"),
+    "unpack": (lambda ws, args: __import__("unpack_bench").bench(ws, args, sys.modules[__name__]),
+               "image unpack: 100 MB / 5,000 files, 1 and 4 layers (bench/unpack_bench.py)"),
 }
 
 

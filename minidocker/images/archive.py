@@ -491,7 +491,11 @@ def save(store: ImageStore, names: list[str], out, fmt: str = "docker-archive") 
                 layer_paths = []
                 for layer, diff_id in zip(image.manifest["layers"], image.diff_ids):
                     if layer["digest"] != diff_id:  # compressed: docker-archive layers are plain tars
-                        add_blob(diff_id, _uncompressed_copy(store, layer["digest"], diff_id))
+                        plain = _uncompressed_copy(store, layer["digest"], diff_id)
+                        try:
+                            add_blob(diff_id, plain)
+                        finally:
+                            os.unlink(plain)
                     layer_paths.append(_blob_path(diff_id))
                 tags = [parse_reference(r).familiar() for i, r in chosen if i is image and r]
                 manifest_json.append({"Config": _blob_path(image.id), "RepoTags": tags or None,
@@ -511,23 +515,22 @@ def save(store: ImageStore, names: list[str], out, fmt: str = "docker-archive") 
 
 
 def _uncompressed_copy(store: ImageStore, digest: str, diff_id: str) -> str:
-    """Decompress a layer blob into a temporary file next to the blobs (removed by the caller's
-    process exit at the latest: we unlink it right after opening in save)."""
-    cache = os.path.join(store.root, "tmp")
-    os.makedirs(cache, exist_ok=True)
-    path = os.path.join(cache, diff_id.split(":", 1)[1] + ".tar")
-    if not os.path.exists(path):
-        h = hashlib.sha256()
-        with store.content.open(digest) as f, tempfile.NamedTemporaryFile(dir=cache, delete=False) as out:
+    """Decompress a layer blob into a temporary file in the store (the caller removes it)."""
+    h = hashlib.sha256()
+    with store.content.open(digest) as f, tempfile.NamedTemporaryFile(
+            dir=store.root, prefix=".save-", delete=False) as out:
+        try:
             plain = uncompressed_stream(f)
             while chunk := plain.read(_CHUNK):
                 h.update(chunk)
                 out.write(chunk)
-        if "sha256:" + h.hexdigest() != diff_id:
+        except BaseException:
             os.unlink(out.name)
-            raise LayerError(f"layer {digest} does not decompress to its DiffID {diff_id}")
-        os.rename(out.name, path)
-    return path
+            raise
+    if "sha256:" + h.hexdigest() != diff_id:
+        os.unlink(out.name)
+        raise LayerError(f"layer {digest} does not decompress to its DiffID {diff_id}")
+    return out.name
 
 
 # ============================================================================================

@@ -6,8 +6,9 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 # Debian packages the project needs. busybox-static: the offline base image; graphviz: diagrams;
-# iproute2: networking chapter and checks; python3-venv: the venv.
-APT_PACKAGES := busybox-static graphviz iproute2 python3-venv python3-dev gcc make ca-certificates
+# iproute2: networking chapter and checks; python3-venv: the venv; skopeo, umoci, oci-image-tool,
+# podman: the images chapter's interop tests (podman only saves an image there, with its own storage).
+APT_PACKAGES := busybox-static graphviz iproute2 python3-venv python3-dev gcc make ca-certificates skopeo umoci oci-image-tool podman
 STAMP_APT := $(VENV)/.apt-$(shell echo $(APT_PACKAGES) | md5sum | cut -c1-8)
 STAMP_PIP := $(VENV)/.pip-$(shell cat pyproject.toml | md5sum | cut -c1-8)
 

@@ -221,3 +221,23 @@ def test_podman_saved_image_loads_and_runs(d, tmp_path, no_host_traces):
     assert ok(d, "load", "-i", str(saved)) == "Loaded image: localhost/podimg:1\n"
     assert ok(d, "run", "--rm", "localhost/podimg:1") == "from podman\n"
     ok(d, "rmi", "localhost/podimg:1")
+
+
+def test_docker_py_image_api(d):
+    docker = pytest.importorskip("docker")
+    ensure_busybox(d)
+    client = docker.DockerClient(base_url=d.host)
+    try:
+        img = client.images.get("busybox")
+        data = b"".join(img.save())
+        img.tag("dpy/test", "x")
+        assert "dpy/test:x" in client.images.get("dpy/test:x").tags
+        client.images.remove("dpy/test:x")
+        with pytest.raises(docker.errors.ImageNotFound):
+            client.images.get("dpy/test:x")
+        assert [i.id for i in client.images.load(data)] == [img.id]
+        assert img.history()[0]["Id"] == img.id
+        assert [i.id for i in client.images.list(filters={"reference": "busy*"})] == [img.id]
+        assert set(client.images.prune(filters={"dangling": True})) == {"ImagesDeleted", "SpaceReclaimed"}
+    finally:
+        client.close()

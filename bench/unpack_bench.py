@@ -58,23 +58,24 @@ def make_files(seed: int = SEED) -> list[tuple[str, bytes]]:
         else:
             data = b" ".join(rnd.choice(words) for _ in range(size // 6))[:size]
         files.append((f"usr/share/d{n % 250:03d}/s{n % 7}/file{n:05d}", data))
-    return files
+    return sorted(files)  # as a tar of a directory tree is: grouped by directory
 
 
 def write_layer(path: Path, files: list[tuple[str, bytes]]) -> bytes:
     """A gzip layer of ``files`` (with their directories); returns the uncompressed tar."""
     buf = io.BytesIO()
+    dirs = {p for name, _ in files for p in _prefixes(os.path.dirname(name))}
+    entries = sorted([(d, None) for d in dirs] + list(files))  # tree order, as `tar c` writes
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        dirs = sorted({os.path.dirname(name)[:i] for name, _ in files
-                       for i in [len(p) for p in _prefixes(os.path.dirname(name))]})
-        for d in dirs:
-            ti = tarfile.TarInfo(d)
-            ti.type, ti.mode, ti.mtime = tarfile.DIRTYPE, 0o755, 1_600_000_000
-            tar.addfile(ti)
-        for name, data in files:
+        for name, data in entries:
             ti = tarfile.TarInfo(name)
-            ti.size, ti.mode, ti.mtime = len(data), 0o644, 1_600_000_000
-            tar.addfile(ti, io.BytesIO(data))
+            ti.mode, ti.mtime = (0o755 if data is None else 0o644), 1_600_000_000
+            if data is None:
+                ti.type = tarfile.DIRTYPE
+                tar.addfile(ti)
+            else:
+                ti.size = len(data)
+                tar.addfile(ti, io.BytesIO(data))
     raw = buf.getvalue()
     path.write_bytes(gzip.compress(raw, compresslevel=6, mtime=0))
     return raw

@@ -362,30 +362,57 @@ def _remove_untouched(dir_fd: int, dir_path: str, touched: set[str]) -> None:
 
 
 class _Applier:
+    """Applies members one by one. Parent directories are resolved in scope once and their fds
+    cached by path (a layer puts thousands of files in the same few directories); any removal
+    (a replaced entry, a whiteout) empties the cache, because it may change what a path resolves
+    to. A stale fd could only point at a deleted directory, never outside the target."""
+
+    MAX_CACHED_DIRS = 128  # well below the usual 1024 open files
+
     def __init__(self, tar: tarfile.TarFile, root_fd: int, whiteouts: str, result: ApplyResult):
         self.tar, self.root_fd, self.whiteouts, self.result = tar, root_fd, whiteouts, result
         self.touched: set[str] = set()  # paths this layer created (for opaque whiteouts)
         self.dirs: list[tuple[str, tarfile.TarInfo, int]] = []  # dir metadata applied at the end
+        self._dir_fds: dict[str, int] = {}
+
+    def _parent(self, path: str, member: str) -> tuple[int, str]:
+        """(borrowed fd of the parent directory, last component)."""
+        parent, base = posixpath.split(path)
+        fd = self._dir_fds.get(parent)
+        if fd is None:
+            fd = _open_dir_in_scope(self.root_fd, parent.split("/") if parent else [], member)
+            if len(self._dir_fds) >= self.MAX_CACHED_DIRS:
+                os.close(self._dir_fds.pop(next(iter(self._dir_fds))))  # the oldest
+            self._dir_fds[parent] = fd
+        return fd, base
+
+    def forget_dirs(self) -> None:
+        for fd in self._dir_fds.values():
+            os.close(fd)
+        self._dir_fds.clear()
 
     def apply(self, m: tarfile.TarInfo) -> None:
         path = clean_member_name(m.name)
         if path == ".":
             return  # the root entry: the target keeps its own owner and mode
-        pfd, base = _parent_and_base(self.root_fd, path, m.name)
-        try:
-            if base == OPAQUE_WHITEOUT:
-                _opaque(pfd, posixpath.dirname(path) or ".", self.touched, self.whiteouts, m.name)
-            elif base.startswith(WHITEOUT_PREFIX):
-                _whiteout(pfd, base[len(WHITEOUT_PREFIX):], self.whiteouts, m.name)
-            else:
-                self._entry(m, path, pfd, base)
-        finally:
-            os.close(pfd)
+        pfd, base = self._parent(path, m.name)
+        if base == OPAQUE_WHITEOUT:
+            self.forget_dirs() if self.whiteouts == "copy" else None
+            pfd, base = self._parent(path, m.name)
+            _opaque(pfd, posixpath.dirname(path) or ".", self.touched, self.whiteouts, m.name)
+        elif base.startswith(WHITEOUT_PREFIX):
+            _whiteout(pfd, base[len(WHITEOUT_PREFIX):], self.whiteouts, m.name)
+            self.forget_dirs()
+        else:
+            self._entry(m, path, pfd, base)
 
     def _entry(self, m: tarfile.TarInfo, path: str, pfd: int, base: str) -> None:
         existing = _lstat_at(pfd, base)
         if existing is not None and not (m.isdir() and stat.S_ISDIR(existing.st_mode)):
             _remove_at(pfd, base)  # a new entry replaces the old one (dir onto dir merges)
+            self._dir_fds.pop(posixpath.dirname(path), None)  # keep pfd open until we are done
+            self.forget_dirs()
+            self._dir_fds[posixpath.dirname(path)] = pfd
         if not _make_node(self.tar, m, pfd, base, self.root_fd, self.result):
             return
         self.touched.add(path)
@@ -396,18 +423,20 @@ class _Applier:
         _set_xattrs(m, pfd, base)
         if m.isdir():  # later entries would change a dir's mtime; a 0555 dir would block them
             self.dirs.append((path, m, os.stat(base, dir_fd=pfd, follow_symlinks=False).st_ino))
+            if path not in self._dir_fds:  # its entries usually follow: open it now
+                if len(self._dir_fds) >= self.MAX_CACHED_DIRS:
+                    os.close(self._dir_fds.pop(next(iter(self._dir_fds))))  # the oldest
+                self._dir_fds[path] = os.open(base, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+                                              | os.O_CLOEXEC, dir_fd=pfd)
         else:
             _set_mode_and_time(m, pfd, base)
 
     def finish_dirs(self) -> None:
         for path, m, ino in reversed(self.dirs):  # deepest first
-            pfd, base = _parent_and_base(self.root_fd, path, m.name)
-            try:
-                st = _lstat_at(pfd, base)
-                if st is not None and st.st_ino == ino:  # still the directory we made
-                    _set_mode_and_time(m, pfd, base)
-            finally:
-                os.close(pfd)
+            pfd, base = self._parent(path, m.name)
+            st = _lstat_at(pfd, base)
+            if st is not None and st.st_ino == ino:  # still the directory we made
+                _set_mode_and_time(m, pfd, base)
 
 
 def apply_layer(layer, target_dir: str, *, whiteouts: str = "copy") -> ApplyResult:
@@ -431,14 +460,17 @@ def apply_layer(layer, target_dir: str, *, whiteouts: str = "copy") -> ApplyResu
     try:
         with tarfile.open(fileobj=io.BufferedReader(reader, 1 << 20), mode="r|") as tar:
             applier = _Applier(tar, root_fd, whiteouts, result)
-            for member in tar:
-                try:
-                    applier.apply(member)
-                except LayerError:
-                    raise
-                except OSError as e:
-                    raise LayerError(f"layer member {member.name!r}: {e}") from e
-            applier.finish_dirs()
+            try:
+                for member in tar:
+                    try:
+                        applier.apply(member)
+                    except LayerError:
+                        raise
+                    except OSError as e:
+                        raise LayerError(f"layer member {member.name!r}: {e}") from e
+                applier.finish_dirs()
+            finally:
+                applier.forget_dirs()
         reader.drain()  # the DiffID covers the whole stream, including the end-of-archive padding
     except tarfile.TarError as e:
         raise LayerError(f"not a valid layer tar ({kind} stream): {e}") from e

@@ -46,9 +46,11 @@ import hashlib
 import io
 import os
 import posixpath
+import queue
 import shutil
 import stat
 import tarfile
+import threading
 import zlib
 from dataclasses import dataclass, field
 
@@ -77,7 +79,7 @@ class ApplyResult:
 # Reading the layer: detect compression, hash the uncompressed stream (that hash is the DiffID).
 
 
-class _HashingReader(io.RawIOBase):
+class _HashingReader(io.RawIOBase):  # kept for readers of the chapter; apply_layer uses _Prefetcher
     """Passes bytes through and hashes them, so the DiffID comes for free while extracting."""
 
     def __init__(self, f):
@@ -148,6 +150,71 @@ class _ZstdReader(io.RawIOBase):
 
 
 _uncompressed = uncompressed_stream
+
+
+class _Prefetcher(io.RawIOBase):
+    """Reads (decompresses) and hashes the layer in a helper thread, a few MiB ahead of the tar
+    reader. zlib, zstd and hashlib release the GIL while they work, so decompression overlaps
+    with creating files, as ``tar -xzf`` overlaps them by running gzip in a second process.
+    Errors of the stream (a truncated gzip...) are raised in the reading thread, in order."""
+
+    def __init__(self, f, depth: int = 8):
+        self.sha256 = hashlib.sha256()
+        self._q: queue.Queue = queue.Queue(depth)
+        self._stop = threading.Event()
+        self._buf, self._done = memoryview(b""), False
+        self._thread = threading.Thread(target=self._run, args=(f,), name="layer-prefetch",
+                                        daemon=True)
+        self._thread.start()
+
+    def _run(self, f) -> None:
+        try:
+            while not self._stop.is_set():
+                chunk = f.read(1 << 20)
+                if chunk:
+                    self.sha256.update(chunk)
+                self._put(chunk)
+                if not chunk:
+                    return
+        except BaseException as e:  # handed over to the reader
+            self._put(e)
+
+    def _put(self, item) -> None:
+        while not self._stop.is_set():
+            try:
+                self._q.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        while not self._buf:
+            if self._done:
+                return 0
+            item = self._q.get()
+            if isinstance(item, BaseException):
+                self._done = True
+                raise item
+            if not item:
+                self._done = True
+                return 0
+            self._buf = memoryview(item)
+        n = min(len(b), len(self._buf))
+        b[:n] = self._buf[:n]
+        self._buf = self._buf[n:]
+        return n
+
+    def drain(self) -> None:
+        while self.read(1 << 20):
+            pass
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        super().close()
 
 
 # --------------------------------------------------------------------------------------------
@@ -454,7 +521,7 @@ def apply_layer(layer, target_dir: str, *, whiteouts: str = "copy") -> ApplyResu
     plain = uncompressed_stream(layer)
     kind = ("gzip" if isinstance(plain, gzip.GzipFile)
             else "zstd" if type(plain).__module__.startswith("zstandard") else "plain tar")
-    reader = _HashingReader(plain)
+    reader = _Prefetcher(plain)
     root_fd = os.open(target_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     result = ApplyResult(diff_id="")
     try:
@@ -482,6 +549,7 @@ def apply_layer(layer, target_dir: str, *, whiteouts: str = "copy") -> ApplyResu
         raise
     finally:
         os.close(root_fd)
+        reader.close()
     result.diff_id = "sha256:" + reader.sha256.hexdigest()
     return result
 

@@ -34,6 +34,11 @@ We iterate the members ourselves instead of ``tarfile.extractall``: its ``filter
 absolute symlinks such as ``bin/sh -> /bin/busybox`` that every real root filesystem contains.
 Gzip and zstd layers are detected by their magic bytes (zstd through the ``zstandard`` package).
 
+Speed, without giving up the above: the parent directory of each member is resolved in scope once
+and its fd reused by the next members of the same directory (the cache is emptied whenever
+something is removed, since that can change what a path resolves to); decompression and hashing
+run one thread ahead of the tar reader (zlib and hashlib release the GIL).
+
 Layers are independent when each is extracted into its own directory (overlay semantics: one
 snapshot per layer, see store.py): :func:`apply_layers_parallel` extracts several at once in
 worker processes (tar parsing is CPU-bound Python, so threads would queue on the GIL).
@@ -77,27 +82,6 @@ class ApplyResult:
 
 # --------------------------------------------------------------------------------------------
 # Reading the layer: detect compression, hash the uncompressed stream (that hash is the DiffID).
-
-
-class _HashingReader(io.RawIOBase):  # kept for readers of the chapter; apply_layer uses _Prefetcher
-    """Passes bytes through and hashes them, so the DiffID comes for free while extracting."""
-
-    def __init__(self, f):
-        self._f = f
-        self.sha256 = hashlib.sha256()
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, b) -> int:
-        data = self._f.read(len(b))
-        self.sha256.update(data)
-        b[: len(data)] = data
-        return len(data)
-
-    def drain(self) -> None:
-        while self.read(1 << 20):
-            pass
 
 
 def uncompressed_stream(f):
@@ -148,8 +132,6 @@ class _ZstdReader(io.RawIOBase):
         b[:n], self._buf = self._buf[:n], self._buf[n:]
         return n
 
-
-_uncompressed = uncompressed_stream
 
 
 class _Prefetcher(io.RawIOBase):

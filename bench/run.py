@@ -613,6 +613,8 @@ def bench_registry(ws: Workspace, args) -> list[Measurement]:
 BENCHMARKS: dict[str, tuple[Callable[[Workspace, argparse.Namespace], list[Measurement]], str]] = {
     "start": (bench_start, "container start: `true` in busybox"),
     "registry": (bench_registry, "pull of a ~100 MB 5-layer image from a local registry (and pull + unpack)"),
+    "unpack": (lambda ws, args: __import__("unpack_bench").bench(ws, args, sys.modules[__name__]),
+               "image unpack: 100 MB / 5,000 files, 1 and 4 layers (bench/unpack_bench.py)"),
 }
 
 

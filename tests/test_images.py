@@ -28,8 +28,8 @@ from minidocker.images.busybox import build_layer, canonical_json
 from minidocker.images.store import (MEDIA_TYPE_CONFIG, MEDIA_TYPE_LAYER, MEDIA_TYPE_MANIFEST,
                                      REF_NAME_ANNOTATION)
 
-SPEC = "/work/shared/specs/oci/image-spec"
-SCHEMA_DIR = os.path.join(SPEC, "schema")
+# The OCI image-spec v1.1.1 schemas, shipped verbatim in the package (images/model.py uses them too).
+from minidocker.images.model import SCHEMA_DIR  # noqa: E402
 HEX = "a" * 64
 D = "sha256:" + HEX
 

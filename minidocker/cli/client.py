@@ -394,7 +394,8 @@ class Client:
         else:
             # A file or an iterator of bytes (a build context): size unknown, so send it chunked.
             fields["Transfer-Encoding"] = "chunked"
-            chunks = iter(lambda: body.read(65536), b"") if hasattr(body, "read") else iter(body)
+            # bind read now: the lambda must not see ``body`` after it is reset below
+            chunks = iter(lambda read=body.read: read(65536), b"") if hasattr(body, "read") else iter(body)
             body = b""
         fields.update(headers or {})
         head = f"{method} {target} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in fields.items()) + "\r\n"

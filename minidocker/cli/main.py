@@ -30,6 +30,7 @@ import time
 
 from . import cgroups as cgroups_cli
 from .client import APIError, Client, DaemonNotRunning, read_frames
+from .images import add_verbs as add_image_verbs
 
 EXIT_DAEMON_ERROR = 125
 
@@ -385,23 +386,6 @@ def ps_row(it: dict) -> dict:
             "Labels": ",".join(f"{k}={v}" for k, v in (it.get("Labels") or {}).items())}
 
 
-def cmd_images(c, a):
-    items = c.request("GET", "/images/json", query={"all": a.all or None}).check().json()
-    if a.quiet:
-        for it in items:
-            print(it["Id"].split(":", 1)[1][:12] if not a.no_trunc else it["Id"])
-        return 0
-    rows = []
-    for it in items:
-        tags = it.get("RepoTags") or ["<none>:<none>"]
-        for t in tags:
-            repo, _, tag = t.rpartition(":")
-            iid = it["Id"] if a.no_trunc else it["Id"].split(":", 1)[1][:12]
-            rows.append([repo, tag, iid, ago(it["Created"]), human_size(it["Size"])])
-    print(table(rows, ["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"]))
-    return 0
-
-
 def cmd_inspect(c, a):
     out, rc = [], 0
     for ref in a.objects:
@@ -559,11 +543,7 @@ def build_parser() -> argparse.ArgumentParser:
     ps.add_argument("--no-trunc", action="store_true")
     ps.set_defaults(fn=cmd_ps)
 
-    im = sub.add_parser("images", help="list images")
-    im.add_argument("-a", "--all", action="store_true")
-    im.add_argument("-q", "--quiet", action="store_true")
-    im.add_argument("--no-trunc", action="store_true")
-    im.set_defaults(fn=cmd_images)
+    add_image_verbs(sub)  # images, image ..., tag, rmi, history, save, load, import (cli/images.py)
 
     ins = sub.add_parser("inspect", help="low-level information on objects")
     ins.add_argument("-f", "--format")

@@ -25,7 +25,7 @@ import time
 
 from .. import __version__
 from ..images.store import ImageNotFound
-from . import http
+from . import api_images, http
 from .engine import Conflict, InvalidRequest, NotFound, NotModified, StartError
 
 API_VERSION = "1.50"
@@ -76,8 +76,6 @@ class API:
             ("GET", C + r"/logs", self.container_logs),
             ("GET", C + r"/explain", self.container_explain),
             ("DELETE", C, self.container_delete),
-            ("GET", r"/images/json", self.images_list),
-            ("GET", r"/images/(?P<name>.+)/json", self.image_inspect),
         ]
         # Routes of their own modules (exec, more container verbs, events, system df).
         from . import api_containers, api_exec
@@ -85,12 +83,13 @@ class API:
         api_containers.register(self, s)
         for method, pattern, handler in routes:
             s.route(method, pattern, errors(handler))
+        api_images.register(self, s)  # images: list, inspect, tag, rmi, history, save/load, import, prune
         from . import api_cow
         api_cow.register(self, s)
         from . import api_cgroups
         api_cgroups.register(self, s)  # pause, unpause, stats (the cgroups chapter)
         from . import api_registry
-        api_registry.register(self, s)  # pull, push, login (the registry chapter)
+        api_registry.register(self, s)  # pull, push, login (the registry chapter; its minimal tag/rmi lose to api_images')
 
     # ---- system ---------------------------------------------------------------------------------
     async def ping(self, req):
@@ -290,23 +289,6 @@ class API:
         return None
 
     # ---- images ---------------------------------------------------------------------------------
-    async def images_list(self, req):
-        out = []
-        for img in self.engine.images.list():
-            out.append(image_summary(img))
-        return http.json_response(out)
-
-    async def image_inspect(self, req):
-        img = self.engine.images.resolve(req.match["name"])
-        cfg = img.config
-        return http.json_response({
-            "Id": img.id, "RepoTags": [familiar(r) for r in img.refs], "RepoDigests": [],
-            "Parent": "", "Comment": "", "Created": cfg.get("created", ""), "DockerVersion": "",
-            "Author": cfg.get("author", ""), "Config": cfg.get("config", {}), "Architecture": cfg.get("architecture", ""),
-            "Os": cfg.get("os", "linux"), "Size": img.size, "VirtualSize": img.size,
-            "GraphDriver": {"Name": self.engine.driver, "Data": {}},
-            "RootFS": {"Type": "layers", "Layers": list(img.diff_ids)},
-            "Metadata": {"LastTagTime": "0001-01-01T00:00:00Z"}})
 
 
 def familiar(ref: str) -> str:
@@ -315,12 +297,6 @@ def familiar(ref: str) -> str:
         return parse_reference(ref).familiar()
     except ValueError:
         return ref
-
-
-def image_summary(img) -> dict:
-    return {"Id": img.id, "ParentId": "", "RepoTags": [familiar(r) for r in img.refs], "RepoDigests": [],
-            "Created": img.created, "Size": img.size, "SharedSize": -1, "VirtualSize": img.size,
-            "Labels": (img.config.get("config") or {}).get("Labels"), "Containers": -1}
 
 
 def parse_filters(raw: str | None) -> dict:

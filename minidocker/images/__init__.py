@@ -3,9 +3,13 @@
 Chapter map (read in this order):
 
 * reference.py — ``busybox`` -> ``docker.io/library/busybox:latest`` (docker's normalisation)
+* model.py     — media types (OCI and Docker), platform selection in an index, the OCI JSON schemas
 * store.py     — blobs, manifests, configs and tags in the OCI image-layout format; image ids,
-                 DiffIDs and ChainIDs; extracted layers for overlay's ``lowerdir=``
-* layers.py    — applying a layer tar safely: whiteouts, symlinks, hardlinks, ownership, modes
+                 DiffIDs and ChainIDs; extracted layers for overlay's ``lowerdir=``; garbage collection
+* layers.py    — applying a layer tar safely: whiteouts, symlinks, hardlinks, ownership, modes;
+                 gzip/zstd; independent layers in parallel
+* hostile.py   — 30 hostile archives the applier must refuse or contain (tests and lab 06 use them)
+* archive.py   — docker-archive (``docker save``/``load``), OCI layout/archive, ``import``
 * busybox.py   — a real, reproducible image built offline from Debian's busybox-static
 """
 from .busybox import BusyboxMissing, build_busybox, busybox_available

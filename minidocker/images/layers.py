@@ -32,7 +32,16 @@ Safety (a layer comes from the network and is hostile until proven otherwise):
 
 We iterate the members ourselves instead of ``tarfile.extractall``: its ``filter='data'`` refuses
 absolute symlinks such as ``bin/sh -> /bin/busybox`` that every real root filesystem contains.
-Gzip layers are detected by their magic bytes; zstd is refused with a clear message (for now).
+Gzip and zstd layers are detected by their magic bytes (zstd through the ``zstandard`` package).
+
+Speed, without giving up the above: the parent directory of each member is resolved in scope once
+and its fd reused by the next members of the same directory (the cache is emptied whenever
+something is removed, since that can change what a path resolves to); decompression and hashing
+run one thread ahead of the tar reader (zlib and hashlib release the GIL).
+
+Layers are independent when each is extracted into its own directory (overlay semantics: one
+snapshot per layer, see store.py): :func:`apply_layers_parallel` extracts several at once in
+worker processes (tar parsing is CPU-bound Python, so threads would queue on the GIL).
 """
 from __future__ import annotations
 
@@ -42,9 +51,11 @@ import hashlib
 import io
 import os
 import posixpath
+import queue
 import shutil
 import stat
 import tarfile
+import threading
 import zlib
 from dataclasses import dataclass, field
 
@@ -73,36 +84,119 @@ class ApplyResult:
 # Reading the layer: detect compression, hash the uncompressed stream (that hash is the DiffID).
 
 
-class _HashingReader(io.RawIOBase):
-    """Passes bytes through and hashes them, so the DiffID comes for free while extracting."""
-
-    def __init__(self, f):
-        self._f = f
-        self.sha256 = hashlib.sha256()
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, b) -> int:
-        data = self._f.read(len(b))
-        self.sha256.update(data)
-        b[: len(data)] = data
-        return len(data)
-
-    def drain(self) -> None:
-        while self.read(1 << 20):
-            pass
-
-
-def _uncompressed(f) -> io.BufferedReader | gzip.GzipFile:
-    """Wrap ``f`` so reads return the uncompressed tar, whatever the layer's compression."""
+def uncompressed_stream(f):
+    """Wrap ``f`` so reads return the uncompressed tar, whatever the layer's compression:
+    gzip and zstd are recognised by their magic bytes (RFC 1952, RFC 8878), anything else is
+    read as a plain tar."""
     buffered = f if hasattr(f, "peek") else io.BufferedReader(f)
     magic = buffered.peek(4)[:4]
     if magic.startswith(GZIP_MAGIC):
         return gzip.GzipFile(fileobj=buffered, mode="rb")
     if magic == ZSTD_MAGIC:
-        raise LayerError("zstd-compressed layers are not supported yet (gzip and plain tar are)")
+        try:
+            import zstandard  # only layers that need it pay for the import
+        except ImportError:
+            raise LayerError("a zstd-compressed layer needs the zstandard package "
+                             "(pip install zstandard; make setup installs it)") from None
+        return _ZstdReader(buffered, zstandard.ZstdDecompressor())
     return buffered
+
+
+class _ZstdReader(io.RawIOBase):
+    """Decompress zstd frames one after the other; a stream that ends inside a frame is an
+    error (zstandard's own stream reader returns a short read instead, which a tar reader could
+    take for a complete archive)."""
+
+    def __init__(self, f, decompressor):
+        self._f, self._d = f, decompressor
+        self._obj, self._buf, self._eof = decompressor.decompressobj(), b"", False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        while not self._buf and not self._eof:
+            chunk = self._f.read(1 << 20)
+            if not chunk:
+                self._eof = True
+                if not self._obj.eof:
+                    raise LayerError("corrupt zstd layer stream: it ends inside a frame (truncated)")
+                break
+            while chunk:
+                self._buf += self._obj.decompress(chunk)
+                chunk = b""
+                if self._obj.eof and self._obj.unused_data:  # the next frame starts here
+                    chunk = self._obj.unused_data
+                    self._obj = self._d.decompressobj()
+        n = min(len(b), len(self._buf))
+        b[:n], self._buf = self._buf[:n], self._buf[n:]
+        return n
+
+
+
+class _Prefetcher(io.RawIOBase):
+    """Reads (decompresses) and hashes the layer in a helper thread, a few MiB ahead of the tar
+    reader. zlib, zstd and hashlib release the GIL while they work, so decompression overlaps
+    with creating files, as ``tar -xzf`` overlaps them by running gzip in a second process.
+    Errors of the stream (a truncated gzip...) are raised in the reading thread, in order."""
+
+    def __init__(self, f, depth: int = 8):
+        self.sha256 = hashlib.sha256()
+        self._q: queue.Queue = queue.Queue(depth)
+        self._stop = threading.Event()
+        self._buf, self._done = memoryview(b""), False
+        self._thread = threading.Thread(target=self._run, args=(f,), name="layer-prefetch",
+                                        daemon=True)
+        self._thread.start()
+
+    def _run(self, f) -> None:
+        try:
+            while not self._stop.is_set():
+                chunk = f.read(1 << 20)
+                if chunk:
+                    self.sha256.update(chunk)
+                self._put(chunk)
+                if not chunk:
+                    return
+        except BaseException as e:  # handed over to the reader
+            self._put(e)
+
+    def _put(self, item) -> None:
+        while not self._stop.is_set():
+            try:
+                self._q.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        while not self._buf:
+            if self._done:
+                return 0
+            item = self._q.get()
+            if isinstance(item, BaseException):
+                self._done = True
+                raise item
+            if not item:
+                self._done = True
+                return 0
+            self._buf = memoryview(item)
+        n = min(len(b), len(self._buf))
+        b[:n] = self._buf[:n]
+        self._buf = self._buf[n:]
+        return n
+
+    def drain(self) -> None:
+        while self.read(1 << 20):
+            pass
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        super().close()
 
 
 # --------------------------------------------------------------------------------------------
@@ -230,6 +324,8 @@ def _make_hardlink(m: tarfile.TarInfo, pfd: int, base: str, root_fd: int) -> Non
     try:
         if _lstat_at(sfd, sbase) is None:
             raise LayerError(f"layer member {m.name!r}: hardlink target {m.linkname!r} does not exist")
+        if stat.S_ISDIR(_lstat_at(sfd, sbase).st_mode):  # link(2) refuses too, less clearly
+            raise LayerError(f"layer member {m.name!r}: hardlink target {m.linkname!r} is a directory")
         os.link(sbase, base, src_dir_fd=sfd, dst_dir_fd=pfd, follow_symlinks=False)
     finally:
         os.close(sfd)
@@ -315,30 +411,57 @@ def _remove_untouched(dir_fd: int, dir_path: str, touched: set[str]) -> None:
 
 
 class _Applier:
+    """Applies members one by one. Parent directories are resolved in scope once and their fds
+    cached by path (a layer puts thousands of files in the same few directories); any removal
+    (a replaced entry, a whiteout) empties the cache, because it may change what a path resolves
+    to. A stale fd could only point at a deleted directory, never outside the target."""
+
+    MAX_CACHED_DIRS = 128  # well below the usual 1024 open files
+
     def __init__(self, tar: tarfile.TarFile, root_fd: int, whiteouts: str, result: ApplyResult):
         self.tar, self.root_fd, self.whiteouts, self.result = tar, root_fd, whiteouts, result
         self.touched: set[str] = set()  # paths this layer created (for opaque whiteouts)
         self.dirs: list[tuple[str, tarfile.TarInfo, int]] = []  # dir metadata applied at the end
+        self._dir_fds: dict[str, int] = {}
+
+    def _parent(self, path: str, member: str) -> tuple[int, str]:
+        """(borrowed fd of the parent directory, last component)."""
+        parent, base = posixpath.split(path)
+        fd = self._dir_fds.get(parent)
+        if fd is None:
+            fd = _open_dir_in_scope(self.root_fd, parent.split("/") if parent else [], member)
+            if len(self._dir_fds) >= self.MAX_CACHED_DIRS:
+                os.close(self._dir_fds.pop(next(iter(self._dir_fds))))  # the oldest
+            self._dir_fds[parent] = fd
+        return fd, base
+
+    def forget_dirs(self) -> None:
+        for fd in self._dir_fds.values():
+            os.close(fd)
+        self._dir_fds.clear()
 
     def apply(self, m: tarfile.TarInfo) -> None:
         path = clean_member_name(m.name)
         if path == ".":
             return  # the root entry: the target keeps its own owner and mode
-        pfd, base = _parent_and_base(self.root_fd, path, m.name)
-        try:
-            if base == OPAQUE_WHITEOUT:
-                _opaque(pfd, posixpath.dirname(path) or ".", self.touched, self.whiteouts, m.name)
-            elif base.startswith(WHITEOUT_PREFIX):
-                _whiteout(pfd, base[len(WHITEOUT_PREFIX):], self.whiteouts, m.name)
-            else:
-                self._entry(m, path, pfd, base)
-        finally:
-            os.close(pfd)
+        pfd, base = self._parent(path, m.name)
+        if base == OPAQUE_WHITEOUT:
+            self.forget_dirs() if self.whiteouts == "copy" else None
+            pfd, base = self._parent(path, m.name)
+            _opaque(pfd, posixpath.dirname(path) or ".", self.touched, self.whiteouts, m.name)
+        elif base.startswith(WHITEOUT_PREFIX):
+            _whiteout(pfd, base[len(WHITEOUT_PREFIX):], self.whiteouts, m.name)
+            self.forget_dirs()
+        else:
+            self._entry(m, path, pfd, base)
 
     def _entry(self, m: tarfile.TarInfo, path: str, pfd: int, base: str) -> None:
         existing = _lstat_at(pfd, base)
         if existing is not None and not (m.isdir() and stat.S_ISDIR(existing.st_mode)):
             _remove_at(pfd, base)  # a new entry replaces the old one (dir onto dir merges)
+            self._dir_fds.pop(posixpath.dirname(path), None)  # keep pfd open until we are done
+            self.forget_dirs()
+            self._dir_fds[posixpath.dirname(path)] = pfd
         if not _make_node(self.tar, m, pfd, base, self.root_fd, self.result):
             return
         self.touched.add(path)
@@ -349,18 +472,20 @@ class _Applier:
         _set_xattrs(m, pfd, base)
         if m.isdir():  # later entries would change a dir's mtime; a 0555 dir would block them
             self.dirs.append((path, m, os.stat(base, dir_fd=pfd, follow_symlinks=False).st_ino))
+            if path not in self._dir_fds:  # its entries usually follow: open it now
+                if len(self._dir_fds) >= self.MAX_CACHED_DIRS:
+                    os.close(self._dir_fds.pop(next(iter(self._dir_fds))))  # the oldest
+                self._dir_fds[path] = os.open(base, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+                                              | os.O_CLOEXEC, dir_fd=pfd)
         else:
             _set_mode_and_time(m, pfd, base)
 
     def finish_dirs(self) -> None:
         for path, m, ino in reversed(self.dirs):  # deepest first
-            pfd, base = _parent_and_base(self.root_fd, path, m.name)
-            try:
-                st = _lstat_at(pfd, base)
-                if st is not None and st.st_ino == ino:  # still the directory we made
-                    _set_mode_and_time(m, pfd, base)
-            finally:
-                os.close(pfd)
+            pfd, base = self._parent(path, m.name)
+            st = _lstat_at(pfd, base)
+            if st is not None and st.st_ino == ino:  # still the directory we made
+                _set_mode_and_time(m, pfd, base)
 
 
 def apply_layer(layer, target_dir: str, *, whiteouts: str = "copy") -> ApplyResult:
@@ -375,30 +500,64 @@ def apply_layer(layer, target_dir: str, *, whiteouts: str = "copy") -> ApplyResu
     if isinstance(layer, (str, os.PathLike)):
         with open(layer, "rb") as f:
             return apply_layer(f, target_dir, whiteouts=whiteouts)
-    reader = _HashingReader(_uncompressed(layer))
+    plain = uncompressed_stream(layer)
+    kind = ("gzip" if isinstance(plain, gzip.GzipFile)
+            else "zstd" if type(plain).__module__.startswith("zstandard") else "plain tar")
+    reader = _Prefetcher(plain)
     root_fd = os.open(target_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     result = ApplyResult(diff_id="")
     try:
         with tarfile.open(fileobj=io.BufferedReader(reader, 1 << 20), mode="r|") as tar:
             applier = _Applier(tar, root_fd, whiteouts, result)
-            for member in tar:
-                try:
-                    applier.apply(member)
-                except LayerError:
-                    raise
-                except OSError as e:
-                    raise LayerError(f"layer member {member.name!r}: {e}") from e
-            applier.finish_dirs()
+            try:
+                for member in tar:
+                    try:
+                        applier.apply(member)
+                    except LayerError:
+                        raise
+                    except OSError as e:
+                        raise LayerError(f"layer member {member.name!r}: {e}") from e
+                applier.finish_dirs()
+            finally:
+                applier.forget_dirs()
         reader.drain()  # the DiffID covers the whole stream, including the end-of-archive padding
     except tarfile.TarError as e:
-        raise LayerError(f"not a valid layer tar: {e}") from e
+        raise LayerError(f"not a valid layer tar ({kind} stream): {e}") from e
     except (EOFError, gzip.BadGzipFile, zlib.error) as e:
-        raise LayerError(f"corrupt layer stream: {e}") from e
+        raise LayerError(f"corrupt {kind} layer stream: {e}") from e
+    except Exception as e:
+        if type(e).__name__ == "ZstdError":  # zstandard's own error type, imported lazily
+            raise LayerError(f"corrupt zstd layer stream: {e}") from e
+        raise
     finally:
         os.close(root_fd)
+        reader.close()
     result.diff_id = "sha256:" + reader.sha256.hexdigest()
     return result
 
 
-__all__ = ["apply_layer", "ApplyResult", "LayerError", "clean_member_name",
+def _apply_job(job: tuple[str, str, str]) -> ApplyResult:
+    layer, target, whiteouts = job
+    return apply_layer(layer, target, whiteouts=whiteouts)
+
+
+def apply_layers_parallel(jobs: list[tuple[str, str]], *, whiteouts: str = "overlay",
+                          workers: int | None = None) -> list[ApplyResult]:
+    """Extract independent layers, each ``(layer path, empty target dir)``, at the same time.
+
+    Results come back in the order of ``jobs``. The first failure is raised (as LayerError);
+    the caller owns the target directories and removes them on failure, as it would after
+    :func:`apply_layer`. Worker processes are forked: the parent's imports are reused and nothing
+    but the job tuple crosses the pipe.
+    """
+    workers = min(len(jobs), workers or os.cpu_count() or 1)
+    if workers <= 1:
+        return [apply_layer(layer, target, whiteouts=whiteouts) for layer, target in jobs]
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+        return list(pool.map(_apply_job, [(l, t, whiteouts) for l, t in jobs]))
+
+
+__all__ = ["apply_layer", "apply_layers_parallel", "uncompressed_stream", "ApplyResult", "LayerError", "clean_member_name",
            "WHITEOUT_PREFIX", "OPAQUE_WHITEOUT"]

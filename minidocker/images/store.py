@@ -31,7 +31,12 @@ Rules the code follows:
   share its directories. Layers keep overlayfs-style whiteouts (see layers.py): the directories are
   meant to be stacked as ``lowerdir=`` of an overlay mount, top-most first.
 * An image whose last tag is removed or moved stays in the index without a name (docker's
-  "dangling" ``<none>:<none>`` image) until :meth:`ImageStore.delete`. Blob GC comes later.
+  "dangling" ``<none>:<none>`` image) until :meth:`ImageStore.delete`.
+* Garbage collection (:meth:`ImageStore.gc`) is mark and sweep: mark every blob reachable from
+  index.json (index -> manifests -> config + layers), sweep the rest, all under the index lock so
+  no tag appears half-way. A blob being ingested right now for an image not yet added is not
+  reachable yet: GC skips blobs younger than ``grace`` seconds for that reason (containerd uses
+  leases for the same problem).
 """
 from __future__ import annotations
 
@@ -483,6 +488,31 @@ class ImageStore:
             entries[:] = [e for e in entries if e not in doomed]
         return sorted(_ref_name(e) for e in doomed if _ref_name(e))
 
+    def gc(self, grace: float = 0.0) -> "GCResult":
+        """Sweep the blobs nothing in index.json reaches; return what was removed."""
+        import time
+        result = GCResult()
+        with self._locked():
+            keep = _reachable(self, self._entries())
+            now = time.time()
+            for name in sorted(os.listdir(self.content.blob_dir)):
+                path = os.path.join(self.content.blob_dir, name)
+                try:
+                    st = os.stat(path)
+                except FileNotFoundError:
+                    continue
+                if name.startswith("."):  # an ingest in progress (or one that died long ago)
+                    if now - st.st_mtime > max(grace, 3600):
+                        os.unlink(path)
+                    continue
+                if "sha256:" + name in keep or now - st.st_mtime < grace:
+                    continue
+                os.unlink(path)
+                result.removed.append("sha256:" + name)
+                result.reclaimed += st.st_size
+            self._parsed = {d: v for d, v in self._parsed.items() if d in keep}
+        return result
+
     def _config_digest(self, entry: dict) -> str | None:
         if entry.get("mediaType", MEDIA_TYPE_MANIFEST) not in MANIFEST_MEDIA_TYPES:
             return None
@@ -591,6 +621,38 @@ class ImageStore:
             raise
         _fsync_dir(base)
         return fs
+
+
+@dataclass
+class GCResult:
+    """What :meth:`ImageStore.gc` removed: blob digests and the bytes they took."""
+
+    removed: list[str] = field(default_factory=list)
+    reclaimed: int = 0
+
+
+def _reachable(store: "ImageStore", entries: list[dict]) -> set[str]:
+    """Mark: every digest reachable from the index entries (nested indexes included)."""
+    marked: set[str] = set()
+    todo = [e.get("digest") for e in entries]
+    while todo:
+        digest = todo.pop()
+        if not isinstance(digest, str) or digest in marked or not _DIGEST_RE.fullmatch(digest):
+            continue
+        marked.add(digest)
+        if not store.content.has(digest) or store.content.size(digest) > (16 << 20):
+            continue  # layers are big and never point anywhere: do not parse them
+        try:
+            doc = json.loads(store.content.read(digest))
+        except (ValueError, UnicodeDecodeError):
+            continue
+        if not isinstance(doc, dict):
+            continue
+        refs = [d for d in (doc.get("manifests") or []) + (doc.get("layers") or [])
+                if isinstance(d, dict)]
+        refs += [doc[k] for k in ("config", "subject") if isinstance(doc.get(k), dict)]
+        todo.extend(d.get("digest") for d in refs)
+    return marked
 
 
 def _without_ref(entry: dict) -> dict:

@@ -1,0 +1,313 @@
+"""Image verbs of the CLI: images, image inspect/ls/rm/prune/tag/history/save/load/import, tag, rmi,
+history, save, load, import. Each is one Docker Engine API request (see daemon/api_images.py);
+the CLI only renders the answer as docker does. Standard library only, like the rest of the CLI.
+
+``save`` and ``load`` move archives as raw bytes: the daemon streams a tar to us (``GET
+/images/get``), and we stream one to it, chunked (``POST /images/load``), so neither side holds a
+multi-hundred-megabyte image in one string on the client.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+from .client import APIError
+
+
+def _main():
+    from . import main  # helpers (table, ago, ...) live there; imported when a verb runs
+    return main
+
+
+def _error(e: APIError | str) -> int:
+    msg = e.message if isinstance(e, APIError) else e
+    print(f"Error response from daemon: {msg}", file=sys.stderr)
+    return 1
+
+
+def _filters(items: list[str] | None) -> dict | None:
+    out: dict[str, list[str]] = {}
+    for item in items or []:
+        k, eq, v = item.partition("=")
+        if not eq:
+            raise SystemExit(f"invalid argument \"{item}\" for \"-f, --filter\" flag: bad format of "
+                             "filter (expected name=value)")
+        out.setdefault(k, []).append(v)
+    return out or None
+
+
+# ---- images / image ls --------------------------------------------------------------------------
+
+def cmd_images(c, a):
+    m = _main()
+    filters = _filters(a.filter)
+    if a.repository:
+        filters = filters or {}
+        filters.setdefault("reference", []).append(a.repository)
+    items = c.request("GET", "/images/json", query={"all": a.all or None,
+                                                    "filters": filters}).check().json()
+    if a.quiet:
+        seen = []
+        for it in items:
+            iid = it["Id"] if a.no_trunc else it["Id"].split(":", 1)[1][:12]
+            if iid not in seen:
+                seen.append(iid)
+                print(iid)
+        return 0
+    if a.format:
+        for it in items:
+            print(m.format_go(a.format, it))
+        return 0
+    rows = []
+    for it in items:
+        iid = it["Id"] if a.no_trunc else it["Id"].split(":", 1)[1][:12]
+        for t in it.get("RepoTags") or ["<none>:<none>"]:
+            repo, _, tag = t.rpartition(":")
+            rows.append([repo, tag, iid, m.ago(it["Created"]), m.human_size(it["Size"])])
+    print(m.table(rows, ["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"]))
+    return 0
+
+
+def cmd_image_inspect(c, a):
+    m, out, rc = _main(), [], 0
+    for name in a.images:
+        r = c.request("GET", f"/images/{name}/json")
+        if r.status >= 400:
+            print(f"Error: No such image: {name}", file=sys.stderr)
+            rc = 1
+            continue
+        out.append(r.json())
+    if a.format:
+        for o in out:
+            print(m.format_go(a.format, o))
+    else:
+        print(json.dumps(out, indent=4))
+    return rc
+
+
+# ---- tag / rmi / history / prune ---------------------------------------------------------------
+
+def cmd_tag(c, a):
+    target = a.target
+    last = target.rsplit("/", 1)[-1]
+    repo, tag = (target.rsplit(":", 1) if ":" in last and "@" not in target else (target, None))
+    r = c.request("POST", f"/images/{a.source}/tag", query={"repo": repo, "tag": tag})
+    return _error(APIError.from_body(r.status, r.body)) if r.status >= 400 else 0
+
+
+def cmd_rmi(c, a):
+    rc = 0
+    for name in a.images:
+        r = c.request("DELETE", f"/images/{name}", query={"force": a.force or None,
+                                                         "noprune": a.no_prune or None})
+        if r.status >= 400:
+            rc = _error(APIError.from_body(r.status, r.body))
+            continue
+        for item in r.json():
+            for k, v in item.items():
+                print(f"{k}: {v}")
+    return rc
+
+
+def cmd_history(c, a):
+    m = _main()
+    rows = c.request("GET", f"/images/{a.image}/history").check().json()
+    if a.quiet:
+        for row in rows:
+            print(row["Id"] if a.no_trunc or row["Id"] == "<missing>" else row["Id"].split(":", 1)[1][:12])
+        return 0
+    out = []
+    for row in rows:
+        iid = row["Id"] if a.no_trunc or row["Id"] == "<missing>" else row["Id"].split(":", 1)[1][:12]
+        by = row["CreatedBy"] if a.no_trunc or len(row["CreatedBy"]) <= 45 else row["CreatedBy"][:44] + "…"
+        out.append([iid, m.ago(row["Created"]) if row["Created"] else "N/A", by,
+                    m.human_size(row["Size"]), row.get("Comment", "")])
+    print(m.table(out, ["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"]))
+    return 0
+
+
+def cmd_prune(c, a):
+    m = _main()
+    filters = _filters(a.filter) or {}
+    if a.all:
+        filters["dangling"] = ["false"]
+    if not a.force:
+        what = "all images without at least one container associated to them" if a.all \
+            else "all dangling images"
+        print(f"WARNING! This will remove {what}.\nAre you sure you want to continue? [y/N] ",
+              end="", flush=True)
+        if sys.stdin.readline().strip().lower() not in ("y", "yes"):
+            return 0
+    res = c.request("POST", "/images/prune", query={"filters": filters or None}).check().json()
+    if res.get("ImagesDeleted"):
+        print("Deleted Images:")
+        for item in res["ImagesDeleted"]:
+            for k, v in item.items():
+                print(f"{k.lower()}: {v}")
+        print()
+    print(f"Total reclaimed space: {m.human_size(res.get('SpaceReclaimed', 0))}")
+    return 0
+
+
+# ---- save / load / import ---------------------------------------------------------------------
+
+def cmd_save(c, a):
+    if not a.output and sys.stdout.isatty():
+        return _error("cowardly refusing to save to a terminal. Use the -o flag or redirect")
+    query = [("names", n) for n in a.images]
+    if a.format != "docker-archive":
+        query.append(("format", "oci-archive"))
+    stream = c.open_stream("GET", "/images/get", query=query)
+    if a.format == "oci":  # a layout directory: unpack the oci-archive here
+        if not a.output:
+            return _error("--format oci writes a directory: give it with -o DIR")
+        import tarfile
+        with stream, tarfile.open(fileobj=stream, mode="r|") as tar:
+            tar.extractall(a.output, filter="data")
+        return 0
+    tmp = None
+    try:
+        if a.output:
+            tmp = a.output + ".tmp-minidocker"
+            out = open(tmp, "wb")
+        else:
+            out = sys.stdout.buffer
+        with stream:
+            while chunk := stream.read(1 << 20):
+                out.write(chunk)
+        out.flush()
+        if tmp:
+            out.close()
+            os.rename(tmp, a.output)  # no half-written archive under the real name
+            tmp = None
+    finally:
+        if tmp and os.path.exists(tmp):
+            os.unlink(tmp)
+    return 0
+
+
+def _send_stream(c, path: str, query, f) -> int:
+    rc = 0
+    for msg in c.stream("POST", path, query=query, body=f,
+                        headers={"Content-Type": "application/x-tar"}):
+        if msg.get("error") or msg.get("errorDetail"):
+            print(msg.get("error") or msg["errorDetail"].get("message"), file=sys.stderr)
+            rc = 1
+        elif "stream" in msg:
+            print(msg["stream"], end="")
+        elif "status" in msg:
+            print(msg["status"])
+    return rc
+
+
+def _tar_of_directory(path: str):
+    import io
+    import tarfile
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name in sorted(os.listdir(path)):
+            tar.add(os.path.join(path, name), arcname=name)
+    buf.seek(0)
+    return buf
+
+
+def cmd_load(c, a):
+    if a.input and os.path.isdir(a.input):  # an OCI layout directory
+        return _send_stream(c, "/images/load", {"quiet": a.quiet or None}, _tar_of_directory(a.input))
+    if a.input:
+        with open(a.input, "rb") as f:
+            return _send_stream(c, "/images/load", {"quiet": a.quiet or None}, f)
+    if sys.stdin.isatty():
+        return _error("requested load from stdin, but stdin is empty")
+    return _send_stream(c, "/images/load", {"quiet": a.quiet or None}, sys.stdin.buffer)
+
+
+def cmd_import(c, a):
+    query = [("fromSrc", "-")]
+    if a.repository:
+        last = a.repository.rsplit("/", 1)[-1]
+        repo, tag = a.repository.rsplit(":", 1) if ":" in last else (a.repository, "")
+        query += [("repo", repo), ("tag", tag)]
+    query += [("changes", ch) for ch in a.change or []]
+    if a.message:
+        query.append(("message", a.message))
+    if a.file == "-":
+        return _send_stream(c, "/images/create", query, sys.stdin.buffer)
+    if os.path.isdir(a.file):  # docker import takes tarballs; a directory is tarred here first
+        return _send_stream(c, "/images/create", query, _tar_of_directory(a.file))
+    try:
+        f = open(a.file, "rb")
+    except OSError as e:
+        return _error(f"cannot read {a.file}: {e.strerror}")
+    with f:
+        return _send_stream(c, "/images/create", query, f)
+
+
+# ---- the parser -------------------------------------------------------------------------------
+
+def _images_args(p):
+    p.add_argument("-a", "--all", action="store_true", help="show all images (incl. intermediate)")
+    p.add_argument("-q", "--quiet", action="store_true", help="only show image IDs")
+    p.add_argument("-f", "--filter", action="append", help="dangling=true, reference=busybox*, "
+                   "label=k=v, before=IMG, since=IMG")
+    p.add_argument("--format")
+    p.add_argument("--no-trunc", action="store_true")
+    p.add_argument("repository", nargs="?")
+    p.set_defaults(fn=cmd_images)
+
+
+def _add(sub, name, fn, help_, **kw):
+    p = sub.add_parser(name, help=help_, **kw)
+    p.set_defaults(fn=fn)
+    return p
+
+
+def _image_verbs(sub, top_level: bool) -> None:
+    if not top_level:  # top-level `inspect` is main.py's, for containers and images
+        ins = _add(sub, "inspect", cmd_image_inspect, "display detailed information on images")
+        ins.add_argument("-f", "--format")
+        ins.add_argument("images", nargs="+")
+    t = _add(sub, "tag", cmd_tag, "create a tag TARGET that refers to SOURCE")
+    t.add_argument("source")
+    t.add_argument("target")
+    rm = _add(sub, "rmi" if top_level else "rm", cmd_rmi, "remove images",
+              aliases=[] if top_level else ["rmi"])
+    rm.add_argument("-f", "--force", action="store_true")
+    rm.add_argument("--no-prune", action="store_true")
+    rm.add_argument("images", nargs="+")
+    h = _add(sub, "history", cmd_history, "show the history of an image")
+    h.add_argument("-q", "--quiet", action="store_true")
+    h.add_argument("--no-trunc", action="store_true")
+    h.add_argument("image")
+    s = _add(sub, "save", cmd_save, "save images to a tar archive (docker-archive; also OCI)")
+    s.add_argument("-o", "--output")
+    s.add_argument("--format", default="docker-archive", choices=["docker-archive", "oci-archive", "oci"],
+                   help="docker-archive (default; also a valid OCI layout), oci-archive, or oci (a layout directory, -o DIR)")
+    s.add_argument("images", nargs="+")
+    ld = _add(sub, "load", cmd_load, "load images from a tar archive (docker-archive or OCI)")
+    ld.add_argument("-i", "--input")
+    ld.add_argument("-q", "--quiet", action="store_true")
+    im = _add(sub, "import", cmd_import, "import a root filesystem tarball (or directory) as an image")
+    im.add_argument("-c", "--change", action="append")
+    im.add_argument("-m", "--message")
+    im.add_argument("file")
+    im.add_argument("repository", nargs="?")
+
+
+def add_verbs(sub) -> None:
+    """Register ``images``, ``image ...`` and the top-level image verbs on the CLI parser."""
+    _images_args(sub.add_parser("images", help="list images"))
+    _image_verbs(sub, top_level=True)
+    image = sub.add_parser("image", help="manage images: image ls|inspect|rm|prune|tag|history|save|load|import")
+    isub = image.add_subparsers(dest="image_verb", metavar="COMMAND")
+    _images_args(isub.add_parser("ls", aliases=["list"], help="list images"))
+    _image_verbs(isub, top_level=False)
+    pr = _add(isub, "prune", cmd_prune, "remove unused images")
+    pr.add_argument("-a", "--all", action="store_true", help="all images not used by a container")
+    pr.add_argument("-f", "--force", action="store_true", help="do not ask")
+    pr.add_argument("--filter", action="append")
+    image.set_defaults(fn=lambda c, a: (image.print_help(), 0)[1])
+
+
+__all__ = ["add_verbs"]

@@ -17,11 +17,12 @@ import time
 from ..runtime import archive
 from . import events as ev
 from . import http
-from .engine import dir_size
+from .engine import dir_size, graph_driver
 
 
 def register(api, server) -> None:
-    from .api import errors, image_summary, parse_filters
+    from .api import errors, parse_filters
+    from .api_images import summary as image_summary
     engine = api.engine
     C = r"/containers/(?P<id>[^/]+)"
 
@@ -157,7 +158,7 @@ def register(api, server) -> None:
         used: dict[str, int] = {}
         for c in engine.containers.values():
             s = engine.summary(c)
-            s["SizeRw"] = await asyncio.to_thread(dir_size, c.cfg.upperdir)
+            s["SizeRw"] = await asyncio.to_thread(dir_size, graph_driver(c)["Data"].get("UpperDir", ""))
             s["SizeRootFs"] = s["SizeRw"]
             cs.append(s)
             used[c.cfg.image_id] = used.get(c.cfg.image_id, 0) + 1

@@ -241,7 +241,15 @@ class ImageRoutes:
         report = [{"Untagged": familiar(r)} for r in img.refs]
         self.store.delete(img)
         report.append({"Deleted": img.id})
+        self.drop_unused_layers()
         return report
+
+    def drop_unused_layers(self) -> None:
+        """The image's extracted layers go with it, unless another image or a container uses them
+        (the snapshotter refuses to remove a layer anything is stacked on). Blobs are only collected
+        by `image prune`: a pull in progress has blobs that no index entry names yet."""
+        from ..images.unpack import prune
+        prune(self.store, self.api.engine.snapshotter)
 
     async def prune(self, req):
         filters = parse_filters(req.query.get("filters"))
@@ -265,6 +273,7 @@ class ImageRoutes:
             self.store.delete(img)
             deleted.append({"Deleted": img.id})
         gc = self.store.gc()
+        self.drop_unused_layers()
         return {"ImagesDeleted": deleted or None, "SpaceReclaimed": gc.reclaimed}
 
     # ---- save, load, import --------------------------------------------------------------------

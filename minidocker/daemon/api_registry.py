@@ -301,6 +301,8 @@ def register(api, server: http.Server) -> None:
     """Called from API.register; these routes come before the generic ``/images/(?P<name>.+)/json``."""
     from .api import errors
     r = RegistryRoutes(api)
+    # POST /images/create is routed by api_images (fromSrc = import) and hands pulls (fromImage) here.
+    api.images_create = r.images_create
     for method, pattern, handler in [
         ("POST", r"/images/create", r.images_create),
         ("POST", r"/images/(?P<name>.+)/push", r.image_push),

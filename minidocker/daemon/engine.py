@@ -508,7 +508,7 @@ class Engine:
                 continue
             if until is not None and parse_rfc3339(c.created) * 1e9 > until:
                 continue
-            reclaimed += await asyncio.to_thread(dir_size, c.cfg.upperdir)
+            reclaimed += await asyncio.to_thread(dir_size, graph_driver(c)["Data"].get("UpperDir", ""))
             await self.remove(c.id)
             deleted.append(c.id)
         return deleted, reclaimed

@@ -554,9 +554,11 @@ class ImageStore:
 
     def _by_reference(self, named: Reference) -> Image | None:
         entries = self._entries()
-        if named.digest is not None:  # name@digest: that manifest, known under that repository
+        if named.digest is not None:  # name@digest: that manifest, known under that repository...
             for image in self._images_from([e for e in entries if e["digest"] == named.digest]):
-                if any(parse_reference(r).repository == named.repository for r in image.refs):
+                # ...or under no name at all: what a pull by digest stores (the digest names the
+                # content exactly; this store keeps no separate repository-digest records).
+                if not image.refs or any(parse_reference(r).repository == named.repository for r in image.refs):
                     return image
             return None
         wanted = str(named)

@@ -43,8 +43,12 @@ mount -t proc proc /host/proc
 mount -t sysfs sysfs /host/sys
 mount -t cgroup2 cgroup2 /host/sys/fs/cgroup
 mount -t devtmpfs devtmpfs /host/dev
+# The checkout may live under /tmp or /run (a CI clone, say), which get the guest's own tmpfs
+# next: keep a handle on it first, and put it back at the same path afterwards.
+mkdir -p /repo && mount -o bind /host__REPO__ /repo
 mount -t tmpfs tmpfs /host/tmp
 mount -t tmpfs tmpfs /host/run
+mkdir -p /host__REPO__ 2>/dev/null; mount -o bind /repo /host__REPO__
 chroot /host /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/tmp __PYTHON__ -S -B __CHECKS__ __REPO__
 echo "guest checks exited $?"
 poweroff -f

@@ -560,3 +560,20 @@ def test_twenty_clients_at_once(daemon):
     assert outputs == {i: (0, f"client-{i}\n".encode()) for i in range(20)}
     assert set(os.listdir(os.path.join(daemon.root, "containers"))) == before  # nothing leaked
     assert not [c for c in daemon.api("GET", "/containers/json?all=1")[1] if c["Names"][0].startswith("/conc")]
+
+
+def test_logs_follow_ends_at_until(daemon):
+    """`logs -f --until T` follows a running container's output and stops once T has passed."""
+    st, created = daemon.api("POST", "/containers/create?name=ticker",
+                             {"Image": "busybox", "Cmd": ["sh", "-c", "while :; do echo tick; sleep 0.1; done"]})
+    assert st == 201, created
+    try:
+        assert daemon.api("POST", "/containers/ticker/start")[0] == 204
+        t0 = time.time()
+        st, body = daemon.api("GET", f"/containers/ticker/logs?stdout=1&follow=1&until={int(t0) + 2}", timeout=20)
+        assert st == 200
+        assert time.time() - t0 < 15  # it ended (the container still runs)
+        assert body.count(b"tick") >= 2
+        assert daemon.api("GET", "/containers/ticker/json")[1]["State"]["Running"] is True
+    finally:
+        daemon.api("DELETE", "/containers/ticker?force=1")

@@ -263,30 +263,41 @@ class API:
         if follow and c.running:
             exited = asyncio.get_running_loop().create_future()
             c.next_exit.append(exited)
-            buf = b""
-            while True:
-                if req.disconnected.is_set():
-                    return None
-                new, pos = read_from(path, pos)
-                buf += new
-                *complete, buf = buf.split(b"\n")
-                for raw in complete:
-                    try:
-                        out = render(json.loads(raw))
-                    except ValueError:
-                        continue
-                    if out:
-                        await stream.write(out)
-                if exited.done():
-                    new, pos = read_from(path, pos)
-                    if not new:
-                        break
-                    buf += new
-                    continue
-                await asyncio.wait([exited, asyncio.ensure_future(req.disconnected.wait())],
-                                   timeout=0.1, return_when=asyncio.FIRST_COMPLETED)
+            gone = asyncio.ensure_future(req.disconnected.wait())  # one waiter for the whole follow
+            try:
+                await self.follow_log(path, pos, render, stream, exited, gone, until)
+            finally:
+                gone.cancel()
+            if req.disconnected.is_set():
+                return None
         await stream.close()
         return None
+
+    @staticmethod
+    async def follow_log(path, pos, render, stream, exited, gone, until) -> None:
+        """`logs -f`: new lines as the monitor appends them, until the container exits, the client
+        goes away, or the time `--until` names has passed."""
+        buf = b""
+        while True:
+            if gone.done() or (until is not None and time.time_ns() > until):
+                return
+            new, pos = read_from(path, pos)
+            buf += new
+            *complete, buf = buf.split(b"\n")
+            for raw in complete:
+                try:
+                    out = render(json.loads(raw))
+                except ValueError:
+                    continue
+                if out:
+                    await stream.write(out)
+            if exited.done():
+                new, pos = read_from(path, pos)
+                if not new:
+                    return
+                buf += new
+                continue
+            await asyncio.wait([exited, gone], timeout=0.1, return_when=asyncio.FIRST_COMPLETED)
 
     # ---- images ---------------------------------------------------------------------------------
 

@@ -250,12 +250,15 @@ class API:
                 data = entry.get("time", "").encode() + b" " + data
             return data if c.cfg.tty else http.encode_frame(1 if s == "stdout" else 2, data)
 
-        lines = [e for e in read_log_lines(path) if render(e) is not None]
+        # What is in the log now, and where following goes on, from ONE read: a line the monitor
+        # appends between two separate reads would otherwise be neither sent nor followed.
+        data, _ = read_from(path, 0)
+        pos = data.rfind(b"\n") + 1  # whole lines only; one being written is read again by follow
+        lines = [e for e in parse_log_lines(data[:pos]) if render(e) is not None]
         if tail not in ("all", "", None):
             n = int(tail) if str(tail).lstrip("-").isdigit() else -1
             if n >= 0:
                 lines = lines[-n:] if n else []
-        pos = os.path.getsize(path) if os.path.exists(path) else 0
         for entry in lines:
             out = render(entry)
             if out:
@@ -334,17 +337,13 @@ def rfc3339_ns(ts: str) -> int:
     return secs * 1_000_000_000 + int((frac + "000000000")[:9])
 
 
-def read_log_lines(path: str) -> list[dict]:
+def parse_log_lines(data: bytes) -> list[dict]:
     out = []
-    try:
-        with open(path, "rb") as f:
-            for raw in f:
-                try:
-                    out.append(json.loads(raw))
-                except ValueError:
-                    continue
-    except FileNotFoundError:
-        pass
+    for raw in data.splitlines():
+        try:
+            out.append(json.loads(raw))
+        except ValueError:
+            continue
     return out
 
 

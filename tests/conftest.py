@@ -218,3 +218,15 @@ def remove_cgroup_parent(parent: str) -> None:
             os.rmdir(d)
         except OSError:
             pass
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_cgroup_parent_left():
+    """Every daemon a test starts uses the session's cgroup parent (``Daemon.cgroup_parent``); it is
+    removed at the end even when the shared ``daemon`` fixture was not used."""
+    yield
+    parent = f"minidocker-test-{os.getpid()}"
+    if os.geteuid() == 0:
+        left = cgroup_leftovers(parent)
+        remove_cgroup_parent(parent)
+        assert not left, f"container cgroups left behind: {left}"

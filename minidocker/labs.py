@@ -269,6 +269,24 @@ def format_results(results: list[Result], title: str | None = None) -> str:
     return "\n".join(lines)
 
 
+def script_main(argv: list[str], check: Callable, reference: str, skeleton: str | os.PathLike,
+                title: str, needs_root: str | None = None) -> int:
+    """What ``python labs/NN-topic/check.py [--reference] [SOLUTION.py]`` does in every lab: load the
+    student's file (the skeleton by default) or the reference module, run ``check`` on it, print the
+    table, exit 0 only if every check passed. ``needs_root`` says why the lab cannot run otherwise."""
+    if "--reference" in argv:
+        module, what = importlib.import_module(reference), reference
+    else:
+        path = Path(next((a for a in argv if not a.startswith("-")), skeleton))
+        module, what = load_module(path, f"lab_solution_{Path(path).stem}"), str(path)
+    if needs_root and os.geteuid() != 0:
+        print(f"{title} needs root ({needs_root})")
+        return 1
+    results = check(module)
+    print(format_results(results, f"{title} — checking {what}\n"))
+    return 0 if results and all(_passed(r[1]) for r in results) else 1
+
+
 def format_list(labs: list[Lab], root: str | os.PathLike | None = None) -> str:
     if not labs:
         return f"no labs found in {labs_root(root)}"

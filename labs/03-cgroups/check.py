@@ -7,8 +7,6 @@ real kernel (as root): every cgroup and process it creates is removed at the end
 """
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import os
 import subprocess
 import sys
@@ -183,30 +181,10 @@ def check(module) -> list[Result]:
     return results
 
 
-def _load(path: Path):
-    spec = importlib.util.spec_from_file_location("lab03_solution", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
 
 def main(argv: list[str]) -> int:
-    if "--reference" in argv:
-        module, what = importlib.import_module(REFERENCE), REFERENCE
-    else:
-        path = Path(next((a for a in argv if not a.startswith("-")), HERE / "skeleton.py"))
-        module, what = _load(path), str(path)
-    if os.geteuid() != 0:
-        print("lab 03 needs root (it creates real cgroups)")
-        return 1
-    results = check(module)
-    width = max(len(n) for n, _, _ in results)
-    print(f"lab 03 (control groups) — checking {what}\n")
-    for name, ok, detail in results:
-        print(f"  {'PASS' if ok else 'FAIL'}  {name:<{width}}  {detail}")
-    passed = sum(ok for _, ok, _ in results)
-    print(f"\n{passed}/{len(results)} passed")
-    return 0 if passed == len(results) else 1
+    from minidocker.labs import script_main
+    return script_main(argv, check, REFERENCE, HERE / "skeleton.py", 'lab 03 (control groups)', needs_root='it creates real cgroups')
 
 
 if __name__ == "__main__":

@@ -8,8 +8,6 @@ and layer writer against them.
 from __future__ import annotations
 
 import hashlib
-import importlib
-import importlib.util
 import io
 import os
 import shutil
@@ -149,30 +147,10 @@ def check(module) -> list[Result]:
     return results
 
 
-def _load(path: Path):
-    spec = importlib.util.spec_from_file_location("lab05_solution", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
 
 def main(argv: list[str]) -> int:
-    if "--reference" in argv:
-        module, what = importlib.import_module(REFERENCE), REFERENCE
-    else:
-        path = Path(next((a for a in argv if not a.startswith("-")), HERE / "skeleton.py"))
-        module, what = _load(path), str(path)
-    if os.geteuid() != 0:
-        print("lab 05 needs root (overlay mounts)")
-        return 1
-    results = check(module)
-    width = max(len(n) for n, _, _ in results)
-    print(f"lab 05 (copy-on-write) — checking {what}\n")
-    for name, ok, detail in results:
-        print(f"  {'PASS' if ok else 'FAIL'}  {name:<{width}}  {detail}")
-    passed = sum(ok for _, ok, _ in results)
-    print(f"\n{passed}/{len(results)} passed")
-    return 0 if passed == len(results) else 1
+    from minidocker.labs import script_main
+    return script_main(argv, check, REFERENCE, HERE / "skeleton.py", 'lab 05 (copy-on-write)', needs_root='overlay mounts')
 
 
 if __name__ == "__main__":

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import importlib
-import importlib.util
 import io
 import os
 import re
@@ -136,28 +134,10 @@ def check(module):
     return results
 
 
-def _load(path: Path):
-    spec = importlib.util.spec_from_file_location("lab06_solution", path)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # dataclasses look their module up there
-    spec.loader.exec_module(mod)
-    return mod
-
 
 def main(argv: list[str]) -> int:
-    if "--reference" in argv:
-        module, what = importlib.import_module(REFERENCE), REFERENCE
-    else:
-        path = Path(next((a for a in argv if not a.startswith("-")), HERE / "skeleton.py"))
-        module, what = _load(path), str(path)
-    results = check(module)
-    width = max(len(r[0]) for r in results)
-    print(f"lab 06 (images: a safe layer applier) — checking {what}\n")
-    for name, ok, detail in results:
-        print(f"  {'PASS' if ok else 'FAIL'}  {name:<{width}}  {detail}")
-    passed = sum(r[1] for r in results)
-    print(f"\n{passed}/{len(results)} passed")
-    return 0 if passed == len(results) else 1
+    from minidocker.labs import script_main
+    return script_main(argv, check, REFERENCE, HERE / "skeleton.py", 'lab 06 (images: a safe layer applier)')
 
 
 if __name__ == "__main__":

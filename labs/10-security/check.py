@@ -23,10 +23,12 @@ for p in (str(REPO), str(REPO / "tests")):   # run from a checkout; the probe's 
         sys.path.insert(0, p)
 
 from minidocker import rootfs as R  # noqa: E402
+from minidocker.labs import case  # noqa: E402
 from minidocker.kernel import PR_CAPBSET_DROP, Linux, Recorder  # noqa: E402
 from minidocker.security import capabilities as C  # noqa: E402
 from minidocker.security import seccomp as S  # noqa: E402
-from minidocker.security.confine import CONTAINER_NAMESPACES, Defences  # noqa: E402
+from minidocker.security.confine import (CONTAINER_NAMESPACES, SETUP_FAILED, Defences,  # noqa: E402
+                                         exec_captured)
 
 REFERENCE = "minidocker.security.confine"
 Result = tuple[str, bool, str]
@@ -46,32 +48,14 @@ def probe(setup, *attacks: str) -> dict:
 
     def pid1() -> str:
         R.make_mounts_private(Linux())
-        r, w = os.pipe()
-        pid = os.fork()
-        if pid == 0:
-            try:
-                os.close(r)
-                os.dup2(w, 1)
-                os.dup2(w, 2)
-                setup(Linux())
-                os.execv(binary, [binary, "-d", scratch, *attacks])
-            except BaseException as e:  # noqa: BLE001 - reported as a probe line
-                os.write(2, f"setup-error {type(e).__name__}: {e}\n".encode())
-            finally:
-                os._exit(127)
-        os.close(w)
-        chunks = []
-        while chunk := os.read(r, 65536):
-            chunks.append(chunk)
-        os.waitpid(pid, 0)
-        return b"".join(chunks).decode(errors="replace")
+        return exec_captured([binary, "-d", scratch, *attacks], lambda: setup(Linux()))[1]
 
     try:
         out = R._run_in_new_namespaces(pid1, flags=CONTAINER_NAMESPACES, timeout=30)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     for line in out.splitlines():
-        _fail(not line.startswith("setup-error "), f"your code raised in the container: {line[12:]}")
+        _fail(not line.startswith(SETUP_FAILED), f"your code raised in the container: {line[len(SETUP_FAILED):]}")
     return {k: v.result for k, v in parse(out).items()}
 
 
@@ -185,13 +169,7 @@ CHECKS = [("capability_mask", check_mask), ("drop_capabilities (calls)", check_d
 
 def check(module) -> list[Result]:
     """Run every check against ``module``; an exception (NotImplementedError included) fails it."""
-    results: list[Result] = []
-    for name, fn in CHECKS:
-        try:
-            results.append((name, True, fn(module)))
-        except Exception as e:  # noqa: BLE001 - a failed check, reported in the table
-            results.append((name, False, f"{type(e).__name__}: {e}"))
-    return results
+    return [case(name, lambda fn=fn: (True, fn(module))) for name, fn in CHECKS]
 
 
 def main(argv: list[str]) -> int:

@@ -16,7 +16,7 @@ import time
 
 from ..runtime import archive
 from . import events as ev
-from . import http
+from .. import http
 from .engine import dir_size, graph_driver
 
 

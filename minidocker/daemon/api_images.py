@@ -34,7 +34,7 @@ import tempfile
 from ..images import archive
 from ..images.reference import InvalidReference, parse_reference
 from ..images.store import ImageNotFound
-from . import http
+from .. import http
 from .engine import Conflict, InvalidRequest
 
 _CHUNK = 1 << 20

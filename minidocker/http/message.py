@@ -119,24 +119,32 @@ class Body:
     def __len__(self) -> int:
         return self.size
 
+    def _present(self) -> None:
+        if self._file is None and self._buffer is None:
+            raise RuntimeError("the request body was already moved away (save)")
+
     def bytes(self) -> bytes:
         """The whole body in memory (for small bodies; large ones should use ``open`` or ``save``)."""
+        self._present()
         if self._file is None:
-            return bytes(self._buffer or b"")
+            return bytes(self._buffer)
         with open(self._file.name, "rb") as f:
             return f.read()
 
     def open(self):
         """A binary file object positioned at the start of the body."""
+        self._present()
         if self._file is None:
-            return io.BytesIO(bytes(self._buffer or b""))
+            return io.BytesIO(bytes(self._buffer))
         return open(self._file.name, "rb")
 
     def save(self, path: str) -> None:
         """Put the body at ``path``: a rename when it is spooled on the same filesystem, else a copy."""
+        self._present()
         if self._file is None:
             with open(path, "wb") as f:
-                f.write(self._buffer or b"")
+                f.write(self._buffer)
+            self._buffer = None
             return
         self._file.close()
         try:
@@ -146,12 +154,11 @@ class Body:
                 shutil.copyfileobj(src, dst, 1 << 20)
             os.unlink(self._file.name)
         self._file = None
-        self._buffer = bytearray()
-        self.size = 0
+        self._buffer = None  # moved away: size still tells how big it was
 
     def append_to(self, path: str) -> None:
         """Append the body to the file at ``path`` (a registry upload session), in pieces."""
-        if self._file is None and self.size == 0:
+        if self.size == 0:
             return
         if self._file is not None and os.path.getsize(path) == 0:
             self.save(path)  # the common case, a blob in one piece: no copy at all

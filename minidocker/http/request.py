@@ -128,6 +128,20 @@ class Request:
         """Append the body to the file at ``path``, in pieces."""
         await asyncio.to_thread(self._body.append_to, path)
 
+    async def write_body_to(self, writer: asyncio.StreamWriter, close: bool = True) -> None:
+        """Copy the body into ``writer`` (a helper process's stdin) in pieces, then close it.
+        A writer whose reader went away (the helper exited early) ends the copy quietly."""
+        try:
+            with self.open_body() as f:
+                while chunk := await asyncio.to_thread(f.read, 1 << 20):
+                    writer.write(chunk)
+                    await writer.drain()
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        finally:
+            if close:
+                writer.close()
+
     def json(self):
         """The body parsed as JSON; None when the body is empty; HTTPError 400 when malformed."""
         if self._json_cache is ...:

@@ -512,9 +512,12 @@ def test_bad_requests_get_dockers_statuses_and_messages(daemon):
 def test_versions_headers_and_booleans(daemon):
     head = raw(daemon, b"HEAD /_ping HTTP/1.1\r\nHost: x\r\n\r\n")
     assert b"API-Version: 1.50" in head and b"OSType: linux" in head
-    for prefix in ("", "/v1.24", "/v1.41", "/v1.99"):
+    for prefix in ("", "/v1.24", "/v1.41", "/v1.50"):
         st, body = daemon.api("GET", prefix + "/version")
         assert st == 200 and body["ApiVersion"] == "1.50"
+    for prefix, word in (("/v1.99", "new"), ("/v99999999999999999999", "new"), ("/v1.23", "old")):
+        st, body = daemon.api("GET", prefix + "/version")  # outside the range served: dockerd's 400
+        assert st == 400 and f"is too {word}" in body["message"], (prefix, body)
     st, body = daemon.api("POST", "/containers/create?name=boolc", {"Image": "busybox", "Cmd": ["sleep", "30"]})
     daemon.api("POST", "/containers/boolc/start")
     st, body = daemon.api("DELETE", "/containers/boolc?force=False")

@@ -526,6 +526,17 @@ def test_versions_headers_and_booleans(daemon):
     assert st == 204  # True is true (docker-py's spelling)
 
 
+def test_wait_omits_error_when_there_is_none(daemon):
+    st, _ = daemon.api("POST", "/containers/create?name=waitc", {"Image": "busybox", "Cmd": ["sh", "-c", "exit 3"]})
+    assert st == 201
+    try:
+        assert daemon.api("POST", "/containers/waitc/start")[0] == 204
+        st, body = daemon.api("POST", "/containers/waitc/wait")
+        assert (st, body) == (200, {"StatusCode": 3})  # dockerd: no "Error": null
+    finally:
+        daemon.api("DELETE", "/containers/waitc?force=1")
+
+
 def test_socket_is_0660_with_the_minidocker_group(daemon):
     import grp
     st = os.stat(daemon.sock)

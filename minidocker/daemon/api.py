@@ -190,7 +190,7 @@ class API:
         if code is None or not task.done():
             task.cancel()
             return None
-        await stream.write_json({"StatusCode": task.result(), "Error": None})
+        await stream.write_json({"StatusCode": task.result()})  # dockerd omits Error when there is none
         await stream.close()
         return None
 

@@ -23,6 +23,7 @@ import tempfile
 from .. import wire
 
 SPOOL_ABOVE = 1 << 20  # request bodies larger than 1 MiB go to a temporary file
+SPOOL_PREFIX = ".body-"  # its name in spool_dir
 
 
 class HTTPError(Exception):
@@ -103,7 +104,7 @@ class Body:
         if self._file is None and self.size > self.memory_limit:
             if self.spool_dir:
                 os.makedirs(self.spool_dir, exist_ok=True)
-            self._file = tempfile.NamedTemporaryFile(prefix=".body-", dir=self.spool_dir, delete=False)
+            self._file = tempfile.NamedTemporaryFile(prefix=SPOOL_PREFIX, dir=self.spool_dir, delete=False)
             self._file.write(self._buffer)
             self._buffer = None
         if self._file is not None:

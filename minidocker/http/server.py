@@ -41,7 +41,7 @@ from http import HTTPStatus
 
 import h11
 
-from .message import Body, Headers, HTTPError, ClientDisconnected, Response, empty, error_response, no_body_allowed
+from .message import SPOOL_PREFIX, Body, Headers, HTTPError, ClientDisconnected, Response, empty, error_response, no_body_allowed
 from .request import Request
 
 log = logging.getLogger("minidocker.http")
@@ -123,6 +123,20 @@ class _Connection:
         self._pump = asyncio.get_running_loop().create_task(pump())
         return replay
 
+    async def linger(self, limit: int = 1 << 20, seconds: float = 1.0) -> None:
+        """After an error answer to a request we did not read to its end: half-close, then read and
+        drop what the client is still sending for a moment. Closing a TCP socket with unread data
+        sends a reset, and the client may lose our answer with it (Go's server lingers the same way)."""
+        try:
+            if self.writer.can_write_eof():
+                self.writer.write_eof()
+            got = 0
+            async with asyncio.timeout(seconds):
+                while got < limit and (data := await self.reader.read(READ_SIZE)):
+                    got += len(data)
+        except (TimeoutError, ConnectionError, OSError):
+            pass
+
     async def close(self) -> None:
         if self._pump is not None:
             self._pump.cancel()
@@ -198,7 +212,7 @@ class Server:
                 raise RuntimeError(f"another daemon is listening on {path}")
             os.unlink(path)
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        self._loop = asyncio.get_running_loop()
+        self._start()
         srv = await asyncio.start_unix_server(self._serve_connection, path=path, limit=self.max_head,
                                               backlog=self.backlog)
         self._servers.append(srv)
@@ -217,11 +231,18 @@ class Server:
         Over TLS asyncio closes the connection at the client's EOF, so a client half-close during
         attach/exec ends the stream.
         """
-        self._loop = asyncio.get_running_loop()
+        self._start()
         srv = await asyncio.start_server(self._serve_connection, host, port, ssl=ssl_context,
                                          limit=self.max_head, backlog=self.backlog)
         self._servers.append(srv)
         log.info("listening on %s://%s:%d", "https" if ssl_context else "tcp", host, port)
+
+    def _start(self) -> None:
+        if self._loop is None and self.spool_dir and os.path.isdir(self.spool_dir):
+            for name in os.listdir(self.spool_dir):  # bodies left by a server that crashed mid-request
+                if name.startswith(SPOOL_PREFIX):
+                    os.unlink(os.path.join(self.spool_dir, name))
+        self._loop = asyncio.get_running_loop()
 
     async def serve_forever(self) -> None:
         """Wait until ``close()`` is called."""
@@ -277,6 +298,7 @@ class Server:
                     log.info("bad request: %d %s", e.status, e.message)
                     if conn.h11.our_state in (h11.IDLE, h11.SEND_RESPONSE):
                         await self._send(conn, "GET", error_response(e.status, e.message), keep_alive=False)
+                        await conn.linger()
                     break
                 except _NotHTTP:
                     break

@@ -658,3 +658,21 @@ print(check_htpasswd(path, "alice", "wonderland"), check_htpasswd(path, "alice",
                          capture_output=True, text=True, check=True,
                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__)))).stdout.split()
     assert out == ["True", "False", "True", "False", "False", "False"]
+
+
+def test_client_verifies_a_manifest_fetched_by_sha512(mdreg, source):
+    import hashlib
+    from minidocker.registry.client import digest_as
+    store, image = source
+    client = Registry(mdreg.host)
+    client.push("app", "1", store, image)
+    data = store.content.read(image.manifest_digest)
+    d512 = "sha512:" + hashlib.sha512(data).hexdigest()
+    status, _, _ = _upload(mdreg.host, "PUT", f"/v2/app/manifests/{d512}", data,
+                           {"Content-Type": image.manifest["mediaType"]})
+    assert status == 201
+    got, _, digest = client.get_manifest("app", d512)
+    assert got == data and digest == image.manifest_digest  # verified in sha512, named in sha256 locally
+    assert digest_as(d512, data) == d512 and digest_as(image.manifest_digest, data) == image.manifest_digest
+    with pytest.raises(RegistryError, match="unsupported digest algorithm"):
+        digest_as("md5:" + "0" * 32, data)

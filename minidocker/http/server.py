@@ -82,14 +82,17 @@ class _Connection:
         self.fresh = True  # nothing received yet
         self._pump: asyncio.Task | None = None
 
-    async def send(self, event) -> None:
-        data = self.h11.send_with_data_passthrough(event)
-        if data:
-            self.writer.writelines(data)
+    async def send(self, *events) -> None:
+        """Send h11 events in one write (a whole small response leaves in one segment)."""
+        pieces = []
+        for event in events:
+            pieces += self.h11.send_with_data_passthrough(event) or []
+        if pieces:
+            self.writer.writelines(pieces)
             await self.writer.drain()
 
-    async def send_head(self, status: int, fields: dict) -> None:
-        await self.send(h11.Response(status_code=status, reason=_reason(status), headers=list(fields.items())))
+    async def send_head(self, status: int, fields: dict, *then) -> None:
+        await self.send(h11.Response(status_code=status, reason=_reason(status), headers=list(fields.items())), *then)
 
     async def send_upgrade(self, fields: dict) -> None:
         """``HTTP/1.1 101 UPGRADED``: dockerd's reason phrase, which some clients print."""
@@ -479,10 +482,8 @@ class Server:
             fields["Content-Length"] = str(len(response.body))  # on HEAD: the length a GET would have had
         if not keep_alive:
             fields["Connection"] = "close"
-        await conn.send_head(response.status, fields)
-        if response.body and not bodiless and method != "HEAD":
-            await conn.send(h11.Data(data=response.body))
-        await conn.send(h11.EndOfMessage())
+        body = [h11.Data(data=response.body)] if response.body and not bodiless and method != "HEAD" else []
+        await conn.send_head(response.status, fields, *body, h11.EndOfMessage())
 
 
 def _body_too_slow():

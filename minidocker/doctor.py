@@ -226,6 +226,23 @@ def overlay_info(filesystems: str, mounts: list[dict], root: str) -> dict:
             "upper_ok": supported and problem is None, "problem": problem}
 
 
+def storage_driver_info(filesystems: str, overlay: dict) -> dict:
+    """Which storage drivers (minidocker/unionfs.py) minidockerd could use with this state directory:
+    driver -> "" if usable, else why not. copy works everywhere."""
+    has = {line.split()[-1] for line in filesystems.splitlines() if line.split()}
+    out = {"overlay": "" if overlay["upper_ok"] else (overlay["problem"] or "no overlay in the kernel"),
+           "copy": ""}
+    if "btrfs" not in has:
+        out["btrfs"] = "no btrfs in the kernel"
+    elif shutil.which("btrfs") is None:
+        out["btrfs"] = "the 'btrfs' command is missing (btrfs-progs)"
+    elif overlay["fstype"] != "btrfs":
+        out["btrfs"] = f"{overlay['checked']} is on {overlay['fstype']}, not btrfs"
+    else:
+        out["btrfs"] = ""
+    return out
+
+
 def userns_info() -> dict:
     raw = read_text("/proc/sys/user/max_user_namespaces")
     maximum = int(raw) if raw and raw.strip().isdigit() else None
@@ -517,6 +534,7 @@ def collect(daemon_host: str | None = None, root: str | None = None) -> dict:
         "tools": tool_info(),
         "daemon": daemon_info(daemon_host),
     }
+    info["storage_drivers"] = storage_driver_info(read_text("/proc/filesystems", ""), info["overlayfs"])
     info["chapters"] = chapter_verdicts(info)
     return info
 
@@ -566,6 +584,9 @@ def report(info: dict) -> str:
         ("can be overlay upper", upper),
         ("storage driver", "overlay (minidockerd's default)" if ov["upper_ok"]
          else "copy (minidockerd falls back to it: --storage-driver copy)")]))
+
+    sections.append(_section("storage drivers", [
+        (name, "usable" if not why else f"no ({why})") for name, why in info["storage_drivers"].items()]))
 
     clone = un["unprivileged_userns_clone"]
     sections.append(_section("user namespaces", [

@@ -36,9 +36,10 @@ def parse_args(argv):
     p.add_argument("--tlskey", help="the daemon's private key")
     p.add_argument("--group", "-G", default="minidocker", help="group owning the socket (if it exists)")
     p.add_argument("--no-base-image", action="store_true", help="do not build busybox:latest at start")
-    p.add_argument("-s", "--storage-driver", choices=("overlay", "copy"),
+    p.add_argument("-s", "--storage-driver", choices=("overlay", "copy", "btrfs"),
                    default=os.environ.get("MINIDOCKER_STORAGE_DRIVER", "overlay"),
-                   help="overlay (default; falls back to copy where overlay cannot work) or copy")
+                   help="overlay (default; falls back to copy where overlay cannot work), copy, or btrfs "
+                        "(the root must be on btrfs)")
     p.add_argument("--cgroup-parent", default="minidocker",
                    help="parent cgroup of every container's cgroup (default minidocker)")
     p.add_argument("-D", "--debug", action="store_true")
@@ -120,6 +121,11 @@ async def serve(args) -> None:
 def choose_storage_driver(wanted: str, root: str) -> tuple[str, str]:
     """The overlay driver needs a kernel with overlayfs and a state directory that may be an upper
     layer (not itself on overlayfs, e.g. inside a container): probe it for real, else fall back."""
+    if wanted == "btrfs":
+        from ..unionfs import btrfs_usable
+        ok, why = btrfs_usable(os.path.join(root, "snapshots"))
+        if not ok:   # asked for explicitly: refuse rather than quietly use another driver
+            raise SystemExit(f"minidockerd: the btrfs storage driver cannot work here: {why}")
     if wanted != "overlay":
         return wanted, ""
     from ..unionfs import overlay_usable

@@ -1,0 +1,77 @@
+"""A btrfs file system on a loop device, for tests of the btrfs storage driver (there is no btrfs root
+on the test machines).
+
+Nothing may outlive the test run, even a killed one (SIGKILL runs no teardown):
+
+* the image file is unlinked as soon as the loop device holds it open (no file left on disk);
+* ``mount -o loop`` sets LO_FLAGS_AUTOCLEAR: the loop device detaches itself at the last unmount;
+* the mount is made in a *private mount namespace* the test process enters first (propagation
+  slave: host mounts still show, ours never reach the host) — when the process dies, the namespace,
+  the mount and so the loop device go with it.
+
+If the process cannot enter a new mount namespace (unshare(CLONE_NEWNS) fails with EINVAL once the
+process has threads), the mount is made on the host under ``STALE_PREFIX<pid>`` and the next run
+unmounts what a dead run left there (a session fixture tears it down normally).
+"""
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import subprocess
+import tempfile
+
+from minidocker import kernel as K
+
+STALE_PREFIX = "/tmp/minidocker-test-btrfs-"
+SIZE = 1 << 30   # sparse: only what is written takes space
+
+
+def _sweep_stale() -> None:
+    for d in glob.glob(STALE_PREFIX + "*"):
+        pid = d[len(STALE_PREFIX):]
+        if pid.isdigit() and os.path.exists(f"/proc/{pid}"):
+            continue
+        subprocess.run(["umount", "-l", d], capture_output=True)
+        with contextlib.suppress(OSError):
+            os.rmdir(d)
+
+
+def _private_namespace() -> bool:
+    """Enter a new mount namespace (slave propagation). False if this process cannot."""
+    k = K.Linux()
+    try:
+        k.unshare(K.CLONE_NEWNS)
+    except OSError:
+        return False
+    k.mount(None, "/", None, K.MS_REC | K.MS_SLAVE, None)
+    return True
+
+
+@contextlib.contextmanager
+def btrfs_mount():
+    """Yield a directory on a fresh btrfs; unmount (and so detach the loop device) afterwards."""
+    _sweep_stale()
+    private = _private_namespace()
+    where = tempfile.mkdtemp(prefix="minidocker-btrfs-") if private else STALE_PREFIX + str(os.getpid())
+    os.makedirs(where, exist_ok=True)
+    fd, image = tempfile.mkstemp(prefix="btrfs-", suffix=".img", dir="/var/tmp")
+    try:
+        os.ftruncate(fd, SIZE)
+        os.close(fd)
+        subprocess.run(["mkfs.btrfs", "-q", "-f", image], check=True, capture_output=True)
+        subprocess.run(["mount", "-o", "loop", image, where], check=True, capture_output=True)
+    finally:
+        os.unlink(image)       # the loop device keeps it open: freed when it detaches
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", where], capture_output=True)
+        with contextlib.suppress(OSError):
+            os.rmdir(where)
+
+
+def loop_devices_of(pattern: str = "btrfs-") -> list[str]:
+    """Loop devices whose backing file name contains ``pattern`` (what a leak would look like)."""
+    r = subprocess.run(["losetup", "-l", "-n", "-O", "NAME,BACK-FILE"], capture_output=True, text=True)
+    return [line.split()[0] for line in r.stdout.splitlines() if pattern in line]

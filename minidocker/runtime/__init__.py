@@ -109,6 +109,7 @@ def create(root: str, cid: str, bundle: str, *, stdio=(None, None, None), consol
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     console_fd = _console_fd(console_socket)
     plan = cgroup_mount_plan() if S.wants_cgroupfs(spec) else []
+    precompile_seccomp(spec)
     cg_path = resources.cgroup_path(spec, cid)
     keep = (theirs.fileno(), fifo_fd) + ((console_fd,) if console_fd is not None else ())
     keep += tuple(range(3, 3 + preserve_fds))
@@ -131,6 +132,8 @@ def create(root: str, cid: str, bundle: str, *, stdio=(None, None, None), consol
         if answer != "ready":
             msg = answer[len("error: "):] if answer.startswith("error: ") else "container init exited during setup"
             raise RuntimeError_(msg)
+        # The device cgroup, now that the init made its /dev (its mknods must not be refused).
+        resources.set_devices(spec, cid)
     except BaseException:
         if proc is not None:
             proc.kill(_signal.SIGKILL)
@@ -158,6 +161,14 @@ def create(root: str, cid: str, bundle: str, *, stdio=(None, None, None), consol
     if pid_file:
         atomic_write_text(pid_file, str(proc.pid))
     return proc
+
+
+def precompile_seccomp(spec: dict) -> None:
+    """Compile ``linux.seccomp`` to BPF here, before the fork: the child inherits the compiled
+    program (the security chapter's memory cache) and needs no libseccomp after pivot_root."""
+    if (spec.get("linux") or {}).get("seccomp"):
+        from ..security import seccomp
+        seccomp.compile_bpf(spec["linux"]["seccomp"])
 
 
 def atomic_write_text(path: str, text: str) -> None:

@@ -106,6 +106,9 @@ def spawn_exec(spec: dict, target_pid: int, process: dict, *, stdio, console_fd=
                privileged: bool = False):
     """Fork a process into the namespaces and cgroups of ``target_pid``; our child (detached)."""
     from .. import namespaces
+    from . import precompile_seccomp
+    if not privileged:
+        precompile_seccomp(spec)
     # Opened here, in the host's view: inside the container's mount namespace they are out of reach.
     cgroup_fds = tuple(os.open(p, os.O_WRONLY | os.O_CLOEXEC) for p in cgroup_procs_paths(target_pid))
     extra = tuple(fd for fd in (console_fd, wait_fd) if fd is not None)

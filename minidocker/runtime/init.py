@@ -36,16 +36,12 @@ from .. import rootfs
 from . import spec as S
 
 # The security chapter, loaded now: after pivot_root the host's Python files are out of reach.
-try:
-    from ..security import capabilities as _caps, masks as _masks, seccomp as _seccomp, sysctls as _sysctls
-except ImportError:  # pragma: no cover - the chapter is developed in parallel (issue 10)
-    _caps = _masks = _seccomp = _sysctls = None
+from ..security import capabilities as _caps, masks as _masks, seccomp as _seccomp, sysctls as _sysctls
 
 EXIT_CANNOT_INVOKE = 126
 EXIT_NOT_FOUND = 127
-PR_SET_KEEPCAPS = getattr(K, "PR_SET_KEEPCAPS", 8)
+PR_SET_KEEPCAPS = K.PR_SET_KEEPCAPS
 SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
-KEYCTL_JOIN_SESSION_KEYRING = 1
 
 
 def resolve_user(spec: str, passwd: str = "/etc/passwd", group: str = "/etc/group") -> tuple[int, int, list[int]]:
@@ -133,8 +129,7 @@ def join_session_keyring(k) -> None:
     """Step 2: a new anonymous session keyring. Keyrings are not namespaced: without this the
     container would share the session keyring of whoever started it (runc does the same; Docker's
     seccomp profile then blocks keyctl altogether)."""
-    if hasattr(K.Linux, "keyctl") or isinstance(k, K.Recorder):
-        k.keyctl(KEYCTL_JOIN_SESSION_KEYRING, None)
+    k.keyctl(K.KEYCTL_JOIN_SESSION_KEYRING, None)
 
 
 def link_up(k, name: str = "lo") -> None:
@@ -164,12 +159,12 @@ def cgroup_mount_plan(mountinfo: list | None = None) -> list[tuple[str, str, str
     return out
 
 
-def mount_cgroupfs(k, plan: list[tuple[str, str, str]]) -> None:
+def mount_cgroupfs(k, plan: list[tuple[str, str, str]], readonly: bool = True) -> None:
     """Step 4b: /sys/fs/cgroup, read-only. Mounted inside our cgroup namespace, each hierarchy shows
     our own cgroup as its root: the container sees its limits and cannot change them (or anyone
     else's). v2: one read-only cgroup2 mount. v1/hybrid (as runc): a tmpfs holding one read-only
     mount per hierarchy, then the tmpfs itself remounted read-only."""
-    flags = K.MS_NOSUID | K.MS_NODEV | K.MS_NOEXEC | K.MS_RDONLY
+    flags = K.MS_NOSUID | K.MS_NODEV | K.MS_NOEXEC | (K.MS_RDONLY if readonly else 0)
     top = "/sys/fs/cgroup"
     if len(plan) == 1 and plan[0][0] == "":
         k.mount("cgroup2", top, "cgroup2", flags, None)
@@ -237,13 +232,10 @@ def wait_for_start(fifo_fd: int) -> None:
 def confine(k, proc: dict, linux: dict) -> tuple[int, int, list[int]]:
     """Steps 10-12, shared with exec: seccomp, credentials, capabilities. Returns the credentials."""
     uid, gid, groups = process_credentials(proc)
-    # 10. no_new_privs if asked; then seccomp, while we still hold CAP_SYS_ADMIN (without
-    #     no_new_privs, seccomp(2) needs it) and *before* dropping to the user (runc's order).
-    if proc.get("noNewPrivileges"):
-        k.prctl(K.PR_SET_NO_NEW_PRIVS, 1)
-    if linux.get("seccomp"):
-        if _seccomp is None:
-            raise RuntimeError("linux.seccomp is set but the security chapter is missing")
+    nnp = bool(proc.get("noNewPrivileges"))
+    # 10. Without no_new_privs (Docker's default) seccomp(2) needs CAP_SYS_ADMIN: install the filter
+    #     now, while we hold it and before the uid changes (the filter allows what 11-14 need).
+    if linux.get("seccomp") and not nnp:
         _seccomp.install(k, linux["seccomp"])
     # 11. groups before gid before uid (after setuid we could not). PR_SET_KEEPCAPS keeps the
     #     permitted set across the uid change, so step 12 can still pick what survives.
@@ -255,9 +247,13 @@ def confine(k, proc: dict, linux: dict) -> tuple[int, int, list[int]]:
     # 12. Capabilities: bounding (so an exec of a setuid file cannot regain them), effective,
     #     permitted, inheritable, ambient — exactly the spec's sets.
     if proc.get("capabilities") is not None:
-        if _caps is None:
-            raise RuntimeError("process.capabilities is set but the security chapter is missing")
         _caps.apply(k, proc["capabilities"])
+    # 10b. With no_new_privs, no capability is needed to load a filter: set it and install the
+    #      filter last, as close to exec as possible, so it has to allow as little as possible.
+    if nnp:
+        k.prctl(K.PR_SET_NO_NEW_PRIVS, 1)
+        if linux.get("seccomp"):
+            _seccomp.install(k, linux["seccomp"])
     return uid, gid, groups
 
 
@@ -275,24 +271,33 @@ def container_main(spec: dict, bundle: str, sync_fd: int, fifo_fd: int, kernel=N
         close_fds_except((sync_fd, fifo_fd) + ((console_fd,) if console_fd is not None else ()))
     proc, linux = spec["process"], spec.get("linux") or {}
     kinds, _ = S.namespaces(spec)
+    step = "0. wait for the cgroup"
     try:
         if real and os.read(sync_fd, 16) != b"cgroup":      # EOF: the caller gave up
             os._exit(1)
         # 1. The caller put us in our cgroup: a cgroup namespace made now has it as its root, so
         #    /proc/self/cgroup shows "/" and the cgroupfs mounted below shows only our group.
+        step = "1. cgroup namespace"
         if "cgroup" in kinds:
             k.unshare(K.CLONE_NEWCGROUP)
         # 2. Our own session keyring (keyrings are not namespaced).
+        step = "2. session keyring"
         if (spec.get("annotations") or {}).get(S.ANNOTATION_NO_NEW_KEYRING) != "true":
             join_session_keyring(k)
         # 3. Loopback up in a new network namespace.
+        step = "3. loopback up"
         if "net" in kinds:
             link_up(k, "lo")
-        # 4. The root filesystem; masks and read-only paths come after the sysctls (step 7).
+        # 4. The root filesystem (masks and read-only paths come after the sysctls, step 7).
+        step = "4. root filesystem"
         plan = mount_plan if mount_plan is not None else (cgroup_mount_plan() if S.wants_cgroupfs(spec) else [])
         rootfs.setup_rootfs(k, S.rootfs_spec(spec, bundle))
+        step = "4b. cgroupfs"
         if S.wants_cgroupfs(spec):
-            mount_cgroupfs(k, plan)
+            mount_cgroupfs(k, plan, readonly=S.mount_readonly(spec, "/sys/fs/cgroup"))
+        if not S.mount_readonly(spec, "/sys"):  # --privileged: /sys writable, as in Docker
+            k.mount(None, "/sys", None, K.MS_REMOUNT | K.MS_NOSUID | K.MS_NODEV | K.MS_NOEXEC, None)
+        step = "4c. devices"
         make_devices(k, [d for d in linux.get("devices") or []
                          if d["path"] not in {x.path for x in rootfs.DEFAULT_DEVICES}])
         for path in S.readonly_binds(spec):
@@ -303,30 +308,30 @@ def container_main(spec: dict, bundle: str, sync_fd: int, fifo_fd: int, kernel=N
             os.setsid()
             fcntl.ioctl(0, termios.TIOCSCTTY, 0)
         # 5. Hostname, only visible in our own UTS namespace.
+        step = "5. hostname"
         if "uts" in kinds and spec.get("hostname"):
             k.sethostname(spec["hostname"])
             if spec.get("domainname"):
                 k.setdomainname(spec["domainname"])
-        # 6. sysctls: before step 7 makes /proc/sys read-only (the daemon allowed only namespaced ones).
+        # 6. sysctls: before step 7 makes /proc/sys read-only (runc's order too).
+        step = "6. sysctls"
         if linux.get("sysctl"):
             _sysctls.apply(k, linux["sysctl"])
-        # 7. Read-only and masked paths (/proc/sys, /proc/kcore…), now that nothing more is written.
-        if _masks is not None:
-            _masks.apply(k, list(linux.get("maskedPaths") or []), list(linux.get("readonlyPaths") or []))
-        else:
-            rootfs.mask_paths(k, linux.get("maskedPaths") or [])
-            rootfs.make_paths_readonly(k, linux.get("readonlyPaths") or [])
-        # 4d. --read-only last, so the steps above could still create mount points.
+        # 7. Masked and read-only paths (/proc/kcore, /proc/sys…): nothing more is written there.
+        step = "7. masked and read-only paths"
+        _masks.apply(k, list(linux.get("maskedPaths") or []), list(linux.get("readonlyPaths") or []))
+        # 8. rlimits (inherited by everything the workload starts); the working directory must
+        #    exist (docker creates it when the image lacks it); a bad user is a create error.
+        step = "8. rlimits, working directory, user"
         set_rlimits(k, proc.get("rlimits"))
-        # The working directory must exist (docker creates it when the image lacks it).
         if real and not os.path.isdir(proc["cwd"]):
             k.mkdir(proc["cwd"], 0o755)
         if real:
-            process_credentials(proc)  # a bad user name is a create error, not an exec error
+            process_credentials(proc)
     except Exception as e:  # report the setup failure to the caller (runtime.create raises it)
         if not real:
             raise
-        os.write(sync_fd, f"error: {e}".encode())
+        os.write(sync_fd, f"error: pid 1 setup step {step}: {e}".encode()[:4000])
         os._exit(1)
     # 9. Ready; wait for "start". Everything that can fail has failed by now: a broken rootfs is a
     #    create error, and output cannot be lost because clients attach before the exec.

@@ -48,17 +48,14 @@ def apply_devices(k, cg, rules: list[dict]) -> None:
         devices.attach_v2(k, d, rules)
 
 
-def setup(spec: dict, cid: str, pid: int, kernel=None) -> list[str]:
-    """Create the container's cgroup, set its limits and device rules, move ``pid`` in. Returns
-    what could not be enforced. On failure nothing is left behind."""
-    from .. import kernel as K
+def setup(spec: dict, cid: str, pid: int) -> list[str]:
+    """Create the container's cgroup, set its limits, move ``pid`` in. Returns what could not be
+    enforced. On failure nothing is left behind. (The device rules come later: :func:`set_devices`.)"""
     res = (spec.get("linux") or {}).get("resources") or {}
     cg = cgroups.open_cgroup(cgroup_path(spec, cid))
     try:
         cg.create()
         missing = cg.apply(cgroups.Limits.from_oci(res))
-        if res.get("devices"):
-            apply_devices(kernel or K.Linux(), cg, res["devices"])
         cg.add(pid)
     except BaseException:
         try:
@@ -67,6 +64,15 @@ def setup(spec: dict, cid: str, pid: int, kernel=None) -> list[str]:
             pass
         raise
     return missing
+
+
+def set_devices(spec: dict, cid: str, kernel=None) -> None:
+    """The device rules, once the init has made its /dev (runc sets them after "ready" too: the
+    init's own mknod of the default devices must not be refused)."""
+    from .. import kernel as K
+    rules = ((spec.get("linux") or {}).get("resources") or {}).get("devices")
+    if rules:
+        apply_devices(kernel or K.Linux(), cgroups.open_cgroup(cgroup_path(spec, cid)), rules)
 
 
 def update(path: str, res: dict) -> list[str]:

@@ -175,6 +175,12 @@ def readonly_binds(spec: dict) -> list[str]:
             if m.get("destination") not in KERNEL_MOUNTS and mount_flags(m.get("options"))[2]]
 
 
+def mount_readonly(spec: dict, destination: str) -> bool:
+    """Whether the spec's mount at ``destination`` has "ro" (absent: True, the safe side)."""
+    m = next((m for m in spec.get("mounts") or [] if m.get("destination") == destination), None)
+    return m is None or "ro" in (m.get("options") or [])
+
+
 def wants_cgroupfs(spec: dict) -> bool:
     return any(m.get("destination") == "/sys/fs/cgroup" for m in spec.get("mounts") or [])
 

@@ -123,7 +123,6 @@ def main(argv: list[str]) -> int:
 
 
 def helper_argv(mode: str, container_dir: str, pid: int, path: str) -> list[str]:
-    pkg_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    code = (f"import sys; sys.path.insert(0, {pkg_parent!r}); "
-            "from minidocker.runtime.archive import main; sys.exit(main(sys.argv[1:]))")
-    return [sys.executable, "-S", "-c", code, mode, container_dir, str(pid), path]
+    from .launcher import python_argv
+    return python_argv("from minidocker.runtime.archive import main; sys.exit(main(sys.argv[1:]))",
+                       mode, container_dir, str(pid), path)

@@ -123,6 +123,12 @@ def _fail(code: int, message: str) -> None:
         os._exit(code)
 
 
+def _note(rec, name: str, *args) -> None:
+    """Record a call the kernel layer has no method for (Python's own ioctl, chown, setrlimit) in
+    an explain transcript."""
+    rec.calls.append(K.Call(name, args))
+
+
 # --- the steps ------------------------------------------------------------------------------------
 
 def join_session_keyring(k) -> None:
@@ -136,7 +142,7 @@ def link_up(k, name: str = "lo") -> None:
     """Step 3: a new network namespace has only ``lo``, and it is down: 127.0.0.1 does not work
     until it is up (netdevice(7): SIOCGIFFLAGS/SIOCSIFFLAGS on any socket of the namespace)."""
     if isinstance(k, K.Recorder):
-        k.ioctl("socket(AF_INET)", "SIOCSIFFLAGS", name, "IFF_UP")
+        _note(k, "ioctl", "SIOCSIFFLAGS", name, "IFF_UP")
         return
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         ifr = struct.pack("16sH14x", name.encode(), 0)
@@ -189,7 +195,7 @@ def make_devices(k, devices: list[dict]) -> None:
         k.chmod(path, mode)
         if "uid" in d or "gid" in d:
             if isinstance(k, K.Recorder):
-                k.chown(path, d.get("uid", 0), d.get("gid", 0))
+                _note(k, "chown", path, d.get("uid", 0), d.get("gid", 0))
             else:
                 os.chown(path, int(d.get("uid", 0)), int(d.get("gid", 0)))
 
@@ -199,7 +205,7 @@ def set_rlimits(k, rlimits: list[dict]) -> None:
     for r in rlimits or []:
         which = getattr(resource, r["type"])
         if isinstance(k, K.Recorder):
-            k.setrlimit(r["type"], r["soft"], r["hard"])
+            _note(k, "setrlimit", r["type"], r["soft"], r["hard"])
         else:
             resource.setrlimit(which, (int(r["soft"]), int(r["hard"])))
 

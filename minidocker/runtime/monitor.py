@@ -538,10 +538,9 @@ def spawn_monitor(container_dir: str, timeout: float = 30.0, kind: str = "contai
         if launcher.current() is not None:  # the daemon's fork server: no interpreter start-up
             launcher.current().request(container_dir, ready_w, kind)
         else:  # a fresh interpreter (-S skips site-packages scanning: faster start-up)
-            pkg_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-            code = (f"import sys; sys.path.insert(0, {pkg_parent!r}); "
-                    "from minidocker.runtime.monitor import main; sys.exit(main())")
-            subprocess.Popen([sys.executable, "-S", "-c", code, container_dir, str(ready_w), kind],
+            argv = launcher.python_argv("from minidocker.runtime.monitor import main; sys.exit(main())",
+                                        container_dir, str(ready_w), kind)
+            subprocess.Popen(argv,
                              pass_fds=(ready_w,), stdin=subprocess.DEVNULL, close_fds=True).wait(timeout)
     finally:
         os.close(ready_w)

@@ -16,7 +16,7 @@ import tempfile
 
 import pytest
 
-from conftest import need_root, need_tool
+from conftest import need, need_root, need_tool
 from probe import build_probe, parse
 
 DOCKER_CAPS = "00000000a80425fb"   # Docker's 14 default capabilities
@@ -119,17 +119,17 @@ def test_proc_sys_sys_and_cgroupfs_are_there_readable_and_read_only(daemon):
     assert lines[2] == "max", out                       # the container's own pids.max, readable
     assert " ro," in lines[3] or " ro " in lines[3], out
     assert out.count("Read-only file system") >= 2, out
-    assert out.count("Permission denied") + out.count("Operation not permitted") >= 2, out
+    assert out.lower().count("permission denied") + out.count("Operation not permitted") >= 2, out  # no remount
 
 
 def test_masked_paths_exist_and_read_empty(daemon, probe_bin):
     a, text = in_container(daemon, probe_bin, args=["masked"])
-    present = [k for k in a if k.startswith("masked:")]
-    for path in ("/proc/kcore", "/proc/keys", "/proc/timer_list", "/sys/firmware"):
+    from minidocker.security import masks
+    on_host = [p for p in masks.MASKED_PATHS if os.path.exists(p)]   # /proc/kcore is not everywhere
+    assert len(on_host) >= 3 and f"masked:{on_host[0]}" in a, text
+    for path in on_host:                                # what the host has is there, and empty
         ans = a[f"masked:{path}"]
         assert ans.ok and ans.detail.get("size") == "0", (path, text)
-    for k in present:                                   # whatever exists is empty
-        assert a[k].result in ("OK", "ENOENT") and a[k].detail.get("size", "0") == "0", (k, text)
 
 
 def test_read_only_rootfs_cannot_be_remounted(daemon):
@@ -192,16 +192,19 @@ def test_user_group_add_and_devices(daemon):
     assert r.returncode == 0, r.stderr
     uid, gid, groups, kind = r.stdout.decode().split("\n")[:4]
     assert (uid, gid, kind) == ("1000", "1000", "c") and "27" in groups.split(), r.stdout
-    r = sh(daemon, "echo ok > /dev/probe-null && echo wrote; cat /dev/probe-null 2>&1 || echo no-read",
-           ["--device", "/dev/null:/dev/probe-null:w"])
-    assert "wrote" in r.stdout.decode() and "no-read" in r.stdout.decode(), r.stdout
+    # A device outside the defaults, read-only through the device cgroup (opening it writes nothing).
+    need(os.path.exists("/dev/net/tun"), "/dev/net/tun")
+    r = sh(daemon, "exec 3</dev/tun0 && echo read-ok; (exec 4>/dev/tun0) 2>/dev/null || echo no-write; "
+                   "(exec 5</dev/net-tun-default) 2>/dev/null || echo not-there",
+           ["--device", "/dev/net/tun:/dev/tun0:r"])
+    assert r.stdout.decode().split() == ["read-ok", "no-write", "not-there"], (r.stdout, r.stderr)
 
 
 def test_namespaced_sysctls_only_and_host_namespaces(daemon):
     r = sh(daemon, "cat /proc/sys/net/ipv4/ip_unprivileged_port_start", ["--sysctl", "net.ipv4.ip_unprivileged_port_start=80"])
     assert r.stdout.decode().strip() == "80", r.stderr
     r = daemon.cli("create", "--sysctl", "kernel.core_pattern=x", "busybox", "true")
-    assert r.returncode != 0 and b"not allowed" in r.stderr.lower() or b"not whitelisted" in r.stderr.lower(), r.stderr
+    assert r.returncode != 0 and b'"kernel.core_pattern" is not in a separate kernel namespace' in r.stderr, r.stderr
     r = sh(daemon, "readlink /proc/self/ns/uts /proc/self/ns/ipc", ["--uts", "host", "--ipc", "host"])
     mine = [os.readlink(f"/proc/self/ns/{n}") for n in ("uts", "ipc")]
     assert r.stdout.decode().split() == mine, r.stdout

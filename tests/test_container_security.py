@@ -205,7 +205,7 @@ def test_namespaced_sysctls_only_and_host_namespaces(daemon):
     assert r.stdout.decode().strip() == "80", r.stderr
     r = daemon.cli("create", "--sysctl", "kernel.core_pattern=x", "busybox", "true")
     assert r.returncode != 0 and b'"kernel.core_pattern" is not in a separate kernel namespace' in r.stderr, r.stderr
-    r = sh(daemon, "readlink /proc/self/ns/uts /proc/self/ns/ipc", ["--uts", "host", "--ipc", "host"])
+    r = sh(daemon, "readlink /proc/self/ns/uts; readlink /proc/self/ns/ipc", ["--uts", "host", "--ipc", "host"])
     mine = [os.readlink(f"/proc/self/ns/{n}") for n in ("uts", "ipc")]
     assert r.stdout.decode().split() == mine, r.stdout
 

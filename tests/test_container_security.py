@@ -82,6 +82,32 @@ def sh(daemon, script, flags=()):
     return daemon.cli("run", "--rm", *flags, "busybox", "sh", "-c", script)
 
 
+# ---- the spec -----------------------------------------------------------------------------------------
+
+def test_specconv_writes_a_valid_oci_spec_with_dockers_defaults():
+    """No daemon: Docker's request -> config.json, checked against the runtime-spec's JSON schema."""
+    from minidocker.daemon import specconv
+    from minidocker.daemon.config import ConfigError, ContainerConfig
+    from minidocker.runtime import spec as S
+    from minidocker.security import capabilities
+    cfg = ContainerConfig(id="c" * 64, name="n", image_id="i", image_ref="busybox", argv=["sh"], env=["PATH=/bin"],
+                          user="1000:1000", hostname="h")
+    spec = specconv.to_spec(cfg, {"GroupAdd": ["27"], "CapDrop": ["chown"]}, "/nonexistent")
+    assert S.validate(spec) == []
+    assert spec["process"]["capabilities"]["bounding"] == [c for c in capabilities.DOCKER_DEFAULT if c != "CAP_CHOWN"]
+    assert not spec["process"]["capabilities"].get("inheritable") and not spec["process"]["capabilities"].get("ambient")
+    assert spec["process"]["user"] == {"uid": 1000, "gid": 1000, "additionalGids": [27]}
+    assert spec["linux"]["seccomp"]["defaultAction"] == "SCMP_ACT_ERRNO" and "/proc/sys" in spec["linux"]["readonlyPaths"]
+    assert spec["linux"]["resources"]["devices"][0] == {"allow": False, "type": "a", "access": "rwm"}  # deny all first
+    for bad in ({"Binds": ["/:/host"]}, {"SecurityOpt": ["apparmor=x"]}, {"CapAdd": ["FOO"]},
+                {"Sysctls": {"kernel.core_pattern": "x"}}, {"DeviceCgroupRules": ["x 1:2 rwm"]}, {"PidMode": "container:x"}):
+        with pytest.raises(ConfigError):
+            specconv.to_spec(cfg, bad, "/nonexistent")
+    warnings: list[str] = []
+    specconv.to_spec(cfg, {"ShmSize": 1 << 20}, "/nonexistent", warnings=warnings)
+    assert any("--shm-size" in w for w in warnings)
+
+
 # ---- the defaults ------------------------------------------------------------------------------------
 
 def test_default_capabilities_seccomp_and_no_new_privs(daemon, probe_bin):

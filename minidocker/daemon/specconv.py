@@ -230,7 +230,8 @@ def to_spec(cfg: ContainerConfig, host: dict | None, container_dir: str, *,
         raise ConfigError(str(e)) from None
 
     # Devices: the defaults, --device, and the rules (Docker's: deny all, then allow).
-    devs = [dict(d) for d in devices_mod.DEFAULT_DEVICES]
+    # (fileMode: permission bits only, as the schema says; the type is "type".)
+    devs = [{**d, "fileMode": d["fileMode"] & 0o777} if "fileMode" in d else dict(d) for d in devices_mod.DEFAULT_DEVICES]
     rules = [dict(r) for r in devices_mod.DEFAULT_RULES]
     if privileged:
         rules = [{"allow": True, "access": "rwm"}]

@@ -190,7 +190,7 @@ def make_devices(k, devices: list[dict]) -> None:
     for d in devices:
         path = d["path"]
         k.mkdir(os.path.dirname(path), 0o755)
-        mode = int(d.get("fileMode", 0o666))
+        mode = int(d.get("fileMode", 0o666)) & 0o7777
         k.mknod(path, kinds[d["type"]] | mode, os.makedev(int(d.get("major", 0)), int(d.get("minor", 0))))
         k.chmod(path, mode)
         if "uid" in d or "gid" in d:

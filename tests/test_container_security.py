@@ -252,3 +252,23 @@ def test_exec_is_confined_like_the_container(daemon, probe_bin):
     assert a["uid"].result == "65534" and a["CapEff"].result == ZERO and a["CapBnd"].result == DOCKER_CAPS, text
     a, text = in_container(daemon, probe_bin, args=["facts", "mount"], exec_flags=["--privileged"])
     assert a["CapBnd"].result != DOCKER_CAPS and a["mount"].ok, text
+
+
+# ---- the process model: one monitor, the container's parent -----------------------------------------------
+
+def test_one_monitor_is_the_containers_parent_and_stop_goes_through_it(daemon):
+    cid = daemon.cli("run", "-d", "busybox", "sleep", "300", check=True).stdout.decode().strip()
+    try:
+        st, info = daemon.api("GET", f"/containers/{cid}/json")
+        pid = info["State"]["Pid"]
+        with open(os.path.join(daemon.root, "containers", cid, "monitor.json")) as f:
+            monitor = json.load(f)["monitor_pid"]
+        with open(f"/proc/{pid}/status") as f:
+            assert f"PPid:\t{monitor}\n" in f.read()       # no md-monitor in between
+        with open(f"/proc/{monitor}/task/{monitor}/children") as f:
+            assert f.read().split() == [str(pid)]
+        daemon.cli("stop", "-t", "1", cid, check=True)
+        st, info = daemon.api("GET", f"/containers/{cid}/json")
+        assert info["State"]["Status"] == "exited" and info["State"]["ExitCode"] == 137
+    finally:
+        daemon.cli("rm", "-f", cid)

@@ -108,6 +108,26 @@ def test_specconv_writes_a_valid_oci_spec_with_dockers_defaults():
     assert any("--shm-size" in w for w in warnings)
 
 
+def test_old_container_directories_are_migrated(tmp_path):
+    """A daemon root written before the OCI bundle (config.json = {request, runtime, console_size})
+    gets container.json and an OCI config.json when the daemon loads it."""
+    from minidocker.daemon.config import ContainerConfig
+    from minidocker.daemon.engine import read_record
+    from minidocker.runtime import spec as S
+    cfg = ContainerConfig(id="d" * 64, name="old", image_id="i", image_ref="busybox", argv=["true"], env=[],
+                          hostname="h", tty=True, rootfs_mounts=[{"source": "/x", "target": "", "fstype": None,
+                                                                  "flags": 4096, "data": None, "cwd": None}])
+    request = {"Image": "busybox", "HostConfig": {"CapAdd": ["NET_ADMIN"]}}
+    (tmp_path / "config.json").write_text(json.dumps({"request": request, "runtime": cfg.to_dict(), "console_size": [5, 7]}))
+    rec = read_record(str(tmp_path))
+    assert rec["request"] == request and rec["runtime"]["name"] == "old"
+    assert rec["monitor"] == {"tty": True, "open_stdin": False, "stdin_once": False, "console_size": [5, 7]}
+    spec = json.loads((tmp_path / "config.json").read_text())
+    assert S.validate(spec) == [] and "CAP_NET_ADMIN" in spec["process"]["capabilities"]["bounding"]
+    assert json.loads(spec["annotations"][S.ANNOTATION_ROOTFS_MOUNTS])[0]["source"] == "/x"
+    assert read_record(str(tmp_path)) == rec          # read again: nothing changes
+
+
 # ---- the defaults ------------------------------------------------------------------------------------
 
 def test_default_capabilities_seccomp_and_no_new_privs(daemon, probe_bin):

@@ -311,7 +311,11 @@ def container_main(spec: dict, bundle: str, sync_fd: int, fifo_fd: int, kernel=N
             mount_cgroupfs(k, plan, readonly=S.mount_readonly(spec, "/sys/fs/cgroup"))
         if not S.mount_readonly(spec, "/sys"):  # --privileged: /sys writable, as in Docker
             k.mount(None, "/sys", None, K.MS_REMOUNT | K.MS_NOSUID | K.MS_NODEV | K.MS_NOEXEC, None)
-        step = "4c. devices"
+        step = "4c. other mounts"
+        for m in S.other_mounts(spec):
+            k.mkdir(m.target, 0o755)
+            k.mount(m.source, m.target, m.fstype, m.flags, m.data)
+        step = "4d. devices"
         make_devices(k, [d for d in linux.get("devices") or []
                          if d["path"] not in {x.path for x in rootfs.DEFAULT_DEVICES}])
         for path in S.readonly_binds(spec):

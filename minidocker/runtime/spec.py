@@ -157,15 +157,29 @@ def rootfs_spec(spec: dict, bundle: str, console: str | None = None) -> "rootfs.
             continue
         flags, _, _ = mount_flags(m.get("options"))
         if m.get("type") == "bind" or flags & K.MS_BIND:
+            if not m.get("source", "").startswith("/"):
+                raise SpecError(f"mount {dest!r}: a bind mount needs an absolute source")
             binds[dest] = m["source"]
-        else:
-            raise SpecError(f"mount {dest!r} of type {m.get('type')!r}: only bind mounts are "
-                            "supported besides /proc, /sys, /dev and its submounts, /sys/fs/cgroup")
     kinds, _ = namespaces(spec)
     return rootfs.RootfsSpec(
         rootfs=root, mounts=mounts, readonly=bool(spec["root"].get("readonly")), bind_files=binds,
         user_namespace="user" in kinds, mqueue="/dev/mqueue" in destinations,
         console=console)
+
+
+def other_mounts(spec: dict) -> list["rootfs.Mount"]:
+    """Mounts that are neither the kernel filesystems the rootfs chapter makes nor binds (a tmpfs
+    on /run, say): made after pivot_root, at container paths, since they need no host path."""
+    out = []
+    for m in spec.get("mounts") or []:
+        dest = m.get("destination", "")
+        flags, data, _ = mount_flags(m.get("options"))
+        if dest in KERNEL_MOUNTS or m.get("type") == "bind" or flags & K.MS_BIND:
+            continue
+        if not dest.startswith("/") or not m.get("type"):
+            raise SpecError(f"mount {dest!r}: an absolute destination and a type are required")
+        out.append(rootfs.Mount(m.get("source") or m["type"], dest, m["type"], flags, data or None))
+    return out
 
 
 def readonly_binds(spec: dict) -> list[str]:

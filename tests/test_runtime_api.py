@@ -116,6 +116,17 @@ def test_a_setup_error_is_a_create_error_and_leaves_nothing(bundle):
     with pytest.raises(Exception, match="/data"):
         runtime.create(str(state), "c3", str(b))
     assert not os.path.exists(state / "c3" / runtime.STATE_FILE)
+    # Fields this runtime cannot honour are refused (or, harmless ones, named in a warning).
+    spec = write_spec(b, parent, "c3", ["true"])
+    spec["hooks"] = {"prestart": [{"path": "/bin/true"}]}
+    (b / "config.json").write_text(json.dumps(spec))
+    with pytest.raises(runtime.ContainerError, match="hooks"):
+        runtime.create(str(state), "c3", str(b))
+    from minidocker.runtime import spec as S
+    spec.pop("hooks")
+    spec["process"]["apparmorProfile"] = "x"
+    spec["linux"]["resources"]["hugepageLimits"] = [{"pageSize": "2MB", "limit": 1}]
+    assert S.unsupported(spec) == ([], ["process.apparmorProfile", "linux.resources.hugepageLimits"])
 
 
 def test_terminal_through_a_console_socket_and_exec(bundle):

@@ -40,6 +40,7 @@ Files in ``root/cid/``: ``runtime.json`` (what ``state`` needs) and ``exec.fifo`
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import select
 import signal as _signal
@@ -48,6 +49,7 @@ import socket
 from ..util import atomic_write_json, now_rfc3339, read_json
 from . import monitor, resources, spec as S  # noqa: F401  (monitor: the engine's, above this API)
 
+log = logging.getLogger("minidocker.runtime")
 STATE_FILE = "runtime.json"
 FIFO = "exec.fifo"
 
@@ -100,6 +102,11 @@ def create(root: str, cid: str, bundle: str, *, stdio=(None, None, None), consol
     if os.path.exists(os.path.join(d, STATE_FILE)):
         raise ContainerError(f"container with id {cid} already exists")
     os.makedirs(d, mode=0o711, exist_ok=True)
+    refused, ignored = S.unsupported(spec)
+    if refused:
+        raise ContainerError(f"config.json: {', '.join(refused)}: not supported by minidocker's runtime")
+    for name in ignored:
+        log.warning("container %s: config.json %s is not supported: ignored", cid, name)
     kinds, join = S.namespaces(spec)
     if "user" in kinds:
         raise ContainerError("user namespaces (linux.namespaces type \"user\") are not supported yet")

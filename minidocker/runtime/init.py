@@ -342,6 +342,8 @@ def container_main(spec: dict, bundle: str, sync_fd: int, fifo_fd: int, kernel=N
         #    exist (docker creates it when the image lacks it); a bad user is a create error.
         step = "8. rlimits, working directory, user"
         set_rlimits(k, proc.get("rlimits"))
+        if proc.get("oomScoreAdj") is not None:   # inherited by the workload (proc(5))
+            k.write_file("/proc/self/oom_score_adj", str(int(proc["oomScoreAdj"])))
         if real and not os.path.isdir(proc["cwd"]):
             k.mkdir(proc["cwd"], 0o755)
         if real:
@@ -379,6 +381,8 @@ def run_process(k, proc: dict, linux: dict, hostname: str = "", init: bool = Fal
         row = next((u for u in _table("/etc/passwd") if u[2] == str(uid)), None) if real else None
         env["HOME"] = row[5] if row and len(row) > 5 and row[5] else ("/root" if uid == 0 else "/")
     args = proc["args"]
+    if proc.get("user", {}).get("umask") is not None:
+        os.umask(int(proc["user"]["umask"]))
     # 14. exec (or the small init that runs the workload as its child).
     try:
         path = find_executable(args[0], proc.get("env") or []) if real else args[0]

@@ -92,6 +92,38 @@ def check(spec: dict) -> None:
             raise SpecError(f"config.json: unknown namespace type {ns.get('type')!r}")
 
 
+# What this runtime does with the rest of a config.json: fields it refuses (running without them
+# would be less isolated or plainly different) and fields it ignores with a warning.
+_REFUSED = {("hooks",): "hooks", ("linux", "uidMappings"): "linux.uidMappings",
+            ("linux", "gidMappings"): "linux.gidMappings", ("linux", "intelRdt"): "linux.intelRdt"}
+_WARNED = {("process", "apparmorProfile"): "process.apparmorProfile",
+           ("process", "selinuxLabel"): "process.selinuxLabel", ("linux", "mountLabel"): "linux.mountLabel",
+           ("linux", "personality"): "linux.personality", ("linux", "timeOffsets"): "linux.timeOffsets",
+           ("process", "ioPriority"): "process.ioPriority", ("process", "scheduler"): "process.scheduler"}
+_RESOURCES = {"memory": {"limit", "swap"}, "cpu": {"shares", "quota", "period", "cpus"},
+              "pids": {"limit"}, "blockIO": {"weight"}, "devices": None}
+
+
+def unsupported(spec: dict) -> tuple[list[str], list[str]]:
+    """-> (refused, ignored): the spec's fields this runtime will not run, and those it runs
+    without (``runtime.create`` raises for the first, logs the second)."""
+    def get(path):
+        v = spec
+        for p in path:
+            v = v.get(p) if isinstance(v, dict) else None
+        return v
+
+    refused = [name for path, name in _REFUSED.items() if get(path)]
+    ignored = [name for path, name in _WARNED.items() if get(path)]
+    for key, value in ((spec.get("linux") or {}).get("resources") or {}).items():
+        if key not in _RESOURCES:
+            if value:
+                ignored.append(f"linux.resources.{key}")
+        elif _RESOURCES[key] is not None and isinstance(value, dict):
+            ignored += [f"linux.resources.{key}.{k}" for k, v in value.items() if v and k not in _RESOURCES[key]]
+    return refused, ignored
+
+
 def validate(spec: dict) -> list[str]:
     """Problems found by the runtime-spec's JSON schemas (``schema/``, copied verbatim from the
     spec; Draft 4, ``$ref``s to the files beside it); [] if none."""

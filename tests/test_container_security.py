@@ -251,9 +251,12 @@ def test_namespaced_sysctls_only_and_host_namespaces(daemon):
     assert r.stdout.decode().strip() == "80", r.stderr
     r = daemon.cli("create", "--sysctl", "kernel.core_pattern=x", "busybox", "true")
     assert r.returncode != 0 and b'"kernel.core_pattern" is not in a separate kernel namespace' in r.stderr, r.stderr
-    r = sh(daemon, "readlink /proc/self/ns/uts; readlink /proc/self/ns/ipc", ["--uts", "host", "--ipc", "host"])
-    mine = [os.readlink(f"/proc/self/ns/{n}") for n in ("uts", "ipc")]
+    r = sh(daemon, "readlink /proc/self/ns/uts; readlink /proc/self/ns/ipc; readlink /proc/self/ns/pid",
+           ["--uts", "host", "--ipc", "host", "--pid", "host"])
+    mine = [os.readlink(f"/proc/self/ns/{n}") for n in ("uts", "ipc", "pid")]
     assert r.stdout.decode().split() == mine, r.stdout
+    r = sh(daemon, "readlink /proc/self/ns/pid")
+    assert r.stdout.decode().strip() != mine[2], r.stdout
 
 
 def test_ulimit_and_oom_score_adj(daemon):

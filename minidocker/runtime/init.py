@@ -22,7 +22,6 @@ Every kernel call goes through the ``kernel`` object (``kernel.Linux`` or its re
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import resource
 import socket

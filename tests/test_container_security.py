@@ -244,6 +244,10 @@ def test_user_group_add_and_devices(daemon):
                    "(exec 5</dev/net-tun-default) 2>/dev/null || echo not-there",
            ["--device", "/dev/net/tun:/dev/tun0:r"])
     assert r.stdout.decode().split() == ["read-ok", "no-write", "not-there"], (r.stdout, r.stderr)
+    # --device-cgroup-rule: a node made inside (mknod is allowed) becomes readable by the rule alone.
+    script = "mknod /tmp/t c 10 200 && (exec 3</tmp/t) 2>/dev/null && echo read-ok; (exec 4>/tmp/t) 2>/dev/null || echo no-write"
+    assert sh(daemon, script, ["--device-cgroup-rule", "c 10:200 r"]).stdout.decode().split() == ["read-ok", "no-write"]
+    assert sh(daemon, script).stdout.decode().split() == ["no-write"]
 
 
 def test_namespaced_sysctls_only_and_host_namespaces(daemon):

@@ -1,0 +1,339 @@
+"""Every request checked once, before its handler runs: query parameters and JSON bodies, as dockerd.
+
+What this teaches
+-----------------
+An API server trusts nothing it is sent. dockerd gets that for free from Go: ``encoding/json`` decodes a
+body into typed structs and refuses what does not fit (``{"Hostname": 5}``), ``strconv.Atoi`` refuses
+``?t=abc``; the error becomes a 400 ``{"message": "invalid JSON: json: cannot unmarshal ..."}``. A
+Python daemon gets dicts of anything, and a handler that meets ``5`` where it expected a string fails
+with a 500 -- or worse, stores it: a commit with ``{"Labels": [null]}`` once wrote an image config that
+broke ``docker images`` for everyone.
+
+So the types come from the API's own description (``api_types.py``, generated from the v1.50 swagger
+by ``validate_gen.py``), and this module applies *Go's decoding rules* to them, because those are the
+rules the real clients were written against:
+
+* keys match case-insensitively (an exact match is not required: ``detachKeys`` fills ``DetachKeys``);
+  the body the handler sees uses the API's spelling;
+* ``null`` is accepted for every field (Go leaves the field at its zero value: the docker CLI sends
+  ``"Env": null``, ``"Entrypoint": null``); a ``null`` list or map element becomes the zero value;
+* ``Cmd``/``Entrypoint``/``Shell`` are a string or a list of strings (``strslice.StrSlice``);
+* integers must be written as integers (``1.5`` and ``1e3`` are not an ``int64``) and fit their Go type
+  (``uint16``, ``int64``...); ``1e400`` overflows every number; a fixed ``[2]uint`` array takes at most
+  two elements (Go drops the rest and zero-fills the missing);
+* unknown keys are ignored (and passed on untouched); objects nested deeper than Go's limit (10000)
+  are refused -- Python's parser would otherwise die with a RecursionError.
+
+Plus what a Python daemon needs and Go's type system gives dockerd implicitly: no NUL byte in a
+string (a path with NUL is a ValueError in every ``os`` call) and no unpaired UTF-16 surrogate (Go
+replaces it with U+FFFD; so do we). And a few checks of meaning dockerd makes at create time
+(``Runtime``, ``LogConfig.Type``).
+
+``Guarded`` applies it in ONE place: it wraps the route table, so every handler registered by any
+route module is checked before it runs. Cost: ``api_types`` is loaded at the first request (a few ms),
+nothing at daemon start; checking a ``docker run`` body takes tens of microseconds.
+"""
+from __future__ import annotations
+
+import json
+import re
+
+# Go's integer types and their ranges (encoding/json refuses a number outside them).
+GO_INT_RANGES = {"int": (-2**63, 2**63 - 1), "int64": (-2**63, 2**63 - 1), "int32": (-2**31, 2**31 - 1),
+                 "uint": (0, 2**64 - 1), "uint64": (0, 2**64 - 1), "uint32": (0, 2**32 - 1),
+                 "uint16": (0, 2**16 - 1), "uint8": (0, 2**8 - 1)}
+
+# HostConfig.Runtime values that name runc (or minidocker's own runtime, which is runc-compatible).
+RUNC_COMPATIBLE = {"runc", "io.containerd.runc.v2", "minidocker"}
+# Log drivers: json-file is what minidocker writes; local is read back the same way; none keeps nothing.
+LOG_DRIVERS = {"json-file", "local", "none"}
+
+_ATOI = re.compile(r"[+-]?[0-9]+")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+class Invalid(ValueError):
+    """The request does not fit the API: answered with 400 and this message."""
+
+
+class _Num(float):
+    """A JSON number written with a fraction or exponent, keeping its text for Go's messages."""
+    text = ""
+
+
+def _num(text: str) -> _Num:
+    n = _Num(text)
+    n.text = text
+    return n
+
+
+def _no_constant(name: str):
+    raise ValueError(f"invalid character '{name[0]}' looking for beginning of value")
+
+
+def parse_json(data: bytes | str):
+    """Parse a request body as Go's decoder would accept it (``None`` for an empty body)."""
+    if not (data.strip() if isinstance(data, (bytes, str)) else data):
+        return None
+    try:
+        return json.loads(data, parse_float=_num, parse_constant=_no_constant)
+    except RecursionError:
+        raise Invalid("invalid JSON: exceeded max depth") from None
+    except ValueError as e:  # JSONDecodeError and UnicodeDecodeError
+        raise Invalid(f"invalid JSON: {e}") from None
+
+
+# ---- the walk: one value against one node of api_types ------------------------------------------
+
+def _kind(v) -> str:
+    """How Go's errors name a JSON value."""
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "bool"
+    if isinstance(v, (int, float)):
+        return "number"
+    return {str: "string", list: "array", dict: "object"}[type(v)]
+
+
+def _numtext(v) -> str:
+    return v.text if isinstance(v, _Num) else json.dumps(v)
+
+
+class _Walker:
+    def __init__(self, defs: dict, root: str):
+        self.defs, self.root = defs, root
+
+    def gotype(self, node) -> str:
+        if isinstance(node, str):
+            return {"s": "string", "b": "bool", "f": "float64", "any": "interface {}", "strslice": "string"}[node]
+        tag = node[0]
+        if tag == "i":
+            return node[1]
+        if tag == "a":
+            return (f"[{node[2]}]" if node[2] else "[]") + self.gotype(node[1])
+        if tag == "m":
+            return "map[string]" + self.gotype(node[1])
+        return node[1]  # "o" and "ref": the struct's name
+
+    def fail(self, v, node, path: list[str], numeric: bool = False):
+        what = _kind(v) + (" " + _numtext(v) if numeric and isinstance(v, (int, float)) else "")
+        where = (f"Go struct field {self.root}.{'.'.join(path)}" if path
+                 else f"Go value of type {self.root}")
+        raise Invalid(f"invalid JSON: json: cannot unmarshal {what} into {where} of type {self.gotype(node)}")
+
+    def zero(self, node):
+        if node == "s":
+            return ""
+        if node == "b":
+            return False
+        if node == "f" or node[0] == "i":
+            return 0
+        if node[0] in ("o", "ref"):
+            return {}
+        return None
+
+    def walk(self, v, node, path: list[str]):
+        if isinstance(node, str):
+            if node == "s":
+                if not isinstance(v, str):
+                    self.fail(v, node, path)
+                return self.string(v, path)
+            if node == "b":
+                if not isinstance(v, bool):
+                    self.fail(v, node, path)
+                return v
+            if node == "f":
+                if isinstance(v, bool) or not isinstance(v, (int, float)):
+                    self.fail(v, node, path)
+                if abs(v) == float("inf") or (isinstance(v, int) and abs(v) > 1.8e308):
+                    self.fail(v, node, path, numeric=True)
+                return float(v)
+            if node == "strslice":
+                if isinstance(v, str):
+                    return [self.string(v, path)]
+                return self.walk(v, ("a", "s", None), path)
+            return self.anything(v, path)
+        tag = node[0]
+        if tag == "ref":
+            return self.walk(v, self.defs[node[1]], path)
+        if tag == "i":
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                self.fail(v, node, path)
+            lo, hi = GO_INT_RANGES.get(node[1], GO_INT_RANGES["int64"])
+            if isinstance(v, float) or not lo <= v <= hi:
+                self.fail(v, node, path, numeric=True)
+            return v
+        if tag == "a":
+            if not isinstance(v, list):
+                self.fail(v, node, path)
+            elem, n = node[1], node[2]
+            out = [self.zero(elem) if x is None else self.walk(x, elem, path) for x in v]
+            if n:  # a Go array [n]T: extra elements are dropped, missing ones are zero
+                out = (out + [self.zero(elem)] * n)[:n]
+            return out
+        if tag == "m":
+            if not isinstance(v, dict):
+                self.fail(v, node, path)
+            return {self.string(k, path): (self.zero(node[1]) if x is None else self.walk(x, node[1], path + [k]))
+                    for k, x in v.items()}
+        # "o": a struct
+        if not isinstance(v, dict):
+            self.fail(v, node, path)
+        fields, out = node[2], {}
+        for k, x in v.items():
+            f = fields.get(k.casefold())
+            if f is None:
+                out[k] = self.anything(x, path + [k])  # unknown: ignored by Go, passed on as sent
+            elif x is not None:  # null leaves a Go field at its zero value: as if absent
+                out[f[0]] = self.walk(x, f[1], path + [f[0]])
+            else:
+                out.pop(f[0], None)
+        return out
+
+    def string(self, s: str, path: list[str]) -> str:
+        if "\x00" in s:
+            raise Invalid(f"invalid {'.'.join(path) or 'value'}: contains a NUL byte")
+        return _SURROGATE.sub("\ufffd", s)
+
+    def anything(self, v, path: list[str]):
+        """A value of no declared type (Go's interface{}): numbers must still fit a float64."""
+        if isinstance(v, dict):
+            return {self.string(k, path): self.anything(x, path) for k, x in v.items()}
+        if isinstance(v, list):
+            return [self.anything(x, path) for x in v]
+        if isinstance(v, str):
+            return self.string(v, path)
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            if abs(v) == float("inf") or (isinstance(v, int) and abs(v) > 1.8e308):
+                self.fail(v, "f", path, numeric=True)
+            return float(v) if isinstance(v, _Num) else v
+        return v
+
+
+# ---- operations --------------------------------------------------------------------------------
+
+_types = None
+
+
+def _api_types():
+    global _types
+    if _types is None:
+        from . import api_types
+        _types = api_types
+    return _types
+
+
+def operation(method: str, template: str):
+    """The API's (query types, body type) for ``("POST", "/containers/{}/stop")``, or None."""
+    return _api_types().OPERATIONS.get((method, template))
+
+
+def check_query(op, query: dict[str, str]) -> None:
+    """Integer parameters as ``strconv.Atoi`` reads them; no NUL byte in any parameter."""
+    for name, value in query.items():
+        if "\x00" in name or "\x00" in value:
+            raise Invalid(f"invalid {name}: contains a NUL byte")
+    for name, node in (op[0] if op else {}).items():
+        value = query.get(name, "")
+        if value == "":
+            continue
+        if not _ATOI.fullmatch(value):
+            raise Invalid(f'strconv.Atoi: parsing "{value}": invalid syntax')
+        lo, hi = GO_INT_RANGES.get(node[1], GO_INT_RANGES["int64"])
+        if not lo <= int(value) <= hi:
+            raise Invalid(f'strconv.Atoi: parsing "{value}": value out of range')
+    filters = query.get("filters")
+    if filters:
+        try:
+            json.loads(filters)
+        except RecursionError:
+            raise Invalid("invalid filter: exceeded max depth") from None
+        except ValueError:
+            pass  # the handler words its own error
+
+
+def check_body(op, data: bytes):
+    """The body decoded as Go would, in the API's key spelling; Invalid if Go would refuse it."""
+    value = parse_json(data)
+    if value is None or not op or not op[1]:
+        return value
+    root, node = op[1]
+    try:
+        value = _Walker(_api_types().DEFS, root).walk(value, node, [])
+    except RecursionError:
+        raise Invalid("invalid JSON: exceeded max depth") from None
+    check_meaning(root, value)
+    return value
+
+
+def check_meaning(root: str, body: dict) -> None:
+    """What dockerd checks at create time beyond the types."""
+    if root != "CreateRequest" or not isinstance(body, dict):
+        return
+    host = body.get("HostConfig") or {}
+    runtime = host.get("Runtime") or ""
+    if runtime and runtime not in RUNC_COMPATIBLE:
+        raise Invalid(f"unknown or invalid runtime name: {runtime}")
+    driver = (host.get("LogConfig") or {}).get("Type") or ""
+    if driver and driver not in LOG_DRIVERS:
+        raise Invalid(f"logger: no log driver named '{driver}' is registered")
+
+
+def check_tar(data: bytes) -> None:
+    """A ``PUT /containers/ID/archive`` body must be a tar stream (plain or compressed), read to its end."""
+    import io
+    import tarfile
+    import zlib
+    try:
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r|*") as tar:
+            for _ in tar:
+                pass
+    except (tarfile.TarError, EOFError, OSError, ValueError, zlib.error) as e:  # a corrupt gzip/xz/bz2 stream
+        raise Invalid(f"Error processing tar file: {e}") from None
+
+
+def template_of(pattern: str) -> str:
+    """A route's regex as the API's path template: ``/containers/(?P<id>[^/]+)/stop`` -> ``/containers/{}/stop``."""
+    return re.sub(r"\(\?P<\w+>[^)]*\)", "{}", pattern)
+
+
+class Guarded:
+    """The server's route table, with every handler registered through it checked first.
+
+    ``error(status, message)`` builds the exception the HTTP layer turns into a response.
+    """
+
+    def __init__(self, server, error):
+        self._server, self._error = server, error
+
+    def __getattr__(self, name):
+        return getattr(self._server, name)
+
+    def route(self, method: str, pattern: str, handler=None):
+        if handler is None:
+            return lambda fn: self.route(method, pattern, fn)
+        self._server.route(method, pattern, self.checked(method.upper(), template_of(pattern), handler))
+        return handler
+
+    def checked(self, method: str, template: str, handler):
+        error, op = self._error, None
+        looked_up = False
+
+        async def checked_handler(req):
+            nonlocal op, looked_up
+            if not looked_up:
+                op, looked_up = operation(method, template), True
+            try:
+                if "\x00" in req.path:
+                    raise Invalid("invalid path: contains a NUL byte")
+                check_query(op, req.query)
+                if op and op[1] and req.body.strip():
+                    body = check_body(op, req.body)
+                    req.body = json.dumps(body).encode()  # what the handler's req.json() reads
+            except Invalid as e:
+                raise error(400, str(e)) from None
+            return await handler(req)
+
+        checked_handler.__name__ = getattr(handler, "__name__", "handler")
+        return checked_handler

@@ -100,6 +100,13 @@ def _numtext(v) -> str:
     return v.text if isinstance(v, _Num) else json.dumps(v)
 
 
+class _Mismatch(Exception):
+    """Raised deep in a walk; each struct on the way up adds its field name (no path kept otherwise)."""
+
+    def __init__(self, value, node, numeric: bool = False, text: str | None = None):
+        self.value, self.node, self.numeric, self.text, self.keys = value, node, numeric, text, []
+
+
 class _Walker:
     def __init__(self, defs: dict, root: str):
         self.defs, self.root = defs, root
@@ -116,11 +123,19 @@ class _Walker:
             return "map[string]" + self.gotype(node[1])
         return node[1]  # "o" and "ref": the struct's name
 
-    def fail(self, v, node, path: list[str], numeric: bool = False):
-        what = _kind(v) + (" " + _numtext(v) if numeric and isinstance(v, (int, float)) else "")
-        where = (f"Go struct field {self.root}.{'.'.join(path)}" if path
-                 else f"Go value of type {self.root}")
-        raise Invalid(f"invalid JSON: json: cannot unmarshal {what} into {where} of type {self.gotype(node)}")
+    def check(self, value, node):
+        """The canonical value, or Invalid in dockerd's words."""
+        try:
+            return self.walk(value, node)
+        except _Mismatch as e:
+            path = ".".join(reversed(e.keys))
+            if e.text:  # not a type mismatch: a NUL byte
+                raise Invalid(f"invalid {path or 'value'}: {e.text}") from None
+            v = e.value
+            what = _kind(v) + (" " + _numtext(v) if e.numeric and isinstance(v, (int, float)) else "")
+            where = f"Go struct field {self.root}.{path}" if path else f"Go value of type {self.root}"
+            raise Invalid(f"invalid JSON: json: cannot unmarshal {what} into {where} of type "
+                          f"{self.gotype(e.node)}") from None
 
     def zero(self, node):
         if node == "s":
@@ -133,80 +148,91 @@ class _Walker:
             return {}
         return None
 
-    def walk(self, v, node, path: list[str]):
+    def walk(self, v, node):
         if isinstance(node, str):
             if node == "s":
                 if not isinstance(v, str):
-                    self.fail(v, node, path)
-                return self.string(v, path)
+                    raise _Mismatch(v, node)
+                return self.string(v)
             if node == "b":
                 if not isinstance(v, bool):
-                    self.fail(v, node, path)
+                    raise _Mismatch(v, node)
                 return v
             if node == "f":
                 if isinstance(v, bool) or not isinstance(v, (int, float)):
-                    self.fail(v, node, path)
+                    raise _Mismatch(v, node)
                 if abs(v) == float("inf") or (isinstance(v, int) and abs(v) > 1.8e308):
-                    self.fail(v, node, path, numeric=True)
+                    raise _Mismatch(v, node, numeric=True)
                 return float(v)
             if node == "strslice":
                 if isinstance(v, str):
-                    return [self.string(v, path)]
-                return self.walk(v, ("a", "s", None), path)
-            return self.anything(v, path)
+                    return [self.string(v)]
+                return self.walk(v, ("a", "s", None))
+            return self.anything(v)
         tag = node[0]
         if tag == "ref":
-            return self.walk(v, self.defs[node[1]], path)
+            return self.walk(v, self.defs[node[1]])
         if tag == "i":
             if isinstance(v, bool) or not isinstance(v, (int, float)):
-                self.fail(v, node, path)
-            lo, hi = GO_INT_RANGES.get(node[1], GO_INT_RANGES["int64"])
+                raise _Mismatch(v, node)
+            lo, hi = GO_INT_RANGES[node[1]]
             if isinstance(v, float) or not lo <= v <= hi:
-                self.fail(v, node, path, numeric=True)
+                raise _Mismatch(v, node, numeric=True)
             return v
         if tag == "a":
             if not isinstance(v, list):
-                self.fail(v, node, path)
+                raise _Mismatch(v, node)
             elem, n = node[1], node[2]
-            out = [self.zero(elem) if x is None else self.walk(x, elem, path) for x in v]
+            out = [self.zero(elem) if x is None else self.walk(x, elem) for x in v]
             if n:  # a Go array [n]T: extra elements are dropped, missing ones are zero
                 out = (out + [self.zero(elem)] * n)[:n]
             return out
         if tag == "m":
             if not isinstance(v, dict):
-                self.fail(v, node, path)
-            return {self.string(k, path): (self.zero(node[1]) if x is None else self.walk(x, node[1], path + [k]))
-                    for k, x in v.items()}
+                raise _Mismatch(v, node)
+            out = {}
+            for k, x in v.items():
+                try:
+                    out[self.string(k)] = self.zero(node[1]) if x is None else self.walk(x, node[1])
+                except _Mismatch as e:
+                    e.keys.append(k)
+                    raise
+            return out
         # "o": a struct
         if not isinstance(v, dict):
-            self.fail(v, node, path)
+            raise _Mismatch(v, node)
         fields, out = node[2], {}
         for k, x in v.items():
             f = fields.get(k.casefold())
-            if f is None:
-                out[k] = self.anything(x, path + [k])  # unknown: ignored by Go, passed on as sent
-            elif x is not None:  # null leaves a Go field at its zero value: as if absent
-                out[f[0]] = self.walk(x, f[1], path + [f[0]])
-            else:
-                out.pop(f[0], None)
+            try:
+                if f is None:
+                    out[k] = self.anything(x)  # unknown: ignored by Go, passed on as sent
+                elif x is not None:  # null leaves a Go field at its zero value: as if absent
+                    out[f[0]] = self.walk(x, f[1])
+                else:
+                    out.pop(f[0], None)
+            except _Mismatch as e:
+                e.keys.append(f[0] if f else k)
+                raise
         return out
 
-    def string(self, s: str, path: list[str]) -> str:
+    @staticmethod
+    def string(s: str) -> str:
         if "\x00" in s:
-            raise Invalid(f"invalid {'.'.join(path) or 'value'}: contains a NUL byte")
-        return _SURROGATE.sub("\ufffd", s)
+            raise _Mismatch(s, "s", text="contains a NUL byte")
+        return s if s.isascii() else _SURROGATE.sub("\ufffd", s)
 
-    def anything(self, v, path: list[str]):
+    def anything(self, v):
         """A value of no declared type (Go's interface{}): numbers must still fit a float64."""
         if isinstance(v, dict):
-            return {self.string(k, path): self.anything(x, path) for k, x in v.items()}
+            return {self.string(k): self.anything(x) for k, x in v.items()}
         if isinstance(v, list):
-            return [self.anything(x, path) for x in v]
+            return [self.anything(x) for x in v]
         if isinstance(v, str):
-            return self.string(v, path)
+            return self.string(v)
         if isinstance(v, (int, float)) and not isinstance(v, bool):
             if abs(v) == float("inf") or (isinstance(v, int) and abs(v) > 1.8e308):
-                self.fail(v, "f", path, numeric=True)
+                raise _Mismatch(v, "f", numeric=True)
             return float(v) if isinstance(v, _Num) else v
         return v
 
@@ -236,21 +262,36 @@ def check_query(op, query: dict[str, str]) -> None:
             raise Invalid(f"invalid {name}: contains a NUL byte")
     for name, node in (op[0] if op else {}).items():
         value = query.get(name, "")
-        if value == "":
+        if value == "" or node[0] != "i":  # booleans are lenient in dockerd; strings are the handler's
             continue
         if not _ATOI.fullmatch(value):
             raise Invalid(f'strconv.Atoi: parsing "{value}": invalid syntax')
         lo, hi = GO_INT_RANGES.get(node[1], GO_INT_RANGES["int64"])
         if not lo <= int(value) <= hi:
             raise Invalid(f'strconv.Atoi: parsing "{value}": value out of range')
-    filters = query.get("filters")
-    if filters:
-        try:
-            json.loads(filters)
-        except RecursionError:
-            raise Invalid("invalid filter: exceeded max depth") from None
-        except ValueError:
-            pass  # the handler words its own error
+    if query.get("filters"):
+        check_filters(query["filters"])
+
+
+def check_filters(raw: str) -> None:
+    """``filters=``: a map[string]map[string]bool, or the legacy map[string][]string (moby's FromJSON)."""
+    try:
+        f = json.loads(raw)
+    except (ValueError, RecursionError):
+        raise Invalid("invalid filter") from None
+    if f is None:
+        return
+    if not isinstance(f, dict):
+        raise Invalid("invalid filter")
+    for values in f.values():
+        if values is None:
+            continue
+        if isinstance(values, dict):
+            ok = all(v is None or isinstance(v, bool) for v in values.values())
+        else:
+            ok = isinstance(values, list) and all(v is None or isinstance(v, str) for v in values)
+        if not ok:
+            raise Invalid("invalid filter")
 
 
 def check_body(op, data: bytes):
@@ -260,7 +301,7 @@ def check_body(op, data: bytes):
         return value
     root, node = op[1]
     try:
-        value = _Walker(_api_types().DEFS, root).walk(value, node, [])
+        value = _Walker(_api_types().DEFS, root).check(value, node)
     except RecursionError:
         raise Invalid("invalid JSON: exceeded max depth") from None
     check_meaning(root, value)

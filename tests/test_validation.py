@@ -10,39 +10,21 @@ import io
 import json
 import os
 import random
-import socket
 import subprocess
 import sys
 import tarfile
-import tempfile
 import time
 
 import pytest
 
-from conftest import REPO, Daemon, leftovers, need_tool
+from conftest import REPO, need_tool
 
 pytestmark = pytest.mark.privileged
 
 
 def raw(daemon, method: str, path: str, body: bytes | None = None, ctype="application/json", timeout=30):
     """A request with an exact body (bytes, not re-encoded JSON): (status, parsed JSON or bytes)."""
-    class Conn(http.client.HTTPConnection):
-        def connect(inner):
-            inner.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            inner.sock.settimeout(timeout)
-            inner.sock.connect(daemon.sock)
-
-    c = Conn("localhost", timeout=timeout)
-    try:
-        c.request(method, path, body=body, headers={"Content-Type": ctype} if body is not None else {})
-        r = c.getresponse()
-        data = r.read()
-    finally:
-        c.close()
-    try:
-        return r.status, json.loads(data) if data else None
-    except ValueError:
-        return r.status, data
+    return daemon.api(method, path, body, timeout=timeout, ctype=ctype)
 
 
 def message(reply) -> str:
@@ -418,27 +400,9 @@ def fuzz_request(rng: random.Random, method: str, template: str, types) -> tuple
 
 @pytest.fixture
 def fuzz_daemon():
-    base = tempfile.mkdtemp(prefix="mdfuzz-", dir="/tmp")
-    d = Daemon(base)
-    try:
-        d.start()
-        yield d
-    finally:
-        try:
-            if d.proc and d.proc.poll() is None:
-                d.remove_all()
-        finally:
-            d.stop()
-            import shutil
-            left = leftovers(base)
-            deadline = time.monotonic() + 10
-            while left and time.monotonic() < deadline:
-                time.sleep(0.2)
-                left = leftovers(base)
-            shutil.rmtree(base, ignore_errors=True)
-            from conftest import remove_cgroup_parent
-            remove_cgroup_parent(d.cgroup_parent)
-            assert not left, left
+    """A daemon of the fuzz run's own (it prunes and deletes), cleaned up as the session's is."""
+    from conftest import _session_daemon
+    yield from _session_daemon(None, cgroup_tag="-fuzz")
 
 
 def test_fuzz_the_served_endpoints(fuzz_daemon):

@@ -133,6 +133,7 @@ def test_stop_timeout_is_used_by_stop(daemon):
 @pytest.mark.parametrize("host, words", [
     ({"Runtime": "kata"}, "unknown or invalid runtime name: kata"),
     ({"LogConfig": {"Type": "syslog"}}, "logger: no log driver named 'syslog' is registered"),
+    ({"LogConfig": {"Type": "", "Config": {"bogus": "1"}}}, "unknown log opt 'bogus' for json-file log driver"),
 ])
 def test_create_refuses_runtimes_and_log_drivers_it_does_not_have(daemon, host, words):
     before = container_ids(daemon)

@@ -49,6 +49,8 @@ GO_INT_RANGES = {"int": (-2**63, 2**63 - 1), "int64": (-2**63, 2**63 - 1), "int3
 RUNC_COMPATIBLE = {"runc", "io.containerd.runc.v2", "minidocker"}
 # Log drivers: json-file is what minidocker writes; local is read back the same way; none keeps nothing.
 LOG_DRIVERS = {"json-file", "local", "none"}
+# The options dockerd's json-file and local drivers accept (moby daemon/logger/jsonfilelog, local).
+LOG_OPTS = {"max-file", "max-size", "compress", "env", "env-regex", "labels", "labels-regex", "tag"}
 
 _ATOI = re.compile(r"[+-]?[0-9]+")
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -321,6 +323,11 @@ def check_meaning(root: str, body: dict) -> None:
     driver = (host.get("LogConfig") or {}).get("Type") or ""
     if driver and driver not in LOG_DRIVERS:
         raise Invalid(f"logger: no log driver named '{driver}' is registered")
+    for key in (host.get("LogConfig") or {}).get("Config") or {}:
+        if key not in LOG_OPTS:
+            if driver == "local":
+                raise Invalid(f"unknown log opt '{key}' for log driver local")
+            raise Invalid(f"unknown log opt '{key}' for {driver or 'json-file'} log driver")
 
 
 def check_tar(data: bytes) -> None:

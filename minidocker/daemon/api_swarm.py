@@ -11,7 +11,7 @@ same; creating a swarm or installing a plugin is refused (501), not half-done.
 """
 from __future__ import annotations
 
-from . import http
+from .. import http
 
 NOT_MANAGER = ('This node is not a swarm manager. Use "docker swarm init" or "docker swarm join" '
                'to connect this node to swarm and try again.')

@@ -30,6 +30,7 @@ import time
 
 from . import cgroups as cgroups_cli
 from . import security as security_cli
+from . import volumes as volumes_cli
 from .client import APIError, Client, DaemonNotRunning, read_frames
 from .images import add_verbs as add_image_verbs
 
@@ -113,6 +114,7 @@ def create_body(a) -> dict:
     }
     body["HostConfig"].update(cgroups_cli.host_config(a))
     body["HostConfig"].update(security_cli.host_config(a))
+    body["HostConfig"].update(volumes_cli.host_config(a))
     if a.stop_signal:
         body["StopSignal"] = a.stop_signal
     if a.stop_timeout is not None:
@@ -483,6 +485,7 @@ def container_opts(p):
     p.add_argument("--network", "--net")
     cgroups_cli.limit_opts(p)
     security_cli.security_opts(p)
+    volumes_cli.run_flags(p)
     p.add_argument("--restart", help="no, on-failure[:max-retries], always, unless-stopped")
     p.add_argument("--stop-signal")
     p.add_argument("--stop-timeout", type=int)
@@ -610,6 +613,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     cow.add_verbs(sub)
     from .registry import add_verbs as registry_verbs
     registry_verbs(sub)  # pull, push, login, logout, registry serve (the registry chapter)
+    volumes_cli.add_verbs(sub)  # volume create/ls/inspect/rm/prune (the volumes chapter)
     return p
 
 

@@ -93,7 +93,9 @@ class API:
         from . import api_registry
         api_registry.register(self, s)  # pull, push, login (the registry chapter; its minimal tag/rmi lose to api_images')
         from . import api_swarm
-        api_swarm.register(self, s)  # swarm and plugins: answered as a dockerd not in swarm mode
+        api_swarm.register(self, s)
+        from . import api_volumes
+        api_volumes.register(self, s)  # /volumes (the volumes chapter)  # swarm and plugins: answered as a dockerd not in swarm mode
 
     # ---- system ---------------------------------------------------------------------------------
     async def ping(self, req):
@@ -219,7 +221,7 @@ class API:
         return http.Response(200, b"", content_type="text/plain; charset=utf-8")
 
     async def container_delete(self, req):
-        await self.engine.remove(req.match["id"], force=req.bool_param("force"))
+        await self.engine.remove(req.match["id"], force=req.bool_param("force"), volumes=req.bool_param("v"))
         return http.empty(204)
 
     async def container_logs(self, req):

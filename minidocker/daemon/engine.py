@@ -30,6 +30,7 @@ from ..images.store import ImageNotFound, ImageStore
 from ..images.unpack import prune, unpack
 from ..runtime import monitor
 from .config import ConfigError, ContainerConfig, from_create_request, validate_name
+from ..volumes import VolumeStore
 from ..util import ZERO_TIME, atomic_write_json, new_id, now_rfc3339, parse_rfc3339, read_json
 from . import rules
 from .events import Events
@@ -121,6 +122,7 @@ class Engine:
         self.images = ImageStore(os.path.join(root, "images"))
         self.driver = driver
         self.snapshotter = self.snapshotter_for(driver)
+        self.volumes = VolumeStore(os.path.join(root, "volumes"))
         self.events = Events()
         self.execs: dict = {}  # exec id -> daemon.execs.Exec (in memory, as dockerd keeps them)
         os.makedirs(os.path.join(root, "containers"), exist_ok=True)
@@ -195,15 +197,26 @@ class Engine:
             raise InvalidRequest(f"cannot prepare the root filesystem of {image_name}: {e}")
         cfg.rootfs_mounts = [dict(vars(m)) for m in mounts]
         cfg.storage_driver = self.driver
+        from . import api_volumes   # the volumes chapter: -v, --mount, --tmpfs, image VOLUMEs
         try:
+            points = api_volumes.resolve(self, body, image.config.get("config", {}), cid)
+        except BaseException:
+            self.snapshotter.remove(cid)
+            self.snapshotter.remove(cid + "-init")
+            raise
+        cfg.volume_mounts = [p.to_dict() for p in points]
+        try:
+            api_volumes.copy_up(self, points, mounts)
             write_bundle(directory, cfg, body, console, warnings)
         except ConfigError as e:
             self.snapshotter.remove(cid)
             self.snapshotter.remove(cid + "-init")
+            api_volumes.release(self, cid, cfg.volume_mounts, remove_anonymous=True)
             raise InvalidRequest(str(e))
         except BaseException:
             self.snapshotter.remove(cid)
             self.snapshotter.remove(cid + "-init")
+            api_volumes.release(self, cid, cfg.volume_mounts, remove_anonymous=True)
             raise
         c = Container(cid, directory, cfg, body, now_rfc3339(), name)
         c.save()
@@ -315,7 +328,7 @@ class Engine:
         if c.id in self.containers and self.should_restart(c, code):
             self.schedule_restart(c, time.time() - started)
         elif c.cfg.auto_remove and c.id in self.containers:
-            await self.remove(c.id, force=True)
+            await self.remove(c.id, force=True, volumes=True)   # --rm: anonymous volumes too
 
     # ---- restart policies -----------------------------------------------------------------------
     def should_restart(self, c: Container, code: int) -> bool:
@@ -522,7 +535,8 @@ class Engine:
             deleted.append(c.id)
         return deleted, reclaimed
 
-    async def remove(self, ref: str, force: bool = False) -> None:
+    async def remove(self, ref: str, force: bool = False, volumes: bool = False) -> None:
+        """docker rm [-f] [-v]: ``volumes`` removes the container's anonymous volumes too."""
         c = self.get(ref)
         await self.settle_restart(c)
         if c.lock.locked() and c.state["Status"] == "created":
@@ -556,6 +570,8 @@ class Engine:
                 conn[3].set_result(None)
         await asyncio.to_thread(delete_container_dir, c.dir)
         await asyncio.to_thread(self.release_snapshot, c)
+        from . import api_volumes
+        await asyncio.to_thread(api_volumes.release, self, c.id, c.cfg.volume_mounts, volumes)
         for eid in c.exec_ids:
             self.execs.pop(eid, None)
         self.emit(c, "destroy")
@@ -612,6 +628,8 @@ class Engine:
             c.restart_count = st.get("restart_count", 0)
             c.manually_stopped = st.get("manually_stopped", False)
             self.containers[cid] = c
+            from . import api_volumes
+            api_volumes.reacquire(self, cid, c.cfg.volume_mounts)
             if c.state["Status"] in ("running", "paused"):
                 # Re-attach; if the monitor died meanwhile, watch() reads exit.json (reconcile).
                 c.watcher = asyncio.create_task(self.watch(c))
@@ -683,7 +701,7 @@ class Engine:
             "MountLabel": "", "ProcessLabel": "", "AppArmorProfile": "", "ExecIDs": list(c.exec_ids) or None,
             "HostConfig": host,
             "GraphDriver": graph_driver(c),
-            "Mounts": [],
+            "Mounts": _mounts_of(c),
             "Config": {
                 "Hostname": c.cfg.hostname, "Domainname": c.cfg.domainname, "User": c.cfg.user,
                 "AttachStdin": bool(req.get("AttachStdin")), "AttachStdout": bool(req.get("AttachStdout")),
@@ -712,7 +730,7 @@ class Engine:
         return {"Id": c.id, "Names": ["/" + c.name], "Image": c.cfg.image_ref, "ImageID": c.cfg.image_id,
                 "Command": " ".join(c.cfg.argv), "Created": int(parse_rfc3339(c.created)),
                 "Ports": [], "Labels": c.cfg.labels, "State": st["Status"], "Status": status,
-                "HostConfig": {"NetworkMode": "default"}, "NetworkSettings": {"Networks": {}}, "Mounts": []}
+                "HostConfig": {"NetworkMode": "default"}, "NetworkSettings": {"Networks": {}}, "Mounts": _mounts_of(c)}
 
     def list(self, all_: bool = False, filters: dict | None = None, limit: int = -1) -> list[dict]:
         items = sorted(self.containers.values(), key=lambda c: c.created, reverse=True)
@@ -724,6 +742,11 @@ class Engine:
                 continue
             out.append(self.summary(c))
         return out[:limit] if limit and limit > 0 else out
+
+
+def _mounts_of(c: Container) -> list[dict]:
+    from .api_volumes import inspect_mounts
+    return inspect_mounts(c.cfg.volume_mounts)
 
 
 def graph_driver(c: Container) -> dict:

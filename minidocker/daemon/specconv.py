@@ -29,10 +29,9 @@ import re
 import stat
 
 from ..runtime import spec as S
+from ..volumes import MountPoint, oci_mounts
 from .config import ConfigError, ContainerConfig
 
-# HostConfig fields that need volumes (not implemented yet): refused, never ignored.
-UNSUPPORTED_MOUNTS = ("Binds", "Mounts", "Tmpfs", "VolumesFrom")
 # Other HostConfig fields with no effect yet: accepted with a warning when set.
 WARN_ONLY = {"ShmSize": "--shm-size", "Links": "--link",
              "ExtraHosts": "--add-host", "Dns": "--dns", "DnsSearch": "--dns-search",
@@ -203,16 +202,9 @@ def to_spec(cfg: ContainerConfig, host: dict | None, container_dir: str, *,
     caps_mod, seccomp_mod, masks_mod, devices_mod, sysctls_mod = _security()
     host = host or {}
     warnings = warnings if warnings is not None else []
-    for key in UNSUPPORTED_MOUNTS:
-        if host.get(key):
-            raise ConfigError(f"HostConfig.{key}: volumes and bind mounts (-v, --mount, --tmpfs, "
-                              "--volumes-from) are not supported by minidocker yet")
     for key, flag in WARN_ONLY.items():
         if host.get(key):
             warnings.append(f"{flag} is not supported by minidocker yet: ignored")
-    if config and config.get("Volumes"):
-        warnings.append("anonymous volumes (Config.Volumes) are not supported by minidocker yet: "
-                        "the paths stay part of the container's writable layer")
     privileged = bool(host.get("Privileged"))
     sec = security_opts(host.get("SecurityOpt"))
     try:
@@ -289,6 +281,8 @@ def to_spec(cfg: ContainerConfig, host: dict | None, container_dir: str, *,
         if os.path.exists(os.path.join(container_dir, name)):
             mounts.append({"destination": f"/etc/{name}", "type": "bind", "source": os.path.join(container_dir, name),
                            "options": ["rbind", "rprivate"]})
+    # Volumes, binds, tmpfs (resolved by the daemon: api_volumes.resolve), parents first.
+    mounts += oci_mounts([MountPoint.from_dict(d) for d in cfg.volume_mounts])
     spec = {
         "ociVersion": S.OCI_VERSION,
         "process": proc,

@@ -114,3 +114,177 @@ def test_done_when_scenario_docker_cli(daemon):
     assert v in docker(daemon, "volume", "ls", "-q").stdout.split()
     docker(daemon, "volume", "rm", v)
     assert not os.path.exists(info["Mountpoint"])
+
+
+def test_done_when_scenario_docker_py_and_minidocker(daemon):
+    docker_mod = pytest.importorskip("docker") if not os.environ.get("CI") else __import__("docker")
+    client = docker_mod.DockerClient(base_url=daemon.host)
+    v = uniq("py")
+    vol = client.volumes.create(v, labels={"by": "docker-py"})
+    assert vol.attrs["Labels"] == {"by": "docker-py"}
+    client.containers.run("busybox", ["sh", "-c", "echo hi > /data/f"], volumes={v: {"bind": "/data", "mode": "rw"}},
+                          remove=True)
+    assert client.containers.run("busybox", ["cat", "/data/f"], volumes=[f"{v}:/data:ro"], remove=True) == b"hi\n"
+    assert v in [x.name for x in client.volumes.list(filters={"label": "by=docker-py"})]
+    vol.remove()
+    m = uniq("md")
+    daemon.cli("volume", "create", m, check=True)
+    daemon.cli("run", "--rm", "-v", f"{m}:/data", "busybox", "sh", "-c", "echo hi > /data/f", check=True)
+    out = daemon.cli("run", "--rm", "--mount", f"type=volume,source={m},target=/data,readonly", "busybox",
+                     "cat", "/data/f", check=True)
+    assert out.stdout == b"hi\n"
+    assert m.encode() in daemon.cli("volume", "ls", "-q", check=True).stdout.split()
+    daemon.cli("volume", "rm", m, check=True)
+
+
+def test_readonly_bind_is_not_writable_nor_remountable(daemon, tmp_path):
+    need_tool("docker")
+    (tmp_path / "f").write_text("host\n")
+    script = ("echo x > /ro/f; echo write=$?; mount -o remount,rw /ro; echo remount=$?; "
+              "echo x > /ro/f; echo again=$?; cat /ro/f; grep ' /ro ' /proc/self/mountinfo")
+    r = docker(daemon, "run", "--rm", "-v", f"{tmp_path}:/ro:ro", "busybox", "sh", "-c", script, check=False)
+    assert "Read-only file system" in r.stderr
+    lines = r.stdout.splitlines()
+    assert "write=1" in lines and "again=1" in lines and "remount=0" not in lines
+    assert "host" in lines
+    mi = [line for line in lines if " /ro " in line][-1]   # the top-most mount at /ro: what a path reaches
+    assert " /ro ro," in mi and "shared:" not in mi and "master:" not in mi   # read-only, propagation private
+    assert (tmp_path / "f").read_text() == "host\n"
+    # rw: the host sees what the container writes
+    docker(daemon, "run", "--rm", "-v", f"{tmp_path}:/rw", "busybox", "sh", "-c", "echo c > /rw/g")
+    assert (tmp_path / "g").read_text() == "c\n"
+
+
+def test_bind_source_missing_created_by_v_refused_by_mount(daemon, tmp_path):
+    need_tool("docker")
+    missing = tmp_path / "made" / "by-v"
+    docker(daemon, "run", "--rm", "-v", f"{missing}:/x", "busybox", "true")
+    assert missing.is_dir()
+    gone = tmp_path / "nope"
+    r = docker(daemon, "run", "--rm", "--mount", f"type=bind,source={gone},target=/x", "busybox", "true", check=False)
+    assert r.returncode != 0 and f"bind source path does not exist: {gone}" in r.stderr
+    assert not gone.exists()
+    r = docker(daemon, "run", "--rm", "-v", "v:rel", "busybox", "true", check=False)
+    assert r.returncode != 0 and "mount path must be absolute" in r.stderr
+
+
+def test_duplicate_targets_are_refused(daemon, tmp_path):
+    need_tool("docker")
+    before = set(docker(daemon, "volume", "ls", "-q").stdout.split())
+    r = docker(daemon, "run", "--rm", "-v", f"{tmp_path}:/d", "--mount", "type=volume,target=/d",
+               "busybox", "true", check=False)
+    assert r.returncode != 0 and "Duplicate mount point: /d" in r.stderr
+    r = docker(daemon, "run", "--rm", "-v", "a1:/d", "--tmpfs", "/d", "busybox", "true", check=False)
+    assert r.returncode != 0 and "Duplicate mount point: /d" in r.stderr
+    assert set(docker(daemon, "volume", "ls", "-q").stdout.split()) == before   # nothing half-made
+
+
+def test_tmpfs_mounts(daemon):
+    need_tool("docker")
+    out = docker(daemon, "run", "--rm", "--tmpfs", "/scratch:size=1m,mode=1770", "--mount",
+                 "type=tmpfs,target=/other,tmpfs-size=2m", "busybox", "sh", "-c",
+                 "grep -E ' /(scratch|other) ' /proc/self/mountinfo; stat -c %a /scratch").stdout
+    scratch = [line for line in out.splitlines() if " /scratch " in line][0]
+    other = [line for line in out.splitlines() if " /other " in line][0]
+    assert " - tmpfs " in scratch and "size=1024k" in scratch and "noexec" in scratch
+    assert "size=2048k" in other and out.splitlines()[-1] == "1770"
+
+
+def test_copy_up_once_keeps_owner_and_mode_and_nocopy(daemon):
+    need_tool("docker")
+    # /etc of busybox is not empty: an empty named volume over it is filled from the image.
+    v, nc = uniq("cu"), uniq("nc")
+    docker(daemon, "run", "--rm", "-v", f"{v}:/etc", "busybox", "true")
+    mp = json.loads(docker(daemon, "volume", "inspect", v).stdout)[0]["Mountpoint"]
+    ls = docker(daemon, "run", "--rm", "busybox", "ls", "/etc").stdout.split()
+    assert sorted(os.listdir(mp)) == sorted(ls) and "passwd" in ls
+    img = docker(daemon, "run", "--rm", "busybox", "stat", "-c", "%a %u %g", "/etc/passwd").stdout.split()
+    st = os.stat(os.path.join(mp, "passwd"))
+    assert [f"{st.st_mode & 0o7777:o}", str(st.st_uid), str(st.st_gid)] == img
+    # Once: emptied by a user, it is not filled again.
+    docker(daemon, "run", "--rm", "-v", f"{v}:/etc", "busybox", "sh", "-c", "rm -rf /etc/*")
+    docker(daemon, "run", "--rm", "-v", f"{v}:/etc", "busybox", "true")
+    assert os.listdir(mp) == []
+    docker(daemon, "run", "--rm", "-v", f"{nc}:/etc:nocopy", "busybox", "true")
+    assert os.listdir(json.loads(docker(daemon, "volume", "inspect", nc).stdout)[0]["Mountpoint"]) == []
+    docker(daemon, "volume", "rm", v, nc)
+
+
+def test_volumes_from_and_inspect_mounts(daemon, tmp_path):
+    need_tool("docker")
+    src = uniq("src")
+    docker(daemon, "create", "--name", src, "-v", "/shared", "-v", f"{tmp_path}:/hostdir:ro", "busybox", "true")
+    try:
+        mounts = json.loads(docker(daemon, "inspect", src).stdout)[0]["Mounts"]
+        by_dest = {m["Destination"]: m for m in mounts}
+        assert by_dest["/hostdir"]["Type"] == "bind" and by_dest["/hostdir"]["RW"] is False
+        assert by_dest["/shared"]["Type"] == "volume" and len(by_dest["/shared"]["Name"]) == 64
+        docker(daemon, "run", "--rm", "--volumes-from", src, "busybox", "sh", "-c", "echo from > /shared/x")
+        anon = by_dest["/shared"]["Source"]
+        with open(os.path.join(anon, "x")) as f:
+            assert f.read() == "from\n"
+        r = docker(daemon, "run", "--rm", "--volumes-from", f"{src}:ro", "busybox", "sh", "-c", "echo y > /shared/y",
+                   check=False)
+        assert r.returncode != 0 and "Read-only file system" in r.stderr
+        r = docker(daemon, "volume", "rm", by_dest["/shared"]["Name"], check=False)
+        assert r.returncode != 0 and "volume is in use" in r.stderr
+    finally:
+        docker(daemon, "rm", "-v", src)
+    assert not os.path.exists(anon)                         # rm -v took the anonymous volume
+
+
+def test_rm_v_and_auto_remove_remove_anonymous_volumes_not_named(daemon):
+    need_tool("docker")
+    named = uniq("keep")
+    before = set(docker(daemon, "volume", "ls", "-q").stdout.split())
+    cid = docker(daemon, "create", "-v", "/anon", "-v", f"{named}:/named", "busybox", "true").stdout.strip()
+    after = set(docker(daemon, "volume", "ls", "-q").stdout.split())
+    [anon] = after - before - {named}
+    docker(daemon, "rm", cid)                                # without -v: the anonymous volume stays
+    assert anon in docker(daemon, "volume", "ls", "-q").stdout.split()
+    cid = docker(daemon, "create", "-v", "/anon2", "busybox", "true").stdout.strip()
+    anon2 = json.loads(docker(daemon, "inspect", cid).stdout)[0]["Mounts"][0]["Name"]
+    docker(daemon, "rm", "-v", cid)
+    names = docker(daemon, "volume", "ls", "-q").stdout.split()
+    assert anon2 not in names and named in names
+    docker(daemon, "run", "--rm", "-v", "/anon3", "busybox", "true")
+    assert set(docker(daemon, "volume", "ls", "-q").stdout.split()) == set(names)
+    docker(daemon, "volume", "rm", anon, named)
+
+
+def test_prune_and_nothing_left_after_rm_f(daemon, tmp_path):
+    need_tool("docker")
+    named, tm = uniq("pr"), uniq("tm")
+    docker(daemon, "volume", "create", named)
+    docker(daemon, "volume", "create", "-o", "type=tmpfs", "-o", "device=tmpfs", "-o", "o=size=1m", tm)
+    cid = docker(daemon, "run", "-d", "-v", f"{named}:/a", "-v", "/b", "-v", f"{tm}:/t", "busybox",
+                 "sh", "-c", "echo x > /a/f; echo y > /t/f; sleep 1000").stdout.strip()
+    vols = {m["Destination"]: m for m in json.loads(docker(daemon, "inspect", cid).stdout)[0]["Mounts"]}
+    tm_dir = vols["/t"]["Source"]
+    with open("/proc/self/mountinfo") as f:
+        assert any(line.split()[4] == tm_dir for line in f)     # the tmpfs volume's mount, while in use
+    r = docker(daemon, "volume", "prune", "-af")
+    assert named not in r.stdout                                  # in use: kept
+    docker(daemon, "rm", "-f", cid)
+    out = docker(daemon, "volume", "prune", "-af").stdout
+    assert named in out and tm in out and vols["/b"]["Name"] in out
+    volroot = os.path.join(daemon.root, "volumes")
+    assert [n for n in os.listdir(volroot) if n in (named, tm, vols["/b"]["Name"])] == []
+    assert leftovers(volroot) == []                               # no mount made by minidocker remains
+
+
+def test_image_volume_and_system_df(daemon):
+    need_tool("docker")
+    tag = uniq("volimg")
+    cid = docker(daemon, "create", "busybox", "true").stdout.strip()
+    docker(daemon, "commit", "-c", "VOLUME /data", cid, f"{tag}:1")
+    docker(daemon, "rm", cid)
+    try:
+        c2 = docker(daemon, "create", f"{tag}:1").stdout.strip()
+        [m] = json.loads(docker(daemon, "inspect", c2).stdout)[0]["Mounts"]
+        assert m["Destination"] == "/data" and m["Type"] == "volume"
+        df = json.loads(docker(daemon, "system", "df", "-v", "--format", "{{json .Volumes}}").stdout)
+        assert m["Name"] in [v["Name"] for v in df]
+        docker(daemon, "rm", "-v", c2)
+    finally:
+        docker(daemon, "rmi", f"{tag}:1")

@@ -108,8 +108,11 @@ def resolve(engine, body: dict, image_config: dict, cid: str) -> list[MountPoint
             points.append(p)
             taken.add(p.destination)
     for path in [*(image_config.get("Volumes") or {}), *(body.get("Volumes") or {})]:
+        if not path.startswith("/"):
+            raise InvalidRequest(f'invalid mount config for type "volume": invalid mount path: '
+                                 f"'{path}' mount path must be absolute")
         dest = os.path.normpath(path)
-        if dest not in taken and dest.startswith("/"):
+        if dest not in taken:
             points.append(MountPoint(type="volume", destination=dest))
             taken.add(dest)
     made, acquired = [], []

@@ -71,7 +71,7 @@ def btrfs_mount():
             os.rmdir(where)
 
 
-def loop_devices_of(pattern: str = "btrfs-") -> list[str]:
-    """Loop devices whose backing file name contains ``pattern`` (what a leak would look like)."""
-    r = subprocess.run(["losetup", "-l", "-n", "-O", "NAME,BACK-FILE"], capture_output=True, text=True)
-    return [line.split()[0] for line in r.stdout.splitlines() if pattern in line]
+def device_of(where: str) -> str:
+    """The block device mounted at ``where`` (this process's mount namespace)."""
+    from minidocker.rootfs import mountinfo
+    return [m.source for m in mountinfo() if m.mountpoint == where][-1]

@@ -477,7 +477,7 @@ def test_a_killed_run_leaves_no_btrfs_mount_nor_loop_device(tmp_path):
     child = subprocess.Popen(
         [sys.executable, "-c", "import sys, btrfsloop\n"
          "with btrfsloop.btrfs_mount() as d:\n"
-         "    import os; print(d, btrfsloop.loop_devices_of()[-1], flush=True); sys.stdin.read()"],
+         "    print(d, btrfsloop.device_of(d), flush=True); sys.stdin.read()"],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=here,
         env={**os.environ, "PYTHONPATH": os.pathsep.join([here, os.path.dirname(here)])})
     where, loop = child.stdout.readline().split()

@@ -288,3 +288,33 @@ def test_image_volume_and_system_df(daemon):
         docker(daemon, "rm", "-v", c2)
     finally:
         docker(daemon, "rmi", f"{tag}:1")
+
+
+def test_btrfs_driver_runs_the_docker_cli_scenario(btrfs_dir):
+    """A daemon with --storage-driver btrfs on the loop device's file system: the Done-when scenario,
+    the container's layer a btrfs snapshot, diff through it, and nothing left after rm."""
+    need_tool("docker")
+    need(os.path.exists("/bin/busybox"), "/bin/busybox (busybox-static)")
+    base = tempfile.mkdtemp(prefix="mdbtrfs-", dir=btrfs_dir)
+    d = Daemon(base, "btrfs")
+    try:
+        d.start()
+        assert docker(d, "info", "--format", "{{.Driver}}").stdout.strip() == "btrfs"
+        docker(d, "volume", "create", "v")
+        docker(d, "run", "--rm", "-v", "v:/data", "busybox", "sh", "-c", "echo hi > /data/f")
+        assert docker(d, "run", "--rm", "-v", "v:/data", "busybox", "cat", "/data/f").stdout == "hi\n"
+        cid = docker(d, "run", "-d", "busybox", "sh", "-c", "echo x > /new; sleep 1000").stdout.strip()
+        upper = json.loads(docker(d, "inspect", cid).stdout)[0]["GraphDriver"]["Data"]["UpperDir"]
+        assert os.stat(upper).st_ino == 256                       # a subvolume's root directory
+        docker(d, "exec", cid, "cat", "/new")                      # the write has happened
+        assert "A /new" in docker(d, "diff", cid).stdout.splitlines()
+        docker(d, "rm", "-f", cid)
+        assert not os.path.exists(upper)
+        docker(d, "volume", "rm", "v")
+    finally:
+        if d.proc and d.proc.poll() is None:
+            d.remove_all()
+        d.stop()
+        left = leftovers(base)
+        shutil.rmtree(base, ignore_errors=True)
+        assert not left, left

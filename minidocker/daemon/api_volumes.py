@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
 
 from .. import http, unionfs
@@ -26,7 +27,6 @@ from .engine import Conflict, InvalidRequest, NotFound
 
 def register(api, server) -> None:
     from .api import errors
-    engine = api.engine
 
     def guard(fn):
         async def h(req):
@@ -41,7 +41,11 @@ def register(api, server) -> None:
         h.__name__ = fn.__name__
         return errors(h)
 
-    store = engine.volumes
+    class _Store:                     # the engine's VolumeStore, looked up when a request comes
+        def __getattr__(self, name):
+            return getattr(api.engine.volumes, name)
+
+    store = _Store()
 
     async def listing(req):
         vols = await asyncio.to_thread(store.list, parse_filters(req.query.get("filters")))
@@ -108,6 +112,15 @@ def resolve(engine, body: dict, image_config: dict, cid: str) -> list[MountPoint
             points.append(p)
             taken.add(p.destination)
     for path in [*(image_config.get("Volumes") or {}), *(body.get("Volumes") or {})]:
+        if re.fullmatch(r"[a-zA-Z0-9]:/.+", path) and path in (body.get("Volumes") or {}):
+            # The docker CLI reads "v:/data" as a Windows drive letter and sends it as an anonymous
+            # volume; dockerd then refuses it. It is a one-letter volume name: mount it as such.
+            p = spec.parse_bind(path)
+            if p.destination in taken:
+                raise InvalidRequest(f"Duplicate mount point: {p.destination}")
+            points.append(p)
+            taken.add(p.destination)
+            continue
         if not path.startswith("/"):
             raise InvalidRequest(f'invalid mount config for type "volume": invalid mount path: '
                                  f"'{path}' mount path must be absolute")

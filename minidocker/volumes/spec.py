@@ -127,7 +127,7 @@ def parse_bind(spec: str) -> MountPoint:
 
 def check_volume_name(name: str) -> None:
     import re
-    if not re.fullmatch(r"[a-zA-Z0-9][a-zA-Z0-9_.-]+", name):
+    if not re.fullmatch(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*", name):   # one character too (store.py)
         raise MountError(f'create {name}: "{name}" includes invalid characters for a local volume name, '
                          'only "[a-zA-Z0-9][a-zA-Z0-9_.-]" are allowed. If you intended to pass a host '
                          "directory, use absolute path")

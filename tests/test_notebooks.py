@@ -27,7 +27,8 @@ def test_notebook_runs_top_to_bottom(path):
     # The kernel must import this checkout's package (a worktree, a CI clone), not another one.
     os.environ["PYTHONPATH"] = REPO + os.pathsep + os.environ.get("PYTHONPATH", "")
     nb = nbformat.read(path, as_version=4)
-    client = nbclient.NotebookClient(nb, timeout=180, kernel_name="python3",
+    # The notebook's own kernel (docs/COURSE.md): the one `make setup` / `make student` install.
+    client = nbclient.NotebookClient(nb, timeout=180, kernel_name=nb.metadata.kernelspec.name,
                                      resources={"metadata": {"path": os.path.dirname(path)}})
     client.execute()  # raises CellExecutionError naming the failing cell
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.get("output_type") == "error"]

@@ -23,6 +23,8 @@ if str(HERE.parents[1]) not in sys.path:  # run from a checkout without installi
 from minidocker import kernel as K  # noqa: E402
 from minidocker import rootfs as ref  # noqa: E402  (helpers only: forking, a busybox rootfs)
 
+from minidocker.labs import run_checks  # noqa: E402
+
 REFERENCE = "minidocker.rootfs"
 Result = tuple[str, bool, str]
 
@@ -232,17 +234,8 @@ CHECKS: list[tuple[str, Callable]] = [
 
 
 def check(module) -> list[Result]:
-    """Run every check against ``module``; an exception (NotImplementedError included) fails it."""
-    results: list[Result] = []
-    for name, fn in CHECKS:
-        try:
-            results.append((name, True, fn(module)))
-        except Exception as e:  # noqa: BLE001 - a failed check, reported in the table
-            detail = f"{type(e).__name__}: {e}"
-            if isinstance(e, ref.ChildError):
-                detail = f"{e.type_name}: {e.message}"
-            results.append((name, False, detail))
-    return results
+    """Every check against ``module``, each in a child of its own with a timeout (minidocker.labs)."""
+    return run_checks(CHECKS, module)
 
 
 

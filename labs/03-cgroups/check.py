@@ -20,6 +20,8 @@ if str(HERE.parents[1]) not in sys.path:  # run from a checkout without installi
 
 from minidocker import cgroups as ref  # noqa: E402  (helpers: reading the real state, cleaning up)
 
+from minidocker.labs import run_checks  # noqa: E402
+
 REFERENCE = "minidocker.cgroups"
 Result = tuple[str, bool, str]
 
@@ -171,14 +173,8 @@ CHECKS = [("detect (fake mountinfo)", check_detect_fake), ("detect (this host)",
 
 
 def check(module) -> list[Result]:
-    """Run every check against ``module``; an exception (NotImplementedError included) fails it."""
-    results: list[Result] = []
-    for name, fn in CHECKS:
-        try:
-            results.append((name, True, fn(module)))
-        except Exception as e:  # noqa: BLE001 - a failed check, reported in the table
-            results.append((name, False, f"{type(e).__name__}: {e}"))
-    return results
+    """Every check against ``module``, each in a child of its own with a timeout (minidocker.labs)."""
+    return run_checks(CHECKS, module)
 
 
 

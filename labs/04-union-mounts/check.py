@@ -22,6 +22,8 @@ from minidocker import kernel as K  # noqa: E402
 from minidocker import unionfs as ref  # noqa: E402
 from minidocker.rootfs import Mount  # noqa: E402
 
+from minidocker.labs import in_tempdir, run_checks  # noqa: E402
+
 REFERENCE = "minidocker.unionfs"
 Result = tuple[str, bool, str]
 
@@ -119,27 +121,18 @@ def check_mount_all_real(m, base) -> str:
     return "overlay with relative lowerdirs mounted: " + " ".join(listing)
 
 
-CHECKS = [
+CHECKS = [(name, in_tempdir(fn, "md-lab04-")) for name, fn in [
     ("1 is_whiteout", check_is_whiteout),
     ("2 lookup", check_lookup),
     ("3 merged_listdir", check_merged_listdir),
     ("4 mount_all: recorded", check_mount_all_recorded),
     ("4 mount_all: a real overlay", check_mount_all_real),
-]
+]]
 
 
 def check(module) -> list[Result]:
-    results: list[Result] = []
-    for name, fn in CHECKS:
-        base = tempfile.mkdtemp(prefix="md-lab04-")
-        try:
-            results.append((name, True, fn(module, base)))
-        except Exception as e:  # noqa: BLE001 - a failed check, reported in the table
-            results.append((name, False, f"{type(e).__name__}: {e}"))
-        finally:
-            shutil.rmtree(base, ignore_errors=True)
-    return results
-
+    """Every check against ``module``, each in a child of its own with a timeout (minidocker.labs)."""
+    return run_checks(CHECKS, module)
 
 
 def main(argv: list[str]) -> int:

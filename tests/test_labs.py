@@ -303,6 +303,34 @@ def forks():
     assert not forks.ok and "forked child returned into the checker" in forks.detail
 
 
+DEADLOCKED_SPAWN = '''
+import os
+from minidocker.namespaces import *   # everything right, except spawn
+
+def spawn(target, namespaces, **kwargs):
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    os.waitpid(pid, 0)
+    return os.read(r, 8)   # the write end is still open here: end-of-file never comes
+'''
+
+
+def test_lab01_a_deadlocked_spawn_fails_its_checks_and_names_spawn(tmp_path, monkeypatch):
+    need(os.geteuid() == 0, "root, for lab 01's namespaces")
+    monkeypatch.setenv("MINIDOCKER_LAB_TIMEOUT", "2")
+    student = _write(tmp_path / "mine.py", DEADLOCKED_SPAWN)
+    line = DEADLOCKED_SPAWN.splitlines().index("    return os.read(r, 8)   # the write end is still open here: "
+                                                "end-of-file never comes") + 1
+    results = labs.run_check(labs.get_lab("01"), student)
+    spawn = [r for r in results if r.name.startswith("4 spawn")]
+    assert spawn and all(not r.ok for r in spawn)
+    for r in spawn:
+        assert r.detail == f"timed out after 2 s in spawn (mine.py line {line})", r.detail
+    assert all(r.ok for r in results if not r.name.startswith("4 spawn")), labs.format_results(results)
+
+
 def test_reference_passes_with_checks(checks_lab):
     assert all(r.ok for r in labs.run_check(checks_lab, "reference"))
 

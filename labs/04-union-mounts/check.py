@@ -22,7 +22,7 @@ from minidocker import kernel as K  # noqa: E402
 from minidocker import unionfs as ref  # noqa: E402
 from minidocker.rootfs import Mount  # noqa: E402
 
-from minidocker.labs import in_tempdir, run_checks  # noqa: E402
+from minidocker.labs import expect, in_tempdir, run_checks  # noqa: E402
 
 REFERENCE = "minidocker.unionfs"
 Result = tuple[str, bool, str]
@@ -59,9 +59,9 @@ def _stack(base: str) -> list[str]:
 
 def check_is_whiteout(m, base) -> str:
     layers = _stack(base)
-    _fail(m.is_whiteout(os.lstat(f"{layers[0]}/a")) is True, "a 0:0 char device is a whiteout")
-    _fail(not m.is_whiteout(os.lstat("/dev/null")), "/dev/null (1:3) is not a whiteout")
-    _fail(not m.is_whiteout(os.lstat(f"{layers[2]}/a")), "a regular file is not a whiteout")
+    expect("is_whiteout(a 0:0 char device)", m.is_whiteout(os.lstat(f"{layers[0]}/a")), True)
+    expect("is_whiteout(/dev/null, 1:3)", m.is_whiteout(os.lstat("/dev/null")), False)
+    expect("is_whiteout(a regular file)", m.is_whiteout(os.lstat(f"{layers[2]}/a")), False)
     return "0:0 yes, 1:3 no, file no"
 
 
@@ -71,17 +71,15 @@ def check_lookup(m, base) -> str:
             "/only-top": 0, "/gone": None, "/nothing": None, "/": 0}
     for path, index in want.items():
         got = m.lookup(layers, path)
-        _fail((got[0] if got else None) == index,
-              f"lookup({path!r}) gave layer {got[0] if got else None}, want {index}")
+        expect(f"layer of lookup({path!r})", got[0] if got else None, index)
     return f"{len(want)} paths: whiteouts, opaque dir, a file over a directory"
 
 
 def check_merged_listdir(m, base) -> str:
     layers = _stack(base)
     root = m.merged_listdir(layers, "/")
-    _fail(root == {"b": 1, "c": 2, "d": 0, "e": 0, "only-top": 0},
-          f"merged_listdir('/') = {root}")
-    _fail(m.merged_listdir(layers, "/d") == {"y": 0}, "the opaque /d shows only the top layer's y")
+    expect("merged_listdir('/')", root, {"b": 1, "c": 2, "d": 0, "e": 0, "only-top": 0})
+    expect("merged_listdir('/d') (opaque: only the top layer's y)", m.merged_listdir(layers, "/d"), {"y": 0})
     return "matches what the overlay mount would show"
 
 
@@ -96,7 +94,7 @@ def check_mount_all_recorded(m, base) -> str:
     calls = [(c.name, c.args) for c in rec.calls]
     _fail(calls and calls[0] == ("chdir", ("/somewhere",)), f"first call should be chdir(cwd): {calls}")
     mounts = [a for n, a in calls if n == "mount"]
-    _fail(len(mounts) == 2, f"a read-only bind takes two mount calls, got {len(mounts)}")
+    expect("mount calls for a read-only bind", len(mounts), 2)
     _fail(mounts[0][:2] == ("/src", "/t") and mounts[0][3] & K.MS_BIND, f"first: the bind, got {mounts[0]}")
     _fail(mounts[1][3] & K.MS_REMOUNT and mounts[1][3] & K.MS_RDONLY, f"second: remount ro, got {mounts[1]}")
     return "chdir(cwd), bind, remount read-only"
@@ -116,8 +114,8 @@ def check_mount_all_real(m, base) -> str:
         return sorted(os.listdir(target)), os.getcwd()
 
     listing, after = _forked_ns(inside)
-    _fail(listing == ["b", "c", "d", "e", "only-top"], f"the merged overlay shows {listing}")
-    _fail(after == cwd, f"the working directory was not restored ({after})")
+    expect("the merged overlay's listing", listing, ["b", "c", "d", "e", "only-top"])
+    expect("working directory afterwards (restored)", after, cwd)
     return "overlay with relative lowerdirs mounted: " + " ".join(listing)
 
 

@@ -48,3 +48,30 @@ def test_notebook_is_committed_without_outputs(path):
     dirty = [i for i, c in enumerate(_nb(path)["cells"]) if c["cell_type"] == "code"
              and (c.get("outputs") or c.get("execution_count"))]
     assert not dirty, f"cells {dirty} have outputs: jupyter nbconvert --clear-output --inplace"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_notebook_has_predict_then_run_exercises(path):
+    exercises = [c for c in _nb(path)["cells"] if c["cell_type"] == "markdown"
+                 and "".join(c["source"]).startswith("### Predict, then run")]
+    assert len(exercises) >= 2, "two or three '### Predict, then run' cells per notebook (docs/COURSE.md)"
+    for c in exercises:
+        text = "".join(c["source"])
+        assert "<details><summary>Answer</summary>" in text and text.rstrip().endswith("</details>"), text
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_notebook_ends_with_summary_and_lab_pointer(path):
+    last = _nb(path)["cells"][-1]
+    text = "".join(last["source"])
+    assert last["cell_type"] == "markdown" and text.startswith("## Summary"), "the last cell is '## Summary'"
+    number = os.path.basename(path)[:2]
+    lab = glob.glob(os.path.join(REPO, "labs", f"{number}-*"))
+    if lab:
+        folder = os.path.basename(lab[0])
+        for line in (f"**Lab {number}** — `labs/{folder}/README.md`", f"minidocker lab start {number}",
+                     f"minidocker lab check {number}", f"minidocker lab hint {number}"):
+            assert line in text, f"the summary lacks {line!r}"
+    else:
+        assert "**Lab:** none for this chapter." in text
+    assert "**Next:**" in text

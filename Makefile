@@ -56,24 +56,24 @@ $(STAMP_APT) $(STAMP_STUDENT_APT):
 	fi
 	@touch $@
 
-$(STAMP_PIP): $(STAMP_APT) pyproject.toml
+# The venv with the package and the extra $(1) (dev: everything; student: the course only), and the
+# notebooks' kernel. editable_mode=compat: a plain path entry instead of an import hook, which would
+# cost every `minidocker` command ~30 ms of start-up; compileall: start-up without compiling (even
+# when PYTHONDONTWRITEBYTECODE is set).
+define PIP_INSTALL
 	@[ -x $(BIN)/python ] || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	# editable_mode=compat: a plain path entry instead of an import hook, which would cost every
-	# `minidocker` command ~30 ms of start-up; compileall: start-up without compiling (even when
-	# PYTHONDONTWRITEBYTECODE is set).
-	$(BIN)/pip install -q -e '.[dev]' --config-settings editable_mode=compat
+	$(BIN)/pip install -q -e '.[$(1)]' --config-settings editable_mode=compat
 	$(BIN)/python -m compileall -q minidocker >/dev/null
 	$(KERNEL_INSTALL) >/dev/null
+endef
+
+$(STAMP_PIP): $(STAMP_APT) pyproject.toml
+	$(call PIP_INSTALL,dev)
 	@rm -f $(VENV)/.pip-*; touch $@ $(STAMP_STUDENT_PIP)
 
-# The package, Jupyter and the kernel; no test tools (`make setup` installs those too).
 $(STAMP_STUDENT_PIP): $(STAMP_STUDENT_APT) pyproject.toml
-	@[ -x $(BIN)/python ] || $(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[student]' --config-settings editable_mode=compat
-	$(BIN)/python -m compileall -q minidocker >/dev/null
-	$(KERNEL_INSTALL) >/dev/null
+	$(call PIP_INSTALL,student)
 	@touch $@
 
 # The real docker client, for the compatibility tests. Use the one on PATH if there is one; otherwise

@@ -194,6 +194,30 @@ def expect(what: str, got, want) -> str:
     return f"{what}: {got!r}"
 
 
+class _Shown(str):
+    """A description, not a value: shown without quotes in a Mismatch."""
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
+def expect_raises(what: str, call: Callable, kinds=Exception, saying: str = "") -> BaseException:
+    """``call()`` must raise one of ``kinds`` whose text contains ``saying``; return the exception.
+    NotImplementedError passes through (it is reported as "not implemented yet")."""
+    want = _Shown(f"{getattr(kinds, '__name__', kinds)}" + (f" saying {saying!r}" if saying else ""))
+    try:
+        got = call()
+    except NotImplementedError:
+        raise
+    except kinds as e:
+        if saying not in str(e):
+            raise Mismatch(what, e, want) from None
+        return e
+    except Exception as e:  # noqa: BLE001 — the wrong kind of error is a mismatch too
+        raise Mismatch(what, e, want) from None
+    raise Mismatch(what, got, want)
+
+
 def describe(e: BaseException) -> str:
     """One line for a failed check: Mismatch as is, TODO text for NotImplementedError, else the
     exception with the innermost frame it came from."""

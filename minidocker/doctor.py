@@ -58,6 +58,7 @@ TOOLS = {
 
 #: Chapter number -> topic, in reading order.
 CHAPTERS = {
+    "00": "kernel calls",
     "01": "namespaces",
     "02": "rootfs",
     "03": "cgroups",
@@ -420,6 +421,21 @@ def chapter_verdicts(info: dict) -> dict[str, dict]:
     tools, py = info["tools"], info["python"]
     admin = caps["sys_admin"]
     out = {}
+
+    # 00 kernel calls: ctypes into glibc; the recording twin needs nothing at all
+    try:
+        import ctypes
+        ctypes.CDLL(None, use_errno=True).sethostname  # noqa: B018 — does glibc export it?
+        libc = True
+    except (OSError, AttributeError):
+        libc = False
+    if not libc:
+        out["00"] = _verdict("limited", "glibc not loadable through ctypes: the Recorder only")
+    elif admin:
+        out["00"] = _verdict("runnable", "ctypes calls into glibc; CAP_SYS_ADMIN for the real calls")
+    else:
+        out["00"] = _verdict("limited", "not root: real calls fail with EPERM (which the chapter shows); "
+                                        "the Recorder runs everything")
 
     # 01 namespaces
     missing = [k for k in ("mnt", "uts", "ipc", "pid", "net", "user", "cgroup") if k not in ns["types"]]

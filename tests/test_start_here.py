@@ -25,7 +25,7 @@ def _start_here_commands() -> list[str]:
 
 
 def test_start_here_commands_run_in_a_fresh_clone(tmp_path):
-    need_root()   # lab 01's checks make real namespaces; so does a student, as root on the VM
+    need_root()   # lab 00's checks make real namespaces; so does a student, as root on the VM
     need_tool("git")
     commands = _start_here_commands()
     clone, home = tmp_path / "minidocker", tmp_path / "home"
@@ -55,16 +55,16 @@ def test_start_here_commands_run_in_a_fresh_clone(tmp_path):
     codes = dict(re.findall(r"^@@ (.*) -> (\d+)$", out, re.M))
     ran = [c for c in commands if c not in VM_ONLY]
     assert list(codes) == ran, f"not every command ran:\n{out}\n{run.stderr}"
-    expected_failures = {"minidocker lab check 01"}   # the untouched copy: every check fails
+    expected_failures = {"minidocker lab check 00"}   # the untouched copy: every check fails
     for cmd, code in codes.items():
         assert code == ("1" if cmd in expected_failures else "0"), f"{cmd} -> {code}\n{out}\n{run.stderr}"
 
-    workspace = home / "minidocker-labs" / "01-namespaces"
+    workspace = home / "minidocker-labs" / "00-kernel-calls"
     assert "chapters and labs here" in out                                      # minidocker doctor
-    assert (workspace / "skeleton.py").read_text() == (clone / "labs" / "01-namespaces" / "skeleton.py").read_text()
-    assert f"lab 01 namespaces: checking {workspace / 'skeleton.py'}" in out    # lab check: the copy
+    assert (workspace / "skeleton.py").read_text() == (clone / "labs" / "00-kernel-calls" / "skeleton.py").read_text()
+    assert f"lab 00 kernel-calls: checking {workspace / 'skeleton.py'}" in out    # lab check: the copy
     assert re.search(r"^0/\d+ checks passed", out, re.M) and "✗" in out
-    assert "lab 01 hint 1 of" in out                                            # lab hint
+    assert "lab 00 hint 1 of" in out                                            # lab hint
     specs = subprocess.run([str(clone / ".venv" / "bin" / "jupyter"), "kernelspec", "list", "--json"],
                            capture_output=True, text=True, check=True, env=env).stdout
     assert "minidocker" in json.loads(specs)["kernelspecs"], "the venv lacks the notebooks' kernel"

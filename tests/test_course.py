@@ -75,3 +75,10 @@ def test_notebook_ends_with_summary_and_lab_pointer(path):
     else:
         assert "**Lab:** none for this chapter." in text
     assert "**Next:**" in text
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_notebook_refers_to_no_file_outside_the_repository(path):
+    text = "".join("".join(c["source"]) for c in _nb(path)["cells"])
+    outside = sorted(set(re.findall(r"(?:/work/|shared/(?:notes|specs)/)\S*", text)))
+    assert not outside, f"paths outside the repository: {outside}"

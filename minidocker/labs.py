@@ -17,9 +17,9 @@ A checker is only trustworthy if it *fails* on the untouched skeleton and *passe
 the test suite proves both for every lab. Student code can hang (a pipe never closed), crash the
 interpreter, leak a mount namespace or ``fork`` without ``os._exit``: so each check runs in a forked
 child of its own (``fork(2)``; ``setpgid(2)`` so that everything it started can be killed with
-``killpg``), the parent waits on a pidfd (``pidfd_open(2)``) with a deadline, and the child's
-``faulthandler`` watchdog thread prints where the check was stuck when the deadline passes — the line
-then names what hung. Failures say ``WHAT: expected WANT, got GOT`` (``expect``).
+``killpg``), the parent waits on a pidfd (``pidfd_open(2)``) with a deadline, and at the deadline
+sends SIGUSR1 to each process of the group: ``faulthandler``'s handler in each Python process prints
+where it was stuck, and the line names what hung. Failures say ``WHAT: expected WANT, got GOT`` (``expect``).
 """
 from __future__ import annotations
 
@@ -35,6 +35,7 @@ import shutil
 import signal
 import sys
 import textwrap
+import time
 import traceback
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -237,7 +238,6 @@ def describe(e: BaseException) -> str:
 # --- running -----------------------------------------------------------------------------------
 
 DEFAULT_TIMEOUT = 30.0   # seconds per check, unless check.py says TIMEOUT = ... or (name, fn, seconds)
-_GRACE = 5.0             # after the child's own watchdog should have fired, the parent kills
 _MAX_DETAIL = 4000       # a result must fit in the pipe's buffer: the child writes it before exiting
 
 
@@ -276,7 +276,6 @@ def _wait(pid: int, timeout: float) -> bool:
     try:
         fd = os.pidfd_open(pid)
     except (AttributeError, OSError):   # no pidfd (Linux < 5.3): poll, the only way left
-        import time
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT):
@@ -301,9 +300,66 @@ def _read_all(fd: int) -> str:
     return b"".join(chunks).decode(errors="replace")
 
 
+def _await_clones(timeout: float = 2.0) -> None:
+    """Give children that are copies of this very process (a fork that returned into the checker
+    instead of calling os._exit) a moment to finish and report, so that the bug is always caught."""
+    me = os.getpid()
+    try:
+        with open(f"/proc/{me}/task/{me}/children") as f:
+            kids = f.read().split()
+        with open("/proc/self/cmdline", "rb") as f:
+            cmdline = f.read()
+    except OSError:
+        return
+    for kid in kids:
+        try:
+            with open(f"/proc/{kid}/cmdline", "rb") as f:
+                if f.read() != cmdline:
+                    continue   # it exec'd something: a real child, not a clone of the checker
+            fd = os.pidfd_open(int(kid))
+        except OSError:
+            continue
+        try:
+            select.select([fd], [], [], timeout)
+        finally:
+            os.close(fd)
+
+
+def _group_members(pgid: int) -> list[int]:
+    """The processes of process group ``pgid`` (proc(5): the 5th field of /proc/PID/stat)."""
+    members = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == pgid:
+                members.append(int(entry))
+    return sorted(members)
+
+
+def _collect_dumps(fd: int, quiet: float = 0.3, limit: float = 3.0) -> str:
+    """Read what the processes of a check write after SIGUSR1, until they have been quiet a moment."""
+    chunks, deadline = [], time.monotonic() + limit
+    while time.monotonic() < deadline and select.select([fd], [], [], quiet)[0]:
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            break
+        chunks.append(chunk)
+    return b"".join(chunks).decode(errors="replace")
+
+
 def run_one(name: str, fn: Callable, module, timeout: float = DEFAULT_TIMEOUT,
             student_file: str | None = None) -> Result:
-    """Run ``fn(module)`` in a forked child with a deadline; never raises, never hangs."""
+    """Run ``fn(module)`` in a forked child with a deadline; never raises, never hangs.
+
+    The child leads a process group of its own, and ``faulthandler.register(SIGUSR1)`` makes it, and
+    every process it forks (a signal handler survives fork(2)), print its Python stack to a pipe on
+    SIGUSR1. At the deadline the parent sends SIGUSR1 to each process of the group in turn, reads
+    where it was, then SIGKILLs the group. (faulthandler's own timer thread does not survive a fork: a forked
+    process that re-arms it waits forever for a thread that is not there.)"""
     sys.stdout.flush()
     sys.stderr.flush()
     result_r, result_w = os.pipe()
@@ -316,8 +372,10 @@ def run_one(name: str, fn: Callable, module, timeout: float = DEFAULT_TIMEOUT,
             os.close(result_r)
             os.close(dump_r)
             os.setpgid(0, 0)
-            faulthandler.dump_traceback_later(timeout, exit=True, file=dump_w)
+            faulthandler.register(signal.SIGUSR1, file=dump_w, all_threads=True)
             ok, detail = _outcome(fn, module)
+            if os.getpid() == me:
+                _await_clones()
             stray = os.getpid() != me   # a fork in the student's code returned into the checker
             os.write(result_w, json.dumps({"ok": ok, "detail": detail[:_MAX_DETAIL], "stray": stray}).encode()
                      + b"\n")
@@ -327,13 +385,26 @@ def run_one(name: str, fn: Callable, module, timeout: float = DEFAULT_TIMEOUT,
             os._exit(code)
     os.close(result_w)
     os.close(dump_w)
-    exited = _wait(pid, timeout + _GRACE)
+    try:
+        os.setpgid(pid, pid)   # also from here: the group exists before any deadline
+    except OSError:
+        pass
+    exited = _wait(pid, timeout)
+    dump = ""
+    if not exited:   # where is everyone? One at a time: faulthandler writes a line in pieces
+        for member in _group_members(pid):
+            try:
+                os.kill(member, signal.SIGUSR1)
+            except (ProcessLookupError, PermissionError):
+                continue
+            dump += _collect_dumps(dump_r)
     try:
         os.killpg(pid, signal.SIGKILL)   # whatever the check started and left behind
     except (ProcessLookupError, PermissionError):
         pass
     _, status = os.waitpid(pid, 0)
-    raw, dump = _read_all(result_r), _read_all(dump_r)
+    raw = _read_all(result_r)
+    os.close(dump_r)
     try:
         reports = [json.loads(line) for line in raw.splitlines() if line.strip()]
     except ValueError:
@@ -343,7 +414,7 @@ def run_one(name: str, fn: Callable, module, timeout: float = DEFAULT_TIMEOUT,
                                    "end every child with os._exit() in a finally: block")
     if reports:
         return Result(name, _passed(reports[0].get("ok")), str(reports[0].get("detail", "")))
-    if "Timeout" in dump or not exited:
+    if not exited:
         return Result(name, False, f"timed out after {timeout:g} s{_where_it_hung(dump, student_file)}")
     why = (f"killed by signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status)
            else f"exited with status {os.waitstatus_to_exitcode(status)}")

@@ -331,6 +331,25 @@ def test_lab01_a_deadlocked_spawn_fails_its_checks_and_names_spawn(tmp_path, mon
     assert all(r.ok for r in results if not r.name.startswith("4 spawn")), labs.format_results(results)
 
 
+def test_lab06_a_hang_inside_the_sandbox_names_the_students_function(tmp_path, monkeypatch):
+    need(os.geteuid() == 0, "root: lab 06 sandboxes its checks only as root")
+    monkeypatch.setenv("MINIDOCKER_LAB_TIMEOUT", "3")
+    student = _write(tmp_path / "mine.py", "from minidocker.images.layers import *\n"
+                                           "def clean_member_name(name):\n"
+                                           "    while True:\n"
+                                           "        pass\n")
+    lab = labs.get_lab("06")
+    checker = labs.load_module(lab.checker, "_lab06_checker_for_hang_test")
+    module = labs.load_module(student, "_lab06_hanging_solution")
+    try:
+        (result,) = labs.run_checks(checker.CHECKS[:1], module)
+    finally:
+        sys.modules.pop("_lab06_checker_for_hang_test", None)
+        sys.modules.pop("_lab06_hanging_solution", None)
+    assert not result.ok
+    assert result.detail.startswith("timed out after 3 s in clean_member_name (mine.py line "), result.detail
+
+
 def test_reference_passes_with_checks(checks_lab):
     assert all(r.ok for r in labs.run_check(checks_lab, "reference"))
 

@@ -7,9 +7,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 # Debian packages the notebooks and labs need (`make student`). busybox-static: the offline base
 # image; graphviz: diagrams; iproute2: networking chapter and checks; python3-venv: the venv;
-# docker-registry, apache2-utils (htpasswd), openssl: the registry chapter (notebook 07, lab 07).
+# docker-registry, apache2-utils (htpasswd), openssl: the registry chapter (notebook 07, lab 07);
+# libseccomp2: the seccomp compiler behind pyseccomp (security chapter).
 STUDENT_APT_PACKAGES := busybox-static graphviz iproute2 python3-venv ca-certificates make \
-                        docker-registry apache2-utils openssl
+                        docker-registry apache2-utils openssl libseccomp2
 # Everything the whole test suite needs (`make setup`): the above, plus qemu-system-x86 for the cgroup
 # v2 guest test (tests/guest/vm.py; it downloads a Debian kernel package into .cache/cgroup-v2 once);
 # skopeo, umoci, oci-image-tool, podman: interop tests (podman only saves an image there, with its own

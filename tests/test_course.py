@@ -11,6 +11,17 @@ import pytest
 
 from conftest import REPO
 
+# Chapters that landed before they were converted to the conventions: each test on them is expected
+# to fail (strict: once a chapter conforms, its xfail fails too — then delete its line here).
+PENDING = {"10-security.ipynb": "chapter 10 landed before docs/COURSE.md; its owner converts it (§3)"}
+
+
+def _params(paths):
+    return [pytest.param(p, id=os.path.basename(p),
+                         marks=[pytest.mark.xfail(strict=True, reason=PENDING[os.path.basename(p)])]
+                         if os.path.basename(p) in PENDING else []) for p in paths]
+
+
 NOTEBOOKS = sorted(glob.glob(os.path.join(REPO, "notebooks", "[0-9][0-9]-*.ipynb")))
 IDS = [os.path.basename(p) for p in NOTEBOOKS]
 
@@ -28,13 +39,13 @@ def _installed_kernel_name() -> str:
     return names.pop()
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+@pytest.mark.parametrize("path", _params(NOTEBOOKS))
 def test_notebook_uses_the_projects_kernel(path):
     spec = _nb(path)["metadata"].get("kernelspec", {})
     assert spec.get("name") == _installed_kernel_name(), f"kernelspec {spec}: expected the one make setup installs"
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+@pytest.mark.parametrize("path", _params(NOTEBOOKS))
 def test_notebook_asks_doctor_first(path):
     cells = _nb(path)["cells"]
     assert cells[0]["cell_type"] == "markdown" and "".join(cells[0]["source"]).startswith("# Chapter")
@@ -50,7 +61,7 @@ def test_notebook_is_committed_without_outputs(path):
     assert not dirty, f"cells {dirty} have outputs: jupyter nbconvert --clear-output --inplace"
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+@pytest.mark.parametrize("path", _params(NOTEBOOKS))
 def test_notebook_has_predict_then_run_exercises(path):
     exercises = [c for c in _nb(path)["cells"] if c["cell_type"] == "markdown"
                  and "".join(c["source"]).startswith("### Predict, then run")]
@@ -60,7 +71,7 @@ def test_notebook_has_predict_then_run_exercises(path):
         assert "<details><summary>Answer</summary>" in text and text.rstrip().endswith("</details>"), text
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+@pytest.mark.parametrize("path", _params(NOTEBOOKS))
 def test_notebook_ends_with_summary_and_lab_pointer(path):
     last = _nb(path)["cells"][-1]
     text = "".join(last["source"])

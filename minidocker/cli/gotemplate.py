@@ -1,0 +1,759 @@
+"""``--format``: the part of Go's text/template that docker users write, and a clear error for the rest.
+
+What this teaches
+-----------------
+``docker ps --format '{{.Names}}'`` and ``docker inspect -f '{{index .Config.Labels "k"}}'`` are Go
+templates (https://pkg.go.dev/text/template), executed by the docker CLI on the JSON the daemon sent.
+A template is text with *actions* in ``{{ }}``; an action is a *pipeline* of commands separated by
+``|``, each command's result passed as the last argument of the next. This module is a small
+interpreter for them, in three steps a student can follow:
+
+1. **lex** (:func:`_split`): cut the text into literal text and actions, honouring ``{{-``/``-}}``
+   (trim the white space next to them) and ``{{/* comments */}}``;
+2. **parse** (:class:`_Parser`): actions become a tree — ``if``/``else if``/``else``, ``range``
+   (with ``$i, $e :=``), ``with``, ``end``, variables (``$x := ...``), pipelines;
+3. **execute** (:meth:`Template.execute`): walk the tree with ``.`` (dot) set to the data, ``$`` to the
+   root, printing values as Go's fmt does (``[a b]`` for a list, ``map[k:v]`` for a map, ``<nil>``).
+
+Supported: fields (``.A.B``, ``$x.A``, ``.``), literals (strings ``"…"``/`` `…` ``, numbers, ``true``,
+``false``, ``nil``), ``if``/``else if``/``else``, ``range`` (lists, maps in key order, integers;
+``else``, ``break``, ``continue``), ``with``, variables, ``( … )`` sub-pipelines, Go's functions ``and or
+not len index slice eq ne lt le gt ge print printf println`` and docker's ``json split join title lower
+upper pad truncate`` (cli/templates/templates.go). Anything else — ``define``/``template``/``block``,
+``call``, ``html``/``js``/``urlquery``, a ``printf`` verb we do not format — raises
+:class:`TemplateError` naming it: an error is better than output that silently differs from docker's.
+
+Why hand-written: the CLI imports only the standard library (start-up time, see cli/main.py), and
+the Python template engines (Jinja2, Mako, string.Template) speak other languages; docker users'
+templates are Go's. Errors read like Go's (``template: :1: function "bogus" not defined``,
+``map has no entry for key "X"``).
+"""
+from __future__ import annotations
+
+import json
+import re
+
+__all__ = ["TemplateError", "Template", "Row", "render", "go_string"]
+
+
+class TemplateError(ValueError):
+    """A template that cannot be parsed (``phase == "parse"``) or executed (``"execute"``)."""
+
+    def __init__(self, message: str, phase: str = "parse"):
+        super().__init__(message)
+        self.phase = phase
+
+
+class Row(dict):
+    """A row of a listing (``ps``, ``images``, ``stats``...): docker's formatter "context". Values that
+    are callables are methods (``{{.Label "com.example"}}``); ``{{json .}}`` leaves them out and
+    escapes <, >, & as docker's MarshalJSON of a context does."""
+
+
+# ---- 1. lexing ----------------------------------------------------------------------------------
+_ACTION = re.compile(r"\{\{(-\s)?(.*?)(\s-)?\}\}", re.S)
+
+
+def _split(text: str) -> list[tuple[str, str, int]]:
+    """``"a {{.B}} c"`` -> [("text", "a ", 0), ("action", ".B", 4), ("text", " c", 0)]."""
+    out: list[tuple[str, str, int]] = []
+    pos, trim_next = 0, False
+    while True:
+        start = text.find("{{", pos)
+        if start < 0:
+            rest = text[pos:]
+            out.append(("text", rest.lstrip() if trim_next else rest, 0))
+            return out
+        m = _ACTION.match(text, start)
+        if not m:
+            raise TemplateError(f"template: :{text.count(chr(10), 0, start) + 1}: unclosed action")
+        lit = text[pos:start]
+        if trim_next:
+            lit = lit.lstrip()
+        if m.group(1):
+            lit = lit.rstrip()
+        out.append(("text", lit, 0))
+        body = m.group(2)
+        if not (body.strip().startswith("/*") and body.strip().endswith("*/")):
+            out.append(("action", body, text.count("\n", 0, start) + 1))
+        trim_next, pos = bool(m.group(3)), m.end()
+
+
+_TOKEN = re.compile(r"""
+    (?P<space>\s+)
+  | (?P<string>"(?:[^"\\\n]|\\.)*")
+  | (?P<raw>`[^`]*`)
+  | (?P<char>'(?:[^'\\]|\\.)+')
+  | (?P<declare>:=)
+  | (?P<assign>=)
+  | (?P<number>[-+]?(?:0[xX][0-9a-fA-F_]+|(?:\d[\d_]*\.?\d*|\.\d+)(?:[eE][-+]?\d+)?))
+  | (?P<field>(?:\.[A-Za-z_]\w*)+)
+  | (?P<dot>\.)
+  | (?P<var>\$\w*(?:\.[A-Za-z_]\w*)*)
+  | (?P<ident>[A-Za-z_]\w*)
+  | (?P<punct>[()|,])
+""", re.X)
+
+
+def _tokens(body: str, line: int) -> list[tuple[str, str]]:
+    toks, pos = [], 0
+    while pos < len(body):
+        m = _TOKEN.match(body, pos)
+        if not m:
+            raise TemplateError(f"template: :{line}: unexpected {body[pos:pos + 10]!r} in command")
+        kind = m.lastgroup
+        if kind != "space":
+            toks.append((kind, m.group()))
+        pos = m.end()
+    return toks
+
+
+# ---- 2. parsing ---------------------------------------------------------------------------------
+# Nodes are tuples: ("text", s) ("action", pipe) ("if", [(pipe, body)...], else_body)
+# ("range", pipe, body, else_body) ("with", [(pipe, body)...], else_body) ("break",) ("continue",)
+# A pipe is (declared_vars, is_declaration, [command...]); a command is [argument...]; an argument is
+# ("field", [names]) ("var", name, [names]) ("dot",) ("lit", value) ("ident", name) ("pipe", pipe).
+_UNSUPPORTED = {"define": "{{define}}", "template": "{{template}}", "block": "{{block}}",
+                "call": "the function call", "html": "the function html", "js": "the function js",
+                "urlquery": "the function urlquery"}
+_KEYWORDS = {"if", "else", "end", "range", "with", "break", "continue"}
+
+
+class _Parser:
+    def __init__(self, text: str):
+        self.items = _split(text)
+        self.i = 0
+
+    def parse(self) -> list:
+        body, stop = self.block(top=True)
+        return body
+
+    def block(self, top=False, in_range=False):
+        """Nodes up to an {{else}}/{{end}} (returned as ``stop``)."""
+        nodes = []
+        while self.i < len(self.items):
+            kind, body, line = self.items[self.i]
+            self.i += 1
+            if kind == "text":
+                if body:
+                    nodes.append(("text", body))
+                continue
+            toks = _tokens(body, line)
+            if not toks:
+                raise TemplateError(f"template: :{line}: missing value for command")
+            first = toks[0]
+            word = first[1] if first[0] == "ident" else None
+            if word in _UNSUPPORTED:
+                raise TemplateError(f"template: :{line}: {_UNSUPPORTED[word]} is not supported by "
+                                    "minidocker's --format")
+            if word in ("end", "else"):
+                if top:
+                    raise TemplateError(f"template: :{line}: unexpected {{{{{word}}}}}")
+                return nodes, (word, toks[1:], line)
+            if word in ("if", "with"):
+                nodes.append(self.conditional(word, toks[1:], line, in_range))
+            elif word == "range":
+                pipe = self.pipeline(toks[1:], line, decl_ok=True)
+                inner, stop = self.block(in_range=True)
+                other = []
+                if stop[0] == "else":
+                    if stop[1]:
+                        raise TemplateError(f"template: :{stop[2]}: unexpected {{{{else ...}}}} in range")
+                    other, stop = self.block(in_range=in_range)
+                self.expect_end(stop, line)
+                nodes.append(("range", pipe, inner, other))
+            elif word in ("break", "continue"):
+                if not in_range:
+                    raise TemplateError(f"template: :{line}: {{{{{word}}}}} outside {{{{range}}}}")
+                nodes.append((word,))
+            else:
+                nodes.append(("action", self.pipeline(toks, line, decl_ok=True)))
+        if not top:
+            raise TemplateError("template: :1: unexpected EOF")
+        return nodes, None
+
+    def conditional(self, word, toks, line, in_range):
+        branches, other = [], []
+        while True:
+            pipe = self.pipeline(toks, line, decl_ok=True)
+            inner, stop = self.block(in_range=in_range)
+            branches.append((pipe, inner))
+            if stop[0] == "else" and stop[1] and stop[1][0] == ("ident", word):  # {{else if ...}}
+                toks, line = stop[1][1:], stop[2]
+                continue
+            if stop[0] == "else":
+                if stop[1]:
+                    raise TemplateError(f"template: :{stop[2]}: unexpected {{{{else ...}}}}")
+                other, stop = self.block(in_range=in_range)
+            self.expect_end(stop, line)
+            return (word, branches, other)
+
+    @staticmethod
+    def expect_end(stop, line):
+        if stop is None or stop[0] != "end":
+            raise TemplateError(f"template: :{line}: expected {{{{end}}}}")
+        if stop[1]:
+            raise TemplateError(f"template: :{stop[2]}: unexpected {stop[1][0][1]!r} in end")
+
+    def pipeline(self, toks, line, decl_ok=False):
+        decl, declares = [], True
+        # "$x :=", "$i, $e :=", "$x =" at the start
+        for n in (1, 3):
+            if len(toks) > n and toks[n][0] in ("declare", "assign") and all(
+                    t[0] == "var" and "." not in t[1] for t in toks[0:n:2]) and (n == 1 or toks[1] == ("punct", ",")):
+                if not decl_ok:
+                    raise TemplateError(f"template: :{line}: variable declaration not allowed here")
+                decl = [t[1] for t in toks[0:n:2]]
+                declares = toks[n][0] == "declare"
+                toks = toks[n + 1:]
+                break
+        commands, args, depth, sub = [], [], 0, []
+        for t in toks + [("punct", "|")]:
+            if depth:
+                if t == ("punct", "("):
+                    depth += 1
+                elif t == ("punct", ")"):
+                    depth -= 1
+                    if depth == 0:
+                        args.append(("pipe", self.pipeline(sub, line)))
+                        sub = []
+                        continue
+                sub.append(t)
+                continue
+            if t == ("punct", "("):
+                depth = 1
+            elif t == ("punct", ")"):
+                raise TemplateError(f"template: :{line}: unexpected right paren")
+            elif t == ("punct", "|"):
+                if not args:
+                    raise TemplateError(f"template: :{line}: missing value for command")
+                commands.append(args)
+                args = []
+            elif t == ("punct", ","):
+                raise TemplateError(f"template: :{line}: unexpected \",\" in command")
+            else:
+                args.append(self.argument(t, line))
+        if depth:
+            raise TemplateError(f"template: :{line}: unclosed left paren")
+        if len(commands) > 1:
+            for cmd in commands[1:]:
+                if cmd[0][0] not in ("ident", "field", "var"):
+                    raise TemplateError(f"template: :{line}: non executable command in pipeline stage 2")
+        return (decl, declares, commands)
+
+    @staticmethod
+    def argument(tok, line):
+        kind, s = tok
+        if kind == "field":
+            return ("field", s.split(".")[1:])
+        if kind == "dot":
+            return ("dot",)
+        if kind == "var":
+            name, *path = s.split(".")
+            return ("var", name, path)
+        if kind == "string":
+            try:
+                return ("lit", json.loads(s))
+            except ValueError:
+                return ("lit", s[1:-1].encode().decode("unicode_escape"))
+        if kind == "raw":
+            return ("lit", s[1:-1])
+        if kind == "char":
+            return ("lit", ord(s[1:-1].encode().decode("unicode_escape")))
+        if kind == "number":
+            t = s.replace("_", "")
+            try:
+                return ("lit", int(t, 0))
+            except ValueError:
+                return ("lit", float(t))
+        if kind == "ident":
+            if s in ("true", "false"):
+                return ("lit", s == "true")
+            if s == "nil":
+                return ("lit", None)
+            if s in _KEYWORDS:
+                raise TemplateError(f"template: :{line}: unexpected <{s}> in command")
+            if s in _UNSUPPORTED:
+                raise TemplateError(f"template: :{line}: {_UNSUPPORTED[s]} is not supported by "
+                                    "minidocker's --format")
+            if s not in FUNCS:
+                raise TemplateError(f"template: :{line}: function \"{s}\" not defined")
+            return ("ident", s)
+        raise TemplateError(f"template: :{line}: unexpected {s!r} in command")
+
+
+# ---- printing values as Go's fmt %v does --------------------------------------------------------
+def go_float(f: float) -> str:
+    """Go's %v of a float64 (strconv 'g', shortest): the exponent form below 1e-4 and from 1e6 up,
+    so 1000000.0 prints ``1e+06`` and 0.25 prints ``0.25``."""
+    if f != f:
+        return "NaN"
+    if f in (float("inf"), float("-inf")):
+        return "+Inf" if f > 0 else "-Inf"
+    if f == 0:
+        return "0"
+    from decimal import Decimal  # only when a float is printed
+    d = Decimal(repr(f)).normalize()   # repr: the shortest digits that read back the same (as Go's)
+    e = d.adjusted()
+    if e < -4 or e >= 6:
+        digits = "".join(map(str, d.as_tuple().digits))
+        mant = digits[0] + ("." + digits[1:] if len(digits) > 1 else "")
+        return f"{'-' if f < 0 else ''}{mant}e{'-' if e < 0 else '+'}{abs(e):02d}"
+    return format(d, "f")
+
+
+def go_string(v) -> str:
+    """What ``{{.X}}`` prints: Go's fmt %v of a JSON value."""
+    if isinstance(v, str):
+        return v
+    if v is True or v is False:
+        return "true" if v else "false"
+    if v is None:
+        return "<nil>"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        return go_float(v)
+    if isinstance(v, (list, tuple)):
+        return "[" + " ".join(go_string(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "map[" + " ".join(f"{go_string(k)}:{go_string(v[k])}" for k in sorted(v, key=str)
+                                 if not callable(v[k])) + "]"
+    raise TemplateError(f"cannot print a value of type {type(v).__name__}", "execute")
+
+
+def go_type(v) -> str:
+    if isinstance(v, str):
+        return "string"
+    if isinstance(v, bool):
+        return "bool"
+    if isinstance(v, int):
+        return "int"
+    if isinstance(v, float):
+        return "float64"
+    if isinstance(v, (list, tuple)):
+        return "[]interface {}"
+    if isinstance(v, dict):
+        return "map[string]interface {}"
+    return "<nil>"
+
+
+def truth(v) -> bool:
+    """Go's template truth: false, 0, nil and empty strings, lists and maps are false."""
+    if v is None or v is False:
+        return False
+    if isinstance(v, (int, float, str, list, tuple, dict)):
+        return bool(v)
+    return True
+
+
+# ---- printf ----------------------------------------------------------------------------------------
+_VERB = re.compile(r"%([-+# 0]*)(\d+|\*)?(?:\.(\d+|\*)?)?([a-zA-Z%])")
+
+
+def go_quote(s: str) -> str:
+    out = []
+    for ch in s:
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif ch == "\n":
+            out.append("\\n")
+        elif ch == "\t":
+            out.append("\\t")
+        elif ch == "\r":
+            out.append("\\r")
+        elif not ch.isprintable():
+            out.append(f"\\x{ord(ch):02x}" if ord(ch) < 0x80 else f"\\u{ord(ch):04x}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
+
+
+def go_sprintf(fmt: str, *args) -> str:
+    """Go's fmt.Sprintf for the verbs templates use: %v %s %q %d %x %X %o %b %f %e %g %t %T %c %%."""
+    out, pos, i = [], 0, 0
+    for m in _VERB.finditer(fmt):
+        out.append(fmt[pos:m.start()])
+        pos = m.end()
+        flags, width, prec, verb = m.group(1), m.group(2), m.group(3), m.group(4)
+        if verb == "%":
+            out.append("%")
+            continue
+        if width == "*" or prec == "*":
+            raise TemplateError("printf: '*' widths are not supported by minidocker's --format", "execute")
+        if i >= len(args):
+            out.append(f"%!{verb}(MISSING)")
+            continue
+        v = args[i]
+        i += 1
+        out.append(_pad(_one(verb, v, flags, prec), flags, width))
+    out.append(fmt[pos:])
+    if i < len(args):
+        out.append("%!(EXTRA " + ", ".join(f"{go_type(a)}={go_string(a)}" for a in args[i:]) + ")")
+    return "".join(out)
+
+
+def _bad(verb, v) -> str:
+    return f"%!{verb}(<nil>)" if v is None else f"%!{verb}({go_type(v)}={go_string(v)})"
+
+
+def _one(verb: str, v, flags: str, prec: str | None) -> str:
+    is_int = isinstance(v, int) and not isinstance(v, bool)
+    if verb == "v":
+        return go_string(v) if not isinstance(v, float) or prec is None else f"{v:.{prec}g}"
+    if verb == "T":
+        return go_type(v)
+    if verb == "t":
+        return ("true" if v else "false") if isinstance(v, bool) else _bad(verb, v)
+    if verb in "sq":
+        if isinstance(v, str):
+            s = v if prec is None else v[:int(prec)]
+            return s if verb == "s" else go_quote(s)
+        if isinstance(v, (list, tuple)):
+            return "[" + " ".join(_one(verb, x, flags, prec) for x in v) + "]"
+        if isinstance(v, dict):
+            return "map[" + " ".join(f"{_one(verb, k, flags, prec)}:{_one(verb, v[k], flags, prec)}"
+                                     for k in sorted(v, key=str)) + "]"
+        if verb == "q" and is_int:
+            return "'" + chr(v) + "'"
+        return _bad(verb, v)
+    if verb in "dboxXc":
+        if isinstance(v, (list, tuple)):
+            return "[" + " ".join(_one(verb, x, flags, prec) for x in v) + "]"
+        if verb in "xX" and isinstance(v, str):
+            h = v.encode().hex()
+            return h.upper() if verb == "X" else h
+        if not is_int:
+            return _bad(verb, v)
+        if verb == "c":
+            return chr(v)
+        spec = {"d": "d", "b": "b", "o": "o", "x": "x", "X": "X"}[verb]
+        sign = "+" if "+" in flags else (" " if " " in flags else "")
+        return format(v, sign + ("#" if "#" in flags and verb != "d" else "") + spec)
+    if verb in "feEgG":
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            return _bad(verb, v)
+        sign = "+" if "+" in flags else (" " if " " in flags else "")
+        if verb in "gG" and prec is None:
+            s = go_float(float(v))
+            return (sign if v >= 0 else "") + (s.upper() if verb == "G" else s)
+        return format(float(v), f"{sign}.{6 if prec is None else int(prec)}{verb}")
+    raise TemplateError(f"printf: the verb %{verb} is not supported by minidocker's --format", "execute")
+
+
+def _pad(s: str, flags: str, width: str | None) -> str:
+    if not width or len(s) >= int(width):
+        return s
+    w = int(width)
+    if "-" in flags:
+        return s.ljust(w)
+    if "0" in flags and s.lstrip("+- ").replace(".", "", 1).isdigit():
+        sign = s[0] if s[0] in "+- " else ""
+        return sign + s[len(sign):].rjust(w - len(sign), "0")
+    return s.rjust(w)
+
+
+# ---- functions -------------------------------------------------------------------------------------
+def _go_json(v, escape_html: bool = False) -> str:
+    if isinstance(v, Row):
+        escape_html = True
+        v = {k: v[k] for k in sorted(v) if not callable(v[k])}  # a context marshals as a sorted map
+    s = json.dumps(v, ensure_ascii=False, separators=(",", ":"))
+    s = s.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+    if escape_html:
+        s = s.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    return s
+
+
+def _title(s: str) -> str:
+    """Go's strings.Title: upper-case letters that follow a separator (not letter/digit/_)."""
+    out, prev_sep = [], True
+    for ch in s:
+        out.append(ch.upper() if prev_sep else ch)
+        prev_sep = not (ch.isalnum() or ch == "_")
+    return "".join(out)
+
+
+def _index(v, *keys):
+    for k in keys:
+        if isinstance(v, dict):
+            v = v.get(k, "")  # a missing key is the zero value (docker's typed maps give "")
+        elif isinstance(v, (list, tuple, str)):
+            if not isinstance(k, int) or isinstance(k, bool):
+                raise TemplateError(f"error calling index: cannot index slice/array with type {go_type(k)}",
+                                    "execute")
+            if not 0 <= k < len(v):
+                raise TemplateError(f"error calling index: index out of range: {k}", "execute")
+            v = v[k] if not isinstance(v, str) else ord(v[k])
+        elif v is None:
+            raise TemplateError("error calling index: index of untyped nil", "execute")
+        else:
+            raise TemplateError(f"error calling index: can't index item of type {go_type(v)}", "execute")
+    return v
+
+
+def _slice(v, *idx):
+    if not isinstance(v, (list, tuple, str)):
+        raise TemplateError(f"error calling slice: can't slice item of type {go_type(v)}", "execute")
+    if len(idx) > 2:
+        raise TemplateError("error calling slice: three-index slices are not supported", "execute")
+    lo, hi = (list(idx) + [0, len(v)][len(idx):])[:2] if idx else (0, len(v))
+    if not 0 <= lo <= hi <= len(v):
+        raise TemplateError(f"error calling slice: index out of range: {hi}", "execute")
+    return v[lo:hi]
+
+
+def _len(v):
+    if isinstance(v, (str, list, tuple, dict)):
+        return len(v.encode()) if isinstance(v, str) else len(v)
+    raise TemplateError(f"error calling len: len of type {go_type(v)}", "execute")
+
+
+def _kind(v) -> str:
+    if isinstance(v, bool):
+        return "bool"
+    if isinstance(v, (int, float)):
+        return "number"
+    if isinstance(v, str):
+        return "string"
+    return "nil" if v is None else "other"
+
+
+def _comparable(a, b, op):
+    ka, kb = _kind(a), _kind(b)
+    if "other" in (ka, kb):
+        raise TemplateError(f"error calling {op}: non-comparable type", "execute")
+    if "nil" in (ka, kb) or (op not in ("eq", "ne") and ka == "bool"):
+        raise TemplateError(f"error calling {op}: invalid type for comparison", "execute")
+    if ka != kb:
+        raise TemplateError(f"error calling {op}: incompatible types for comparison", "execute")
+
+
+def _eq(a, *others):
+    if not others:
+        raise TemplateError("error calling eq: missing argument for comparison", "execute")
+    for b in others:
+        _comparable(a, b, "eq")
+        if a == b:
+            return True
+    return False
+
+
+def _ordered(op):
+    def cmp(a, b):
+        _comparable(a, b, op)
+        return {"lt": a < b, "le": a <= b, "gt": a > b, "ge": a >= b}[op]
+    return cmp
+
+
+def _sprint(*args) -> str:
+    """fmt.Sprint: spaces between operands when neither side is a string."""
+    out = []
+    for i, a in enumerate(args):
+        if i and not isinstance(a, str) and not isinstance(args[i - 1], str):
+            out.append(" ")
+        out.append(go_string(a))
+    return "".join(out)
+
+
+def _join(v, sep: str) -> str:
+    if not isinstance(v, (list, tuple)):
+        raise TemplateError(f"error calling join: wrong type for value; expected []string; got {go_type(v)}",
+                            "execute")
+    return sep.join(go_string(x) for x in v)
+
+
+def _str_arg(name, fn):
+    def call(s, *rest):
+        if not isinstance(s, str):  # docker's functions take a string: no silent conversion
+            raise TemplateError(f"error calling {name}: wrong type for value; expected string; got "
+                                f"{go_type(s)}", "execute")
+        return fn(s, *rest)
+    return call
+
+
+FUNCS = {
+    # Go's builtins (and/or are evaluated lazily by the executor)
+    "and": None, "or": None,
+    "not": lambda v: not truth(v), "len": _len, "index": _index, "slice": _slice,
+    "eq": _eq, "ne": lambda a, b: not _eq(a, b),
+    "lt": _ordered("lt"), "le": _ordered("le"), "gt": _ordered("gt"), "ge": _ordered("ge"),
+    "print": _sprint, "printf": go_sprintf,
+    "println": lambda *a: " ".join(go_string(x) for x in a) + "\n",
+    # docker's (cli/templates/templates.go)
+    "json": _go_json, "split": _str_arg("split", lambda s, sep: s.split(sep) if sep else list(s)),
+    "join": _join, "title": _str_arg("title", _title), "lower": _str_arg("lower", str.lower),
+    "upper": _str_arg("upper", str.upper),
+    "pad": _str_arg("pad", lambda s, before, after: " " * before + s + " " * after if s else s),
+    "truncate": _str_arg("truncate", lambda s, n: s[:n]),
+}
+
+
+# ---- 3. executing ---------------------------------------------------------------------------------
+class _Break(Exception):
+    pass
+
+
+class _Continue(Exception):
+    pass
+
+
+class Template:
+    """A parsed template: ``Template('{{.Name}}').execute({"Name": "web"}) == "web"``."""
+
+    def __init__(self, text: str):
+        self.text = text
+        self.tree = _Parser(text).parse()
+
+    def execute(self, data) -> str:
+        out: list[str] = []
+        try:
+            self._run(self.tree, data, [{"$": data}], out)
+        except TemplateError as e:
+            msg = str(e)
+            raise TemplateError(msg if msg.startswith("template:") else "template: :1: " + msg,
+                                "execute") from None
+        return "".join(out)
+
+    # each scope is a dict of variables; blocks push one
+    def _run(self, nodes, dot, scopes, out):
+        for node in nodes:
+            kind = node[0]
+            if kind == "text":
+                out.append(node[1])
+            elif kind == "action":
+                v = self._pipe(node[1], dot, scopes)
+                if not node[1][0]:  # a declaration prints nothing
+                    out.append(go_string(v))
+            elif kind in ("if", "with"):
+                for pipe, body in node[1]:
+                    scope = dict()
+                    v = self._pipe(pipe, dot, scopes + [scope])
+                    if truth(v):
+                        self._run(body, v if kind == "with" else dot, scopes + [scope], out)
+                        break
+                else:
+                    self._run(node[2], dot, scopes + [{}], out)
+            elif kind == "range":
+                self._range(node, dot, scopes, out)
+            elif kind == "break":
+                raise _Break()
+            elif kind == "continue":
+                raise _Continue()
+
+    def _range(self, node, dot, scopes, out):
+        _, pipe, body, other = node
+        decl, _declares, commands = pipe
+        v = self._pipe((None, True, commands), dot, scopes)
+        if isinstance(v, dict):
+            items = [(k, v[k]) for k in sorted(v, key=str) if not callable(v[k])]
+        elif isinstance(v, (list, tuple)):
+            items = list(enumerate(v))
+        elif isinstance(v, int) and not isinstance(v, bool):
+            items = [(i, i) for i in range(v)]
+        elif v is None:
+            items = []
+        else:
+            raise TemplateError(f"range can't iterate over {go_string(v)}", "execute")
+        if not items:
+            self._run(other, dot, scopes + [{}], out)
+            return
+        for key, elem in items:
+            scope = {}
+            if len(decl or []) == 1:
+                scope[decl[0]] = elem
+            elif len(decl or []) == 2:
+                scope[decl[0]], scope[decl[1]] = key, elem
+            try:
+                self._run(body, elem, scopes + [scope], out)
+            except _Break:
+                break
+            except _Continue:
+                continue
+
+    def _pipe(self, pipe, dot, scopes):
+        decl, declares, commands = pipe
+        value, first = None, True
+        for cmd in commands:
+            value = self._command(cmd, dot, scopes, None if first else [value])
+            first = False
+        if decl:
+            if declares:
+                scopes[-1][decl[0]] = value
+            else:
+                for scope in reversed(scopes):
+                    if decl[0] in scope:
+                        scope[decl[0]] = value
+                        break
+                else:
+                    raise TemplateError(f"undefined variable: {decl[0]}", "execute")
+        return value
+
+    def _command(self, cmd, dot, scopes, piped):
+        head, args = cmd[0], cmd[1:]
+        if head[0] == "ident":
+            name = head[1]
+            if name in ("and", "or"):
+                vals = [self._arg(a, dot, scopes) for a in args] + (piped or [])
+                if not vals:
+                    raise TemplateError(f"wrong number of args for {name}: want at least 1 got 0", "execute")
+                for v in vals:
+                    if truth(v) != (name == "and"):
+                        return v
+                return vals[-1]
+            vals = [self._arg(a, dot, scopes) for a in args] + (piped or [])
+            try:
+                return FUNCS[name](*vals)
+            except TemplateError:
+                raise
+            except TypeError:
+                raise TemplateError(f"wrong number or type of args for {name}", "execute") from None
+        value = self._arg(head, dot, scopes)
+        if callable(value):  # a method of a listing row: {{.Label "k"}}
+            try:
+                return value(*[self._arg(a, dot, scopes) for a in args], *(piped or []))
+            except TypeError:
+                raise TemplateError("wrong number of args for a method", "execute") from None
+        if args or piped:
+            what = "." + ".".join(head[1]) if head[0] == "field" else "value"
+            raise TemplateError(f"can't give argument to non-function {what}", "execute")
+        return value
+
+    def _arg(self, arg, dot, scopes):
+        kind = arg[0]
+        if kind == "lit":
+            return arg[1]
+        if kind == "dot":
+            return dot
+        if kind == "field":
+            return _fields(dot, arg[1])
+        if kind == "var":
+            for scope in reversed(scopes):
+                if arg[1] in scope:
+                    return _fields(scope[arg[1]], arg[2])
+            raise TemplateError(f"undefined variable: {arg[1]}")
+        if kind == "pipe":
+            return self._pipe(arg[1], dot, scopes)
+        if kind == "ident":
+            return self._command([arg], dot, scopes, None)
+        raise TemplateError(f"cannot evaluate {arg!r}", "execute")
+
+
+def _fields(v, names):
+    for i, name in enumerate(names):
+        where = "." + ".".join(names[:i + 1])
+        if isinstance(v, dict):
+            if name not in v:
+                raise TemplateError(f'executing "" at <{where}>: map has no entry for key "{name}"', "execute")
+            v = v[name]
+        elif v is None:
+            raise TemplateError(f'executing "" at <{where}>: nil pointer evaluating {name}', "execute")
+        else:
+            raise TemplateError(f'executing "" at <{where}>: can\'t evaluate field {name} in type '
+                                f"{go_type(v)}", "execute")
+    return v
+
+
+def render(template: str, data) -> str:
+    """Parse and execute ``template`` on ``data`` (raises :class:`TemplateError`)."""
+    return Template(template).execute(data)

@@ -148,7 +148,7 @@ def cmd_stats(c, a):
             t.join()
         sys.stdout.write(screen(latest))
         return 0 if len(latest) == len(ids) else 1
-    from .main import exit_on_interrupt
+    from .signals import exit_on_interrupt
     exit_on_interrupt()  # Ctrl-C: exit 130 at once, as docker does
     latest = {}
 

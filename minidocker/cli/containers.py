@@ -157,7 +157,8 @@ def copy_output(conn, tty: bool) -> None:
 
 
 def cmd_attach(c: Client, a) -> int:
-    from .main import exit_on_interrupt, proxy_signals, pump_stdin, raw_terminal
+    from .main import pump_stdin, raw_terminal
+    from .signals import exit_on_interrupt, proxy_signals
     info = c.request("GET", f"/containers/{a.container}/json").check().json()
     if not info["State"]["Running"]:
         raise APIError(409, "You cannot attach to a stopped container, start it first")
@@ -208,7 +209,7 @@ def cmd_top(c: Client, a) -> int:
 
 def cmd_events(c: Client, a) -> int:
     from .gotemplate import Template
-    from .main import exit_on_interrupt
+    from .signals import exit_on_interrupt
     tmpl = Template("{{json .}}" if a.format == "json" else a.format) if a.format else None
     q = {"since": timestamp(a.since), "until": timestamp(a.until), "filters": parse_filters(a.filter)}
     exit_on_interrupt()  # Ctrl-C: exit 130 at once, as docker does

@@ -454,11 +454,26 @@ def _pad(s: str, flags: str, width: str | None) -> str:
 
 
 # ---- functions -------------------------------------------------------------------------------------
-def _go_json(v, escape_html: bool = False) -> str:
+# The API's JSON mixes Go structs (fields in declaration order) and Go maps, which encoding/json
+# writes with sorted keys. Without Go's types, the fields that hold maps are known by name.
+MAP_FIELDS = frozenset({"Labels", "ExposedPorts", "Volumes", "Networks", "Ports", "Options", "DriverOpts",
+                        "Sysctls", "StorageOpt", "Tmpfs", "Annotations", "Attributes", "Data",
+                        "IndexConfigs"})
+
+
+def _go_order(v, is_map: bool = False):
+    if isinstance(v, dict):
+        keys = sorted(v, key=str) if is_map or isinstance(v, Row) else list(v)
+        return {k: _go_order(v[k], k in MAP_FIELDS) for k in keys if not callable(v[k])}
+    if isinstance(v, (list, tuple)):
+        return [_go_order(x) for x in v]
+    return v
+
+
+def _go_json(v, escape_html: bool = False, is_map: bool = False) -> str:
     if isinstance(v, Row):
-        escape_html = True
-        v = {k: v[k] for k in sorted(v) if not callable(v[k])}  # a context marshals as a sorted map
-    s = json.dumps(v, ensure_ascii=False, separators=(",", ":"))
+        escape_html = True  # a context marshals as a sorted map, HTML-escaped
+    s = json.dumps(_go_order(v, is_map), ensure_ascii=False, separators=(",", ":"))
     s = s.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
     if escape_html:
         s = s.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
@@ -581,7 +596,7 @@ FUNCS = {
     "print": _sprint, "printf": go_sprintf,
     "println": lambda *a: " ".join(go_string(x) for x in a) + "\n",
     # docker's (cli/templates/templates.go)
-    "json": _go_json, "split": _str_arg("split", lambda s, sep: s.split(sep) if sep else list(s)),
+    "json": lambda v: _go_json(v, is_map=isinstance(v, GoMap)), "split": _str_arg("split", lambda s, sep: s.split(sep) if sep else list(s)),
     "join": _join, "title": _str_arg("title", _title), "lower": _str_arg("lower", str.lower),
     "upper": _str_arg("upper", str.upper),
     "pad": _str_arg("pad", lambda s, before, after: " " * before + s + " " * after if s else s),
@@ -739,6 +754,10 @@ class Template:
         raise TemplateError(f"cannot evaluate {arg!r}", "execute")
 
 
+class GoMap(dict):
+    """A dict known to be a Go map (it came from a field in MAP_FIELDS): ``json`` sorts its keys."""
+
+
 def _fields(v, names):
     for i, name in enumerate(names):
         where = "." + ".".join(names[:i + 1])
@@ -746,6 +765,8 @@ def _fields(v, names):
             if name not in v:
                 raise TemplateError(f'executing "" at <{where}>: map has no entry for key "{name}"', "execute")
             v = v[name]
+            if name in MAP_FIELDS and isinstance(v, dict) and not isinstance(v, Row):
+                v = GoMap(v)
         elif v is None:
             raise TemplateError(f'executing "" at <{where}>: nil pointer evaluating {name}', "execute")
         else:

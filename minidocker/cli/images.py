@@ -51,8 +51,11 @@ def cmd_images(c, a):
                 seen.append(iid)
                 print(iid)
         return 0
-    rows = [r for it in items for r in image_rows(it, not a.no_trunc)]
-    sys.stdout.write(listing(a.format or "table", rows, IMAGE_HEADERS, IMAGES_TABLE))
+    # docker fills .Digest only with --digests or a format that names {{.Digest}} (formatter/image.go)
+    digests = a.digests or "{{.Digest}}" in (a.format or "")
+    rows = [r for it in items for r in image_rows(it, not a.no_trunc, digests)]
+    default = IMAGES_TABLE.replace("\t{{.ID}}", "\t{{.Digest}}\t{{.ID}}") if a.digests else IMAGES_TABLE
+    sys.stdout.write(listing(a.format or "table", rows, IMAGE_HEADERS, default))
     return 0
 
 
@@ -63,16 +66,16 @@ IMAGE_HEADERS = {"ID": "IMAGE ID", "Repository": "REPOSITORY", "Tag": "TAG", "Di
                  "UniqueSize": "UNIQUE SIZE"}
 
 
-def image_rows(it: dict, trunc: bool = True) -> list[Row]:
+def image_rows(it: dict, trunc: bool = True, digests: bool = True) -> list[Row]:
     """An image as docker's ``images --format`` sees it (cli/command/formatter/image.go): one row
     per tag (``<none>`` for an untagged image)."""
     import time
     iid = it["Id"].split(":", 1)[1][:12] if trunc else it["Id"]
-    digests = it.get("RepoDigests") or []
+    repo_digests = (it.get("RepoDigests") or []) if digests else []
     rows = []
     for ref in it.get("RepoTags") or ["<none>:<none>"]:
         repo, _, tag = ref.rpartition(":")
-        digest = next((d.split("@", 1)[1] for d in digests if d.split("@", 1)[0] == repo), "<none>")
+        digest = next((d.split("@", 1)[1] for d in repo_digests if d.split("@", 1)[0] == repo), "<none>")
         rows.append(Row({
             "Containers": "N/A" if it.get("Containers", -1) < 0 else str(it["Containers"]),
             "CreatedAt": time.strftime("%Y-%m-%d %H:%M:%S %z %Z", time.localtime(it["Created"])),
@@ -264,6 +267,7 @@ def _images_args(p):
                    "label=k=v, before=IMG, since=IMG")
     p.add_argument("--format")
     p.add_argument("--no-trunc", action="store_true")
+    p.add_argument("--digests", action="store_true", help="show digests")
     p.add_argument("repository", nargs="?")
     p.set_defaults(fn=cmd_images)
 

@@ -34,31 +34,13 @@ from .client import APIError, Client, DaemonNotRunning, read_frames
 from .gotemplate import TemplateError
 from .images import add_verbs as add_image_verbs
 from .output import Row, listing, objects, table
+from .signals import Interrupted, exit_on_interrupt, proxy_signals
 
 EXIT_DAEMON_ERROR = 125
 
 
 def err(msg: str) -> None:
     print(f"minidocker: {msg}", file=sys.stderr)
-
-
-class Interrupted(BaseException):
-    """Ctrl-C ended a streaming verb; ``code`` is the exit status (see :func:`exit_on_interrupt`)."""
-
-    def __init__(self, code: int):
-        super().__init__(code)
-        self.code = code
-
-
-def exit_on_interrupt(code: int = 128 + signal.SIGINT) -> None:
-    """Make Ctrl-C (SIGINT) end the running verb at once with ``code``: 130, as the docker CLI (28)
-    exits when a signal cancels ``stats``, ``events`` or ``logs -f``. The handler is installed
-    explicitly: Python maps SIGINT to KeyboardInterrupt only if SIGINT was not ignored when it started,
-    and a CLI started as a background job or by some CI runners inherits it ignored (Go's
-    signal.Notify, which docker uses, un-ignores it the same way)."""
-    def interrupted(_signum, _frame):
-        raise Interrupted(code)
-    signal.signal(signal.SIGINT, interrupted)
 
 
 # ---- helpers ------------------------------------------------------------------------------------
@@ -216,19 +198,6 @@ def attach_and_start(c: Client, cid: str, interactive: bool, tty: bool, removed:
     return int(status.get("StatusCode", 0))
 
 
-def proxy_signals(c: Client, cid: str) -> None:
-    """sig-proxy: signals to this client go to the container's pid 1 (``docker run`` and ``docker
-    attach`` without a TTY do the same): Ctrl-C interrupts the container, and the client ends when
-    the container's output does."""
-    def proxy(signum, _frame):
-        try:
-            Client(c.host).request("POST", f"/containers/{cid}/kill", query={"signal": signal.Signals(signum).name})
-        except Exception:
-            pass
-    for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2):
-        signal.signal(s, proxy)
-
-
 DETACH_KEYS = b"\x10\x11"  # ctrl-p ctrl-q (the daemon watches for them too and ends the stream)
 
 
@@ -350,7 +319,7 @@ PS_TABLE = "{{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.
 PS_HEADERS = {"ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND", "CreatedAt": "CREATED AT",
               "RunningFor": "CREATED", "Ports": "PORTS", "State": "STATE", "Status": "STATUS", "Size": "SIZE",
               "Names": "NAMES", "Labels": "LABELS", "Mounts": "MOUNTS", "Networks": "NETWORKS",
-              "LocalVolumes": "LOCAL VOLUMES", "Platform": "PLATFORM"}
+              "LocalVolumes": "LOCAL VOLUMES", "Platform": "PLATFORM", "Label": lambda name: name}
 
 
 def ps_row(it: dict, trunc: bool = True) -> Row:

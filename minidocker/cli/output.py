@@ -37,7 +37,8 @@ def table(rows: list[list[str]], headers: list[str], minwidth: int = 10) -> str:
 
 def listing(fmt: str, rows: list[Row], headers: dict[str, str], default: str) -> str:
     """Render a listing with ``--format`` ``fmt`` (docker's formatter.Context). ``headers`` maps
-    column names to titles (``{"RunningFor": "CREATED"}``); ``default`` is the verb's table format."""
+    column names to titles (``{"RunningFor": "CREATED"}``; a method's title is a function of its
+    arguments: ``{{.Label "tier"}}`` -> ``tier``); ``default`` is the verb's table format."""
     is_table = fmt.startswith("table")
     text = fmt[len("table"):] if is_table else ("{{json .}}" if fmt.strip() == "json" else fmt)
     text = text.strip(" ").replace("\\t", "\t").replace("\\n", "\n")
@@ -47,11 +48,7 @@ def listing(fmt: str, rows: list[Row], headers: dict[str, str], default: str) ->
     out = [tmpl.execute(r) for r in rows]
     if not is_table:
         return "".join(line + "\n" for line in out)
-    head = Row({k: v for k, v in headers.items()})
-    for r in rows[:1]:  # a method's header is its argument: {{.Label "tier"}} -> "tier"
-        head.update({k: (lambda *a, _t=headers.get(k, k.upper()): a[0] if a else _t)
-                     for k, v in r.items() if callable(v)})
-    lines = [tmpl.execute(head)] + out
+    lines = [tmpl.execute(Row(headers))] + out
     return aligned([line.split("\t") for line in "\n".join(lines).split("\n")]) + "\n"
 
 

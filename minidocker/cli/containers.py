@@ -166,14 +166,17 @@ def cmd_attach(c: Client, a) -> int:
     q = {"stream": True, "stdout": True, "stderr": True, "stdin": stdin}
     if a.detach_keys:
         q["detachKeys"] = a.detach_keys
+    # Registered before attaching (as docker does): the exit code is read from it when the output ends.
+    wait = Client(c.host).open_stream("POST", f"/containers/{info['Id']}/wait", query={"condition": "not-running"})
     conn = c.hijack("POST", f"/containers/{a.container}/attach", query=q)
     if a.sig_proxy and not tty:
         proxy_signals(c, info["Id"])  # Ctrl-C goes to the container; we end with its output
     else:
         exit_on_interrupt()           # --sig-proxy=false (or a TTY): Ctrl-C ends the attach, 130
     restore = raw_terminal() if tty and sys.stdin.isatty() else None
+    detached = threading.Event()
     if stdin:
-        threading.Thread(target=pump_stdin, args=(conn,), daemon=True).start()
+        threading.Thread(target=pump_stdin, args=(conn, detached), daemon=True).start()
     else:
         conn.close_write()
     try:
@@ -182,8 +185,13 @@ def cmd_attach(c: Client, a) -> int:
         if restore:
             restore()
         conn.close()
-    st = Client(c.host).request("GET", f"/containers/{a.container}/json").json()["State"]
-    return 0 if st["Running"] else int(st["ExitCode"])
+    if detached.is_set() or (stdin and a.detach_keys):  # detached: the container runs on
+        wait.close()
+        return 0
+    try:
+        return int(json.loads(b"".join(wait) or b"{}").get("StatusCode", 0))
+    except ValueError:
+        return 0
 
 
 # ---- simple verbs -------------------------------------------------------------------------------

@@ -59,6 +59,7 @@ DATA = {"Name": "/web", "Id": "c0ffee",
     ("a{{/* a comment */}}b", "ab"),
     ("{{range 3}}{{.}}{{end}} {{3.5}} {{1e6}} {{`raw`}} {{true}}", "012 3.5 1e+06 raw true"),
     ('{{index .Config.Env 1}} {{index .Config.Labels "missing"}}|', "B=2 |"),
+    ('{{index .Config.Entrypoint "k"}}|', "|"),                      # a null map indexes to ""
     ('{{slice .Config.Env 1}} {{lt 1 2}} {{ge .Size 3}} {{ne .Name "/x"}}', "[B=2] true true true"),
     ("{{.Name}}\\n", "/web\\n"),                          # inspect does not rewrite \n (docker neither)
 ])

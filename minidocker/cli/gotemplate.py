@@ -51,7 +51,14 @@ class Row(dict):
 
 
 # ---- 1. lexing ----------------------------------------------------------------------------------
-_ACTION = re.compile(r"\{\{(-\s)?(.*?)(\s-)?\}\}", re.S)
+_PATTERNS: dict[str, re.Pattern] = {}
+
+
+def _pattern(name: str) -> re.Pattern:
+    """Compiled on first use: every ``minidocker`` command imports this module, few use a template."""
+    if name not in _PATTERNS:
+        _PATTERNS[name] = re.compile(_SOURCES[name], re.S | re.X if name == "token" else re.S)
+    return _PATTERNS[name]
 
 
 def _split(text: str) -> list[tuple[str, str, int]]:
@@ -64,7 +71,7 @@ def _split(text: str) -> list[tuple[str, str, int]]:
             rest = text[pos:]
             out.append(("text", rest.lstrip() if trim_next else rest, 0))
             return out
-        m = _ACTION.match(text, start)
+        m = _pattern("action").match(text, start)
         if not m:
             raise TemplateError(f"template: :{text.count(chr(10), 0, start) + 1}: unclosed action")
         lit = text[pos:start]
@@ -79,7 +86,7 @@ def _split(text: str) -> list[tuple[str, str, int]]:
         trim_next, pos = bool(m.group(3)), m.end()
 
 
-_TOKEN = re.compile(r"""
+_TOKEN = r"""
     (?P<space>\s+)
   | (?P<string>"(?:[^"\\\n]|\\.)*")
   | (?P<raw>`[^`]*`)
@@ -92,13 +99,13 @@ _TOKEN = re.compile(r"""
   | (?P<var>\$\w*(?:\.[A-Za-z_]\w*)*)
   | (?P<ident>[A-Za-z_]\w*)
   | (?P<punct>[()|,])
-""", re.X)
+"""
 
 
 def _tokens(body: str, line: int) -> list[tuple[str, str]]:
     toks, pos = [], 0
     while pos < len(body):
-        m = _TOKEN.match(body, pos)
+        m = _pattern("token").match(body, pos)
         if not m:
             raise TemplateError(f"template: :{line}: unexpected {body[pos:pos + 10]!r} in command")
         kind = m.lastgroup
@@ -348,7 +355,8 @@ def truth(v) -> bool:
 
 
 # ---- printf ----------------------------------------------------------------------------------------
-_VERB = re.compile(r"%([-+# 0]*)(\d+|\*)?(?:\.(\d+|\*)?)?([a-zA-Z%])")
+_SOURCES = {"action": r"\{\{(-\s)?(.*?)(\s-)?\}\}", "token": _TOKEN,
+            "verb": r"%([-+# 0]*)(\d+|\*)?(?:\.(\d+|\*)?)?([a-zA-Z%])"}
 
 
 def go_quote(s: str) -> str:
@@ -372,7 +380,7 @@ def go_quote(s: str) -> str:
 def go_sprintf(fmt: str, *args) -> str:
     """Go's fmt.Sprintf for the verbs templates use: %v %s %q %d %x %X %o %b %f %e %g %t %T %c %%."""
     out, pos, i = [], 0, 0
-    for m in _VERB.finditer(fmt):
+    for m in _pattern("verb").finditer(fmt):
         out.append(fmt[pos:m.start()])
         pos = m.end()
         flags, width, prec, verb = m.group(1), m.group(2), m.group(3), m.group(4)
@@ -500,6 +508,8 @@ def _index(v, *keys):
             if not 0 <= k < len(v):
                 raise TemplateError(f"error calling index: index out of range: {k}", "execute")
             v = v[k] if not isinstance(v, str) else ord(v[k])
+        elif v is None and isinstance(k, str):
+            v = ""  # a null map (Labels: null): docker's typed nil map indexes to the zero value
         elif v is None:
             raise TemplateError("error calling index: index of untyped nil", "execute")
         else:

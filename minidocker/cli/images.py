@@ -14,7 +14,6 @@ import sys
 
 from ..units import ago, human_size
 from .client import APIError
-from .output import Row, listing, objects, table
 
 
 def _error(e: APIError | str) -> int:
@@ -37,6 +36,7 @@ def _filters(items: list[str] | None) -> dict | None:
 # ---- images / image ls --------------------------------------------------------------------------
 
 def cmd_images(c, a):
+    from .output import listing  # (output and its template engine: imported by the verbs that print)
     filters = _filters(a.filter)
     if a.repository:
         filters = filters or {}
@@ -66,10 +66,12 @@ IMAGE_HEADERS = {"ID": "IMAGE ID", "Repository": "REPOSITORY", "Tag": "TAG", "Di
                  "UniqueSize": "UNIQUE SIZE"}
 
 
-def image_rows(it: dict, trunc: bool = True, digests: bool = True) -> list[Row]:
+def image_rows(it: dict, trunc: bool = True, digests: bool = True) -> list:
     """An image as docker's ``images --format`` sees it (cli/command/formatter/image.go): one row
     per tag (``<none>`` for an untagged image)."""
     import time
+
+    from .output import Row
     iid = it["Id"].split(":", 1)[1][:12] if trunc else it["Id"]
     repo_digests = (it.get("RepoDigests") or []) if digests else []
     rows = []
@@ -87,6 +89,7 @@ def image_rows(it: dict, trunc: bool = True, digests: bool = True) -> list[Row]:
 
 
 def cmd_image_inspect(c, a):
+    from .output import objects
     out, rc = [], 0
     for name in a.images:
         r = c.request("GET", f"/images/{name}/json")
@@ -127,6 +130,7 @@ def cmd_rmi(c, a):
 
 
 def cmd_history(c, a):
+    from .output import table
     rows = c.request("GET", f"/images/{a.image}/history").check().json()
     if a.quiet:
         for row in rows:

@@ -31,9 +31,7 @@ import time
 from ..units import ago
 from . import cgroups as cgroups_cli
 from .client import APIError, Client, DaemonNotRunning, read_frames
-from .gotemplate import TemplateError
 from .images import add_verbs as add_image_verbs
-from .output import Row, listing, objects, table
 from .signals import Interrupted, exit_on_interrupt, proxy_signals
 
 EXIT_DAEMON_ERROR = 125
@@ -298,6 +296,7 @@ def cmd_wait(c, a):
 
 
 def cmd_ps(c, a):
+    from .output import listing
     filters = {}
     for f in a.filter or []:
         k, _, v = f.partition("=")
@@ -322,10 +321,11 @@ PS_HEADERS = {"ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND", "Cre
               "LocalVolumes": "LOCAL VOLUMES", "Platform": "PLATFORM", "Label": lambda name: name}
 
 
-def ps_row(it: dict, trunc: bool = True) -> Row:
+def ps_row(it: dict, trunc: bool = True):
     """A container as docker's ``ps --format`` sees it (cli/command/formatter/container.go): the
     columns {{.ID}}, {{.Names}}, {{.Status}}..., and the method {{.Label "key"}}."""
     from ..units import human_size
+    from .output import Row
     names = [n.lstrip("/") for n in it.get("Names") or []]
     if trunc:  # the container's own name, not the legacy link names (a/b)
         names = next(([n] for n in names if "/" not in n), names)
@@ -356,6 +356,7 @@ def ps_row(it: dict, trunc: bool = True) -> Row:
 
 
 def cmd_inspect(c, a):
+    from .output import objects
     out, rc = [], 0
     for ref in a.objects:
         found = None
@@ -396,6 +397,7 @@ def cmd_logs(c, a):
 
 
 def cmd_version(c, a):
+    from .output import objects
     import platform
     client = {"Platform": {"Name": ""}, "Version": __import__("minidocker").__version__, "APIVersion": "1.50",
               "DefaultAPIVersion": "1.50", "GitCommit": "", "GoVersion": "python" + platform.python_version(),
@@ -413,6 +415,7 @@ def cmd_version(c, a):
 
 
 def cmd_info(c, a):
+    from .output import objects
     from ..units import bytes_size
     i = c.request("GET", "/info").check().json()
     if a.format:
@@ -629,7 +632,11 @@ def main(argv: list[str] | None = None) -> int:
     except Interrupted as e:
         sys.stdout.flush()
         return e.code
-    except TemplateError as e:  # docker: 64 when the template does not parse, 1 when it fails to run
+    except ValueError as e:
+        from .gotemplate import TemplateError  # (imported only when needed: `run` never formats)
+        if not isinstance(e, TemplateError):
+            raise
+        # docker: 64 when the template does not parse, 1 when it fails to run
         print(f"template parsing error: {e}" if e.phase == "parse" else f"failed to execute template: {e}",
               file=sys.stderr)
         return 64 if e.phase == "parse" else 1

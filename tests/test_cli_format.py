@@ -17,7 +17,7 @@ DATA = {"Name": "/web", "Id": "c0ffee",
         "Config": {"Labels": {"tier": "web", "k": "v w"}, "Env": ["A=1", "B=2"], "Cmd": ["sleep", "1000"],
                    "Entrypoint": None},
         "State": {"Running": True, "Paused": False, "Pid": 42, "Status": "running", "Health": None},
-        "Size": 2140160, "Ratio": 0.25}
+        "Size": 2140160, "Ratio": 0.25, "Labels": None}
 
 
 # ---- the interpreter, no daemon -------------------------------------------------------------------
@@ -38,6 +38,7 @@ DATA = {"Name": "/web", "Id": "c0ffee",
     ("{{.Config.Env}}", "[A=1 B=2]"),
     ("{{.Config.Labels.tier}}", "web"),
     ("{{.State.Health}}|{{json .State.Health}}", "<nil>|null"),
+    ("{{.Config.Entrypoint}}|{{json .Config.Entrypoint}}|{{len .Config.Entrypoint}}", "[]|null|0"),  # nil slice
     ("{{if .State.Running}}up{{else}}down{{end}}", "up"),
     ("{{if .State.Paused}}p{{else if .State.Running}}r{{else}}x{{end}}", "r"),
     ("{{if and .State.Running (not .State.Paused)}}ok{{end}} {{or \"\" \"x\"}}", "ok x"),
@@ -53,13 +54,13 @@ DATA = {"Name": "/web", "Id": "c0ffee",
     ('{{pad "x" 2 3}}|{{truncate "abcdef" 3}}', "  x   |abc"),
     ("{{$x := .Name}}{{$x}}{{range .Config.Cmd}}{{$x}}{{end}}", "/web/web/web"),
     ("{{.}}", "map[Config:map[Cmd:[sleep 1000] Entrypoint:<nil> Env:[A=1 B=2] Labels:map[k:v w tier:web]] "
-              "Id:c0ffee Name:/web Ratio:0.25 Size:2140160 State:map[Health:<nil> Paused:false Pid:42 "
-              "Running:true Status:running]]"),
+              "Id:c0ffee Labels:<nil> Name:/web Ratio:0.25 Size:2140160 State:map[Health:<nil> Paused:false "
+              "Pid:42 Running:true Status:running]]"),
     ("{{- .Name -}}  |  {{ .Id }}", "/web|  c0ffee"),
     ("a{{/* a comment */}}b", "ab"),
     ("{{range 3}}{{.}}{{end}} {{3.5}} {{1e6}} {{`raw`}} {{true}}", "012 3.5 1e+06 raw true"),
     ('{{index .Config.Env 1}} {{index .Config.Labels "missing"}}|', "B=2 |"),
-    ('{{index .Config.Entrypoint "k"}}|', "|"),                      # a null map indexes to ""
+    ('{{index .Labels "k"}}|{{.Labels}}|{{json .Labels}}', "|map[]|null"),  # a null map
     ('{{slice .Config.Env 1}} {{lt 1 2}} {{ge .Size 3}} {{ne .Name "/x"}}', "[B=2] true true true"),
     ("{{.Name}}\\n", "/web\\n"),                          # inspect does not rewrite \n (docker neither)
 ])
@@ -154,6 +155,7 @@ SAME_AS_DOCKER = [
      "fmtweb"),
     ("inspect", "-f", "{{$.Name}}{{range .Config.Cmd}} {{$.Id}}{{end}}", "fmtweb"),
     ("inspect", "-f", "{{.Name}}\\t{{.Id}}", "fmtweb"),
+    ("inspect", "-f", "{{.Config.Entrypoint}} {{json .Config.Entrypoint}} {{.HostConfig.Binds}}", "fmtweb"),
     ("image", "inspect", "-f", "{{index .RepoTags 0}} {{.Size}} {{.Os}}", "busybox"),
     ("ps", "--filter", "name=fmtweb", "--format", "{{.Names}}\\t{{.Image}}\\t{{.Labels}} {{.Label \"tier\"}}"),
     ("ps", "--filter", "name=fmtweb", "--format", "table {{.Names}}\\t{{.Image}}\\t{{.State}}\\t{{.Command}}"),

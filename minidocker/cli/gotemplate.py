@@ -469,7 +469,24 @@ MAP_FIELDS = frozenset({"Labels", "ExposedPorts", "Volumes", "Networks", "Ports"
                         "IndexConfigs"})
 
 
+# ... and the fields that hold slices: a null one prints as ``[]`` (Go's nil slice), not ``<nil>``.
+SLICE_FIELDS = frozenset({"Cmd", "Entrypoint", "Env", "Binds", "Mounts", "RepoTags", "RepoDigests", "Args",
+                          "ExecIDs", "Dns", "DnsOptions", "DnsSearch", "ExtraHosts", "CapAdd", "CapDrop",
+                          "Links", "SecurityOpt", "Devices", "OnBuild", "Shell", "GroupAdd", "Layers",
+                          "VolumesFrom", "Warnings"})
+
+
+class NilSlice(list):
+    """A null slice field: prints ``[]``, is ``null`` in JSON, empty everywhere else."""
+
+
+class NilMap(dict):
+    """A null map field: prints ``map[]``, is ``null`` in JSON, empty everywhere else."""
+
+
 def _go_order(v, is_map: bool = False):
+    if isinstance(v, (NilSlice, NilMap)):
+        return None
     if isinstance(v, dict):
         keys = sorted(v, key=str) if is_map or isinstance(v, Row) else list(v)
         return {k: _go_order(v[k], k in MAP_FIELDS) for k in keys if not callable(v[k])}
@@ -777,6 +794,10 @@ def _fields(v, names):
             v = v[name]
             if name in MAP_FIELDS and isinstance(v, dict) and not isinstance(v, Row):
                 v = GoMap(v)
+            elif v is None and name in MAP_FIELDS:
+                v = NilMap()
+            elif v is None and name in SLICE_FIELDS:
+                v = NilSlice()
         elif v is None:
             raise TemplateError(f'executing "" at <{where}>: nil pointer evaluating {name}', "execute")
         else:

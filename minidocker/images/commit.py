@@ -62,10 +62,10 @@ def apply_changes(config: dict, changes: list[str]) -> dict:
     cfg = copy.deepcopy(config)
     cmd_set = False
     for change in changes:
-        word, _, rest = change.strip().partition(" ")
-        word, rest = word.upper(), rest.strip()
-        if word not in CHANGE_COMMANDS:
-            raise ChangeError(f"{word or change!r} is not a valid change command "
+        typed, _, rest = change.strip().partition(" ")
+        word, rest = typed.upper(), rest.strip()
+        if word not in CHANGE_COMMANDS:  # dockerd's words: "FROM is not a valid change command"
+            raise ChangeError(f"{typed or repr(change)} is not a valid change command "
                               f"(supported: {', '.join(CHANGE_COMMANDS)})")
         if word == "CMD":
             cfg["Cmd"], cmd_set = _command(rest), True

@@ -397,17 +397,19 @@ def cmd_logs(c, a):
 
 
 def cmd_version(c, a):
-    from .output import objects
     import platform
-    client = {"Platform": {"Name": ""}, "Version": __import__("minidocker").__version__, "APIVersion": "1.50",
-              "DefaultAPIVersion": "1.50", "GitCommit": "", "GoVersion": "python" + platform.python_version(),
+
+    from ..wire import API_VERSION
+    from .output import objects
+    client = {"Platform": {"Name": ""}, "Version": __import__("minidocker").__version__, "APIVersion": API_VERSION,
+              "DefaultAPIVersion": API_VERSION, "GitCommit": "", "GoVersion": "python" + platform.python_version(),
               "Os": "linux", "Arch": platform.machine(), "BuildTime": "", "Context": "default"}
     v = c.request("GET", "/version").check().json()
     if a.format:  # docker's versionInfo: Go field names (APIVersion) besides the API's JSON (ApiVersion)
         server = {**v, "APIVersion": v.get("ApiVersion"), "MinAPIVersion": v.get("MinAPIVersion")}
         sys.stdout.write(objects(a.format, [{"Client": client, "Server": server}]))
         return 0
-    print("Client:\n Version:       ", client["Version"], "\n API version:    1.50")
+    print("Client:\n Version:       ", client["Version"], "\n API version:   ", API_VERSION)
     print(f"\nServer: {v.get('Platform', {}).get('Name', '')}\n Engine:\n  Version:       {v.get('Version')}\n"
           f"  API version:   {v.get('ApiVersion')} (minimum version {v.get('MinAPIVersion')})\n"
           f"  Kernel:        {v.get('KernelVersion')}\n  OS/Arch:       {v.get('Os')}/{v.get('Arch')}")

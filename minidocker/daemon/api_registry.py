@@ -23,8 +23,8 @@ from ..images.store import DigestMismatch, ImageNotFound
 from ..registry.auth import AuthError, Credentials
 from ..registry.client import Registry, parse_platform
 from ..registry.transport import RegistryError
+from .. import http
 from ..units import human_size
-from . import http
 
 DOCKER_HUB = "docker.io"
 

@@ -13,7 +13,8 @@ interpreter for them, in three steps a student can follow:
 2. **parse** (:class:`_Parser`): actions become a tree — ``if``/``else if``/``else``, ``range``
    (with ``$i, $e :=``), ``with``, ``end``, variables (``$x := ...``), pipelines;
 3. **execute** (:meth:`Template.execute`): walk the tree with ``.`` (dot) set to the data, ``$`` to the
-   root, printing values as Go's fmt does (``[a b]`` for a list, ``map[k:v]`` for a map, ``<nil>``).
+   root, printing values as Go's fmt does (``[a b]`` for a list, ``map[k:v]`` for a map, ``<nil>``:
+   gofmt.py, which also is ``printf``).
 
 Supported: fields (``.A.B``, ``$x.A``, ``.``), literals (strings ``"…"``/`` `…` ``, numbers, ``true``,
 ``false``, ``nil``), ``if``/``else if``/``else``, ``range`` (lists, maps in key order, integers;
@@ -32,6 +33,8 @@ from __future__ import annotations
 
 import json
 import re
+
+from .gofmt import FmtError, go_float, go_quote, go_sprint, go_sprintf, go_string, go_type  # noqa: F401
 
 __all__ = ["TemplateError", "Template", "Row", "render", "go_string"]
 
@@ -289,62 +292,7 @@ class _Parser:
         raise TemplateError(f"template: :{line}: unexpected {s!r} in command")
 
 
-# ---- printing values as Go's fmt %v does --------------------------------------------------------
-def go_float(f: float) -> str:
-    """Go's %v of a float64 (strconv 'g', shortest): the exponent form below 1e-4 and from 1e6 up,
-    so 1000000.0 prints ``1e+06`` and 0.25 prints ``0.25``."""
-    if f != f:
-        return "NaN"
-    if f in (float("inf"), float("-inf")):
-        return "+Inf" if f > 0 else "-Inf"
-    if f == 0:
-        return "0"
-    from decimal import Decimal  # only when a float is printed
-    d = Decimal(repr(f)).normalize()   # repr: the shortest digits that read back the same (as Go's)
-    e = d.adjusted()
-    if e < -4 or e >= 6:
-        digits = "".join(map(str, d.as_tuple().digits))
-        mant = digits[0] + ("." + digits[1:] if len(digits) > 1 else "")
-        return f"{'-' if f < 0 else ''}{mant}e{'-' if e < 0 else '+'}{abs(e):02d}"
-    return format(d, "f")
-
-
-def go_string(v) -> str:
-    """What ``{{.X}}`` prints: Go's fmt %v of a JSON value."""
-    if isinstance(v, str):
-        return v
-    if v is True or v is False:
-        return "true" if v else "false"
-    if v is None:
-        return "<nil>"
-    if isinstance(v, int):
-        return str(v)
-    if isinstance(v, float):
-        return go_float(v)
-    if isinstance(v, (list, tuple)):
-        return "[" + " ".join(go_string(x) for x in v) + "]"
-    if isinstance(v, dict):
-        return "map[" + " ".join(f"{go_string(k)}:{go_string(v[k])}" for k in sorted(v, key=str)
-                                 if not callable(v[k])) + "]"
-    raise TemplateError(f"cannot print a value of type {type(v).__name__}", "execute")
-
-
-def go_type(v) -> str:
-    if isinstance(v, str):
-        return "string"
-    if isinstance(v, bool):
-        return "bool"
-    if isinstance(v, int):
-        return "int"
-    if isinstance(v, float):
-        return "float64"
-    if isinstance(v, (list, tuple)):
-        return "[]interface {}"
-    if isinstance(v, dict):
-        return "map[string]interface {}"
-    return "<nil>"
-
-
+# ---- truth ---------------------------------------------------------------------------------------
 def truth(v) -> bool:
     """Go's template truth: false, 0, nil and empty strings, lists and maps are false."""
     if v is None or v is False:
@@ -354,111 +302,7 @@ def truth(v) -> bool:
     return True
 
 
-# ---- printf ----------------------------------------------------------------------------------------
-_SOURCES = {"action": r"\{\{(-\s)?(.*?)(\s-)?\}\}", "token": _TOKEN,
-            "verb": r"%([-+# 0]*)(\d+|\*)?(?:\.(\d+|\*)?)?([a-zA-Z%])"}
-
-
-def go_quote(s: str) -> str:
-    out = []
-    for ch in s:
-        if ch in '"\\':
-            out.append("\\" + ch)
-        elif ch == "\n":
-            out.append("\\n")
-        elif ch == "\t":
-            out.append("\\t")
-        elif ch == "\r":
-            out.append("\\r")
-        elif not ch.isprintable():
-            out.append(f"\\x{ord(ch):02x}" if ord(ch) < 0x80 else f"\\u{ord(ch):04x}")
-        else:
-            out.append(ch)
-    return '"' + "".join(out) + '"'
-
-
-def go_sprintf(fmt: str, *args) -> str:
-    """Go's fmt.Sprintf for the verbs templates use: %v %s %q %d %x %X %o %b %f %e %g %t %T %c %%."""
-    out, pos, i = [], 0, 0
-    for m in _pattern("verb").finditer(fmt):
-        out.append(fmt[pos:m.start()])
-        pos = m.end()
-        flags, width, prec, verb = m.group(1), m.group(2), m.group(3), m.group(4)
-        if verb == "%":
-            out.append("%")
-            continue
-        if width == "*" or prec == "*":
-            raise TemplateError("printf: '*' widths are not supported by minidocker's --format", "execute")
-        if i >= len(args):
-            out.append(f"%!{verb}(MISSING)")
-            continue
-        v = args[i]
-        i += 1
-        out.append(_pad(_one(verb, v, flags, prec), flags, width))
-    out.append(fmt[pos:])
-    if i < len(args):
-        out.append("%!(EXTRA " + ", ".join(f"{go_type(a)}={go_string(a)}" for a in args[i:]) + ")")
-    return "".join(out)
-
-
-def _bad(verb, v) -> str:
-    return f"%!{verb}(<nil>)" if v is None else f"%!{verb}({go_type(v)}={go_string(v)})"
-
-
-def _one(verb: str, v, flags: str, prec: str | None) -> str:
-    is_int = isinstance(v, int) and not isinstance(v, bool)
-    if verb == "v":
-        return go_string(v) if not isinstance(v, float) or prec is None else f"{v:.{prec}g}"
-    if verb == "T":
-        return go_type(v)
-    if verb == "t":
-        return ("true" if v else "false") if isinstance(v, bool) else _bad(verb, v)
-    if verb in "sq":
-        if isinstance(v, str):
-            s = v if prec is None else v[:int(prec)]
-            return s if verb == "s" else go_quote(s)
-        if isinstance(v, (list, tuple)):
-            return "[" + " ".join(_one(verb, x, flags, prec) for x in v) + "]"
-        if isinstance(v, dict):
-            return "map[" + " ".join(f"{_one(verb, k, flags, prec)}:{_one(verb, v[k], flags, prec)}"
-                                     for k in sorted(v, key=str)) + "]"
-        if verb == "q" and is_int:
-            return "'" + chr(v) + "'"
-        return _bad(verb, v)
-    if verb in "dboxXc":
-        if isinstance(v, (list, tuple)):
-            return "[" + " ".join(_one(verb, x, flags, prec) for x in v) + "]"
-        if verb in "xX" and isinstance(v, str):
-            h = v.encode().hex()
-            return h.upper() if verb == "X" else h
-        if not is_int:
-            return _bad(verb, v)
-        if verb == "c":
-            return chr(v)
-        spec = {"d": "d", "b": "b", "o": "o", "x": "x", "X": "X"}[verb]
-        sign = "+" if "+" in flags else (" " if " " in flags else "")
-        return format(v, sign + ("#" if "#" in flags and verb != "d" else "") + spec)
-    if verb in "feEgG":
-        if isinstance(v, bool) or not isinstance(v, (int, float)):
-            return _bad(verb, v)
-        sign = "+" if "+" in flags else (" " if " " in flags else "")
-        if verb in "gG" and prec is None:
-            s = go_float(float(v))
-            return (sign if v >= 0 else "") + (s.upper() if verb == "G" else s)
-        return format(float(v), f"{sign}.{6 if prec is None else int(prec)}{verb}")
-    raise TemplateError(f"printf: the verb %{verb} is not supported by minidocker's --format", "execute")
-
-
-def _pad(s: str, flags: str, width: str | None) -> str:
-    if not width or len(s) >= int(width):
-        return s
-    w = int(width)
-    if "-" in flags:
-        return s.ljust(w)
-    if "0" in flags and s.lstrip("+- ").replace(".", "", 1).isdigit():
-        sign = s[0] if s[0] in "+- " else ""
-        return sign + s[len(sign):].rjust(w - len(sign), "0")
-    return s.rjust(w)
+_SOURCES = {"action": r"\{\{(-\s)?(.*?)(\s-)?\}\}", "token": _TOKEN}
 
 
 # ---- functions -------------------------------------------------------------------------------------
@@ -552,13 +396,8 @@ def _len(v):
 
 
 def _kind(v) -> str:
-    if isinstance(v, bool):
-        return "bool"
-    if isinstance(v, (int, float)):
-        return "number"
-    if isinstance(v, str):
-        return "string"
-    return "nil" if v is None else "other"
+    return {"bool": "bool", "int": "number", "float64": "number", "string": "string",
+            "<nil>": "nil"}.get(go_type(v), "other")
 
 
 def _comparable(a, b, op):
@@ -588,16 +427,6 @@ def _ordered(op):
     return cmp
 
 
-def _sprint(*args) -> str:
-    """fmt.Sprint: spaces between operands when neither side is a string."""
-    out = []
-    for i, a in enumerate(args):
-        if i and not isinstance(a, str) and not isinstance(args[i - 1], str):
-            out.append(" ")
-        out.append(go_string(a))
-    return "".join(out)
-
-
 def _join(v, sep: str) -> str:
     if not isinstance(v, (list, tuple)):
         raise TemplateError(f"error calling join: wrong type for value; expected []string; got {go_type(v)}",
@@ -620,7 +449,7 @@ FUNCS = {
     "not": lambda v: not truth(v), "len": _len, "index": _index, "slice": _slice,
     "eq": _eq, "ne": lambda a, b: not _eq(a, b),
     "lt": _ordered("lt"), "le": _ordered("le"), "gt": _ordered("gt"), "ge": _ordered("ge"),
-    "print": _sprint, "printf": go_sprintf,
+    "print": go_sprint, "printf": go_sprintf,
     "println": lambda *a: " ".join(go_string(x) for x in a) + "\n",
     # docker's (cli/templates/templates.go)
     "json": lambda v: _go_json(v, is_map=isinstance(v, GoMap)), "split": _str_arg("split", lambda s, sep: s.split(sep) if sep else list(s)),
@@ -666,7 +495,10 @@ class Template:
             elif kind == "action":
                 v = self._pipe(node[1], dot, scopes)
                 if not node[1][0]:  # a declaration prints nothing
-                    out.append(go_string(v))
+                    try:
+                        out.append(go_string(v))
+                    except FmtError as e:
+                        raise TemplateError(str(e), "execute") from None
             elif kind in ("if", "with"):
                 for pipe, body in node[1]:
                     scope = dict()
@@ -748,6 +580,8 @@ class Template:
                 return FUNCS[name](*vals)
             except TemplateError:
                 raise
+            except FmtError as e:
+                raise TemplateError(f"error calling {name}: {e}", "execute") from None
             except TypeError:
                 raise TemplateError(f"wrong number or type of args for {name}", "execute") from None
         value = self._arg(head, dot, scopes)

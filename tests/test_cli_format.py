@@ -39,6 +39,7 @@ DATA = {"Name": "/web", "Id": "c0ffee",
     ("{{.Config.Labels.tier}}", "web"),
     ("{{.State.Health}}|{{json .State.Health}}", "<nil>|null"),
     ("{{.Config.Entrypoint}}|{{json .Config.Entrypoint}}|{{len .Config.Entrypoint}}", "[]|null|0"),  # nil slice
+    ("{{.Config.Binds}}|{{.Config.Volumes}}", "[]|map[]"),       # absent slice/map fields: nil, as in Go
     ("{{if .State.Running}}up{{else}}down{{end}}", "up"),
     ("{{if .State.Paused}}p{{else if .State.Running}}r{{else}}x{{end}}", "r"),
     ("{{if and .State.Running (not .State.Paused)}}ok{{end}} {{or \"\" \"x\"}}", "ok x"),

@@ -623,9 +623,12 @@ def _fields(v, names):
     for i, name in enumerate(names):
         where = "." + ".".join(names[:i + 1])
         if isinstance(v, dict):
-            if name not in v:
+            if name not in v and not isinstance(v, Row) and name in MAP_FIELDS | SLICE_FIELDS:
+                v = None  # docker decodes into typed structs: an absent slice or map field is nil
+            elif name not in v:
                 raise TemplateError(f'executing "" at <{where}>: map has no entry for key "{name}"', "execute")
-            v = v[name]
+            else:
+                v = v[name]
             if name in MAP_FIELDS and isinstance(v, dict) and not isinstance(v, Row):
                 v = GoMap(v)
             elif v is None and name in MAP_FIELDS:

@@ -271,7 +271,8 @@ def test_ulimit_and_oom_score_adj(daemon):
 def test_volumes_are_refused_not_ignored(daemon):
     for flags in (["-v", "/:/host"], ["--mount", "type=bind,source=/,target=/host"], ["--tmpfs", "/run"]):
         r = daemon.cli("create", *flags, "busybox", "true")
-        assert r.returncode != 0 and b"not supported" in r.stderr, (flags, r.stderr)
+        # (--mount: main's request validator currently refuses Mount.Type before specconv sees it.)
+        assert r.returncode != 0 and (b"not supported" in r.stderr or b"Mounts" in r.stderr), (flags, r.stderr)
 
 
 # ---- exec gets the same confinement ---------------------------------------------------------------------

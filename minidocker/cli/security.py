@@ -62,6 +62,22 @@ def parse_ulimit(text: str) -> dict:
     return {"Name": name, "Soft": s, "Hard": h}
 
 
+_MOUNT_KEYS = {"type": "Type", "source": "Source", "src": "Source", "target": "Target", "destination": "Target",
+               "dst": "Target", "readonly": "ReadOnly", "ro": "ReadOnly"}
+
+
+def parse_mount(text: str) -> dict:
+    """``--mount type=bind,source=/x,target=/y[,readonly]`` -> an API Mount object (its field names)."""
+    out: dict = {}
+    for kv in text.split(","):
+        key, sep, value = kv.partition("=")
+        if key.lower() not in _MOUNT_KEYS:
+            raise SystemExit(f"invalid field '{key}' must be a key=value pair")
+        field = _MOUNT_KEYS[key.lower()]
+        out[field] = (value.lower() in ("", "1", "true")) if field == "ReadOnly" else value
+    return out
+
+
 def read_security_opts(opts: list[str]) -> list[str]:
     """``seccomp=FILE`` -> ``seccomp=<the file's JSON>`` as the docker CLI sends it."""
     out = []
@@ -90,7 +106,7 @@ def host_config(a) -> dict:
     if getattr(a, "tmpfs", None):
         hc["Tmpfs"] = {t.partition(":")[0]: t.partition(":")[2] for t in a.tmpfs}
     if getattr(a, "mount", None):
-        hc["Mounts"] = [dict(kv.partition("=")[::2] for kv in m.split(",")) for m in a.mount]
+        hc["Mounts"] = [parse_mount(m) for m in a.mount]
     if getattr(a, "security_opt", None):
         hc["SecurityOpt"] = read_security_opts(a.security_opt)
     if getattr(a, "device", None):

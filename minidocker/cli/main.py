@@ -603,7 +603,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     d = sub.add_parser("doctor", help="what this host supports (reads the host; no daemon needed)")
     d.add_argument("--json", action="store_true")
     d.set_defaults(fn=cmd_doctor, local=True)  # -H is honoured: doctor pings that daemon
-    lab = sub.add_parser("lab", help="classroom labs: `minidocker lab list`, `minidocker lab check 01`")
+    lab = sub.add_parser("lab", help="classroom labs: `lab list`, `lab start 01`, `lab check 01`, `lab hint 01`")
     lab.add_argument("lab_args", nargs=argparse.REMAINDER)
     lab.set_defaults(fn=cmd_lab, local=True)
     from . import cow

@@ -104,8 +104,12 @@ def test_specconv_writes_a_valid_oci_spec_with_dockers_defaults():
         with pytest.raises(ConfigError):
             specconv.to_spec(cfg, bad, "/nonexistent")
     warnings: list[str] = []
-    specconv.to_spec(cfg, {"ShmSize": 1 << 20}, "/nonexistent", warnings=warnings)
-    assert any("--shm-size" in w for w in warnings)
+    specconv.to_spec(cfg, {"ShmSize": 1 << 20}, "/nonexistent", warnings=warnings,
+                     config={"Healthcheck": {"Test": ["CMD", "true"]}})
+    assert any("--shm-size" in w for w in warnings) and any("Healthcheck" in w for w in warnings)
+    spec = specconv.to_spec(cfg, {"MaskedPaths": ["/proc/cpuinfo"], "ReadonlyPaths": []}, "/nonexistent")
+    assert spec["linux"]["maskedPaths"] == ["/proc/cpuinfo"] and spec["linux"]["readonlyPaths"] == []
+    assert "maskedPaths" not in specconv.to_spec(cfg, {"Privileged": True}, "/nonexistent")["linux"]
 
 
 def test_old_container_directories_are_migrated(tmp_path):
@@ -271,7 +275,8 @@ def test_ulimit_and_oom_score_adj(daemon):
 def test_volumes_are_refused_not_ignored(daemon):
     for flags in (["-v", "/:/host"], ["--mount", "type=bind,source=/,target=/host"], ["--tmpfs", "/run"]):
         r = daemon.cli("create", *flags, "busybox", "true")
-        assert r.returncode != 0 and b"not supported" in r.stderr, (flags, r.stderr)
+        # (--mount: main's request validator currently refuses Mount.Type before specconv sees it.)
+        assert r.returncode != 0 and (b"not supported" in r.stderr or b"Mounts" in r.stderr), (flags, r.stderr)
 
 
 # ---- exec gets the same confinement ---------------------------------------------------------------------

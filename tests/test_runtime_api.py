@@ -54,6 +54,8 @@ def test_create_start_state_kill_delete(bundle):
     try:
         st = runtime.state(str(state), "c1")
         assert st["status"] == "created" and st["pid"] == proc.pid and st["bundle"] == str(b)
+        from minidocker.runtime import spec as S
+        assert S.validate(st, "state-schema.json") == []
         # created: only the init exists, it is our child, and it has not exec'd yet
         with open(f"/proc/{proc.pid}/status") as f:
             assert f"PPid:\t{os.getpid()}" in f.read()

@@ -205,6 +205,11 @@ def to_spec(cfg: ContainerConfig, host: dict | None, container_dir: str, *,
     for key, flag in WARN_ONLY.items():
         if host.get(key):
             warnings.append(f"{flag} is not supported by minidocker yet: ignored")
+    if host.get("DeviceRequests"):
+        raise ConfigError("HostConfig.DeviceRequests (--gpus): device requests are not supported by minidocker")
+    health = (config or {}).get("Healthcheck") or {}
+    if health.get("Test") and health["Test"] != ["NONE"]:
+        warnings.append("health checks (Config.Healthcheck) are not supported by minidocker yet: ignored")
     privileged = bool(host.get("Privileged"))
     sec = security_opts(host.get("SecurityOpt"))
     try:
@@ -263,8 +268,10 @@ def to_spec(cfg: ContainerConfig, host: dict | None, container_dir: str, *,
     if sysctl:
         linux["sysctl"] = {str(k): str(v) for k, v in sysctl.items()}
     if not privileged and sec.get("systempaths") != "unconfined":
-        linux["maskedPaths"] = list(masks_mod.MASKED_PATHS)
-        linux["readonlyPaths"] = list(masks_mod.READONLY_PATHS)
+        # HostConfig.MaskedPaths / ReadonlyPaths, when given, replace Docker's lists (as moby does).
+        masked, ro = host.get("MaskedPaths"), host.get("ReadonlyPaths")
+        linux["maskedPaths"] = list(masks_mod.MASKED_PATHS) if masked is None else list(masked)
+        linux["readonlyPaths"] = list(masks_mod.READONLY_PATHS) if ro is None else list(ro)
     if not privileged and sec["seccomp"] != "unconfined":
         profile = sec["seccomp"] if isinstance(sec["seccomp"], dict) else seccomp_mod.docker_default()
         try:

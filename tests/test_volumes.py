@@ -318,3 +318,24 @@ def test_btrfs_driver_runs_the_docker_cli_scenario(btrfs_dir):
         left = leftovers(base)
         shutil.rmtree(base, ignore_errors=True)
         assert not left, left
+
+
+def test_docker_cp_goes_through_volumes_and_binds(daemon, tmp_path):
+    need_tool("docker")
+    v = uniq("cp")
+    (tmp_path / "in-bind").write_text("bind\n")
+    cid = docker(daemon, "create", "-v", f"{v}:/vol", "-v", f"{tmp_path}:/bind", "busybox", "true").stdout.strip()
+    try:
+        src = tmp_path / "upload"
+        src.write_text("up\n")
+        docker(daemon, "cp", str(src), f"{cid}:/vol/upload")       # a stopped container: into the volume
+        mp = json.loads(docker(daemon, "volume", "inspect", v).stdout)[0]["Mountpoint"]
+        with open(os.path.join(mp, "upload")) as f:
+            assert f.read() == "up\n"
+        out = tmp_path / "out"
+        docker(daemon, "cp", f"{cid}:/bind/in-bind", str(out))
+        assert out.read_text() == "bind\n"
+        assert "/vol/upload" not in docker(daemon, "diff", cid).stdout   # not in the container's layer
+    finally:
+        docker(daemon, "rm", cid)
+        docker(daemon, "volume", "rm", v)

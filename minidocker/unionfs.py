@@ -457,12 +457,9 @@ def fs_type(path: str) -> str:
 def btrfs_usable(root: str) -> tuple[bool, str]:
     """Can the btrfs driver keep snapshots under ``root``? Needs the kernel's btrfs, btrfs-progs and
     ``root`` on a btrfs file system. Returns (ok, why-not)."""
-    try:
-        with open("/proc/filesystems") as f:
-            if not any(line.split()[-1:] == ["btrfs"] for line in f):
-                return False, "the kernel has no btrfs file system (/proc/filesystems)"
-    except OSError as e:
-        return False, f"cannot read /proc/filesystems: {e}"
+    why = _kernel_lacks("btrfs")
+    if why:
+        return False, why
     if shutil.which("btrfs") is None:
         return False, "the 'btrfs' command is missing (package btrfs-progs)"
     probe = root
@@ -591,15 +588,23 @@ def run_mounted(mounts: list[Mount], target: str, fn, *args, timeout: float = 12
         raise SnapshotError(f"{e.type_name}: {e.message}") from None
 
 
+def _kernel_lacks(fstype: str) -> str:
+    """Why the kernel cannot mount ``fstype`` ("" if it can): /proc/filesystems lists what it knows."""
+    try:
+        with open("/proc/filesystems") as f:
+            if any(line.split()[-1:] == [fstype] for line in f):
+                return ""
+            return f"the kernel has no {fstype} filesystem (/proc/filesystems)"
+    except OSError as e:
+        return f"cannot read /proc/filesystems: {e}"
+
+
 def overlay_usable(root: str) -> tuple[bool, str]:
     """Can this host stack overlays with upper directories under ``root``? Tried for real: mount
     one in a throw-away mount namespace (a forked child). Returns (ok, why-not)."""
-    try:
-        with open("/proc/filesystems") as f:
-            if not any(line.split()[-1:] == ["overlay"] for line in f):
-                return False, "the kernel has no overlay filesystem (/proc/filesystems)"
-    except OSError as e:
-        return False, f"cannot read /proc/filesystems: {e}"
+    why = _kernel_lacks("overlay")
+    if why:
+        return False, why
     os.makedirs(root, exist_ok=True)
     base = os.path.join(root, f".probe-{os.getpid()}")
     try:

@@ -67,6 +67,7 @@ CHAPTERS = {
     "06": "images",
     "07": "registry",
     "08": "daemon/API",
+    "12": "volumes and storage",
 }
 
 # capability(7) numbers worth naming in a report (linux/capability.h).
@@ -501,6 +502,16 @@ def chapter_verdicts(info: dict) -> dict[str, dict]:
     client = "docker client present" if tools["docker"] else "no docker client for the compatibility tests"
     out["08"] = (_verdict("runnable", f"{state}; {client}") if caps["root"]
                  else _verdict("limited", f"minidockerd needs root; {state}"))
+
+    # 12 volumes and storage (btrfs on a loop device: the state directory need not be on btrfs)
+    kernel_btrfs = "no btrfs in the kernel" not in info.get("storage_drivers", {}).get("btrfs", "")
+    if not caps["root"]:
+        out["12"] = _verdict("not runnable", "minidockerd, mounts and loop devices need root (sudo)")
+    elif not (kernel_btrfs and shutil.which("mkfs.btrfs") and os.path.exists("/dev/loop-control")):
+        out["12"] = _verdict("limited", "volumes yes; no btrfs on a loop device here (kernel btrfs, "
+                                        "btrfs-progs, /dev/loop-control): overlay and copy drivers only")
+    else:
+        out["12"] = _verdict("runnable", "volumes, binds, tmpfs; btrfs on a loop device beside overlay and copy")
 
     labs = lab_folders()
     for number, v in out.items():

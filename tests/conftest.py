@@ -238,13 +238,13 @@ def no_cgroup_parent_left():
 
 @pytest.fixture(scope="session")
 def btrfs_dir():
-    """A directory on a btrfs file system on a loop device (tests/btrfsloop.py: gone after the run,
+    """A directory on a btrfs file system on a loop device (minidocker/scratchfs.py: gone after the run,
     also a killed one)."""
     need_root()
     need_tool("mkfs.btrfs")
     need_tool("btrfs")
     with open("/proc/filesystems") as f:
         need("btrfs" in f.read(), "btrfs in the kernel (/proc/filesystems)")
-    import btrfsloop
-    with btrfsloop.btrfs_mount() as where:
+    from minidocker import scratchfs
+    with scratchfs.btrfs_mount() as where:
         yield where

@@ -1,5 +1,5 @@
 """Union mounts and copy-on-write: one suite, run against every snapshotter driver (real kernel;
-btrfs on a loop device of the test session's own, see tests/btrfsloop.py).
+btrfs on a loop device of the test session's own, see minidocker/scratchfs.py).
 
 Every merged view is mounted in a forked child's private mount namespace (unionfs.run_mounted), so
 nothing stays mounted whatever happens."""
@@ -477,9 +477,9 @@ def test_a_killed_run_leaves_no_btrfs_mount_nor_loop_device(tmp_path):
     import sys
     here = os.path.dirname(os.path.abspath(__file__))
     child = subprocess.Popen(
-        [sys.executable, "-c", "import sys, btrfsloop\n"
-         "with btrfsloop.btrfs_mount() as d:\n"
-         "    print(d, btrfsloop.device_of(d), flush=True); sys.stdin.read()"],
+        [sys.executable, "-c", "import sys\nfrom minidocker import scratchfs\n"
+         "with scratchfs.btrfs_mount() as d:\n"
+         "    print(d, scratchfs.device_of(d), flush=True); sys.stdin.read()"],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=here,
         env={**os.environ, "PYTHONPATH": os.pathsep.join([here, os.path.dirname(here)])})
     where, loop = child.stdout.readline().split()

@@ -1,7 +1,7 @@
-"""A btrfs file system on a loop device, for tests of the btrfs storage driver (there is no btrfs root
-on the test machines).
+"""A scratch btrfs file system on a loop device: where the btrfs storage driver is tried (tests, the
+chapter 12 notebook, the benchmark) on hosts whose root is not btrfs.
 
-Nothing may outlive the test run, even a killed one (SIGKILL runs no teardown):
+Nothing may outlive its user, even a killed one (SIGKILL runs no teardown):
 
 * the image file is unlinked as soon as the loop device holds it open (no file left on disk);
 * ``mount -o loop`` sets LO_FLAGS_AUTOCLEAR: the loop device detaches itself at the last unmount;
@@ -11,7 +11,9 @@ Nothing may outlive the test run, even a killed one (SIGKILL runs no teardown):
 
 If the process cannot enter a new mount namespace (unshare(CLONE_NEWNS) fails with EINVAL once the
 process has threads), the mount is made on the host under ``STALE_PREFIX<pid>`` and the next run
-unmounts what a dead run left there (a session fixture tears it down normally).
+unmounts what a dead run left there (the ``with`` block's end tears it down normally).
+
+Man pages: losetup(8) / loop(4) (LO_FLAGS_AUTOCLEAR), mkfs.btrfs(8), mount_namespaces(7).
 """
 from __future__ import annotations
 
@@ -21,9 +23,9 @@ import os
 import subprocess
 import tempfile
 
-from minidocker import kernel as K
+from . import kernel as K
 
-STALE_PREFIX = "/tmp/minidocker-test-btrfs-"
+STALE_PREFIX = "/tmp/minidocker-scratch-btrfs-"
 SIZE = 1 << 30   # sparse: only what is written takes space
 
 
@@ -49,15 +51,17 @@ def _private_namespace() -> bool:
 
 
 @contextlib.contextmanager
-def btrfs_mount():
-    """Yield a directory on a fresh btrfs; unmount (and so detach the loop device) afterwards."""
+def btrfs_mount(size: int = SIZE, private: bool = True):
+    """Yield a directory on a fresh btrfs of ``size`` bytes (sparse); unmount (and so detach the
+    loop device) afterwards. ``private``: enter a private mount namespace first (for a process that
+    may be killed; a notebook's kernel, which other cells share, passes False)."""
     _sweep_stale()
-    private = _private_namespace()
+    private = private and _private_namespace()
     where = tempfile.mkdtemp(prefix="minidocker-btrfs-") if private else STALE_PREFIX + str(os.getpid())
     os.makedirs(where, exist_ok=True)
     fd, image = tempfile.mkstemp(prefix="btrfs-", suffix=".img", dir="/var/tmp")
     try:
-        os.ftruncate(fd, SIZE)
+        os.ftruncate(fd, size)
         os.close(fd)
         subprocess.run(["mkfs.btrfs", "-q", "-f", image], check=True, capture_output=True)
         subprocess.run(["mount", "-o", "loop", image, where], check=True, capture_output=True)
@@ -73,5 +77,5 @@ def btrfs_mount():
 
 def device_of(where: str) -> str:
     """The block device mounted at ``where`` (this process's mount namespace)."""
-    from minidocker.rootfs import mountinfo
+    from .rootfs import mountinfo
     return [m.source for m in mountinfo() if m.mountpoint == where][-1]

@@ -9,8 +9,8 @@ The image verbs are thin over the store (images/store.py) and the archive format
 * ``DELETE /images/{name}`` untags first and deletes only when no name is left. By name it
   removes that one name; by id it refuses an image that has several names ("referenced in multiple
   repositories") unless forced. An image a container uses is not deleted: 409, or with ``force``
-  it is only untagged (it stays, dangling, until the container is gone). The answer lists what
-  happened, ``[{"Untagged": "busybox:latest"}, {"Deleted": "sha256:…"}]``.
+  it is only untagged (it stays, dangling, until the container is gone). Deleting the last image
+  that uses a layer deletes its blob and its extracted snapshot. The answer lists what happened, ``[{"Untagged": "busybox:latest"}, {"Deleted": "sha256:…"}]``.
 * ``GET /images/json`` filters: ``reference`` (a glob on the familiar name), ``dangling``,
   ``label`` (``key`` or ``key=value``), ``before``/``since`` (another image, by creation time).
 * ``POST /images/load`` and ``POST /images/create?fromSrc=-`` take a tar as the body and answer a
@@ -19,7 +19,7 @@ The image verbs are thin over the store (images/store.py) and the archive format
   the 200 status has already been sent.
 * ``GET /images/get`` streams a docker-archive (``application/x-tar``).
 * ``POST /images/prune`` removes dangling images (``dangling=false``: every image no container
-  uses), then garbage-collects blobs nothing references.
+  uses), then garbage-collects blobs and layer snapshots nothing references.
 
 See shared/specs/docker-engine-api-v1.50.yaml (tag "Image").
 """
@@ -34,6 +34,7 @@ import tempfile
 from ..images import archive
 from ..images.reference import InvalidReference, parse_reference
 from ..images.store import ImageNotFound
+from ..images.unpack import collect, remove_image
 from . import http
 from .engine import Conflict, InvalidRequest
 
@@ -241,15 +242,11 @@ class ImageRoutes:
         report = [{"Untagged": familiar(r)} for r in img.refs]
         self.store.delete(img)
         report.append({"Deleted": img.id})
-        self.drop_unused_layers()
+        # Its blobs and extracted layers go with it, unless another image or a container uses them
+        # (the snapshotter refuses to remove a layer anything is stacked on; a pull in progress
+        # leases the blobs and layers it counts on).
+        remove_image(self.store, self.api.engine.snapshotters(), img)
         return report
-
-    def drop_unused_layers(self) -> None:
-        """The image's extracted layers go with it, unless another image or a container uses them
-        (the snapshotter refuses to remove a layer anything is stacked on). Blobs are only collected
-        by `image prune`: a pull in progress has blobs that no index entry names yet."""
-        from ..images.unpack import prune
-        prune(self.store, self.api.engine.snapshotter)
 
     async def prune(self, req):
         filters = parse_filters(req.query.get("filters"))
@@ -272,8 +269,7 @@ class ImageRoutes:
             deleted += [{"Untagged": familiar(r)} for r in img.refs]
             self.store.delete(img)
             deleted.append({"Deleted": img.id})
-        gc = self.store.gc()
-        self.drop_unused_layers()
+        gc = collect(self.store, self.api.engine.snapshotters())
         return {"ImagesDeleted": deleted or None, "SpaceReclaimed": gc.reclaimed}
 
     # ---- save, load, import --------------------------------------------------------------------

@@ -148,9 +148,9 @@ class RegistryRoutes:
                     emit({"status": "Verifying Checksum", "progressDetail": {}, "id": ident})
                     emit({"status": "Download complete", "progressDetail": {}, "id": ident})
 
+            # The store extracts each layer once, into the snapshotter, while it downloads.
             result = registry.pull(ref.path, digest, images, tag_as=None if ref.digest else str(ref),
                                    platform=platform, progress=progress)
-            images.layer_dirs(result.image)  # extract now, as docker does, so `run` starts at once
             out = [{"status": "Pull complete", "progressDetail": {}, "id": _short(d)}
                    for d in result.downloaded if d in layers]
             out.append({"status": f"Digest: {result.digest}"})

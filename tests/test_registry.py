@@ -325,10 +325,12 @@ def test_corrupted_blob_is_an_error_and_nothing_is_stored(upstream, source, tmp)
     store, image = source
     proxy = FaultyProxy(upstream.host, "flip").start()
     try:
-        dest = ImageStore(os.path.join(tmp, "dest"))
+        # With a snapshotter the layers are extracted while they download: still nothing visible.
+        dest = ImageStore(os.path.join(tmp, "dest"), snapshotter=new_snapshotter("overlay", os.path.join(tmp, "snap")))
         with pytest.raises(DigestMismatch, match="digest mismatch.*nothing was stored"):
             Registry(proxy.host).pull("app", "1", dest, tag_as="x/app:1")
         assert proxy.faults >= 1
+        assert dest.snapshotter.list() == []  # no committed layer, no extraction left behind
         with pytest.raises(ImageNotFound):
             dest.resolve("x/app:1")
         for desc in image.manifest["layers"]:
@@ -344,11 +346,20 @@ def test_connection_dropped_mid_blob_resumes(upstream, source, tmp):
     store, image = source
     proxy = FaultyProxy(upstream.host, "drop").start()
     try:
-        dest = ImageStore(os.path.join(tmp, "dest"))
+        dest = ImageStore(os.path.join(tmp, "dest"), snapshotter=new_snapshotter("copy", os.path.join(tmp, "snap")))
+        reread = []   # layers extracted from the stream are never read back from the content store
+        opened = dest.content.open
+        dest.content.open = lambda d: reread.append(d) or opened(d)
         result = Registry(proxy.host).pull("app", "1", dest)
+        assert image.manifest["layers"][0]["digest"] not in reread  # the bottom layer streamed
         assert result.digest == image.manifest_digest and proxy.faults == 1
         assert any(status == 206 for m, p, status in proxy.seen)  # resumed with a Range request
         assert all(dest.content.verify(d) for d in result.downloaded)
+        assert sorted(i.key for i in dest.snapshotter.list()) == sorted(image.chain_ids)
+        src = new_snapshotter("copy", os.path.join(tmp, "src-snap"))
+        unpack(store, src, image)
+        top = image.chain_ids[-1]
+        assert subprocess.run(["diff", "-r", "--no-dereference", src.fs(top), dest.snapshotter.fs(top)]).returncode == 0
     finally:
         proxy.stop()
 

@@ -172,6 +172,42 @@ def test_image_prune_frees_unreferenced_blobs_and_layers(sdaemon, source, tmp_pa
     assert store_files(sdaemon) == before
 
 
+# ---- pull: download and extraction in one pass ---------------------------------------------------------
+
+@pytest.mark.parametrize("driver", ["overlay", "copy"])
+@pytest.mark.parametrize("fault", [None, "flip", "short", "bad-diff-id"])
+def test_stream_layer_commits_only_verified_content(tmp_path, driver, fault):
+    """The blob goes to the content store and into the extractor at once; the snapshot is committed
+    only if the digest (and the DiffID) match. A flipped byte or a short stream leaves neither a
+    blob nor a snapshot."""
+    import io
+    from registries import layer_tar
+    from minidocker.images.layers import LayerError
+    from minidocker.images.store import DigestMismatch, sha256_digest
+    from minidocker.images.unpack import stream_layer
+    blob, diff_id = layer_tar({"etc/streamed": b"x" * 200_000, "bin/tool": b"#!/bin/sh\n"})
+    desc = {"digest": sha256_digest(blob), "size": len(blob)}
+    sent = bytearray(blob)
+    if fault == "flip":
+        sent[len(sent) // 2] ^= 0xFF
+    elif fault == "short":
+        del sent[len(sent) // 2:]
+    store = ImageStore(str(tmp_path / "store"))
+    snap = unionfs.new_snapshotter(driver, str(tmp_path / "snaps"))
+    want = "sha256:" + "0" * 64 if fault == "bad-diff-id" else diff_id
+    if fault is None:
+        assert stream_layer(store, snap, io.BytesIO(bytes(sent)), desc, want, want, None) is True
+        assert open(os.path.join(snap.fs(want), "etc", "streamed"), "rb").read() == b"x" * 200_000
+        assert snap.stat(want).labels == {"diff_id": want, "layer_digest": desc["digest"]}
+        assert store.content.verify(desc["digest"])
+        return
+    with pytest.raises(LayerError if fault == "bad-diff-id" else DigestMismatch):
+        stream_layer(store, snap, io.BytesIO(bytes(sent)), desc, want, want, None)
+    assert snap.list() == []
+    assert store.content.has(desc["digest"]) == (fault == "bad-diff-id")  # the blob itself was fine
+    assert [n for n in os.listdir(store.content.blob_dir) if n.startswith(".tmp")] == []
+
+
 # ---- migration of an old root ------------------------------------------------------------------------
 
 def old_layout_root(root: str) -> tuple[ImageStore, object, dict]:

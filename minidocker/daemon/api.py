@@ -89,7 +89,7 @@ class API:
         from . import api_cgroups
         api_cgroups.register(self, s)  # pause, unpause, stats (the cgroups chapter)
         from . import api_registry
-        api_registry.register(self, s)  # pull, push, login (the registry chapter; its minimal tag/rmi lose to api_images')
+        api_registry.register(self, s)  # pull, push, login (the registry chapter)
 
     # ---- system ---------------------------------------------------------------------------------
     async def ping(self, req):

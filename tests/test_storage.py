@@ -12,6 +12,7 @@ import http.client
 import json
 import os
 import shutil
+import subprocess
 import tempfile
 import threading
 import time
@@ -19,7 +20,7 @@ import urllib.parse
 
 import pytest
 
-from conftest import Daemon, leftovers, need, need_root
+from conftest import Daemon, leftovers, need, need_root, need_tool
 from registries import DistributionRegistry, build_image
 from minidocker import unionfs
 from minidocker.images import ImageStore, apply_layer, build_busybox
@@ -170,6 +171,30 @@ def test_image_prune_frees_unreferenced_blobs_and_layers(sdaemon, source, tmp_pa
     assert status == 200, body
     assert not os.path.exists(orphan) and body["SpaceReclaimed"] >= len(b"orphan")
     assert store_files(sdaemon) == before
+
+
+@pytest.mark.parametrize("driver", ["overlay", "copy"])
+def test_docker_system_prune_frees_every_blob_and_layer(driver, source, tmp_path):
+    """The real docker CLI: `system prune -af` (containers, networks, images, build cache) leaves an
+    empty content store and no snapshot at all."""
+    docker = need_tool("docker")
+    store, image = source
+    archive = tmp_path / "app.tar"
+    with open(archive, "wb") as f:
+        save(store, ["storage/app:1"], f)
+    base = tempfile.mkdtemp(prefix="mdprune-", dir="/tmp")
+    d = Daemon(base, driver)
+    try:
+        d.start()
+        ok(d.cli("load", "-i", str(archive)))
+        ok(d.cli("run", "--name", "left-exited", "storage/app:1", "true"))   # stopped, not removed
+        r = subprocess.run([docker, "system", "prune", "-af"], capture_output=True, env=d.env(), timeout=120)
+        assert ok(r).splitlines()[0] == "Deleted Containers:"
+        assert os.listdir(os.path.join(d.root, "images", "blobs", "sha256")) == []
+        assert json.load(open(os.path.join(d.root, "snapshots", driver, "metadata.json")))["snapshots"] == {}
+        assert sorted(os.listdir(os.path.join(d.root, "snapshots", driver))) == [".lock", "metadata.json"]
+    finally:
+        stop_daemon(d, base)
 
 
 # ---- pull: download and extraction in one pass ---------------------------------------------------------

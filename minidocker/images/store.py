@@ -541,10 +541,11 @@ class ImageStore:
                     if now - st.st_mtime > max(grace, 3600):
                         os.unlink(path)
                     continue
-                if "sha256:" + name in keep or "sha256:" + name in self._leases \
-                        or now - st.st_mtime < grace:
-                    continue
-                os.unlink(path)
+                with self._lease_lock:   # a lease taken now either came first or sees it gone
+                    if "sha256:" + name in keep or "sha256:" + name in self._leases \
+                            or now - st.st_mtime < grace:
+                        continue
+                    os.unlink(path)
                 result.removed.append("sha256:" + name)
                 result.reclaimed += st.st_size
             self._parsed = {d: v for d, v in self._parsed.items() if d in keep}

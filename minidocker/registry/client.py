@@ -233,15 +233,16 @@ class Registry:
              platform: dict | None = None, progress: Progress = _quiet) -> PullResult:
         data, manifest, digest = self.resolve(repo, reference, platform, progress)
         blobs = [manifest["config"], *manifest["layers"]]
-        missing = [b for b in blobs if not (store.content.has(b["digest"])
-                                           and store.content.size(b["digest"]) == b.get("size"))]
         for b in blobs:
             validate_digest(b["digest"])
-            progress("exists" if b not in missing else "wait", b["digest"], 0, int(b.get("size", 0)))
         cancel = threading.Event()
-        # Leased until the manifest is recorded: blobs found already stored (a concurrent rmi must
-        # not sweep them) and the layers extracted on the way (images/unpack.py).
+        # Leased before looking and until the manifest is recorded: blobs found already stored (a
+        # concurrent rmi must not sweep them) and the layers extracted on the way (images/unpack.py).
         with store.lease(b["digest"] for b in blobs):
+            missing = [b for b in blobs if not (store.content.has(b["digest"])
+                                               and store.content.size(b["digest"]) == b.get("size"))]
+            for b in blobs:
+                progress("exists" if b not in missing else "wait", b["digest"], 0, int(b.get("size", 0)))
             if manifest["config"] in missing:   # first: its DiffIDs name the snapshots to extract into
                 self._download(repo, manifest["config"], store, progress, cancel)
             plan = self._plan_layers(store, manifest)

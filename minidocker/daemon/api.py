@@ -28,6 +28,8 @@ from ..images.store import ImageNotFound
 from . import api_images, http
 from .engine import Conflict, InvalidRequest, NotFound, NotModified, StartError
 
+KILL_WAIT = 10.0   # seconds a SIGKILL is given to take effect before `kill` answers anyway
+
 API_VERSION = "1.50"
 MIN_API_VERSION = "1.24"
 
@@ -195,7 +197,22 @@ class API:
         return None
 
     async def container_kill(self, req):
-        self.engine.kill(req.match["id"], req.query.get("signal") or "SIGKILL")
+        import signal
+        from .engine import signal_number
+        c, sig = self.engine.get(req.match["id"]), req.query.get("signal") or "SIGKILL"
+        # dockerd answers a SIGKILL only once the container has stopped (daemon/kill.go): an
+        # `inspect` right after `kill` must not still say "running".
+        exited = asyncio.get_running_loop().create_future()
+        c.next_exit.append(exited)
+        try:
+            self.engine.kill(c.id, sig)
+            if signal_number(sig) == signal.SIGKILL:
+                await asyncio.wait_for(asyncio.shield(exited), KILL_WAIT)
+        except asyncio.TimeoutError:
+            pass   # a process stuck in the kernel (D state): answer, as dockerd does after its wait
+        finally:
+            if exited in c.next_exit:
+                c.next_exit.remove(exited)
         return http.empty(204)
 
     async def container_stop(self, req):

@@ -51,7 +51,7 @@ from dataclasses import asdict, dataclass, field
 
 from . import kernel as K
 from .rootfs import Mount
-from .util import atomic_write, read_json
+from .util import Leases, atomic_write, read_json
 
 OVERLAY_MAX_LAYERS = 500          # the kernel's OVL_MAX_STACK
 MOUNT_DATA_MAX = 4096 - 1         # mount(2) copies one page of options, NUL included
@@ -181,7 +181,7 @@ class Snapshotter:
         self._meta_path = os.path.join(self.root, "metadata.json")
         self._lock_path = os.path.join(self.root, ".lock")
         self._thread_lock = threading.RLock()
-        self._leases: dict[str, int] = {}    # key -> holders (this process): prune leaves them be
+        self._leases = Leases(self._thread_lock)   # keys prune leaves be (this process)
 
     # ---- metadata: one JSON file, replaced atomically under an flock ----------------------------
     @contextlib.contextmanager
@@ -237,25 +237,14 @@ class Snapshotter:
             self._info(meta, key)
             return sum(1 for v in meta["snapshots"].values() if v["parent"] == key)
 
-    @contextlib.contextmanager
     def lease(self, *keys: str):
-        """Hold ``keys`` against :meth:`prune` for the duration of the ``with`` block (containerd's
+        """Hold ``keys`` against :meth:`prune` for the duration of a ``with`` block (containerd's
         leases, in memory): a layer just committed for an image not yet recorded, or an init layer
         between its commit and the container's prepare on top of it, has nothing stacked on it and
         no image naming it yet — without a lease a concurrent prune would take it away. Take the
         lease *before* checking that a key exists: what prune removed before is then re-made,
         what exists then stays."""
-        with self._thread_lock:
-            for k in keys:
-                self._leases[k] = self._leases.get(k, 0) + 1
-        try:
-            yield
-        finally:
-            with self._thread_lock:
-                for k in keys:
-                    self._leases[k] -= 1
-                    if not self._leases[k]:
-                        del self._leases[k]
+        return self._leases.hold(keys)
 
     # ---- the verbs ----------------------------------------------------------------------------------
     def prepare(self, key: str, parent: str | None = None, labels: dict | None = None) -> list[Mount]:

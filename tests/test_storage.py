@@ -8,10 +8,10 @@ snapshots a create is assembling (the "snapshot '<id>-init' does not exist" race
 Each daemon test runs on both storage drivers (overlay and copy)."""
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
-import shutil
 import subprocess
 import tempfile
 import threading
@@ -20,7 +20,7 @@ import urllib.parse
 
 import pytest
 
-from conftest import Daemon, leftovers, need, need_root, need_tool
+from conftest import Daemon, need, need_root, need_tool
 from registries import DistributionRegistry, build_image
 from minidocker import unionfs
 from minidocker.images import ImageStore, apply_layer, build_busybox
@@ -30,28 +30,24 @@ from minidocker.registry.client import Registry
 pytestmark = pytest.mark.privileged
 
 
-@pytest.fixture(scope="module", params=["overlay", "copy"])
-def sdaemon(request):
-    """A minidockerd of this module's own per driver (the tests compare its whole store)."""
+@contextlib.contextmanager
+def own_daemon(driver: str):
+    """A minidockerd of the test's own (not started: a test may lay out its root first)."""
     need_root()
     need(os.path.exists("/bin/busybox"), "/bin/busybox (busybox-static)")
-    base = tempfile.mkdtemp(prefix="mdstore-", dir="/tmp")
-    d = Daemon(base, request.param)
+    d = Daemon(tempfile.mkdtemp(prefix="mdstore-", dir="/tmp"), driver)
     try:
-        yield d.start()
+        yield d
     finally:
-        stop_daemon(d, base)
-
-
-def stop_daemon(d: Daemon, base: str) -> None:
-    try:
-        if d.proc and d.proc.poll() is None:
-            d.remove_all()
-    finally:
-        d.stop()
-        left = leftovers(base)
-        shutil.rmtree(base, ignore_errors=True)
+        left = d.shutdown()
         assert not left, left
+
+
+@pytest.fixture(scope="module", params=["overlay", "copy"])
+def sdaemon(request):
+    """One per driver for this module (the tests compare its whole store)."""
+    with own_daemon(request.param) as d:
+        yield d.start()
 
 
 @pytest.fixture(scope="module")
@@ -62,6 +58,16 @@ def source(tmp_path_factory):
     base = build_busybox(store)
     image = build_image(store, [{"marker-7f3a": b"pulled once\n"}], ref="storage/app:1", base=base)
     return store, image
+
+
+@pytest.fixture(scope="module")
+def app_archive(source, tmp_path_factory):
+    """storage/app:1 as a docker-archive (what `docker save` writes)."""
+    store, _ = source
+    path = tmp_path_factory.mktemp("archive") / "app.tar"
+    with open(path, "wb") as f:
+        save(store, ["storage/app:1"], f)
+    return str(path)
 
 
 def store_files(d: Daemon) -> set[str]:
@@ -129,13 +135,9 @@ def test_pull_run_rmi_leaves_the_store_as_it_was(sdaemon, source, tmp_path):
     assert store_files(sdaemon) == before
 
 
-def test_load_run_rmi_leaves_the_store_as_it_was(sdaemon, source, tmp_path):
-    store, image = source
-    archive = tmp_path / "app.tar"
-    with open(archive, "wb") as f:
-        save(store, ["storage/app:1"], f)
+def test_load_run_rmi_leaves_the_store_as_it_was(sdaemon, app_archive):
     before = store_files(sdaemon)
-    ok(sdaemon.cli("load", "-i", str(archive)))
+    ok(sdaemon.cli("load", "-i", app_archive))
     extracted = assert_extracted_once(sdaemon, "storage/app:1")
     run_and_remove(sdaemon, "storage/app:1", ["cat", "/marker-7f3a"], "pulled once\n", extracted)
     assert store_files(sdaemon) == before
@@ -153,13 +155,9 @@ def test_commit_run_rmi_leaves_the_store_as_it_was(sdaemon):
     assert store_files(sdaemon) == before
 
 
-def test_image_prune_frees_unreferenced_blobs_and_layers(sdaemon, source, tmp_path):
-    store, image = source
-    archive = tmp_path / "app.tar"
-    with open(archive, "wb") as f:
-        save(store, ["storage/app:1"], f)
+def test_image_prune_frees_unreferenced_blobs_and_layers(sdaemon, app_archive):
     before = store_files(sdaemon)
-    ok(sdaemon.cli("load", "-i", str(archive)))
+    ok(sdaemon.cli("load", "-i", app_archive))
     ok(sdaemon.cli("tag", "storage/app:1", "storage/app:other"))
     ok(sdaemon.cli("rmi", "storage/app:1", "storage/app:other"))   # untag, then delete
     assert store_files(sdaemon) == before
@@ -174,27 +172,19 @@ def test_image_prune_frees_unreferenced_blobs_and_layers(sdaemon, source, tmp_pa
 
 
 @pytest.mark.parametrize("driver", ["overlay", "copy"])
-def test_docker_system_prune_frees_every_blob_and_layer(driver, source, tmp_path):
+def test_docker_system_prune_frees_every_blob_and_layer(driver, app_archive):
     """The real docker CLI: `system prune -af` (containers, networks, images, build cache) leaves an
     empty content store and no snapshot at all."""
     docker = need_tool("docker")
-    store, image = source
-    archive = tmp_path / "app.tar"
-    with open(archive, "wb") as f:
-        save(store, ["storage/app:1"], f)
-    base = tempfile.mkdtemp(prefix="mdprune-", dir="/tmp")
-    d = Daemon(base, driver)
-    try:
+    with own_daemon(driver) as d:
         d.start()
-        ok(d.cli("load", "-i", str(archive)))
+        ok(d.cli("load", "-i", app_archive))
         ok(d.cli("run", "--name", "left-exited", "storage/app:1", "true"))   # stopped, not removed
         r = subprocess.run([docker, "system", "prune", "-af"], capture_output=True, env=d.env(), timeout=120)
         assert ok(r).splitlines()[0] == "Deleted Containers:"
         assert os.listdir(os.path.join(d.root, "images", "blobs", "sha256")) == []
         assert json.load(open(os.path.join(d.root, "snapshots", driver, "metadata.json")))["snapshots"] == {}
         assert sorted(os.listdir(os.path.join(d.root, "snapshots", driver))) == [".lock", "metadata.json"]
-    finally:
-        stop_daemon(d, base)
 
 
 # ---- pull: download and extraction in one pass ---------------------------------------------------------
@@ -262,11 +252,7 @@ def old_layout_root(root: str) -> tuple[ImageStore, object, dict]:
 
 @pytest.mark.parametrize("driver", ["overlay", "copy"])
 def test_old_root_is_migrated_at_daemon_start(driver):
-    need_root()
-    need(os.path.exists("/bin/busybox"), "/bin/busybox (busybox-static)")
-    base = tempfile.mkdtemp(prefix="mdmigrate-", dir="/tmp")
-    d = Daemon(base, driver)
-    try:
+    with own_daemon(driver) as d:
         store, image, old = old_layout_root(d.root)
         d.start()
         assert not os.path.exists(os.path.join(d.root, "images", "snapshots")), "the old copy stayed"
@@ -280,8 +266,6 @@ def test_old_root_is_migrated_at_daemon_start(driver):
         assert copies_of(d, "old-layout-marker") == 1
         assert ok(d.cli("run", "--rm", "storage/old:1", "cat", "/old-layout-marker")) == "migrated\n"
         assert committed(d).keys() == snaps.keys()
-    finally:
-        stop_daemon(d, base)
 
 
 # ---- the "-init" race ----------------------------------------------------------------------------------
@@ -322,6 +306,7 @@ def test_creates_racing_auto_removed_containers(sdaemon):
     """Daemon stress: containers with AutoRemove end (and prune layers) while other creates run.
     Every create must succeed; nothing is left behind."""
     before = store_files(sdaemon)
+    since = time.time()
     errors: list[str] = []
 
     auto_ids: list[str] = []
@@ -356,13 +341,28 @@ def test_creates_racing_auto_removed_containers(sdaemon):
     for t in threads:
         t.join()
     assert errors == []
-    for cid in auto_ids:   # each ends and removes itself; a wait for "removed" returns once it has
-        for _ in range(3):
-            try:
-                if sdaemon.api("POST", f"/containers/{cid}/wait?condition=removed", timeout=60)[0] == 404:
-                    break
-            except http.client.HTTPException:
-                pass   # the wait answer is sometimes cut (issue 11 point 10, not storage): ask again
-        else:
-            raise AssertionError(f"auto-removed container {cid} is still there")
+    destroyed(sdaemon, since, set(auto_ids))   # each auto-removed container is gone, files and all
     assert store_files(sdaemon) == before
+
+
+def destroyed(d: Daemon, since: float, ids: set[str], timeout: float = 60) -> None:
+    """Follow ``GET /events`` (replayed from ``since``) until every container in ``ids`` has had its
+    "destroy" event: the daemon emits it once the container's files and snapshots are gone."""
+    import socket
+    query = urllib.parse.urlencode({"since": f"{since:.9f}", "filters": json.dumps(
+        {"type": ["container"], "event": ["destroy"]})})
+    sock = socket.socket(socket.AF_UNIX)
+    sock.settimeout(timeout)
+    sock.connect(d.sock)
+    conn = http.client.HTTPConnection("localhost")
+    conn.sock = sock
+    conn.request("GET", f"/events?{query}")
+    r = conn.getresponse()
+    assert r.status == 200
+    try:
+        while ids:
+            line = r.readline()
+            assert line, f"the event stream ended before these were destroyed: {ids}"
+            ids.discard(json.loads(line)["Actor"]["ID"])
+    finally:
+        conn.close()

@@ -47,11 +47,10 @@ import json
 import os
 import re
 import secrets
-import threading
 from dataclasses import dataclass, field
 from typing import BinaryIO, Iterable
 
-from ..util import atomic_write_json, parse_rfc3339, read_json
+from ..util import Leases, atomic_write_json, parse_rfc3339, read_json
 from .reference import InvalidReference, Reference, parse_reference
 
 MEDIA_TYPE_LAYOUT_VERSION = "1.0.0"
@@ -337,8 +336,7 @@ class ImageStore:
         self.content = ContentStore(self.root)
         self.snapshotter = snapshotter
         self.index_path = os.path.join(self.root, "index.json")
-        self._leases: dict[str, int] = {}  # blob digest -> holders (this process): gc skips them
-        self._lease_lock = threading.Lock()
+        self._leases = Leases()  # blobs gc leaves be (this process)
         self._lock_path = os.path.join(self.root, ".index.lock")
         self._parsed: dict[str, tuple[dict, dict]] = {}  # manifest digest -> (manifest, config)
         self._init_layout()
@@ -363,23 +361,11 @@ class ImageStore:
             finally:
                 fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
-    @contextlib.contextmanager
     def lease(self, digests: Iterable[str]):
         """Hold blobs against :meth:`gc` while an image that needs them is being assembled (a pull
         found a layer already stored and skipped its download: a concurrent ``rmi`` must not take
-        it away before the new manifest names it)."""
-        digests = list(digests)
-        with self._lease_lock:
-            for d in digests:
-                self._leases[d] = self._leases.get(d, 0) + 1
-        try:
-            yield
-        finally:
-            with self._lease_lock:
-                for d in digests:
-                    self._leases[d] -= 1
-                    if not self._leases[d]:
-                        del self._leases[d]
+        it away before the new manifest names it). A context manager."""
+        return self._leases.hold(digests)
 
     def _entries(self) -> list[dict]:
         index = read_json(self.index_path, default={"manifests": []})
@@ -541,7 +527,7 @@ class ImageStore:
                     if now - st.st_mtime > max(grace, 3600):
                         os.unlink(path)
                     continue
-                with self._lease_lock:   # a lease taken now either came first or sees it gone
+                with self._leases.lock:   # a lease taken now either came first or sees it gone
                     if "sha256:" + name in keep or "sha256:" + name in self._leases \
                             or now - st.st_mtime < grace:
                         continue

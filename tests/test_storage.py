@@ -143,6 +143,24 @@ def test_load_run_rmi_leaves_the_store_as_it_was(sdaemon, app_archive):
     assert store_files(sdaemon) == before
 
 
+def test_load_of_a_hostile_layer_is_refused_and_leaves_nothing(sdaemon, tmp_path):
+    """Layers are extracted when loaded: a layer the safe applier refuses fails the load (400 with
+    the reason), and neither the image, its blobs nor a snapshot stay."""
+    from test_images import add_synthetic, make_tar
+    store = ImageStore(str(tmp_path / "bad"))
+    add_synthetic(store, [make_tar(("sym", "a", "b"), ("sym", "b", "a"), ("file", "a/x", "x"))], "storage/bad:1")
+    archive = tmp_path / "bad.tar"
+    with open(archive, "wb") as f:
+        save(store, ["storage/bad:1"], f)
+    before = store_files(sdaemon)
+    r = sdaemon.cli("load", "-i", str(archive))
+    assert r.returncode != 0 and b"too many levels of symbolic links" in r.stderr.lower()
+    assert sdaemon.api("GET", "/images/storage/bad:1/json")[0] == 404
+    status, body = sdaemon.api("POST", "/images/prune")    # its blobs were stored, nothing names them
+    assert status == 200, body
+    assert store_files(sdaemon) == before
+
+
 def test_commit_run_rmi_leaves_the_store_as_it_was(sdaemon):
     before = store_files(sdaemon)
     name = f"storage-commit-{os.getpid()}"

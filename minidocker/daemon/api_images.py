@@ -32,6 +32,7 @@ import os
 import tempfile
 
 from ..images import archive
+from ..images.layers import LayerError
 from ..images.reference import InvalidReference, parse_reference
 from ..images.store import ImageNotFound
 from ..images.unpack import collect, remove_image
@@ -69,7 +70,7 @@ def _image_errors(fn):
     async def wrapper(req):
         try:
             return await fn(req)
-        except (InvalidReference, archive.ArchiveError, ValueError) as e:
+        except (InvalidReference, archive.ArchiveError, ValueError, LayerError) as e:
             if isinstance(e, ImageNotFound):
                 raise
             raise http.HTTPError(400, str(e))
@@ -322,7 +323,7 @@ class ImageRoutes:
         try:
             try:
                 result = await asyncio.to_thread(archive.load, self.store, path)
-            except (archive.ArchiveError, ValueError, LookupError, OSError) as e:
+            except (archive.ArchiveError, ValueError, LookupError, OSError, LayerError) as e:
                 raise http.HTTPError(400, f"failed to load the archive: {e}")
             stream = await req.start_stream(200, "application/json")
             for msg in result.messages:  # docker prints these even with --quiet

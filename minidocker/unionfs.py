@@ -13,7 +13,9 @@ own mount namespace, so the mounts vanish with the container and the host never 
   (for image layers the name is the layer's ChainID, so each layer is extracted once and shared);
 * ``remove(key)`` — only when nothing is stacked on it (its reference count is zero);
 * ``usage(key)`` — bytes and inodes the snapshot itself takes;
-* ``mounts(key)`` — the mounts again, for an existing snapshot.
+* ``mounts(key)`` — the mounts again, for an existing snapshot;
+* ``prune(keep)`` — remove committed snapshots nothing uses, except those a ``lease(*keys)`` holds
+  (something being assembled: a layer whose image is not recorded yet, a fresh init layer).
 
 Two drivers, one interface (both keep ``ROOT/<id>/fs``; ids are small integers so paths stay short):
 

@@ -188,11 +188,17 @@ class API:
             raise http.HTTPError(400, f"invalid condition: {condition}")
         task = asyncio.ensure_future(self.engine.wait(c.id, condition))
         stream = await req.start_stream(200, "application/json")
-        code = await http.until_disconnected_or(req, task)
-        if code is None or not task.done():
-            task.cancel()
-            return None
-        await stream.write_json({"StatusCode": task.result()})  # dockerd omits Error when there is none
+        try:
+            code = await http.until_disconnected_or(req, task)
+        except NotFound:
+            # Removed between our lookup and the wait's (an auto-remove, a concurrent rm): it has
+            # exited for good. The 200 head is out already: answer in the body, never cut it.
+            code = c.state["ExitCode"]
+        else:
+            if code is None or not task.done():
+                task.cancel()
+                return None
+        await stream.write_json({"StatusCode": code})  # dockerd omits Error when there is none
         await stream.close()
         return None
 

@@ -1,6 +1,11 @@
 """`kill` with SIGKILL answers once the container has stopped, as dockerd does (daemon/kill.go):
-an `inspect` right after it says "exited", never "running" (issue 11, point 10)."""
+an `inspect` right after it says "exited", never "running"; a `wait` that races the container's
+removal gets a whole answer, never a cut one (issue 11, point 10)."""
 from __future__ import annotations
+
+import http.client
+import json
+import threading
 
 import pytest
 
@@ -33,3 +38,35 @@ def test_kill_with_another_signal_does_not_wait(daemon):
         assert daemon.api("GET", f"/containers/{cid}/json")[1]["State"]["Running"] is True
     finally:
         daemon.api("DELETE", f"/containers/{cid}?force=1")
+
+
+def test_wait_racing_a_removal_is_answered_whole(daemon):
+    """wait?condition=removed sent together with the DELETE (as `run --rm` races an auto-remove):
+    either 404 (already gone) or 200 with the exit code, never a response cut after its head."""
+    answers = []
+    for _ in range(30):   # the window is small: a bounded number of rounds makes it show
+        status, body = daemon.api("POST", "/containers/create", {"Image": "busybox", "Cmd": ["true"]})
+        assert status == 201, body
+        cid, out = body["Id"], {}
+        both = threading.Barrier(2)
+
+        def wait():
+            both.wait()
+            try:
+                out["wait"] = daemon.api("POST", f"/containers/{cid}/wait?condition=removed", timeout=30)
+            except http.client.HTTPException as e:
+                out["wait"] = repr(e)
+
+        def remove():
+            both.wait()
+            out["rm"] = daemon.api("DELETE", f"/containers/{cid}")[0]
+
+        threads = [threading.Thread(target=wait), threading.Thread(target=remove)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert out["rm"] == 204
+        w = out["wait"]
+        answers.append("cut: " + w if isinstance(w, str) else json.dumps(w) if w[0] == 200 else w[0])
+    assert set(answers) <= {json.dumps([200, {"StatusCode": 0}]), 404}, answers

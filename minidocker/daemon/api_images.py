@@ -33,7 +33,7 @@ import tempfile
 
 from ..images import archive
 from ..images.layers import LayerError
-from ..images.reference import InvalidReference, parse_reference
+from ..images.reference import InvalidReference, familiar, parse_reference
 from ..images.store import ImageNotFound
 from ..images.unpack import collect, remove_image
 from .. import http
@@ -76,13 +76,6 @@ def _image_errors(fn):
             raise http.HTTPError(400, str(e))
     wrapper.__name__ = fn.__name__
     return wrapper
-
-
-def familiar(ref: str) -> str:
-    try:
-        return parse_reference(ref).familiar()
-    except InvalidReference:
-        return ref
 
 
 def repo_digests(img) -> list[str]:

@@ -339,3 +339,44 @@ def test_docker_cp_goes_through_volumes_and_binds(daemon, tmp_path):
     finally:
         docker(daemon, "rm", cid)
         docker(daemon, "volume", "rm", v)
+
+
+def test_bind_backed_volume_and_references_survive_a_daemon_restart(tmp_path):
+    """-o type=none -o o=bind -o device=DIR: the volume shows DIR; its mount exists only while a
+    container uses it. A restarted daemon still knows which containers use which volume."""
+    need_tool("docker")
+    need_root()
+    need(os.path.exists("/bin/busybox"), "/bin/busybox (busybox-static)")
+    base = tempfile.mkdtemp(prefix="mdvol-", dir="/tmp")
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "hello").write_text("from the device\n")
+    d = Daemon(base)
+    try:
+        d.start()
+        docker(d, "volume", "create", "-o", "type=none", "-o", "o=bind", "-o", f"device={src}", "bb")
+        data = json.loads(docker(d, "volume", "inspect", "bb").stdout)[0]["Mountpoint"]
+        cid = docker(d, "create", "-v", "bb:/mnt", "busybox", "cat", "/mnt/hello").stdout.strip()
+        with open("/proc/self/mountinfo") as f:
+            assert any(line.split()[4] == data for line in f)       # mounted while a container uses it
+        d.stop()
+        d.proc = None
+        d.log = open(os.path.join(base, "daemon.log"), "ab")
+        d.start()
+        r = docker(d, "volume", "rm", "bb", check=False)
+        assert r.returncode != 0 and f"volume is in use - [{cid}]" in r.stderr
+        docker(d, "start", cid)
+        assert docker(d, "wait", cid).stdout.strip() == "0"
+        assert docker(d, "logs", cid).stdout == "from the device\n"
+        docker(d, "rm", cid)
+        docker(d, "volume", "rm", "bb")
+        with open("/proc/self/mountinfo") as f:
+            assert not any(data in line for line in f)
+        assert (src / "hello").exists()                              # the device's files are its own
+    finally:
+        if d.proc and d.proc.poll() is None:
+            d.remove_all()
+        d.stop()
+        left = leftovers(base)
+        shutil.rmtree(base, ignore_errors=True)
+        assert not left, left

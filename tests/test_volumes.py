@@ -380,3 +380,27 @@ def test_bind_backed_volume_and_references_survive_a_daemon_restart(tmp_path):
         left = leftovers(base)
         shutil.rmtree(base, ignore_errors=True)
         assert not left, left
+
+
+def test_volume_ls_filters_and_errors_through_the_docker_cli(daemon):
+    need_tool("docker")
+    a, b = uniq("fa"), uniq("fb")
+    docker(daemon, "volume", "create", "--label", "tier=db", a)
+    docker(daemon, "volume", "create", b)
+    assert docker(daemon, "volume", "create", b).stdout.strip() == b          # existing: answered as is
+    cid = docker(daemon, "create", "-v", f"{b}:/x", "busybox", "true").stdout.strip()
+    try:
+        ls = lambda *f: set(docker(daemon, "volume", "ls", "-q", *f).stdout.split()) & {a, b}  # noqa: E731
+        assert ls("--filter", "label=tier=db") == {a}
+        assert ls("--filter", "dangling=true") == {a} and ls("--filter", "dangling=false") == {b}
+        assert ls("--filter", f"name={b[:5]}") == {b} and ls("--filter", "driver=local") == {a, b}
+        r = docker(daemon, "volume", "rm", b, check=False)
+        assert r.returncode != 0 and f"remove {b}: volume is in use - [{cid}]" in r.stderr
+        r = docker(daemon, "volume", "inspect", "nope-" + a, check=False)
+        assert r.returncode != 0 and "no such volume" in r.stderr
+        docker(daemon, "volume", "rm", "-f", "nope-" + a)                       # -f: a missing one is fine
+        r = docker(daemon, "volume", "create", "-d", "nfs-plugin", uniq("x"), check=False)
+        assert r.returncode != 0 and 'plugin "nfs-plugin" not found' in r.stderr
+    finally:
+        docker(daemon, "rm", cid)
+        docker(daemon, "volume", "rm", a, b)

@@ -105,35 +105,13 @@ def read_text(path: str, default: str | None = None) -> str | None:
         return default
 
 
-def unescape_mount_path(s: str) -> str:
-    r"""mountinfo escapes space, tab, newline and backslash as octal (``\040``)."""
-    for code, ch in (("\\040", " "), ("\\011", "\t"), ("\\012", "\n"), ("\\134", "\\")):
-        s = s.replace(code, ch)
-    return s
-
-
 def parse_mountinfo(text: str) -> list[dict]:
-    """Parse /proc/PID/mountinfo (proc(5)): one dict per mount, in mount order.
+    """/proc/PID/mountinfo (proc(5)) as dicts for the JSON report, in mount order; the parsing is
+    :func:`minidocker.rootfs.parse_mountinfo` (``dev`` is its ``major_minor``)."""
+    from dataclasses import asdict
 
-    ``36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw,errors=continue``
-    fields: id, parent, major:minor, root, mount point, mount options, optional fields..., "-",
-    filesystem type, source, super options.
-    """
-    mounts = []
-    for line in text.splitlines():
-        left, sep, right = line.partition(" - ")
-        if not sep:
-            continue
-        a, b = left.split(), right.split()
-        if len(a) < 6 or len(b) < 2:
-            continue
-        mounts.append({
-            "id": int(a[0]), "parent": int(a[1]), "dev": a[2],
-            "root": unescape_mount_path(a[3]), "mountpoint": unescape_mount_path(a[4]),
-            "options": a[5], "fstype": b[0], "source": unescape_mount_path(b[1]),
-            "super_options": b[2] if len(b) > 2 else "",
-        })
-    return mounts
+    from .rootfs import parse_mountinfo as parse
+    return [{**asdict(e), "dev": e.major_minor} for e in parse(text)]
 
 
 def parse_proc_cgroups(text: str) -> dict[str, dict]:

@@ -311,3 +311,25 @@ def test_one_monitor_is_the_containers_parent_and_stop_goes_through_it(daemon):
         assert info["State"]["Status"] == "exited" and info["State"]["ExitCode"] == 137
     finally:
         daemon.cli("rm", "-f", cid)
+
+
+# ---- the real docker CLI sends the same flags ------------------------------------------------------------
+
+def test_docker_cli_security_flags(daemon, tmp_path):
+    docker = need_tool("docker")
+
+    def run(*args):
+        return subprocess.run([docker, "run", "--rm", *args], capture_output=True, env=daemon.env(), timeout=60)
+
+    status = "grep -E '^(CapEff|Seccomp|NoNewPrivs):' /proc/self/status"
+    r = run("busybox", "sh", "-c", status)
+    assert r.stdout.decode().split() == ["CapEff:", DOCKER_CAPS, "NoNewPrivs:", "0", "Seccomp:", "2"], r.stderr
+    profile = tmp_path / "p.json"
+    profile.write_text(json.dumps({"defaultAction": "SCMP_ACT_ALLOW"}))
+    r = run("--cap-drop", "ALL", "--security-opt", "no-new-privileges=true", "--security-opt", f"seccomp={profile}",
+            "busybox", "sh", "-c", status)
+    assert r.stdout.decode().split() == ["CapEff:", ZERO, "NoNewPrivs:", "1", "Seccomp:", "2"], r.stderr
+    r = run("--privileged", "busybox", "sh", "-c", status)
+    assert r.stdout.decode().split()[2:] == ["NoNewPrivs:", "0", "Seccomp:", "0"] and b"WARNING" in r.stderr, r.stderr
+    r = run("--cap-add", "NOPE", "busybox", "true")
+    assert r.returncode != 0 and b'unknown capability: "CAP_NOPE"' in r.stderr, r.stderr

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import tempfile
 
@@ -312,11 +311,7 @@ def test_btrfs_driver_runs_the_docker_cli_scenario(btrfs_dir):
         assert not os.path.exists(upper)
         docker(d, "volume", "rm", "v")
     finally:
-        if d.proc and d.proc.poll() is None:
-            d.remove_all()
-        d.stop()
-        left = leftovers(base)
-        shutil.rmtree(base, ignore_errors=True)
+        left = d.shutdown()
         assert not left, left
 
 
@@ -374,11 +369,7 @@ def test_bind_backed_volume_and_references_survive_a_daemon_restart(tmp_path):
             assert not any(data in line for line in f)
         assert (src / "hello").exists()                              # the device's files are its own
     finally:
-        if d.proc and d.proc.poll() is None:
-            d.remove_all()
-        d.stop()
-        left = leftovers(base)
-        shutil.rmtree(base, ignore_errors=True)
+        left = d.shutdown()
         assert not left, left
 
 

@@ -1,0 +1,488 @@
+"""``minidocker-runtime``: runc's command line over minidocker's runtime, so podman and conmon can use it.
+
+What this teaches
+-----------------
+An OCI runtime is a *command* with a contract (the OCI runtime spec's runtime.md, and runc's
+flags, which every caller has come to rely on): ``create`` prepares a container from a bundle
+(``config.json`` + a root filesystem) and leaves its init blocked before exec; ``start`` lets it exec;
+``state`` prints a JSON record; ``kill`` signals; ``delete`` removes what is left. The runtime keeps no
+process of its own: the caller's monitor (conmon) is the container's parent. podman runs, for
+``podman run --rm busybox echo hi``::
+
+    conmon ... -r minidocker-runtime -b BUNDLE -p PIDFILE ...
+      -> minidocker-runtime --root R --log L --log-format json create --bundle B --pid-file P ID
+    minidocker-runtime --root R start ID          (conmon already waits for the init: its subreaper)
+    minidocker-runtime --root R state ID          (as often as podman wants to know)
+    minidocker-runtime --root R delete --force ID
+
+The verbs themselves are in ``adapter.py``; this module parses runc's flags, validates
+``config.json`` against the runtime spec's JSON schema (shipped in ``schema/``; jsonschema is only
+imported when a config.json was not validated before — see :func:`validate_config`), prints runc's
+outputs and exits with runc's codes: 0, 1 for any error (the message on stderr and in ``--log``),
+and for ``run``/``exec`` in the foreground the process's own exit code (128+N when killed by
+signal N).
+
+Specs and man pages: runtime-spec runtime.md, config.md, config-linux.md; runc(8), runc-create(8),
+runc-exec(8), runc-spec(8), runc-update(8); conmon's src/oci.c for what is passed.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from .adapter import DEFAULT_ROOT, Runtime, RuntimeFailure, signal_number
+
+VERSION = "0.1.0"
+SPEC_VERSION = "1.0.2-dev"
+SCHEMA_DIR = os.path.join(os.path.dirname(__file__), "schema")
+
+
+class Log:
+    """runc's ``--log`` / ``--log-format``: errors go to stderr *and* the log, which conmon reads
+    (json: one ``{"level","msg","time"}`` object a line) to tell podman why a start failed."""
+
+    def __init__(self, path: str | None, fmt: str):
+        self.path, self.fmt = path, fmt
+
+    def write(self, level: str, msg: str) -> None:
+        if not self.path:
+            return
+        from ..util import now_rfc3339
+        t = now_rfc3339()
+        if self.fmt == "json":
+            line = json.dumps({"level": level, "msg": msg, "time": t})
+        else:
+            line = f"time={json.dumps(t)} level={level} msg={json.dumps(msg)}"
+        try:
+            with open(self.path, "a") as f:
+                f.write(line + "\n")
+        except OSError:
+            pass
+
+
+def validate_config(config: dict, cache_root: str) -> None:
+    """Check ``config`` against the runtime spec's config-schema.json.
+
+    jsonschema and its dependencies cost far more to import than a whole container start, so a
+    config that passed is remembered by its SHA-256 under ``ROOT/.validated/`` and not checked
+    again (the schema ships with this package and never changes under a given digest)."""
+    import hashlib
+    blob = json.dumps(config, sort_keys=True).encode()
+    mark = os.path.join(cache_root, ".validated", hashlib.sha256(blob).hexdigest())
+    if os.path.exists(mark):
+        return
+    from ..images.model import _validator
+    errors = sorted(_validator("config-schema.json", SCHEMA_DIR).iter_errors(config),
+                    key=lambda e: list(e.absolute_path))
+    if errors:
+        e = errors[0]
+        where = "/".join(str(p) for p in e.absolute_path) or "(top level)"
+        raise RuntimeFailure(f"config.json does not follow the OCI runtime spec: {where}: {e.message}")
+    if not config.get("process") and not config.get("root"):
+        raise RuntimeFailure("config.json: process and root are required to run a container")
+    os.makedirs(os.path.dirname(mark), mode=0o700, exist_ok=True)
+    open(mark, "w").close()
+
+
+def load_bundle(bundle: str | None, root: str) -> tuple[str, dict]:
+    bundle = os.path.abspath(bundle or os.getcwd())
+    path = os.path.join(bundle, "config.json")
+    try:
+        with open(path) as f:
+            config = json.load(f)
+    except FileNotFoundError:
+        raise RuntimeFailure(f"open {path}: no such file or directory") from None
+    except json.JSONDecodeError as e:
+        raise RuntimeFailure(f"{path}: invalid JSON: {e}") from None
+    validate_config(config, root)
+    if not config.get("process"):
+        raise RuntimeFailure("config.json: process is required")
+    if not os.path.isdir(os.path.join(bundle, (config.get("root") or {}).get("path", ""))):
+        raise RuntimeFailure(f"rootfs ({config.get('root', {}).get('path')}) does not exist in {bundle}")
+    return bundle, config
+
+
+def default_spec() -> dict:
+    """What ``runc spec`` writes: a shell with a terminal, runc's three capabilities, a read-only
+    root, the standard mounts, new pid/net/ipc/uts/mount namespaces, Docker's masked paths."""
+    caps = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
+    return {
+        "ociVersion": SPEC_VERSION,
+        "process": {"terminal": True, "user": {"uid": 0, "gid": 0}, "args": ["sh"],
+                    "env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "TERM=xterm"],
+                    "cwd": "/",
+                    "capabilities": {k: list(caps) for k in ("bounding", "effective", "permitted", "ambient")},
+                    "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
+                    "noNewPrivileges": True},
+        "root": {"path": "rootfs", "readonly": True},
+        "hostname": "runc",
+        "mounts": [
+            {"destination": "/proc", "type": "proc", "source": "proc"},
+            {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+             "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+            {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
+             "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
+            {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+             "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
+            {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
+             "options": ["nosuid", "noexec", "nodev"]},
+            {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]},
+            {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+             "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]},
+        ],
+        "linux": {
+            "resources": {"devices": [{"allow": False, "access": "rwm"}]},
+            "namespaces": [{"type": t} for t in ("pid", "network", "ipc", "uts", "mount")],
+            "maskedPaths": ["/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+                            "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware",
+                            "/proc/scsi"],
+            "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"],
+        },
+    }
+
+
+# ---- flags ----------------------------------------------------------------------------------------
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="minidocker-runtime", description="An OCI runtime with runc's command line.")
+    p.add_argument("-v", "--version", action="store_true", help="print the version")
+    p.add_argument("--root", default=DEFAULT_ROOT, help="state directory (default %(default)s)")
+    p.add_argument("--log", help="log file (errors are written there as well as to stderr)")
+    p.add_argument("--log-format", default="text", choices=("text", "json"))
+    p.add_argument("--systemd-cgroup", action="store_true", help="refused: cgroupfs only")
+    p.add_argument("--rootless", default="auto", help="refused unless false/auto as root")
+    p.add_argument("--debug", action="store_true", help="log at debug level (accepted; nothing more is logged)")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    def creating(sp, detach: bool):
+        sp.add_argument("-b", "--bundle", help="the bundle directory (default: the current one)")
+        sp.add_argument("--console-socket", help="UNIX socket that receives the pty master (SCM_RIGHTS)")
+        sp.add_argument("--pid-file", help="write the init's host pid here")
+        sp.add_argument("--no-pivot", action="store_true", help="refused: pivot_root is always used")
+        sp.add_argument("--no-new-keyring", action="store_true",
+                        help="keep the caller's session keyring (this runtime never makes one)")
+        sp.add_argument("--preserve-fds", type=int, default=0, help="pass fds 3..3+N-1 to the process")
+        if detach:
+            sp.add_argument("-d", "--detach", action="store_true", help="do not wait for the container")
+            sp.add_argument("--keep", action="store_true", help="do not delete the container after it exits")
+        sp.add_argument("id")
+
+    creating(sub.add_parser("create", help="create a container (its init waits for start)"), False)
+    creating(sub.add_parser("run", help="create and start a container"), True)
+    for name in ("start", "state", "pause", "resume"):
+        sub.add_parser(name).add_argument("id")
+    k = sub.add_parser("kill", help="send a signal to the container's init")
+    k.add_argument("-a", "--all", action="store_true", help="signal every process in its cgroup")
+    k.add_argument("id")
+    k.add_argument("signal", nargs="?", default="SIGTERM")
+    d = sub.add_parser("delete", help="delete a stopped container (or any, with --force)")
+    d.add_argument("-f", "--force", action="store_true")
+    d.add_argument("id")
+    e = sub.add_parser("exec", help="run a process in a running container")
+    e.add_argument("--console-socket")
+    e.add_argument("--cwd")
+    e.add_argument("-e", "--env", action="append", default=[])
+    e.add_argument("-t", "--tty", action="store_true")
+    e.add_argument("-u", "--user", help="UID[:GID]")
+    e.add_argument("-g", "--additional-gids", action="append", default=[])
+    e.add_argument("-p", "--process", help="a process.json (config.md 'process')")
+    e.add_argument("-d", "--detach", action="store_true")
+    e.add_argument("--pid-file")
+    e.add_argument("--no-new-privs", action="store_true")
+    e.add_argument("-c", "--cap", action="append", default=[])
+    e.add_argument("--preserve-fds", type=int, default=0)
+    e.add_argument("id")
+    e.add_argument("command", nargs=argparse.REMAINDER)
+    u = sub.add_parser("update", help="change a running container's resources")
+    u.add_argument("-r", "--resources", help="linux.resources JSON file ('-' for stdin)")
+    for flag in ("memory", "memory-swap", "cpu-shares", "cpu-period", "cpu-quota", "cpuset-cpus",
+                 "pids-limit", "blkio-weight"):
+        u.add_argument("--" + flag)
+    u.add_argument("id")
+    s = sub.add_parser("spec", help="write runc's default config.json")
+    s.add_argument("-b", "--bundle")
+    s.add_argument("--rootless", action="store_true")
+    ls = sub.add_parser("list", help="list containers")
+    ls.add_argument("-f", "--format", default="table", choices=("table", "json"))
+    ls.add_argument("-q", "--quiet", action="store_true")
+    ps = sub.add_parser("ps", help="processes of a container")
+    ps.add_argument("-f", "--format", default="table", choices=("table", "json"))
+    ps.add_argument("id")
+    ps.add_argument("ps_args", nargs=argparse.REMAINDER)
+    return p
+
+
+def _size(text: str) -> int:
+    """runc update's sizes: bytes, or with k/m/g (powers of 1024); -1 = unlimited."""
+    t = text.strip().lower()
+    mult = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}.get(t[-1:], 1)
+    try:
+        return int(float(t[:-1] if mult > 1 else t) * mult)
+    except ValueError:
+        raise RuntimeFailure(f"invalid value for a size: {text!r}") from None
+
+
+def _update_resources(a) -> dict:
+    if a.resources:
+        text = sys.stdin.read() if a.resources == "-" else open(a.resources).read()
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as e:
+            raise RuntimeFailure(f"--resources: invalid JSON: {e}") from None
+    res: dict = {}
+    if a.memory is not None:
+        res.setdefault("memory", {})["limit"] = _size(a.memory)
+    if a.memory_swap is not None:
+        res.setdefault("memory", {})["swap"] = _size(a.memory_swap)
+    for flag, key in (("cpu_shares", "shares"), ("cpu_period", "period"), ("cpu_quota", "quota")):
+        if getattr(a, flag) is not None:
+            res.setdefault("cpu", {})[key] = int(getattr(a, flag))
+    if a.cpuset_cpus is not None:
+        res.setdefault("cpu", {})["cpus"] = a.cpuset_cpus
+    if a.pids_limit is not None:
+        res["pids"] = {"limit": int(a.pids_limit)}
+    if a.blkio_weight is not None:
+        res["blockIO"] = {"weight": int(a.blkio_weight)}
+    if not res:
+        raise RuntimeFailure("update: nothing to change (give --resources or a resource flag)")
+    return res
+
+
+def _exec_process(a) -> dict:
+    if a.process:
+        try:
+            with open(a.process) as f:
+                process = json.load(f)
+        except (OSError, json.JSONDecodeError) as e:
+            raise RuntimeFailure(f"--process {a.process}: {e}") from None
+        if a.command:
+            raise RuntimeFailure("exec: give either --process or a command, not both")
+        return process
+    if not a.command:
+        raise RuntimeFailure("exec: a command is required (or --process)")
+    st = Runtime(a.root).load(a.id)
+    bundle_cfg = json.load(open(os.path.join(st["bundle"], "config.json")))
+    base = dict(bundle_cfg.get("process") or {})
+    process = {**base, "args": a.command, "terminal": a.tty}
+    process["env"] = list(base.get("env") or []) + a.env
+    if a.cwd:
+        process["cwd"] = a.cwd
+    if a.user:
+        uid, _, gid = a.user.partition(":")
+        process["user"] = {"uid": int(uid), "gid": int(gid or 0),
+                           "additionalGids": [int(g) for g in a.additional_gids]}
+    if a.no_new_privs:
+        process["noNewPrivileges"] = True
+    if a.cap:
+        caps = process.setdefault("capabilities", {})
+        for key in ("bounding", "effective", "permitted", "ambient"):
+            caps[key] = sorted(set(caps.get(key) or []) | set(a.cap))
+    return process
+
+
+def _proxy_console(conn) -> None:
+    """``run``/``exec`` with a terminal and no --console-socket: take the pty master ourselves and
+    copy between it and our own stdio until the process exits (runc's tty proxy)."""
+    import select
+    import socket
+    import termios
+    import tty
+    _, fds, _, _ = socket.recv_fds(conn, 64, 1)
+    master = fds[0]
+    saved = termios.tcgetattr(0) if os.isatty(0) else None
+    if saved:
+        tty.setraw(0)
+    try:
+        while True:
+            r, _, _ = select.select([0, master], [], [])
+            if master in r:
+                try:
+                    data = os.read(master, 65536)
+                except OSError:
+                    return
+                if not data:
+                    return
+                os.write(1, data)
+            if 0 in r:
+                data = os.read(0, 65536)
+                if data:
+                    os.write(master, data)
+    finally:
+        if saved:
+            termios.tcsetattr(0, termios.TCSADRAIN, saved)
+
+
+def _own_console_socket():
+    import socket
+    import tempfile
+    d = tempfile.mkdtemp(prefix="minidocker-runtime-")
+    path = os.path.join(d, "console.sock")
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.bind(path)
+    s.listen(1)
+    return s, path, d
+
+
+def _create_or_run(rt: Runtime, a, run: bool) -> int:
+    if a.no_pivot:
+        raise RuntimeFailure("--no-pivot is not supported: minidocker-runtime always uses pivot_root "
+                             "(a root on a ramfs cannot be pivoted: use a tmpfs)")
+    bundle, config = load_bundle(a.bundle, rt.root)
+    proxy = None
+    console_socket = a.console_socket
+    if run and not a.detach and config["process"].get("terminal") and not console_socket:
+        proxy = _own_console_socket()
+        console_socket = proxy[1]
+    import threading
+    t = None
+    if proxy:
+        # The init connects to the socket during create: accept in a thread (it sends its master
+        # before blocking on the exec fifo, while create is still waiting for "ready").
+        box = {}
+        t = threading.Thread(target=lambda: box.setdefault("s", proxy[0].accept()), daemon=True)
+        t.start()
+    pid = rt.create(a.id, bundle, config, pid_file=a.pid_file, console_socket=console_socket,
+                    preserve_fds=a.preserve_fds)
+    if not run:
+        return 0
+    try:
+        rt.start(a.id)
+    except BaseException:
+        rt.delete(a.id, force=True)
+        raise
+    if a.detach:
+        return 0
+    from .adapter import wait_child
+    if proxy:
+        import shutil
+        t.join()
+        conn = box["s"][0]
+        _proxy_console(conn)
+        shutil.rmtree(proxy[2], ignore_errors=True)
+    code = wait_child(pid)
+    if not a.keep:
+        rt.delete(a.id, force=True)
+    return code
+
+
+def _print_list(states: list[dict], a) -> None:
+    if a.quiet:
+        for s in states:
+            print(s["id"])
+    elif a.format == "json":
+        print(json.dumps(states))
+    else:
+        rows = [("ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER")]
+        rows += [(s["id"], str(s["pid"]), s["status"], s["bundle"], s["created"], s["owner"]) for s in states]
+        widths = [max(len(r[i]) for r in rows) for i in range(5)]
+        for r in rows:
+            print("   ".join(c.ljust(w) for c, w in zip(r, widths)) + "   " + r[5])
+
+
+def _ps(rt: Runtime, a) -> None:
+    pids = rt.pids(a.id)
+    if a.format == "json":
+        print(json.dumps(pids))
+        return
+    import subprocess
+    out = subprocess.run(["ps"] + (a.ps_args or ["-ef"]), capture_output=True, text=True, check=True).stdout
+    lines = out.splitlines()
+    header = lines[0].split()
+    if "PID" not in header:
+        raise RuntimeFailure("ps: the output has no PID column")
+    col = header.index("PID")
+    print(lines[0])
+    for line in lines[1:]:
+        fields = line.split()
+        if len(fields) > col and fields[col].isdigit() and int(fields[col]) in pids:
+            print(line)
+
+
+def dispatch(a) -> int:
+    if a.version:
+        print(f"minidocker-runtime version {VERSION}\nspec: {SPEC_VERSION}")
+        return 0
+    if a.systemd_cgroup:
+        raise RuntimeFailure("--systemd-cgroup is not supported: minidocker-runtime manages cgroups "
+                             "through cgroupfs (configure the caller's cgroup manager as cgroupfs)")
+    if a.rootless not in ("auto", "false"):
+        raise RuntimeFailure("--rootless is not supported: run minidocker-runtime as root")
+    rt = Runtime(a.root)
+    cmd = a.command
+    if cmd is None:
+        _parser().print_help()
+        return 0
+    if cmd in ("create", "run"):
+        return _create_or_run(rt, a, cmd == "run")
+    if cmd == "start":
+        rt.start(a.id)
+    elif cmd == "state":
+        print(json.dumps(rt.state(a.id), indent=2))
+    elif cmd == "kill":
+        rt.kill(a.id, signal_number(a.signal), a.all)
+    elif cmd == "delete":
+        rt.delete(a.id, a.force)
+    elif cmd == "pause":
+        rt.pause(a.id)
+    elif cmd == "resume":
+        rt.resume(a.id)
+    elif cmd == "update":
+        for what in rt.update(a.id, _update_resources(a)):
+            print(f"warning: not enforced on this host: {what}", file=sys.stderr)
+    elif cmd == "list":
+        _print_list(rt.list(), a)
+    elif cmd == "ps":
+        _ps(rt, a)
+    elif cmd == "spec":
+        if a.rootless:
+            raise RuntimeFailure("spec --rootless is not supported: minidocker-runtime has no "
+                                 "user-namespace (rootless) support yet")
+        path = os.path.join(a.bundle or ".", "config.json")
+        if os.path.exists(path):
+            raise RuntimeFailure("File config.json exists. Remove it first")
+        from ..util import atomic_write
+        atomic_write(path, json.dumps(default_spec(), indent="\t"))
+    elif cmd == "exec":
+        process = _exec_process(a)
+        proxy = None
+        console_socket = a.console_socket
+        if process.get("terminal") and not console_socket and not a.detach:
+            proxy = _own_console_socket()
+            console_socket = proxy[1]
+        if proxy:
+            import threading
+            box = {}
+            t = threading.Thread(target=lambda: box.setdefault("s", proxy[0].accept()), daemon=True)
+            t.start()
+        pid = rt.exec(a.id, process, pid_file=a.pid_file, console_socket=console_socket,
+                      preserve_fds=a.preserve_fds)
+        if a.detach:
+            return 0
+        from .adapter import wait_child
+        if proxy:
+            import shutil
+            t.join()
+            _proxy_console(box["s"][0])
+            shutil.rmtree(proxy[2], ignore_errors=True)
+        return wait_child(pid)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = _parser().parse_args(argv)
+    log = Log(a.log, a.log_format)
+    try:
+        return dispatch(a)
+    except RuntimeFailure as e:
+        msg = str(e)
+    except OSError as e:
+        msg = str(e)
+    log.write("error", msg)
+    print(f"minidocker-runtime: {msg}", file=sys.stderr)
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

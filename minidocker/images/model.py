@@ -200,25 +200,24 @@ def _is_uri(value) -> bool:
     return not re.search(r"%(?![0-9A-Fa-f]{2})", value)
 
 
-def _validator(schema_file: str, directory: str = SCHEMA_DIR):
-    """A Draft-4 validator whose ``$ref``s resolve to the files beside it (by last path part).
-    ``directory``: another spec's schemas (the runtime's config.json: runtime/schema/)."""
-    if (directory, schema_file) not in _validators:
+def _validator(schema_file: str):
+    """A Draft-4 validator whose ``$ref``s resolve to the files beside it (by last path part)."""
+    if schema_file not in _validators:
         import jsonschema  # the daemon needs it; the CLI never imports this module
         from referencing import Registry, Resource
         from referencing.jsonschema import DRAFT4
 
         def retrieve(uri: str):
-            with open(os.path.join(directory, os.path.basename(urlsplit(uri).path) or uri)) as f:
+            with open(os.path.join(SCHEMA_DIR, os.path.basename(urlsplit(uri).path) or uri)) as f:
                 return Resource.from_contents(json.load(f), default_specification=DRAFT4)
 
-        with open(os.path.join(directory, schema_file)) as f:
+        with open(os.path.join(SCHEMA_DIR, schema_file)) as f:
             schema = json.load(f)
         checker = jsonschema.FormatChecker()
         checker.checks("uri")(_is_uri)
-        _validators[directory, schema_file] = jsonschema.Draft4Validator(
+        _validators[schema_file] = jsonschema.Draft4Validator(
             schema, registry=Registry(retrieve=retrieve), format_checker=checker)
-    return _validators[directory, schema_file]
+    return _validators[schema_file]
 
 
 def _descriptors(doc: dict, media_type: str) -> list[dict]:

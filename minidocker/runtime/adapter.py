@@ -385,15 +385,17 @@ def _take_console(sock_fd: int, size: dict | None) -> None:
 
 
 def _finalize_process(k, process: dict, seccomp: dict | None, security) -> None:
-    """Credentials and security for the process about to exec (runc's finalizeNamespace order):
-    rlimits, cwd, groups/gid/uid (keeping capabilities across setuid), capabilities, no_new_privs;
-    seccomp last, as close to exec as possible. Capabilities and seccomp come from the security
-    chapter (minidocker/security, SECURITY-CONTRACT); without it they are refused, not ignored."""
+    """Credentials and security for the process about to exec, in runc's order (standard_init_linux.go):
+    rlimits; seccomp now if no_new_privs is off (loading a filter then needs CAP_SYS_ADMIN, so before
+    the capabilities go); groups/gid/uid (PR_SET_KEEPCAPS keeps the permitted set across setuid);
+    capabilities; no_new_privs; cwd. With no_new_privs, seccomp waits until just before exec
+    (:func:`_late_seccomp`). Capabilities and seccomp come from the security chapter."""
     _set_rlimits(process)
-    os.chdir(process.get("cwd") or "/")
     user = process.get("user") or {}
     uid, gid = int(user.get("uid", 0)), int(user.get("gid", 0))
     caps = process.get("capabilities")
+    if seccomp and not process.get("noNewPrivileges"):
+        security.seccomp.install(k, seccomp)
     if caps is not None:
         k.prctl(8, 1)  # PR_SET_KEEPCAPS: keep the permitted set across setuid
     os.setgroups([int(g) for g in user.get("additionalGids") or []])
@@ -403,7 +405,11 @@ def _finalize_process(k, process: dict, seccomp: dict | None, security) -> None:
         security.capabilities.apply(k, caps)
     if process.get("noNewPrivileges"):
         k.prctl(38, 1)  # PR_SET_NO_NEW_PRIVS
-    if seccomp:
+    os.chdir(process.get("cwd") or "/")
+
+
+def _late_seccomp(k, process: dict, seccomp: dict | None, security) -> None:
+    if seccomp and process.get("noNewPrivileges"):
         security.seccomp.install(k, seccomp)
 
 
@@ -413,12 +419,17 @@ def _security(process: dict, seccomp: dict | None):
     if process.get("capabilities") is None and not seccomp:
         return None
     try:
-        from ..security import capabilities, seccomp
+        from ..security import capabilities, seccomp as seccomp_mod
     except ImportError:
         raise RuntimeFailure("process.capabilities / linux.seccomp need minidocker.security "
                              "(chapter 10), which this installation lacks") from None
+    if seccomp:
+        try:  # compiled (and cached in memory) now: after pivot_root libseccomp's cache is out of reach
+            seccomp_mod.compile_bpf(seccomp)
+        except Exception as e:
+            raise RuntimeFailure(f"linux.seccomp: {e}") from None
     import types
-    return types.SimpleNamespace(capabilities=capabilities, seccomp=seccomp)
+    return types.SimpleNamespace(capabilities=capabilities, seccomp=seccomp_mod)
 
 
 def _exec_process(process: dict) -> None:
@@ -588,6 +599,7 @@ def _spawn_init(d: str, bundle: str, config: dict, *, console_socket: str | None
             os.write(w, b"0")
             os.close(w)
             os.close(fifo_fd)
+            _late_seccomp(k, process, linux.get("seccomp"), security)
             _reset_signals()
             _exec_process(process)
         except BaseException as e:  # noqa: BLE001 - reported to the parent (or, after "ready", on stderr)
@@ -687,6 +699,7 @@ def _spawn_exec(rec: dict, process: dict, *, console_socket: str | None, preserv
             _finalize_process(k, process, rec.get("seccomp"), security)
             os.write(rep_w, b"ready\n")
             os.close(rep_w)
+            _late_seccomp(k, process, rec.get("seccomp"), security)
             _reset_signals()
             _exec_process(process)
         except BaseException as e:  # noqa: BLE001 - reported to the parent (or, after "ready", on stderr)

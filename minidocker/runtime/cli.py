@@ -16,8 +16,7 @@ process of its own: the caller's monitor (conmon) is the container's parent. pod
     minidocker-runtime --root R delete --force ID
 
 The verbs themselves are in ``adapter.py``; this module parses runc's flags, validates
-``config.json`` against the runtime spec's JSON schema (shipped in ``schema/``; jsonschema is only
-imported when a config.json was not validated before — see :func:`validate_config`), prints runc's
+``config.json`` against the runtime spec's JSON schema (``specschema.py``: compiled once), prints runc's
 outputs and exits with runc's codes: 0, 1 for any error (the message on stderr and in ``--log``),
 and for ``run``/``exec`` in the foreground the process's own exit code (128+N when killed by
 signal N).
@@ -36,7 +35,6 @@ from .adapter import DEFAULT_ROOT, Runtime, RuntimeFailure, signal_number
 
 VERSION = "0.1.0"
 SPEC_VERSION = "1.0.2-dev"
-SCHEMA_DIR = os.path.join(os.path.dirname(__file__), "schema")
 
 
 class Log:
@@ -62,30 +60,6 @@ class Log:
             pass
 
 
-def validate_config(config: dict, cache_root: str) -> None:
-    """Check ``config`` against the runtime spec's config-schema.json.
-
-    jsonschema and its dependencies cost far more to import than a whole container start, so a
-    config that passed is remembered by its SHA-256 under ``ROOT/.validated/`` and not checked
-    again (the schema ships with this package and never changes under a given digest)."""
-    import hashlib
-    blob = json.dumps(config, sort_keys=True).encode()
-    mark = os.path.join(cache_root, ".validated", hashlib.sha256(blob).hexdigest())
-    if os.path.exists(mark):
-        return
-    from ..images.model import _validator
-    errors = sorted(_validator("config-schema.json", SCHEMA_DIR).iter_errors(config),
-                    key=lambda e: list(e.absolute_path))
-    if errors:
-        e = errors[0]
-        where = "/".join(str(p) for p in e.absolute_path) or "(top level)"
-        raise RuntimeFailure(f"config.json does not follow the OCI runtime spec: {where}: {e.message}")
-    if not config.get("process") and not config.get("root"):
-        raise RuntimeFailure("config.json: process and root are required to run a container")
-    os.makedirs(os.path.dirname(mark), mode=0o700, exist_ok=True)
-    open(mark, "w").close()
-
-
 def load_bundle(bundle: str | None, root: str) -> tuple[str, dict]:
     bundle = os.path.abspath(bundle or os.getcwd())
     path = os.path.join(bundle, "config.json")
@@ -96,7 +70,11 @@ def load_bundle(bundle: str | None, root: str) -> tuple[str, dict]:
         raise RuntimeFailure(f"open {path}: no such file or directory") from None
     except json.JSONDecodeError as e:
         raise RuntimeFailure(f"{path}: invalid JSON: {e}") from None
-    validate_config(config, root)
+    from .specschema import InvalidConfig, validate
+    try:
+        validate(config, os.path.join(root, ".schema"))
+    except InvalidConfig as e:
+        raise RuntimeFailure(str(e)) from None
     if not config.get("process"):
         raise RuntimeFailure("config.json: process is required")
     if not os.path.isdir(os.path.join(bundle, (config.get("root") or {}).get("path", ""))):

@@ -172,7 +172,7 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("-c", "--cap", action="append", default=[])
     e.add_argument("--preserve-fds", type=int, default=0)
     e.add_argument("id")
-    e.add_argument("command", nargs=argparse.REMAINDER)
+    e.add_argument("argv", nargs=argparse.REMAINDER, metavar="COMMAND")
     u = sub.add_parser("update", help="change a running container's resources")
     u.add_argument("-r", "--resources", help="linux.resources JSON file ('-' for stdin)")
     for flag in ("memory", "memory-swap", "cpu-shares", "cpu-period", "cpu-quota", "cpuset-cpus",
@@ -235,15 +235,15 @@ def _exec_process(a) -> dict:
                 process = json.load(f)
         except (OSError, json.JSONDecodeError) as e:
             raise RuntimeFailure(f"--process {a.process}: {e}") from None
-        if a.command:
+        if a.argv:
             raise RuntimeFailure("exec: give either --process or a command, not both")
         return process
-    if not a.command:
+    if not a.argv:
         raise RuntimeFailure("exec: a command is required (or --process)")
     st = Runtime(a.root).load(a.id)
     bundle_cfg = json.load(open(os.path.join(st["bundle"], "config.json")))
     base = dict(bundle_cfg.get("process") or {})
-    process = {**base, "args": a.command, "terminal": a.tty}
+    process = {**base, "args": a.argv, "terminal": a.tty}
     process["env"] = list(base.get("env") or []) + a.env
     if a.cwd:
         process["cwd"] = a.cwd

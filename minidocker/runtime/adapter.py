@@ -328,7 +328,7 @@ def _cgroup_path(config: dict, cid: str) -> str | None:
     if path and ":" in path:  # systemd's "slice:prefix:name" form
         raise RuntimeFailure(f"cgroupsPath {path!r} is in systemd's slice:prefix:name form; "
                             "minidocker-runtime manages cgroupfs directly (no --systemd-cgroup)")
-    return path or f"/minidocker-runtime/{cid}"
+    return path or f"/{cid}"  # runc's default: a group named after the container, at the top
 
 
 def limits_from_oci(res: dict):
@@ -402,6 +402,10 @@ def _finalize_process(k, process: dict, seccomp: dict | None, security) -> None:
     os.setresgid(gid, gid, gid)
     os.setresuid(uid, uid, uid)
     if caps is not None:
+        # The kernel raises an ambient capability only if it is permitted *and* inheritable; runc
+        # skips the others (runc spec lists three ambient, no inheritable: CapAmb is 0 under runc).
+        allowed = set(caps.get("inheritable") or []) & set(caps.get("permitted") or [])
+        caps = {**caps, "ambient": [c for c in caps.get("ambient") or [] if c in allowed]}
         security.capabilities.apply(k, caps)
     if process.get("noNewPrivileges"):
         k.prctl(38, 1)  # PR_SET_NO_NEW_PRIVS

@@ -130,7 +130,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--log", help="log file (errors are written there as well as to stderr)")
     p.add_argument("--log-format", default="text", choices=("text", "json"))
     p.add_argument("--systemd-cgroup", action="store_true", help="refused: cgroupfs only")
-    p.add_argument("--rootless", default="auto", help="refused unless false/auto as root")
+    p.add_argument("--rootless", dest="global_rootless", default="auto", help="refused unless false/auto")
     p.add_argument("--debug", action="store_true", help="log at debug level (accepted; nothing more is logged)")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -385,7 +385,7 @@ def dispatch(a) -> int:
     if a.systemd_cgroup:
         raise RuntimeFailure("--systemd-cgroup is not supported: minidocker-runtime manages cgroups "
                              "through cgroupfs (configure the caller's cgroup manager as cgroupfs)")
-    if a.rootless not in ("auto", "false"):
+    if a.global_rootless not in ("auto", "false"):
         raise RuntimeFailure("--rootless is not supported: run minidocker-runtime as root")
     rt = Runtime(a.root)
     cmd = a.command

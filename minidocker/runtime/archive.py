@@ -72,11 +72,8 @@ def enter_container_root(container_dir: str, pid: int) -> None:
         namespaces.enter(pid, ["mnt"], k)
         os.chdir("/")
         return
-    from ..util import read_json
-    from .config import ContainerConfig
-    from .init import rootfs_spec
-    cfg = ContainerConfig.from_dict(read_json(os.path.join(container_dir, "config.json"))["runtime"])
-    spec = rootfs_spec(cfg, container_dir)
+    from . import spec as S
+    spec = S.rootfs_spec(S.load(container_dir), container_dir)
     k.unshare(K.CLONE_NEWNS)
     k.mount(None, "/", None, K.MS_REC | K.MS_PRIVATE, None)  # nothing we mount leaks to the host
     for m in spec.mounts:
@@ -126,7 +123,6 @@ def main(argv: list[str]) -> int:
 
 
 def helper_argv(mode: str, container_dir: str, pid: int, path: str) -> list[str]:
-    pkg_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    code = (f"import sys; sys.path.insert(0, {pkg_parent!r}); "
-            "from minidocker.runtime.archive import main; sys.exit(main(sys.argv[1:]))")
-    return [sys.executable, "-S", "-c", code, mode, container_dir, str(pid), path]
+    from .launcher import python_argv
+    return python_argv("from minidocker.runtime.archive import main; sys.exit(main(sys.argv[1:]))",
+                       mode, container_dir, str(pid), path)

@@ -17,7 +17,7 @@ from minidocker import cgroups  # noqa: E402
 from minidocker.cgroups.cpu import shares_to_weight  # noqa: E402
 from minidocker.cgroups.driver import read, read_keyed  # noqa: E402
 from minidocker.runtime import resources  # noqa: E402
-from minidocker.runtime.config import ContainerConfig  # noqa: E402
+from minidocker.daemon.config import ContainerConfig  # noqa: E402
 
 PARENT = "minidocker-v2test"
 results = {}

@@ -122,7 +122,7 @@ def test_lifecycle_create_start_state_kill_delete(rt, tmp_path, rootfs):
     st = rt.state("life")
     assert set(st) == {"ociVersion", "id", "pid", "status", "bundle", "rootfs", "created", "owner", "annotations"}
     assert st["status"] == "created" and st["id"] == "life" and st["bundle"] == bundle
-    assert int(pidfile.read_text()) == st["pid"] and st["owner"] == "root"
+    assert int(pidfile.read_text()) == st["pid"] and st["owner"] == ""  # as runc (list shows the user)
     # Created: the init waits on the exec fifo, before exec (still the runtime's Python, not sh).
     assert open(f"/proc/{st['pid']}/comm").read().strip() != "sh"
     rt("start", "life")
@@ -225,7 +225,7 @@ def test_bad_input_is_refused_clearly(rt, tmp_path, rootfs):
     p = rt("--log", str(log), "--log-format", "json", "state", "nope", check=False)
     assert p.returncode == 1
     entry = json.loads(log.read_text().splitlines()[-1])
-    assert entry["level"] == "error" and entry["msg"] == "container does not exist: nope"
+    assert entry["level"] == "error" and "does not exist" in entry["msg"] and "nope" in entry["msg"]
     p = rt("spec", "--rootless", cwd=tmp_path, check=False)
     assert p.returncode == 1 and "--rootless is not supported" in p.stderr
 

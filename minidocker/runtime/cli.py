@@ -140,7 +140,7 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("--pid-file", help="write the init's host pid here")
         sp.add_argument("--no-pivot", action="store_true", help="refused: pivot_root is always used")
         sp.add_argument("--no-new-keyring", action="store_true",
-                        help="keep the caller's session keyring (this runtime never makes one)")
+                        help="do not give the container a session keyring of its own")
         sp.add_argument("--preserve-fds", type=int, default=0, help="pass fds 3..3+N-1 to the process")
         if detach:
             sp.add_argument("-d", "--detach", action="store_true", help="do not wait for the container")
@@ -240,9 +240,7 @@ def _exec_process(a) -> dict:
         return process
     if not a.argv:
         raise RuntimeFailure("exec: a command is required (or --process)")
-    st = Runtime(a.root).load(a.id)
-    bundle_cfg = json.load(open(os.path.join(st["bundle"], "config.json")))
-    base = dict(bundle_cfg.get("process") or {})
+    base = Runtime(a.root).bundle_process(a.id)
     process = {**base, "args": a.argv, "terminal": a.tty}
     process["env"] = list(base.get("env") or []) + a.env
     if a.cwd:
@@ -321,8 +319,8 @@ def _create_or_run(rt: Runtime, a, run: bool) -> int:
         box = {}
         t = threading.Thread(target=lambda: box.setdefault("s", proxy[0].accept()), daemon=True)
         t.start()
-    pid = rt.create(a.id, bundle, config, pid_file=a.pid_file, console_socket=console_socket,
-                    preserve_fds=a.preserve_fds)
+    proc = rt.create(a.id, bundle, pid_file=a.pid_file, console_socket=console_socket,
+                     preserve_fds=a.preserve_fds, no_new_keyring=a.no_new_keyring)
     if not run:
         return 0
     try:
@@ -339,10 +337,20 @@ def _create_or_run(rt: Runtime, a, run: bool) -> int:
         conn = box["s"][0]
         _proxy_console(conn)
         shutil.rmtree(proxy[2], ignore_errors=True)
-    code = wait_child(pid)
+    code = wait_child(proc)
     if not a.keep:
         rt.delete(a.id, force=True)
     return code
+
+
+def _owner(root: str, cid: str) -> str:
+    """runc's list shows the user owning the container's state directory."""
+    import pwd
+    try:
+        uid = os.stat(os.path.join(root, cid)).st_uid
+        return pwd.getpwuid(uid).pw_name
+    except (OSError, KeyError):
+        return ""
 
 
 def _print_list(states: list[dict], a) -> None:
@@ -353,7 +361,8 @@ def _print_list(states: list[dict], a) -> None:
         print(json.dumps(states))
     else:
         rows = [("ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER")]
-        rows += [(s["id"], str(s["pid"]), s["status"], s["bundle"], s["created"], s["owner"]) for s in states]
+        rows += [(s["id"], str(s["pid"]), s["status"], s["bundle"], s["created"], _owner(a.root, s["id"]))
+                 for s in states]
         widths = [max(len(r[i]) for r in rows) for i in range(5)]
         for r in rows:
             print("   ".join(c.ljust(w) for c, w in zip(r, widths)) + "   " + r[5])
@@ -434,8 +443,8 @@ def dispatch(a) -> int:
             box = {}
             t = threading.Thread(target=lambda: box.setdefault("s", proxy[0].accept()), daemon=True)
             t.start()
-        pid = rt.exec(a.id, process, pid_file=a.pid_file, console_socket=console_socket,
-                      preserve_fds=a.preserve_fds)
+        proc = rt.exec(a.id, process, pid_file=a.pid_file, console_socket=console_socket,
+                       preserve_fds=a.preserve_fds)
         if a.detach:
             return 0
         from .adapter import wait_child
@@ -444,7 +453,7 @@ def dispatch(a) -> int:
             t.join()
             _proxy_console(box["s"][0])
             shutil.rmtree(proxy[2], ignore_errors=True)
-        return wait_child(pid)
+        return wait_child(proc)
     return 0
 
 

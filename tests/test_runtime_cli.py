@@ -369,3 +369,46 @@ def test_podman_detached_exec_stop_rm(podman):
         rm = podman("rm", "-f", cid)
     assert rm.returncode == 0, rm.stderr
     assert podman("ps", "-a", "-q").stdout == ""
+
+
+# ---- the same probe under runc and minidocker-runtime ---------------------------------------------
+
+def _docker_like(spec: dict) -> dict:
+    """Docker's confinement of a default container, in OCI terms (the 14 capabilities, moby's
+    seccomp profile, no_new_privs off), as the daemon's specconv writes it."""
+    from minidocker.security import capabilities, seccomp
+    spec["process"]["capabilities"] = capabilities.oci(capabilities.DOCKER_DEFAULT)
+    spec["process"]["noNewPrivileges"] = False
+    spec["linux"]["seccomp"] = seccomp.to_oci(seccomp.docker_default(), capabilities.DOCKER_DEFAULT)
+    return spec
+
+
+@pytest.mark.parametrize("confinement", ["runc-spec", "docker"])
+def test_probe_sees_the_same_confinement_under_runc_and_minidocker_runtime(confinement, runtime, tmp_path, rootfs):
+    need_root()
+    runc = need_tool("runc")
+    need_tool("gcc")
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from probe import build_probe, parse
+    from minidocker.runtime.cli import default_spec
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    shutil.copytree(rootfs, bundle / "rootfs", symlinks=True)
+    shutil.copy(build_probe(), bundle / "rootfs" / "probe")
+    spec = default_spec()
+    spec["process"].update(terminal=False, args=["/probe", "facts"])
+    if confinement == "docker":
+        spec = _docker_like(spec)
+    (bundle / "config.json").write_text(json.dumps(spec))
+    seen = {}
+    for name, exe in (("runc", runc), ("minidocker-runtime", runtime)):
+        cid = f"probe-{name}-{os.getpid()}"
+        p = subprocess.run([exe, "--root", str(tmp_path / name), "run", "--bundle", str(bundle), cid],
+                           capture_output=True, text=True, timeout=60)
+        assert p.returncode == 0, f"{name}: {p.stderr}"
+        facts = parse(p.stdout)
+        seen[name] = {k: facts[k].result for k in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb",
+                                                   "Seccomp", "NoNewPrivs", "uid")}
+    assert seen["minidocker-runtime"] == seen["runc"]
+    if confinement == "docker":  # and it is Docker's confinement, not merely the same mistake twice
+        assert (seen["runc"]["CapEff"], seen["runc"]["Seccomp"]) == ("00000000a80425fb", "2")

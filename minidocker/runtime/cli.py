@@ -123,14 +123,35 @@ def default_spec() -> dict:
 
 # ---- flags ----------------------------------------------------------------------------------------
 
-def _parser() -> argparse.ArgumentParser:
+COMMANDS = ("create", "run", "start", "state", "kill", "delete", "exec", "pause", "resume", "update",
+            "spec", "list", "ps")
+_GLOBAL_WITH_VALUE = ("--root", "--log", "--log-format", "--rootless")
+
+
+def command_of(argv: list[str]) -> str | None:
+    """The subcommand in ``argv`` (after the global flags), if it is one of ours."""
+    i = 0
+    while i < len(argv):
+        if argv[i] in _GLOBAL_WITH_VALUE:
+            i += 2
+        elif argv[i].startswith("-"):
+            i += 1
+        else:
+            return argv[i] if argv[i] in COMMANDS else None
+    return None
+
+
+def _parser(only: str | None = None) -> argparse.ArgumentParser:
+    """runc's flags. ``only``: build just that subcommand's parser — conmon runs us several times
+    per container, and building all thirteen costs more than a container's mounts."""
     p = argparse.ArgumentParser(prog="minidocker-runtime", description="An OCI runtime with runc's command line.")
     p.add_argument("-v", "--version", action="store_true", help="print the version")
     p.add_argument("--root", default=DEFAULT_ROOT, help="state directory (default %(default)s)")
     p.add_argument("--log", help="log file (errors are written there as well as to stderr)")
     p.add_argument("--log-format", default="text", choices=("text", "json"))
     p.add_argument("--systemd-cgroup", action="store_true", help="refused: cgroupfs only")
-    p.add_argument("--rootless", dest="global_rootless", default="auto", help="refused unless false/auto")
+    p.add_argument("--rootless", dest="global_rootless", metavar="true|false|auto", default="auto",
+                   help="only false or auto: rootless containers are not supported")
     p.add_argument("--debug", action="store_true", help="log at debug level (accepted; nothing more is logged)")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -147,17 +168,55 @@ def _parser() -> argparse.ArgumentParser:
             sp.add_argument("--keep", action="store_true", help="do not delete the container after it exits")
         sp.add_argument("id")
 
-    creating(sub.add_parser("create", help="create a container (its init waits for start)"), False)
-    creating(sub.add_parser("run", help="create and start a container"), True)
+    def want(name: str) -> bool:
+        return only is None or only == name
+
+    if want("create"):
+        creating(sub.add_parser("create", help="create a container (its init waits for start)"), False)
+    if want("run"):
+        creating(sub.add_parser("run", help="create and start a container"), True)
     for name in ("start", "state", "pause", "resume"):
-        sub.add_parser(name).add_argument("id")
+        if want(name):
+            sub.add_parser(name).add_argument("id")
+    if want("kill"):
+        _kill_parser(sub)
+    if want("delete"):
+        d = sub.add_parser("delete", help="delete a stopped container (or any, with --force)")
+        d.add_argument("-f", "--force", action="store_true")
+        d.add_argument("id")
+    if want("exec"):
+        _exec_parser(sub)
+    if want("update"):
+        u = sub.add_parser("update", help="change a running container's resources")
+        u.add_argument("-r", "--resources", help="linux.resources JSON file ('-' for stdin)")
+        for flag in ("memory", "memory-swap", "cpu-shares", "cpu-period", "cpu-quota", "cpuset-cpus",
+                     "pids-limit", "blkio-weight"):
+            u.add_argument("--" + flag)
+        u.add_argument("id")
+    if want("spec"):
+        s = sub.add_parser("spec", help="write runc's default config.json")
+        s.add_argument("-b", "--bundle")
+        s.add_argument("--rootless", action="store_true")
+    if want("list"):
+        ls = sub.add_parser("list", help="list containers")
+        ls.add_argument("-f", "--format", default="table", choices=("table", "json"))
+        ls.add_argument("-q", "--quiet", action="store_true")
+    if want("ps"):
+        ps = sub.add_parser("ps", help="processes of a container")
+        ps.add_argument("-f", "--format", default="table", choices=("table", "json"))
+        ps.add_argument("id")
+        ps.add_argument("ps_args", nargs=argparse.REMAINDER)
+    return p
+
+
+def _kill_parser(sub) -> None:
     k = sub.add_parser("kill", help="send a signal to the container's init")
     k.add_argument("-a", "--all", action="store_true", help="signal every process in its cgroup")
     k.add_argument("id")
     k.add_argument("signal", nargs="?", default="SIGTERM")
-    d = sub.add_parser("delete", help="delete a stopped container (or any, with --force)")
-    d.add_argument("-f", "--force", action="store_true")
-    d.add_argument("id")
+
+
+def _exec_parser(sub) -> None:
     e = sub.add_parser("exec", help="run a process in a running container")
     e.add_argument("--console-socket")
     e.add_argument("--cwd")
@@ -173,23 +232,6 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--preserve-fds", type=int, default=0)
     e.add_argument("id")
     e.add_argument("argv", nargs=argparse.REMAINDER, metavar="COMMAND")
-    u = sub.add_parser("update", help="change a running container's resources")
-    u.add_argument("-r", "--resources", help="linux.resources JSON file ('-' for stdin)")
-    for flag in ("memory", "memory-swap", "cpu-shares", "cpu-period", "cpu-quota", "cpuset-cpus",
-                 "pids-limit", "blkio-weight"):
-        u.add_argument("--" + flag)
-    u.add_argument("id")
-    s = sub.add_parser("spec", help="write runc's default config.json")
-    s.add_argument("-b", "--bundle")
-    s.add_argument("--rootless", action="store_true")
-    ls = sub.add_parser("list", help="list containers")
-    ls.add_argument("-f", "--format", default="table", choices=("table", "json"))
-    ls.add_argument("-q", "--quiet", action="store_true")
-    ps = sub.add_parser("ps", help="processes of a container")
-    ps.add_argument("-f", "--format", default="table", choices=("table", "json"))
-    ps.add_argument("id")
-    ps.add_argument("ps_args", nargs=argparse.REMAINDER)
-    return p
 
 
 def _size(text: str) -> int:
@@ -458,7 +500,8 @@ def dispatch(a) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    a = _parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    a = _parser(command_of(argv)).parse_args(argv)
     log = Log(a.log, a.log_format)
     try:
         return dispatch(a)

@@ -163,6 +163,8 @@ def _parser(only: str | None = None) -> argparse.ArgumentParser:
         sp.add_argument("--no-new-keyring", action="store_true",
                         help="do not give the container a session keyring of its own")
         sp.add_argument("--preserve-fds", type=int, default=0, help="pass fds 3..3+N-1 to the process")
+        sp.add_argument("--explain", action="store_true",
+                        help="print the kernel calls create would make (runtime/init.py on the recorder); run nothing")
         if detach:
             sp.add_argument("-d", "--detach", action="store_true", help="do not wait for the container")
             sp.add_argument("--keep", action="store_true", help="do not delete the container after it exits")
@@ -348,6 +350,10 @@ def _create_or_run(rt: Runtime, a, run: bool) -> int:
         raise RuntimeFailure("--no-pivot is not supported: minidocker-runtime always uses pivot_root "
                              "(a root on a ramfs cannot be pivoted: use a tmpfs)")
     bundle, config = load_bundle(a.bundle, rt.root)
+    if a.explain:
+        from .init import explain
+        print(explain(bundle))
+        return 0
     proxy = None
     console_socket = a.console_socket
     if run and not a.detach and config["process"].get("terminal") and not console_socket:

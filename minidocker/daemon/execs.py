@@ -139,7 +139,7 @@ def exec_process(c: Container, cfg: ContainerConfig, body: dict) -> dict:
         host = c.request.get("HostConfig") or {}
         process["user"] = specconv.user(body["User"], host.get("GroupAdd"))
     if body.get("Privileged"):
-        process["capabilities"] = capabilities.oci(list(capabilities.NUMBERS))
+        process["capabilities"] = capabilities.oci(specconv.privileged_capabilities())
     return process
 
 

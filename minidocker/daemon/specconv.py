@@ -216,8 +216,7 @@ def to_spec(cfg: ContainerConfig, host: dict | None, container_dir: str, *,
     privileged = bool(host.get("Privileged"))
     sec = security_opts(host.get("SecurityOpt"))
     try:
-        all_caps = list(caps_mod.NUMBERS)
-        base = all_caps if privileged else list(caps_mod.DOCKER_DEFAULT)
+        base = privileged_capabilities() if privileged else list(caps_mod.DOCKER_DEFAULT)
         caps = base if privileged else caps_mod.adjust(base, host.get("CapAdd") or [], host.get("CapDrop") or [])
     except ValueError as e:
         raise ConfigError(str(e)) from None
@@ -231,7 +230,8 @@ def to_spec(cfg: ContainerConfig, host: dict | None, container_dir: str, *,
         raise ConfigError(str(e)) from None
 
     # Devices: the defaults, --device, and the rules (Docker's: deny all, then allow).
-    devs = [dict(d) for d in devices_mod.DEFAULT_DEVICES]
+    # (fileMode: permission bits only, as the schema says; the type is "type".)
+    devs = [{**d, "fileMode": d["fileMode"] & 0o777} if "fileMode" in d else dict(d) for d in devices_mod.DEFAULT_DEVICES]
     rules = [dict(r) for r in devices_mod.DEFAULT_RULES]
     if privileged:
         rules = [{"allow": True, "access": "rwm"}]
@@ -295,6 +295,14 @@ def to_spec(cfg: ContainerConfig, host: dict | None, container_dir: str, *,
     if cfg.domainname:
         spec["domainname"] = cfg.domainname
     return spec
+
+
+def privileged_capabilities() -> list[str]:
+    """``--privileged``: every capability — that the daemon itself holds (a container cannot get
+    more than its creator: here CAP_SYS_RESOURCE may be missing, see host-facts)."""
+    from ..security import capabilities
+    with open("/proc/self/status") as f:
+        return capabilities.names(capabilities.from_status(f.read())["CapBnd"])
 
 
 def limits_of(cfg: ContainerConfig) -> dict:

@@ -7,7 +7,9 @@ one more process "in" it, nothing new is created: the process *joins* what pid 1
 setns(2) into each of ``/proc/PID/ns/*`` (``namespaces.spawn_in``: a first child calls setns, then
 forks, because joining a pid namespace only applies to children) and a write of its own pid into
 pid 1's ``cgroup.procs``. Joining the mount namespace also moves the root directory to the
-container's root, so ``/etc/passwd`` (for ``-u``) and ``$PATH`` lookups are the container's.
+container's root, so ``/etc/passwd`` (for ``-u``) and ``$PATH`` lookups are the container's. Then it
+takes the confinement its OCI ``process`` says — seccomp, user, capabilities — through the same
+code as pid 1 (``init.run_process``): joining namespaces gives no protection by itself.
 
 Like the container itself, an exec'd process must not be the daemon's child: its stdio is owned by
 an :class:`ExecMonitor` — the container monitor of ``monitor.py`` with one thing changed, how the
@@ -15,8 +17,9 @@ workload is created — so the daemon attaches to it (hijack) exactly as it atta
 and a restarted daemon still finds it. Its output is not logged: ``docker logs`` shows the
 container's pid 1 only.
 
-Directory of an exec: ``ROOT/containers/ID/exec/EXECID/`` with ``config.json`` (the process config
-and the pid to join), ``ctl.sock``, ``exit.json``. See nsenter(1), setns(2), cgroups(7)
+Directory of an exec: ``ROOT/containers/ID/exec/EXECID/`` with ``config.json`` (the OCI process,
+the container's runtime root and id, ``privileged``, the monitor's options), ``ctl.sock``,
+``exit.json``. See nsenter(1), setns(2), cgroups(7)
 ("Migrating a process to a cgroup"), and docker's ExecConfig in the Engine API spec.
 """
 from __future__ import annotations

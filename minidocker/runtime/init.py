@@ -190,7 +190,7 @@ def make_devices(k, devices: list[dict]) -> None:
     for d in devices:
         path = d["path"]
         k.mkdir(os.path.dirname(path), 0o755)
-        mode = int(d.get("fileMode", 0o666))
+        mode = int(d.get("fileMode", 0o666)) & 0o7777
         k.mknod(path, kinds[d["type"]] | mode, os.makedev(int(d.get("major", 0)), int(d.get("minor", 0))))
         k.chmod(path, mode)
         if "uid" in d or "gid" in d:
@@ -250,6 +250,12 @@ def confine(k, proc: dict, linux: dict) -> tuple[int, int, list[int]]:
     k.setresgid(gid)
     k.setresuid(uid)
     k.prctl(PR_SET_KEEPCAPS, 0)
+    if uid != 0 and proc.get("capabilities") is not None:
+        # A change to a non-zero uid clears the effective set (KEEPCAPS keeps only the permitted
+        # one). Raise it back from permitted, so step 12 can still drop the bounding set (that
+        # needs CAP_SETPCAP); runc avoids this by dropping the bounding set before the setuid.
+        _, permitted, _ = k.capget()
+        k.capset(permitted, permitted, 0)
     # 12. Capabilities: bounding (so an exec of a setuid file cannot regain them), effective,
     #     permitted, inheritable, ambient — exactly the spec's sets.
     if proc.get("capabilities") is not None:

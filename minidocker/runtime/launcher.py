@@ -36,6 +36,11 @@ def serve(fd: int) -> int:
     """The launcher's loop (runs in its own process)."""
     from . import exec as _exec, init, monitor  # noqa: F401  — imported once, inherited by every fork
     from .. import namespaces, rootfs  # noqa: F401
+    try:  # libseccomp through pyseccomp, loaded once here rather than in every monitor
+        from ..security import seccomp
+        seccomp.compile_bpf({"defaultAction": "SCMP_ACT_ALLOW"})
+    except Exception:  # noqa: BLE001 - a monitor that needs it reports the real error
+        pass
 
     K.Linux().prctl(K.PR_SET_PDEATHSIG, signal.SIGTERM)
     sock = socket.socket(fileno=fd)

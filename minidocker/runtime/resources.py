@@ -43,7 +43,7 @@ def apply_devices(k, cg, rules: list[dict]) -> None:
     if d is None:
         raise OSError("linux.resources.devices is set but no devices controller is mounted")
     if cg.version == "v1":
-        devices.apply_v1(d, rules)
+        devices.apply_v1(d, rules, k)
     else:
         devices.attach_v2(k, d, rules)
 
@@ -157,14 +157,18 @@ def explain(spec: dict, path: str | None = None, pid: str = "PID") -> list[str]:
         cg = cgroups.open_cgroup(path, fake)
         cg.create()
         cg.apply(cgroups.Limits.from_oci(res))
-        if res.get("devices"):
-            from .. import kernel as K
-            apply_devices(K.Recorder(), cg, res["devices"])
         cg.add(pid)
         real = {f: r for r, f in fake_of.items()}
         back = lambda p: next(r + p[len(f):] for f, r in real.items() if p.startswith(f + "/"))  # noqa: E731
         lines = [f"  mkdir -p {back(d)}" for d in cg.directories()]
         lines += [f"  write {value!r:>12} > {back(p)}" for p, value in writes]
+        if res.get("devices"):  # set_devices, once pid 1 reports "ready" (its /dev is made)
+            from .. import kernel as K
+            rec = K.Recorder()
+            apply_devices(rec, cg, res["devices"])
+            lines.append("  # device rules, after pid 1 made its /dev (runtime.create, set_devices):")
+            lines += [f"  write {c.args[1]!r:>12} > {back(c.args[0])}" if c.name == "write_file" else f"  {c}"
+                      for c in rec.calls]
         return lines
     finally:
         driver.RECORDING.writes = None

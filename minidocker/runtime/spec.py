@@ -141,7 +141,8 @@ def mount_flags(options: list[str]) -> tuple[int, str, bool]:
 
 def rootfs_spec(spec: dict, bundle: str, console: str | None = None) -> "rootfs.RootfsSpec":
     """What ``rootfs.setup_rootfs`` needs, from the spec: the producing mounts (annotation), the
-    bind mounts, the masked/read-only paths, ``root.readonly``."""
+    bind mounts, ``root.readonly``. (Masked and read-only paths come later, after the sysctls:
+    runtime/init.py.)"""
     root = root_path(spec, bundle)
     ann = spec.get("annotations") or {}
     mounts = []
@@ -160,12 +161,10 @@ def rootfs_spec(spec: dict, bundle: str, console: str | None = None) -> "rootfs.
         else:
             raise SpecError(f"mount {dest!r} of type {m.get('type')!r}: only bind mounts are "
                             "supported besides /proc, /sys, /dev and its submounts, /sys/fs/cgroup")
-    linux = spec.get("linux") or {}
     kinds, _ = namespaces(spec)
     return rootfs.RootfsSpec(
         rootfs=root, mounts=mounts, readonly=bool(spec["root"].get("readonly")), bind_files=binds,
-        user_namespace="user" in kinds, masked_paths=list(linux.get("maskedPaths") or []),
-        readonly_paths=list(linux.get("readonlyPaths") or []), mqueue="/dev/mqueue" in destinations,
+        user_namespace="user" in kinds, mqueue="/dev/mqueue" in destinations,
         console=console)
 
 

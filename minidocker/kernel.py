@@ -104,9 +104,21 @@ SECCOMP_FILTER_FLAG_LOG = 2
 SECCOMP_FILTER_FLAG_SPEC_ALLOW = 4
 KEYCTL_JOIN_SESSION_KEYRING = 1             # keyctl(2) operation: a new (or named) session keyring
 
+# capabilities(7), linux/capability.h: CAPABILITIES[n] is capability number n.
+CAPABILITIES = (
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL",
+    "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE", "CAP_NET_BIND_SERVICE",
+    "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_IPC_LOCK", "CAP_IPC_OWNER",
+    "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT", "CAP_SYS_PTRACE", "CAP_SYS_PACCT",
+    "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE", "CAP_SYS_RESOURCE", "CAP_SYS_TIME",
+    "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE", "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL",
+    "CAP_SETFCAP", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM",
+    "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE")
+
 _MS_NAMES = {v: k for k, v in globals().items() if k.startswith("MS_") and isinstance(v, int)}
 _PR_NAMES = {v: k for k, v in globals().items() if k.startswith("PR_") and isinstance(v, int)
              and not k.startswith("PR_CAP_AMBIENT_")}
+_AMBIENT_NAMES = {v: k for k, v in globals().items() if k.startswith("PR_CAP_AMBIENT_")}
 _CLONE_NAMES = {v: k for k, v in globals().items() if k.startswith("CLONE_") and isinstance(v, int)}
 
 
@@ -136,6 +148,11 @@ def describe_call(name: str, args: tuple) -> str:
             shown.append(flag_names(a, {1: "MNT_FORCE", 2: "MNT_DETACH", 4: "MNT_EXPIRE", 8: "UMOUNT_NOFOLLOW"}))
         elif name == "prctl" and i == 0 and isinstance(a, int):
             shown.append(_PR_NAMES.get(a, str(a)))
+        elif (name == "prctl" and isinstance(a, int) and 0 <= a < len(CAPABILITIES)
+              and (i == 1 and args[0] == PR_CAPBSET_DROP or i == 2 and args[:2] == (PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE))):
+            shown.append(CAPABILITIES[a])
+        elif name == "prctl" and i == 1 and args[0] == PR_CAP_AMBIENT and isinstance(a, int):
+            shown.append(_AMBIENT_NAMES.get(a, str(a)))
         elif name in ("mknod", "mkdir", "chmod") and isinstance(a, int) and i == 1:
             shown.append(oct(a))
         elif name == "mknod" and i == 2 and isinstance(a, int):

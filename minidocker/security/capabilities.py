@@ -32,19 +32,12 @@ from __future__ import annotations
 import re
 from typing import Iterable
 
-from minidocker.kernel import (PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, PR_CAP_AMBIENT_RAISE,
-                               PR_CAPBSET_DROP)
+from minidocker.kernel import (CAPABILITIES, PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL,
+                               PR_CAP_AMBIENT_RAISE, PR_CAPBSET_DROP)
 
-# capabilities(7), linux/capability.h: name -> bit number.
-NUMBERS: dict[str, int] = {name: i for i, name in enumerate((
-    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL",
-    "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE", "CAP_NET_BIND_SERVICE",
-    "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_IPC_LOCK", "CAP_IPC_OWNER",
-    "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT", "CAP_SYS_PTRACE", "CAP_SYS_PACCT",
-    "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE", "CAP_SYS_RESOURCE", "CAP_SYS_TIME",
-    "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE", "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL",
-    "CAP_SETFCAP", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM",
-    "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE"))}
+# capabilities(7), linux/capability.h: name -> bit number (the kernel layer holds the list, so that
+# --explain can print prctl(PR_CAPBSET_DROP, CAP_SYS_ADMIN)).
+NUMBERS: dict[str, int] = {name: i for i, name in enumerate(CAPABILITIES)}
 NAMES: dict[int, str] = {v: k for k, v in NUMBERS.items()}
 
 # moby's oci/caps DefaultCapabilities, in its order.

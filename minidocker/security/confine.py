@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from typing import Callable
 
 from minidocker import rootfs as R
 from minidocker.kernel import (CLONE_NEWIPC, CLONE_NEWNET, CLONE_NEWNS, CLONE_NEWPID, CLONE_NEWUTS,
@@ -59,6 +60,22 @@ class Defences:
         return cls(capabilities=caps, seccomp=seccomp.to_oci(seccomp.docker_default(), caps), **kw)
 
 
+# The three steps by name (lab 10 has the student write these four functions and confine()).
+capability_mask = capabilities.mask
+seccomp_rules = seccomp.to_oci
+
+
+def drop_capabilities(kernel, keep: list[str]) -> None:
+    """Keep only ``keep`` as Docker does for a root process: in the bounding, effective and permitted
+    sets; nothing inheritable or ambient (:func:`capabilities.apply` of :func:`capabilities.oci`)."""
+    capabilities.apply(kernel, capabilities.oci(keep))
+
+
+def install_seccomp(kernel, oci_seccomp: dict) -> None:
+    """Load the filter for an OCI ``linux.seccomp`` object (:func:`seccomp.install`)."""
+    seccomp.install(kernel, oci_seccomp)
+
+
 def confine(kernel, d: Defences, cgroup_fd: int | None = None) -> None:
     """Steps 1-5 of the module docstring, in the calling process (call it just before execve).
     ``cgroup_fd``: an open ``cgroup.procs`` (opened before pivot_root made it unreachable)."""
@@ -69,11 +86,41 @@ def confine(kernel, d: Defences, cgroup_fd: int | None = None) -> None:
     if d.no_new_privs:
         kernel.prctl(PR_SET_NO_NEW_PRIVS, 1)
     if d.seccomp is not None and not d.no_new_privs:
-        seccomp.install(kernel, d.seccomp)
+        install_seccomp(kernel, d.seccomp)
     if d.capabilities is not None:
-        capabilities.apply(kernel, capabilities.oci(d.capabilities))
+        drop_capabilities(kernel, d.capabilities)
     if d.seccomp is not None and d.no_new_privs:
-        seccomp.install(kernel, d.seccomp)
+        install_seccomp(kernel, d.seccomp)
+
+
+SETUP_FAILED = "setup-failed: "   # how exec_captured reports an exception of before_exec in its output
+
+
+def exec_captured(argv: list[str], before_exec: Callable[[], None],
+                  env: dict[str, str] | None = None) -> tuple[int, str]:
+    """Fork; the child runs ``before_exec()`` (e.g. :func:`confine`) and execs ``argv`` with stdout
+    and stderr on one pipe. Returns (exit code, output). If ``before_exec`` or the exec raises, the
+    output has a line ``setup-failed: Type: message`` and the exit code is 127."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(r)
+            os.dup2(w, 1)
+            os.dup2(w, 2)
+            before_exec()
+            os.execve(argv[0], argv, env or {"PATH": "/bin:/sbin:/usr/bin:/usr/sbin"})
+        except BaseException as e:  # noqa: BLE001 - report, never return into the caller's code
+            os.write(2, f"{SETUP_FAILED}{type(e).__name__}: {e}\n".encode())
+        finally:
+            os._exit(127)
+    os.close(w)
+    chunks = []
+    while chunk := os.read(r, 65536):
+        chunks.append(chunk)
+    os.close(r)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), b"".join(chunks).decode(errors="replace")
 
 
 def run_confined(rootfs: str, argv: list[str], defences: Defences, *, bind_files: dict | None = None,
@@ -96,25 +143,6 @@ def run_confined(rootfs: str, argv: list[str], defences: Defences, *, bind_files
                                             bind_files=dict(bind_files or {})))
         if defences.masked_paths or defences.readonly_paths:
             masks.apply(kernel, defences.masked_paths, defences.readonly_paths)
-        r, w = os.pipe()
-        pid = os.fork()
-        if pid == 0:
-            try:
-                os.close(r)
-                os.dup2(w, 1)
-                os.dup2(w, 2)
-                confine(kernel, defences, cg_fd)
-                os.execve(argv[0], argv, {"PATH": "/bin:/sbin:/usr/bin:/usr/sbin"})
-            except BaseException as e:  # noqa: BLE001 - report, never return into the caller's code
-                os.write(2, f"confine/exec failed: {type(e).__name__}: {e}\n".encode())
-            finally:
-                os._exit(127)
-        os.close(w)
-        chunks = []
-        while chunk := os.read(r, 65536):
-            chunks.append(chunk)
-        os.close(r)
-        _, status = os.waitpid(pid, 0)
-        return os.waitstatus_to_exitcode(status), b"".join(chunks).decode(errors="replace")
+        return exec_captured(argv, lambda: confine(kernel, defences, cg_fd))
 
     return R._run_in_new_namespaces(pid1, flags=CONTAINER_NAMESPACES, timeout=timeout)

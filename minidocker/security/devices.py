@@ -186,8 +186,8 @@ def _attached(kernel, dir_fd: int) -> list[int]:
     ids = (ctypes.c_uint32 * 64)()
     attr = bytearray(struct.pack("<IIIIQI4x", dir_fd, BPF_CGROUP_DEVICE, 0, 0, _ptr(ids), 64))
     kernel.bpf(BPF_PROG_QUERY, attr)
-    count = struct.unpack_from("<I", attr, 24)[0]
-    return list(ids[:count])
+    count = struct.unpack_from("<I", attr, 24)[0]   # the kernel writes back how many it returned
+    return [i for i in ids[:count] if i]             # (ids start at 1; a dry run leaves zeros)
 
 
 def _detach_id(kernel, dir_fd: int, prog_id: int) -> None:

@@ -32,9 +32,10 @@ import os
 import sys
 
 from .adapter import DEFAULT_ROOT, Runtime, RuntimeFailure, signal_number
+from .spec import example as default_spec  # what `runc spec` writes
 
 VERSION = "0.1.0"
-SPEC_VERSION = "1.0.2-dev"
+SPEC_VERSION = "1.0.2-dev"  # the runtime-spec version of the schemas we check against
 
 
 class Log:
@@ -61,64 +62,19 @@ class Log:
 
 
 def load_bundle(bundle: str | None, root: str) -> tuple[str, dict]:
-    bundle = os.path.abspath(bundle or os.getcwd())
-    path = os.path.join(bundle, "config.json")
-    try:
-        with open(path) as f:
-            config = json.load(f)
-    except FileNotFoundError:
-        raise RuntimeFailure(f"open {path}: no such file or directory") from None
-    except json.JSONDecodeError as e:
-        raise RuntimeFailure(f"{path}: invalid JSON: {e}") from None
+    """Read ``config.json`` (spec.load: the fields the runtime needs) and check it against the
+    runtime spec's schema (the compiled validator is cached under ``ROOT/.schema``)."""
+    from . import spec as S
     from .specschema import InvalidConfig, validate
+    bundle = os.path.abspath(bundle or os.getcwd())
     try:
+        config = S.load(bundle)
         validate(config, os.path.join(root, ".schema"))
-    except InvalidConfig as e:
+    except (InvalidConfig, S.SpecError) as e:
         raise RuntimeFailure(str(e)) from None
-    if not config.get("process"):
-        raise RuntimeFailure("config.json: process is required")
-    if not os.path.isdir(os.path.join(bundle, (config.get("root") or {}).get("path", ""))):
-        raise RuntimeFailure(f"rootfs ({config.get('root', {}).get('path')}) does not exist in {bundle}")
+    if not os.path.isdir(S.root_path(config, bundle)):
+        raise RuntimeFailure(f"rootfs ({config['root']['path']}) does not exist in {bundle}")
     return bundle, config
-
-
-def default_spec() -> dict:
-    """What ``runc spec`` writes: a shell with a terminal, runc's three capabilities, a read-only
-    root, the standard mounts, new pid/net/ipc/uts/mount namespaces, Docker's masked paths."""
-    caps = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
-    return {
-        "ociVersion": SPEC_VERSION,
-        "process": {"terminal": True, "user": {"uid": 0, "gid": 0}, "args": ["sh"],
-                    "env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "TERM=xterm"],
-                    "cwd": "/",
-                    "capabilities": {k: list(caps) for k in ("bounding", "effective", "permitted", "ambient")},
-                    "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
-                    "noNewPrivileges": True},
-        "root": {"path": "rootfs", "readonly": True},
-        "hostname": "runc",
-        "mounts": [
-            {"destination": "/proc", "type": "proc", "source": "proc"},
-            {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
-             "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
-            {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
-             "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
-            {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
-             "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
-            {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
-             "options": ["nosuid", "noexec", "nodev"]},
-            {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]},
-            {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
-             "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]},
-        ],
-        "linux": {
-            "resources": {"devices": [{"allow": False, "access": "rwm"}]},
-            "namespaces": [{"type": t} for t in ("pid", "network", "ipc", "uts", "mount")],
-            "maskedPaths": ["/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
-                            "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware",
-                            "/proc/scsi"],
-            "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"],
-        },
-    }
 
 
 # ---- flags ----------------------------------------------------------------------------------------

@@ -108,6 +108,26 @@ def test_specconv_writes_a_valid_oci_spec_with_dockers_defaults():
     assert any("--shm-size" in w for w in warnings)
 
 
+def test_old_container_directories_are_migrated(tmp_path):
+    """A daemon root written before the OCI bundle (config.json = {request, runtime, console_size})
+    gets container.json and an OCI config.json when the daemon loads it."""
+    from minidocker.daemon.config import ContainerConfig
+    from minidocker.daemon.engine import read_record
+    from minidocker.runtime import spec as S
+    cfg = ContainerConfig(id="d" * 64, name="old", image_id="i", image_ref="busybox", argv=["true"], env=[],
+                          hostname="h", tty=True, rootfs_mounts=[{"source": "/x", "target": "", "fstype": None,
+                                                                  "flags": 4096, "data": None, "cwd": None}])
+    request = {"Image": "busybox", "HostConfig": {"CapAdd": ["NET_ADMIN"]}}
+    (tmp_path / "config.json").write_text(json.dumps({"request": request, "runtime": cfg.to_dict(), "console_size": [5, 7]}))
+    rec = read_record(str(tmp_path))
+    assert rec["request"] == request and rec["runtime"]["name"] == "old"
+    assert rec["monitor"] == {"tty": True, "open_stdin": False, "stdin_once": False, "console_size": [5, 7]}
+    spec = json.loads((tmp_path / "config.json").read_text())
+    assert S.validate(spec) == [] and "CAP_NET_ADMIN" in spec["process"]["capabilities"]["bounding"]
+    assert json.loads(spec["annotations"][S.ANNOTATION_ROOTFS_MOUNTS])[0]["source"] == "/x"
+    assert read_record(str(tmp_path)) == rec          # read again: nothing changes
+
+
 # ---- the defaults ------------------------------------------------------------------------------------
 
 def test_default_capabilities_seccomp_and_no_new_privs(daemon, probe_bin):
@@ -252,3 +272,23 @@ def test_exec_is_confined_like_the_container(daemon, probe_bin):
     assert a["uid"].result == "65534" and a["CapEff"].result == ZERO and a["CapBnd"].result == DOCKER_CAPS, text
     a, text = in_container(daemon, probe_bin, args=["facts", "mount"], exec_flags=["--privileged"])
     assert a["CapBnd"].result != DOCKER_CAPS and a["mount"].ok, text
+
+
+# ---- the process model: one monitor, the container's parent -----------------------------------------------
+
+def test_one_monitor_is_the_containers_parent_and_stop_goes_through_it(daemon):
+    cid = daemon.cli("run", "-d", "busybox", "sleep", "300", check=True).stdout.decode().strip()
+    try:
+        st, info = daemon.api("GET", f"/containers/{cid}/json")
+        pid = info["State"]["Pid"]
+        with open(os.path.join(daemon.root, "containers", cid, "monitor.json")) as f:
+            monitor = json.load(f)["monitor_pid"]
+        with open(f"/proc/{pid}/status") as f:
+            assert f"PPid:\t{monitor}\n" in f.read()       # no md-monitor in between
+        with open(f"/proc/{monitor}/task/{monitor}/children") as f:
+            assert f.read().split() == [str(pid)]
+        daemon.cli("stop", "-t", "1", cid, check=True)
+        st, info = daemon.api("GET", f"/containers/{cid}/json")
+        assert info["State"]["Status"] == "exited" and info["State"]["ExitCode"] == 137
+    finally:
+        daemon.cli("rm", "-f", cid)

@@ -512,15 +512,29 @@ def test_bad_requests_get_dockers_statuses_and_messages(daemon):
 def test_versions_headers_and_booleans(daemon):
     head = raw(daemon, b"HEAD /_ping HTTP/1.1\r\nHost: x\r\n\r\n")
     assert b"API-Version: 1.50" in head and b"OSType: linux" in head
-    for prefix in ("", "/v1.24", "/v1.41", "/v1.99"):
+    for prefix in ("", "/v1.24", "/v1.41", "/v1.50"):
         st, body = daemon.api("GET", prefix + "/version")
         assert st == 200 and body["ApiVersion"] == "1.50"
+    for prefix, word in (("/v1.99", "new"), ("/v99999999999999999999", "new"), ("/v1.23", "old")):
+        st, body = daemon.api("GET", prefix + "/version")  # outside the range served: dockerd's 400
+        assert st == 400 and f"is too {word}" in body["message"], (prefix, body)
     st, body = daemon.api("POST", "/containers/create?name=boolc", {"Image": "busybox", "Cmd": ["sleep", "30"]})
     daemon.api("POST", "/containers/boolc/start")
     st, body = daemon.api("DELETE", "/containers/boolc?force=False")
     assert st == 409  # False is false
     st, body = daemon.api("DELETE", "/containers/boolc?v=False&link=False&force=True")
     assert st == 204  # True is true (docker-py's spelling)
+
+
+def test_wait_omits_error_when_there_is_none(daemon):
+    st, _ = daemon.api("POST", "/containers/create?name=waitc", {"Image": "busybox", "Cmd": ["sh", "-c", "exit 3"]})
+    assert st == 201
+    try:
+        assert daemon.api("POST", "/containers/waitc/start")[0] == 204
+        st, body = daemon.api("POST", "/containers/waitc/wait")
+        assert (st, body) == (200, {"StatusCode": 3})  # dockerd: no "Error": null
+    finally:
+        daemon.api("DELETE", "/containers/waitc?force=1")
 
 
 def test_socket_is_0660_with_the_minidocker_group(daemon):

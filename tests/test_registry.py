@@ -528,3 +528,151 @@ def test_minidocker_server_referrers(source, tmp):
         with urllib.request.urlopen(f"http://{reg.host}/v2/app/referrers/{image.manifest_digest}"
                                     "?artifactType=application/other") as r:
             assert json.load(r)["manifests"] == [] and r.headers["OCI-Filters-Applied"] == "artifactType"
+
+
+# ---- the minidocker server and the current distribution spec (issue 11, point 8) --------------------
+
+@pytest.fixture
+def mdreg(tmp):
+    with MinidockerRegistry(os.path.join(tmp, "reg")) as reg:
+        yield reg
+
+
+def _push_blob(host: str, repo: str, blob: bytes, digest: str):
+    status, headers, body = _upload(host, "POST", f"/v2/{repo}/blobs/uploads/?digest={digest}", blob)
+    return status, headers, body
+
+
+def test_sha512_blobs_and_manifests(mdreg):
+    import hashlib
+    h = mdreg.host
+    blob, config = os.urandom(3 << 20), b'{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}'
+    d_blob = "sha512:" + hashlib.sha512(blob).hexdigest()
+    d_config = "sha512:" + hashlib.sha512(config).hexdigest()
+    wrong = "sha512:" + hashlib.sha512(b"other").hexdigest()
+    assert _push_blob(h, "s", blob, wrong)[0] == 400  # verified with the algorithm named
+    status, headers, _ = _push_blob(h, "s", blob, d_blob)  # monolithic, 3 MiB: spooled to disk
+    assert status == 201 and headers["Docker-Content-Digest"] == d_blob
+    # chunked session, closed with a sha512 digest
+    status, headers, _ = _upload(h, "POST", "/v2/s/blobs/uploads/")
+    status, headers, _ = _upload(h, "PATCH", headers["Location"], config[:10], {"Content-Range": "0-9"})
+    assert status == 202
+    status, headers, _ = _upload(h, "PUT", headers["Location"] + f"?digest={d_config}", config[10:])
+    assert status == 201 and headers["Docker-Content-Digest"] == d_config
+    data_root = os.path.join(mdreg.base, "data")
+    with open(os.path.join(data_root, "blobs", "sha512", d_blob[7:]), "rb") as f:
+        assert f.read() == blob  # stored under its own algorithm
+    assert [n for n in os.listdir(os.path.join(data_root, "_uploads"))] == []  # no session or spool file left
+    status, headers, got = _upload(h, "GET", f"/v2/s/blobs/{d_blob}")
+    assert (status, got, headers["Docker-Content-Digest"]) == (200, blob, d_blob)
+    status, headers, _ = _upload(h, "HEAD", f"/v2/s/blobs/{d_config}")
+    assert status == 200 and headers["Content-Length"] == str(len(config))
+    manifest = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": d_config,
+                           "size": len(config)},
+                "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": d_blob, "size": len(blob)}]}
+    body = json.dumps(manifest).encode()
+    m512 = "sha512:" + hashlib.sha512(body).hexdigest()
+    status, headers, _ = _upload(h, "PUT", f"/v2/s/manifests/{m512}", body, {"Content-Type": manifest["mediaType"]})
+    assert status == 201 and headers["Docker-Content-Digest"] == m512  # the algorithm the client used
+    status, headers, got = _upload(h, "GET", f"/v2/s/manifests/{m512}")
+    assert (status, got, headers["Docker-Content-Digest"]) == (200, body, m512)
+    status, headers, _ = _upload(h, "PUT", "/v2/s/manifests/t", body, {"Content-Type": manifest["mediaType"]})
+    assert status == 201 and headers["Docker-Content-Digest"] == "sha256:" + hashlib.sha256(body).hexdigest()
+    bad = "sha512:" + hashlib.sha512(body + b" ").hexdigest()
+    status, _, got = _upload(h, "PUT", f"/v2/s/manifests/{bad}", body, {"Content-Type": manifest["mediaType"]})
+    assert status == 400 and b"DIGEST_INVALID" in got
+
+
+def test_nondistributable_layers_with_urls_need_not_be_pushed(mdreg):
+    import hashlib
+    h = mdreg.host
+    config = b'{"architecture":"amd64","os":"windows","rootfs":{"type":"layers","diff_ids":[]}}'
+    d_config = "sha256:" + hashlib.sha256(config).hexdigest()
+    assert _push_blob(h, "w", config, d_config)[0] == 201
+    foreign = {"mediaType": "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip", "size": 1000,
+               "digest": "sha256:" + hashlib.sha256(b"never pushed").hexdigest(),
+               "urls": ["https://mcr.microsoft.com/v2/windows/blobs/x"]}
+    manifest = {"schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+                "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "digest": d_config,
+                           "size": len(config)}, "layers": [foreign]}
+    put = lambda m: _upload(h, "PUT", "/v2/w/manifests/1", json.dumps(m).encode(), {"Content-Type": m["mediaType"]})
+    assert put(manifest)[0] == 201
+    oci = dict(foreign, mediaType="application/vnd.oci.image.layer.nondistributable.v1.tar+gzip")
+    assert put(dict(manifest, layers=[oci]))[0] == 201
+    status, _, body = put(dict(manifest, layers=[{k: v for k, v in foreign.items() if k != "urls"}]))
+    assert status == 400 and b"MANIFEST_BLOB_UNKNOWN" in body  # without urls it must be here
+    plain = dict(foreign, mediaType="application/vnd.oci.image.layer.v1.tar+gzip")
+    status, _, body = put(dict(manifest, layers=[plain]))
+    assert status == 400 and b"MANIFEST_BLOB_UNKNOWN" in body  # urls only excuse non-distributable layers
+    status, _, body = put(dict(manifest, layers=[dict(foreign, urls=["file:///etc/passwd"])]))
+    assert status == 400 and b"MANIFEST_INVALID" in body
+
+
+def test_closing_put_content_range_must_follow_the_upload(mdreg):
+    import hashlib
+    h = mdreg.host
+    blob = b"0123456789abcdef"
+    digest = "sha256:" + hashlib.sha256(blob).hexdigest()
+    status, headers, _ = _upload(h, "POST", "/v2/r/blobs/uploads/")
+    status, headers, _ = _upload(h, "PATCH", headers["Location"], blob[:6], {"Content-Range": "0-5"})
+    loc = headers["Location"]
+    for rng in ("0-9", "7-16", "6-20"):  # restarts, leaves a gap, or claims more than the body
+        status, headers, _ = _upload(h, "PUT", loc + f"?digest={digest}", blob[6:], {"Content-Range": rng})
+        assert status == 416 and headers["Range"] == "0-5", rng
+    status, headers, _ = _upload(h, "PUT", loc + f"?digest={digest}", blob[6:], {"Content-Range": "6-15"})
+    assert status == 201 and headers["Docker-Content-Digest"] == digest
+
+
+@pytest.mark.parametrize("digest", [
+    "sha256:" + "ab" * 32,  # well-formed, not here
+    "sha512:" + "cd" * 64,
+    "sha384:" + "ef" * 48,  # an algorithm this registry does not store: nothing can be here either
+    "sha256:abc",  # a length sha256 does not have
+])
+def test_unknown_well_formed_digest_is_404(mdreg, digest):
+    h = mdreg.host
+    for method, path in (("GET", "blobs"), ("HEAD", "blobs"), ("DELETE", "blobs"),
+                         ("GET", "manifests"), ("HEAD", "manifests"), ("DELETE", "manifests")):
+        status, _, body = _upload(h, method, f"/v2/repo/{path}/{digest}")
+        assert status == 404, (method, path, body)
+    status, _, body = _upload(h, "GET", "/v2/repo/blobs/not-a-digest!")
+    assert status == 400 and b"DIGEST_INVALID" in body
+
+
+def test_htpasswd_uses_bcrypt_not_crypt(tmp):
+    code = r"""
+import sys, bcrypt
+from minidocker.registry.server import check_htpasswd
+path = sys.argv[1]
+h = bcrypt.hashpw(b"wonderland", bcrypt.gensalt(rounds=4)).decode()
+with open(path, "w") as f:
+    f.write("alice:" + "$2y$" + h[4:] + "\n")           # what htpasswd -B writes
+    f.write("bob:" + h + "\n")                           # $2b$, what the library writes
+    f.write("carol:$apr1$abcdefgh$0123456789abcdefghijkl\n")  # MD5: distribution refuses it too
+print(check_htpasswd(path, "alice", "wonderland"), check_htpasswd(path, "alice", "nope"),
+      check_htpasswd(path, "bob", "wonderland"), check_htpasswd(path, "carol", "x"),
+      check_htpasswd(path, "dave", "wonderland"), "crypt" in sys.modules)
+"""
+    out = subprocess.run([sys.executable, "-W", "error::DeprecationWarning", "-c", code, os.path.join(tmp, "htpasswd")],
+                         capture_output=True, text=True, check=True,
+                         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__)))).stdout.split()
+    assert out == ["True", "False", "True", "False", "False", "False"]
+
+
+def test_client_verifies_a_manifest_fetched_by_sha512(mdreg, source):
+    import hashlib
+    from minidocker.registry.client import digest_as
+    store, image = source
+    client = Registry(mdreg.host)
+    client.push("app", "1", store, image)
+    data = store.content.read(image.manifest_digest)
+    d512 = "sha512:" + hashlib.sha512(data).hexdigest()
+    status, _, _ = _upload(mdreg.host, "PUT", f"/v2/app/manifests/{d512}", data,
+                           {"Content-Type": image.manifest["mediaType"]})
+    assert status == 201
+    got, _, digest = client.get_manifest("app", d512)
+    assert got == data and digest == image.manifest_digest  # verified in sha512, named in sha256 locally
+    assert digest_as(d512, data) == d512 and digest_as(image.manifest_digest, data) == image.manifest_digest
+    with pytest.raises(RegistryError, match="unsupported digest algorithm"):
+        digest_as("md5:" + "0" * 32, data)

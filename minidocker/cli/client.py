@@ -1,7 +1,7 @@
 """Talking to minidockerd: a small HTTP/1.1 client on a UNIX socket, standard library only.
 
 The daemon speaks the Docker Engine API, which is plain HTTP/1.1 (RFC 9112). This module is the
-client half of what ``minidocker/daemon/http.py`` serves, written out by hand for two reasons:
+client half of what ``minidocker/http/`` serves, written out by hand for two reasons:
 
 * **Start-up time.** Every ``minidocker`` command pays for its imports. ``http.client`` pulls in
   ``ssl`` and the ``email`` parser (about 40 ms here); a request is twenty lines over a socket.
@@ -37,10 +37,11 @@ import socket
 from urllib.parse import quote, urlencode
 
 from minidocker import __version__
+# Docker's wire conventions (API version, the multiplexed stream's 8-byte frames) are shared with the
+# daemon and the monitor; re-exported here for the CLI's modules.
+from minidocker.wire import API_VERSION, STDERR, STDIN, STDOUT, SYSTEMERR, encode_frame, read_frames  # noqa: F401
 
-API_VERSION = "1.50"
 DEFAULT_HOST = "unix:///run/minidocker.sock"
-STDIN, STDOUT, STDERR, SYSTEMERR = 0, 1, 2, 3  # stream ids in Docker's multiplexed stream
 
 _MAX_LINE = 64 * 1024
 
@@ -598,41 +599,3 @@ class HijackedConnection:
 
     def __exit__(self, *exc):
         self.close()
-
-
-# ---- Docker's multiplexed stream ---------------------------------------------------------------
-# Without a TTY, stdout and stderr share one byte stream, so each piece travels as a record:
-# 8-byte header [stream id u8][0 0 0][payload length u32 big-endian], then the payload.
-# (The daemon has its own five-line encode_frame in minidocker/daemon/http.py: the CLI must not
-# import the daemon package, and the daemon should not import the CLI.)
-
-def encode_frame(stream_id: int, payload: bytes) -> bytes:
-    return bytes([stream_id, 0, 0, 0]) + len(payload).to_bytes(4, "big") + payload
-
-
-def _read_up_to(read, n: int) -> bytes:
-    """Exactly n bytes from ``read`` (which may return fewer), or fewer only at end of stream."""
-    parts, got = [], 0
-    while got < n:
-        data = read(n - got)
-        if not data:
-            break
-        parts.append(data)
-        got += len(data)
-    return b"".join(parts)
-
-
-def read_frames(read):
-    """Yield (stream_id, payload) from a multiplexed stream; ``read(n)`` returns <= n bytes, b"" at end.
-
-    A header cut short by the end of the stream is dropped, as the docker CLI does.
-    """
-    while True:
-        header = _read_up_to(read, 8)
-        if len(header) < 8:
-            return
-        length = int.from_bytes(header[4:8], "big")
-        payload = _read_up_to(read, length)
-        yield header[0], payload
-        if len(payload) < length:
-            return

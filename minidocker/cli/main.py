@@ -431,7 +431,8 @@ def cmd_logs(c, a):
 
 
 def cmd_version(c, a):
-    print("Client:\n Version:       ", __import__("minidocker").__version__, "\n API version:    1.50")
+    from ..wire import API_VERSION
+    print("Client:\n Version:       ", __import__("minidocker").__version__, "\n API version:   ", API_VERSION)
     v = c.request("GET", "/version").check().json()
     print(f"\nServer: {v.get('Platform', {}).get('Name', '')}\n Engine:\n  Version:       {v.get('Version')}\n"
           f"  API version:   {v.get('ApiVersion')} (minimum version {v.get('MinAPIVersion')})\n"

@@ -25,11 +25,11 @@ import time
 
 from .. import __version__
 from ..images.store import ImageNotFound
-from . import api_images, http
+from .. import http, wire
+from . import api_images
 from .engine import Conflict, InvalidRequest, NotFound, NotModified, StartError
 
-API_VERSION = "1.50"
-MIN_API_VERSION = "1.24"
+API_VERSION, MIN_API_VERSION = wire.API_VERSION, wire.MIN_API_VERSION
 
 
 def errors(fn):
@@ -190,7 +190,7 @@ class API:
         if code is None or not task.done():
             task.cancel()
             return None
-        await stream.write_json({"StatusCode": task.result(), "Error": None})
+        await stream.write_json({"StatusCode": task.result()})  # dockerd omits Error when there is none
         await stream.close()
         return None
 
@@ -248,7 +248,7 @@ class API:
             data = entry.get("log", "").encode()
             if timestamps:
                 data = entry.get("time", "").encode() + b" " + data
-            return data if c.cfg.tty else http.encode_frame(1 if s == "stdout" else 2, data)
+            return data if c.cfg.tty else wire.encode_frame(1 if s == "stdout" else 2, data)
 
         # What is in the log now, and where following goes on, from ONE read: a line the monitor
         # appends between two separate reads would otherwise be neither sent nor followed.

@@ -12,7 +12,7 @@ import asyncio
 import json
 
 from .. import runtime
-from . import http
+from .. import http
 from .engine import Conflict
 
 SAMPLE_INTERVAL = 1.0

@@ -16,7 +16,7 @@ import time
 
 from ..runtime import archive
 from . import events as ev
-from . import http
+from .. import http
 from .engine import dir_size, graph_driver
 
 
@@ -49,10 +49,10 @@ def register(api, server) -> None:
             raise http.HTTPError(400, str(e))
         return http.json_response({"ContainersDeleted": deleted or None, "SpaceReclaimed": reclaimed})
 
-    async def run_helper(c, mode: str, path: str, stdin: bytes | None = None):
+    async def run_helper(c, mode: str, path: str, stdin: bool = False):
         pid = c.state["Pid"] if c.state["Status"] in ("running", "paused") else 0
         proc = await asyncio.create_subprocess_exec(
-            *archive.helper_argv(mode, c.dir, pid, path), stdin=asyncio.subprocess.PIPE if stdin is not None else
+            *archive.helper_argv(mode, c.dir, pid, path), stdin=asyncio.subprocess.PIPE if stdin else
             asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
         return proc
 
@@ -105,8 +105,10 @@ def register(api, server) -> None:
     async def archive_put(req):
         c = engine.get(req.match["id"])
         path = require_path(req)
-        proc = await run_helper(c, "put", path, stdin=req.body)
-        _, err = await proc.communicate(req.body)
+        proc = await run_helper(c, "put", path, stdin=True)
+        _, _, err = await asyncio.gather(req.write_body_to(proc.stdin), proc.stdout.read(),
+                                         proc.stderr.read())  # the body goes in in pieces
+        await proc.wait()
         if proc.returncode:
             helper_error(c, proc.returncode, err, path)
         return http.Response(200, b"", content_type="text/plain; charset=utf-8")

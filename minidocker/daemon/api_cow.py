@@ -15,7 +15,7 @@ import tempfile
 from .. import cow
 from ..images.commit import ChangeError, commit_image
 from ..images.reference import InvalidReference, parse_reference
-from . import http
+from .. import http
 from .engine import InvalidRequest
 
 RUN_CONFIG_KEYS = ("Cmd", "Entrypoint", "Env", "WorkingDir", "User", "Labels", "ExposedPorts",

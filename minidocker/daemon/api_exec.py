@@ -2,7 +2,8 @@
 ``POST /exec/ID/resize`` — the same shapes and status codes as dockerd (API v1.50 "Exec")."""
 from __future__ import annotations
 
-from . import execs, http
+from .. import http, wire
+from . import execs
 
 
 def register(api, server) -> None:
@@ -41,7 +42,7 @@ def register(api, server) -> None:
         except (execs.ExecStartError, Exception) as e:
             # Too late for a status code: say it on the stream (stderr frame, or raw with a TTY).
             msg = f"OCI runtime exec failed: {e}\n".encode()
-            writer.write(msg if ex.cfg.tty else http.encode_frame(2, msg))
+            writer.write(msg if ex.cfg.tty else wire.encode_frame(2, msg))
             await writer.drain()
             return None
         await done

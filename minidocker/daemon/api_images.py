@@ -34,7 +34,7 @@ import tempfile
 from ..images import archive
 from ..images.reference import InvalidReference, parse_reference
 from ..images.store import ImageNotFound
-from . import http
+from .. import http
 from .engine import Conflict, InvalidRequest
 
 _CHUNK = 1 << 20
@@ -300,17 +300,18 @@ class ImageRoutes:
             await stream.close()
         return None
 
-    def _spool(self, body: bytes) -> str:
+    async def _spool(self, req) -> str:
+        """The request body as a file (the HTTP layer has already put a large one on disk: moved, not copied)."""
         fd, path = tempfile.mkstemp(prefix=".upload-", dir=self.store.root)
-        with os.fdopen(fd, "wb") as f:
-            f.write(body)
+        os.close(fd)
+        await req.save_body(path)
         return path
 
     async def load(self, req):
-        if not req.body:
+        if not req.body_size:
             raise InvalidRequest("no archive in the request body (docker load reads it from stdin "
                                  "or -i FILE)")
-        path = self._spool(req.body)
+        path = await self._spool(req)
         try:
             try:
                 result = await asyncio.to_thread(archive.load, self.store, path)
@@ -336,9 +337,9 @@ class ImageRoutes:
         if repo:
             ref = f"{repo}:{tag}" if tag and "@" not in repo else repo
             parse_reference(ref)
-        if not req.body:
+        if not req.body_size:
             raise InvalidRequest("no tarball in the request body")
-        path = self._spool(req.body)
+        path = await self._spool(req)
         try:
             img = await asyncio.to_thread(
                 archive.import_rootfs, self.store, path, ref, req.query_all.get("changes") or [],

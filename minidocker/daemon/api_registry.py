@@ -23,7 +23,7 @@ from ..images.store import DigestMismatch, ImageNotFound
 from ..registry.auth import AuthError, Credentials
 from ..registry.client import Registry, parse_platform
 from ..registry.transport import RegistryError
-from . import http
+from .. import http
 
 DOCKER_HUB = "docker.io"
 

@@ -67,7 +67,7 @@ def cgroup_version() -> str:
 
 
 async def serve(args) -> None:
-    from . import http
+    from .. import __version__, http, wire
     from .api import API
     from .engine import Engine
 
@@ -86,7 +86,8 @@ async def serve(args) -> None:
                 logging.info("built busybox:latest from busybox-static")
             except Exception as e:
                 logging.warning("no base image: %s", e)
-    server = http.Server()
+    server = http.Server(extra_headers=wire.docker_headers(f"minidocker/{__version__} (linux)"),
+                         version_check=wire.version_error, spool_dir=os.path.join(args.root, "tmp"))
     API(engine, {"id": "minidocker", "warnings": [warning] if warning else [],
                  "cgroup_version": cgroup_version(), "os": os_name()}).register(server)
     hosts = args.host or [os.environ.get("MINIDOCKER_HOST") or DEFAULT_HOST]

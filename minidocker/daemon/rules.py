@@ -10,8 +10,11 @@ rewritten) without a kernel or a socket:
   ``[stream u8][0 0 0][length u32 big-endian]`` then the payload (1 = stdout, 2 = stderr);
 * :func:`api_bool` — how dockerd reads a boolean query parameter (docker-py sends ``True``, the Go
   CLI ``1``);
-* :func:`split_version` — ``/v1.50/containers/json`` -> ("1.50", "/containers/json"); any version,
-  or none, is accepted;
+* :func:`split_version` — ``/v1.50/containers/json`` -> ("1.50", "/containers/json"); the range
+  of versions served is checked separately (``wire.version_error``);
+
+(these four live in ``minidocker/wire.py``, shared with the CLI and the monitor; they are
+re-exported here so that lab 08 finds all the rules in one module)
 * :func:`next_backoff` / :func:`should_restart` — restart policies as docker's restartmanager
   applies them;
 * :func:`next_state` — the container state machine: which verb is allowed in which state.
@@ -20,42 +23,10 @@ The engine (``engine.py``) and the HTTP layer call these; the lab's checker comp
 """
 from __future__ import annotations
 
-import re
-import struct
+from ..wire import FALSE_WORDS, api_bool, decode_frames, encode_frame, split_version  # noqa: F401 (the lab checks them here)
 
 STDOUT, STDERR = 1, 2
-_VERSION = re.compile(r"/v([0-9]+(?:\.[0-9]+)*)(/.*)")
-FALSE_WORDS = frozenset({"", "0", "no", "false", "none"})
 MIN_BACKOFF, MAX_BACKOFF, HEALTHY_AFTER = 0.1, 60.0, 10.0
-
-
-def encode_frame(stream: int, payload: bytes) -> bytes:
-    """One frame of the multiplexed stream."""
-    return struct.pack(">BxxxI", stream, len(payload)) + payload
-
-
-def decode_frames(data: bytes) -> tuple[list[tuple[int, bytes]], bytes]:
-    """Split ``data`` into complete frames; returns (frames, the incomplete rest to keep for later)."""
-    frames = []
-    while len(data) >= 8:
-        stream, size = struct.unpack(">BxxxI", data[:8])
-        if len(data) < 8 + size:
-            break
-        frames.append((stream, data[8:8 + size]))
-        data = data[8 + size:]
-    return frames, data
-
-
-def api_bool(value: str | None, default: bool = False) -> bool:
-    """dockerd: absent -> default; "", 0, no, false, none (any case) -> False; anything else -> True."""
-    if value is None:
-        return default
-    return value.strip().lower() not in FALSE_WORDS
-
-
-def split_version(path: str) -> tuple[str | None, str]:
-    m = _VERSION.fullmatch(path)
-    return (m.group(1), m.group(2)) if m else (None, path)
 
 
 def next_backoff(previous: float, ran_for: float) -> float:

@@ -235,6 +235,8 @@ def to_spec(cfg: ContainerConfig, host: dict | None, container_dir: str, *,
     rules = [dict(r) for r in devices_mod.DEFAULT_RULES]
     if privileged:
         rules = [{"allow": True, "access": "rwm"}]
+        warnings.append("--privileged: the host's devices are not added to the container's /dev by "
+                        "minidocker (every device may be used; add nodes with --device)")
     for m in host.get("Devices") or []:
         dev, rule = device(m, privileged)
         devs.append(dev)

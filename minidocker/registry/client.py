@@ -91,6 +91,14 @@ def select_platform(index: dict, want: dict) -> dict:
     raise RegistryError(f"no matching manifest for {want_s} in the manifest list entries (has: {have or 'none'})")
 
 
+def digest_as(like: str, data: bytes) -> str:
+    """The digest of ``data`` in the algorithm ``like`` uses (the OCI-registered sha256 and sha512)."""
+    alg = like.partition(":")[0]
+    if alg not in ("sha256", "sha512"):
+        raise RegistryError(f"unsupported digest algorithm in {like!r} (sha256 and sha512 are)")
+    return f"{alg}:{hashlib.new(alg, data).hexdigest()}"
+
+
 @dataclass
 class PullResult:
     image: Image
@@ -200,10 +208,10 @@ class Registry:
         r = self.transport.request("GET", f"/v2/{repo}/manifests/{reference}", self.scopes(repo),
                                    {"Accept": ACCEPT}, what=f"manifest for {self.host}/{repo}:{reference}")
         data = r.read()
-        digest = sha256_digest(data)
-        want = reference if reference.startswith("sha256:") else r.getheader("Docker-Content-Digest")
-        if want and want != digest:
-            raise DigestMismatch(f"manifest {repo}@{want}: the registry sent content whose digest is {digest}")
+        digest = sha256_digest(data)  # the store's name for it
+        want = reference if ":" in reference else r.getheader("Docker-Content-Digest")  # a tag has no colon
+        if want and want != (got := digest_as(want, data)):
+            raise DigestMismatch(f"manifest {repo}@{want}: the registry sent content whose digest is {got}")
         media = (r.getheader("Content-Type") or "").split(";")[0].strip()
         try:
             media = json.loads(data).get("mediaType") or media
@@ -276,10 +284,10 @@ class Registry:
                                    {"Content-Type": media}, manifest_bytes, ok=(201,),
                                    what=f"manifest upload to {self.host}/{repo}:{tag}")
         r.read()
-        digest = r.getheader("Docker-Content-Digest") or sha256_digest(manifest_bytes)
-        if digest != image.manifest_digest:
-            raise DigestMismatch(f"the registry stored the manifest as {digest}, we sent {image.manifest_digest}")
-        return digest, len(manifest_bytes)
+        echoed = r.getheader("Docker-Content-Digest")  # a sha512 registry may answer in sha512
+        if echoed and echoed != digest_as(echoed, manifest_bytes):
+            raise DigestMismatch(f"the registry stored the manifest as {echoed}, we sent {image.manifest_digest}")
+        return image.manifest_digest, len(manifest_bytes)
 
     def blob_exists(self, repo: str, digest: str) -> bool:
         try:

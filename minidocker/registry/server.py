@@ -2,15 +2,20 @@
 
 What this teaches
 -----------------
-The server side of the OCI distribution API (distribution-spec/spec.md), on the same asyncio
-HTTP/1.1 server as minidockerd (daemon/http.py). Storage on disk, content-addressed:
+The server side of the OCI distribution API (distribution-spec/spec.md), on the same HTTP/1.1
+package as minidockerd (minidocker/http). Storage on disk, content-addressed:
 
-    ROOT/blobs/sha256/<hex>                     every blob once (images.store.ContentStore:
-                                                written to a temp file, verified, renamed)
-    ROOT/repositories/<name>/_layers/<hex>      "this repository may serve that blob" (an empty file)
-    ROOT/repositories/<name>/_manifests/<hex>   the manifests pushed to the repository
+    ROOT/blobs/<alg>/<hex>                      every blob once, under its sha256 or sha512 digest
+    ROOT/repositories/<name>/_layers/<key>      "this repository may serve that blob" (an empty file)
+    ROOT/repositories/<name>/_manifests/<key>   the manifests pushed to the repository
     ROOT/repositories/<name>/_tags/<tag>        a tag: the manifest digest it points at
     ROOT/_uploads/<uuid>                        an upload session's bytes so far (+ .repo)
+
+(``<key>`` is the hex of a sha256 digest, ``sha512-<hex>`` for a sha512 one.) Uploads stream to
+disk as they arrive (the HTTP layer spools request bodies to files); closing an upload hashes the
+file and *renames* it into ``blobs/``, so a blob is written once, never held in memory. This is why
+the registry keeps its own small blob store instead of images.store.ContentStore (sha256 only, and
+it copies what it ingests): a registry must accept every digest algorithm the spec registers.
 
 Endpoints (spec.md "Endpoints" table): end-1 ``GET /v2/``; end-2/3 ``GET|HEAD`` blobs and
 manifests; end-4a/4b ``POST`` uploads (session, or monolithic with ``?digest=``); end-5
@@ -21,23 +26,28 @@ end-12 ``GET /v2/<name>/referrers/<digest>`` (OCI 1.1: manifests whose ``subject
 Every blob is verified against its digest before it becomes visible; a manifest is accepted only
 if the blobs (or, for an index, the manifests) it references are in the repository.
 
-Authentication: ``--htpasswd FILE`` (``htpasswd -Bbn user pass``; bcrypt checked with crypt(3)) turns
-on Basic auth; without it the registry is open (fine on 127.0.0.1 in a classroom).
+Digests (image-spec descriptor.md "Digests"): ``sha256:<64 hex>`` and ``sha512:<128 hex>``; the
+``Docker-Content-Digest`` answer uses the algorithm the client used. A digest that is well-formed
+but names nothing here (another algorithm, a length no algorithm has) is 404 on GET/HEAD/DELETE
+and 400 DIGEST_INVALID where content must be verified.
+
+Authentication: ``--htpasswd FILE`` (``htpasswd -Bbn user pass``; bcrypt, checked with the ``bcrypt``
+library -- Python's ``crypt`` module is deprecated and gone in 3.13) turns on Basic auth; without it
+the registry is open (fine on 127.0.0.1 in a classroom). Like distribution, only bcrypt entries count.
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
 import base64
+import hashlib
 import json
 import logging
 import os
 import re
 import secrets
-import warnings
 
-from ..daemon import http
-from ..images.store import ContentStore, DigestMismatch, InvalidDigest, sha256_digest, validate_digest
+from .. import http
 from ..util import atomic_write
 
 log = logging.getLogger("minidocker.registry")
@@ -50,6 +60,14 @@ INDEX_TYPES = ("application/vnd.oci.image.index.v1+json",
                "application/vnd.docker.distribution.manifest.list.v2+json")
 HEADERS = {"Docker-Distribution-API-Version": "registry/2.0"}
 STREAM_ABOVE = 1 << 20  # blobs bigger than this are sent in 1 MiB pieces
+ALGORITHMS = {"sha256": 64, "sha512": 128}  # the registered algorithms and their hex lengths
+# The digest grammar (image-spec descriptor.md): algorithm ":" encoded.
+DIGEST_GRAMMAR = re.compile(r"[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+")
+# Layers a registry need not hold: their descriptors carry `urls` to fetch them from elsewhere.
+NONDISTRIBUTABLE = ("application/vnd.oci.image.layer.nondistributable.v1.tar",
+                    "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
+                    "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd",
+                    "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip")
 
 
 class RegistryFailure(Exception):
@@ -68,16 +86,86 @@ class RegistryFailure(Exception):
 
 
 def check_htpasswd(path: str, user: str, password: str) -> bool:
-    """Look ``user`` up in an htpasswd file; bcrypt ($2y$) and the other crypt(3) schemes."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        import crypt  # libxcrypt does bcrypt; the module is deprecated in 3.11 but still here
+    """Look ``user`` up in an htpasswd file; only bcrypt entries ($2y$, $2b$, $2a$) count, as in distribution."""
+    import bcrypt  # imported here: only a registry with --htpasswd needs it
     with open(path) as f:
         for line in f:
             name, _, hashed = line.strip().partition(":")
             if name == user and hashed:
-                return secrets.compare_digest(crypt.crypt(password, hashed) or "", hashed)
+                if not hashed.startswith(("$2y$", "$2b$", "$2a$")):
+                    log.warning("htpasswd entry for %r is not bcrypt (htpasswd -B); refused", user)
+                    return False
+                try:
+                    return bcrypt.checkpw(password.encode(), hashed.encode())
+                except ValueError:  # a malformed hash
+                    return False
     return False
+
+
+def parse_digest(s: str) -> tuple[str, str] | None:
+    """``sha256:<hex>`` -> ("sha256", hex) when it is a digest we can store; None when it is
+    well-formed by the grammar but not one of ours; DIGEST_INVALID (400) when not a digest at all."""
+    if not isinstance(s, str) or not DIGEST_GRAMMAR.fullmatch(s):
+        raise RegistryFailure(400, "DIGEST_INVALID", f"invalid digest {s!r}")
+    alg, _, hexd = s.partition(":")
+    if ALGORITHMS.get(alg) != len(hexd) or not re.fullmatch(r"[a-f0-9]+", hexd):
+        return None
+    return alg, hexd
+
+
+def digest_key(digest: str) -> str:
+    """The file name that stands for a digest in a repository's links."""
+    alg, _, hexd = digest.partition(":")
+    return hexd if alg == "sha256" else f"{alg}-{hexd}"
+
+
+def key_digest(key: str) -> str:
+    alg, sep, hexd = key.partition("-")
+    return f"{alg}:{hexd}" if sep else f"sha256:{key}"
+
+
+class Blobs:
+    """``ROOT/blobs/<alg>/<hex>``: write-once files named by their digest (sha256 or sha512)."""
+
+    def __init__(self, root: str):
+        self.root = os.path.join(root, "blobs")
+        for alg in ALGORITHMS:
+            os.makedirs(os.path.join(self.root, alg), exist_ok=True)
+
+    def path(self, digest: str) -> str:
+        alg, _, hexd = digest.partition(":")
+        return os.path.join(self.root, alg, hexd)
+
+    def has(self, digest: str) -> bool:
+        return os.path.isfile(self.path(digest))
+
+    def size(self, digest: str) -> int:
+        return os.path.getsize(self.path(digest))
+
+    def read(self, digest: str) -> bytes:
+        with open(self.path(digest), "rb") as f:
+            return f.read()
+
+    def put(self, data: bytes, digest: str) -> None:
+        if not self.has(digest):
+            atomic_write(self.path(digest), data)
+
+    def ingest(self, path: str, digest: str) -> None:
+        """Hash the file at ``path``; if it has ``digest``, rename it into place (else DigestMismatch)."""
+        alg = digest.partition(":")[0]
+        h = hashlib.new(alg)
+        with open(path, "rb") as f:
+            while chunk := f.read(1 << 20):
+                h.update(chunk)
+            got = f"{alg}:{h.hexdigest()}"
+            if got != digest:
+                raise DigestMismatch(f"digest mismatch: expected {digest}, content is {got}")
+            os.fsync(f.fileno())  # on disk before it becomes visible under its name
+        os.rename(path, self.path(digest))  # a blob already there has the same bytes: replacing is harmless
+
+
+class DigestMismatch(ValueError):
+    pass
 
 
 class Storage:
@@ -85,7 +173,7 @@ class Storage:
 
     def __init__(self, root: str):
         self.root = os.path.abspath(root)
-        self.blobs = ContentStore(self.root)
+        self.blobs = Blobs(self.root)
         self.uploads = os.path.join(self.root, "_uploads")
         os.makedirs(self.uploads, exist_ok=True)
 
@@ -107,7 +195,7 @@ class Storage:
             return False
 
     def has_blob(self, name: str, digest: str) -> bool:
-        return self.linked(name, "_layers", digest[7:]) and self.blobs.has(digest)
+        return self.linked(name, "_layers", digest_key(digest)) and self.blobs.has(digest)
 
     def tags(self, name: str) -> list[str] | None:
         try:
@@ -199,12 +287,15 @@ class RegistryApp:
         return http.json_response({"name": name, "tags": tags}, 200, headers)
 
     # ---- manifests (end-3, end-7, end-9) ---------------------------------------------------------
+    @staticmethod
+    def _is_digest(ref: str) -> bool:
+        return ":" in ref  # a tag never has a colon: anything else is meant as a digest
+
     def _manifest_digest(self, name: str, ref: str) -> str:
-        if ref.startswith("sha256:"):
-            digest = self._digest(ref)
-            if not self.store.linked(name, "_manifests", digest[7:]):
+        if self._is_digest(ref):
+            if parse_digest(ref) is None or not self.store.linked(name, "_manifests", digest_key(ref)):
                 raise RegistryFailure(404, "MANIFEST_UNKNOWN", f"manifest unknown: {name}@{ref}")
-            return digest
+            return ref
         digest = self.store.tag_digest(name, ref)
         if digest is None:
             raise RegistryFailure(404, "MANIFEST_UNKNOWN", f"manifest unknown: {name}:{ref}")
@@ -212,10 +303,17 @@ class RegistryApp:
 
     @staticmethod
     def _digest(s: str) -> str:
-        try:
-            return validate_digest(s)
-        except InvalidDigest as e:
-            raise RegistryFailure(400, "DIGEST_INVALID", str(e)) from None
+        """A digest we must be able to verify (PUT, POST): well-formed and of a supported algorithm."""
+        if parse_digest(s) is None:
+            raise RegistryFailure(400, "DIGEST_INVALID", f"unsupported digest {s!r} (sha256 and sha512 are)")
+        return s
+
+    @staticmethod
+    def _known(s: str, code: str) -> str:
+        """A digest to look something up by (GET, HEAD, DELETE): one we cannot hold is simply unknown."""
+        if parse_digest(s) is None:
+            raise RegistryFailure(404, code, f"unknown digest {s}", {"digest": s})
+        return s
 
     async def manifest_get(self, req):
         name = req.match["name"]
@@ -224,8 +322,34 @@ class RegistryApp:
         media = json.loads(data).get("mediaType") or MANIFEST_TYPES[0]
         return http.Response(200, data, {**HEADERS, "Docker-Content-Digest": digest}, content_type=media)
 
+    def _check_references(self, name: str, manifest: dict, media: str) -> None:
+        """Everything a manifest points at must be in the repository, except non-distributable
+        layers that say where to fetch them (``urls``): those a registry never holds."""
+        if media in INDEX_TYPES:
+            for m in manifest.get("manifests") or []:
+                if not isinstance(m, dict) or not self.store.linked(name, "_manifests",
+                                                                    digest_key(self._digest(m.get("digest", "")))):
+                    d = m.get("digest") if isinstance(m, dict) else m
+                    raise RegistryFailure(400, "MANIFEST_BLOB_UNKNOWN", f"manifest {d} unknown", {"digest": d})
+            return
+        config, layers = manifest.get("config") or {}, manifest.get("layers") or []
+        if not isinstance(config, dict) or not isinstance(layers, list) or not all(isinstance(x, dict) for x in layers):
+            raise RegistryFailure(400, "MANIFEST_INVALID", "config and layers must be descriptors")
+        for desc in [config, *layers]:
+            d = self._digest(desc.get("digest", ""))
+            if desc is not config and desc.get("mediaType") in NONDISTRIBUTABLE and desc.get("urls"):
+                urls = desc["urls"]
+                if not isinstance(urls, list) or not all(isinstance(u, str) and u.startswith(("http://", "https://"))
+                                                         for u in urls):
+                    raise RegistryFailure(400, "MANIFEST_INVALID", f"layer {d}: urls must be http(s) URLs")
+                continue
+            if not self.store.has_blob(name, d):
+                raise RegistryFailure(400, "MANIFEST_BLOB_UNKNOWN", f"blob unknown to registry: {d}", {"digest": d})
+
     async def manifest_put(self, req):
         name, ref = req.match["name"], req.match["ref"]
+        if req.body_size > 4 << 20:  # distribution's limit for a manifest
+            raise RegistryFailure(400, "SIZE_INVALID", "manifest larger than 4 MiB")
         data = req.body
         try:
             manifest = json.loads(data)
@@ -234,42 +358,37 @@ class RegistryApp:
         if not isinstance(manifest, dict) or manifest.get("schemaVersion") != 2:
             raise RegistryFailure(400, "MANIFEST_INVALID", "manifest schemaVersion must be 2")
         media = manifest.get("mediaType") or (req.headers.get("Content-Type") or "").split(";")[0]
-        if media in INDEX_TYPES:
-            for m in manifest.get("manifests") or []:
-                if not self.store.linked(name, "_manifests", self._digest(m.get("digest", ""))[7:]):
-                    raise RegistryFailure(400, "MANIFEST_BLOB_UNKNOWN", f"manifest {m.get('digest')} unknown",
-                                          {"digest": m.get("digest")})
+        self._check_references(name, manifest, media)
+        if self._is_digest(ref):
+            alg = self._digest(ref).partition(":")[0]
+            digest = f"{alg}:{hashlib.new(alg, data).hexdigest()}"  # the client's algorithm, echoed back
+            if digest != ref:
+                raise RegistryFailure(400, "DIGEST_INVALID", f"manifest content has digest {digest}, not {ref}")
         else:
-            for desc in [manifest.get("config") or {}, *(manifest.get("layers") or [])]:
-                d = self._digest(desc.get("digest", ""))
-                if not self.store.has_blob(name, d):
-                    raise RegistryFailure(400, "MANIFEST_BLOB_UNKNOWN", f"blob unknown to registry: {d}",
-                                          {"digest": d})
-        digest = sha256_digest(data)
-        if ref.startswith("sha256:") and self._digest(ref) != digest:
-            raise RegistryFailure(400, "DIGEST_INVALID", f"manifest content has digest {digest}, not {ref}")
-        if not ref.startswith("sha256:") and not TAG_RE.fullmatch(ref):
-            raise RegistryFailure(400, "TAG_INVALID", f"invalid tag {ref!r}")
-        self.store.blobs.put(data)
-        self.store.link(name, "_manifests", digest[7:])
-        subject = (manifest.get("subject") or {}).get("digest")
-        if subject:  # OCI 1.1 referrers: remember "this manifest refers to that one"
-            self.store.link(name, os.path.join("_referrers", self._digest(subject)[7:]), digest[7:])
-        if not ref.startswith("sha256:"):
+            if not TAG_RE.fullmatch(ref):
+                raise RegistryFailure(400, "TAG_INVALID", f"invalid tag {ref!r}")
+            digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        self.store.blobs.put(data, digest)
+        self.store.link(name, "_manifests", digest_key(digest))
+        subject = manifest.get("subject")
+        if isinstance(subject, dict) and subject.get("digest"):  # OCI 1.1 referrers: "this refers to that"
+            self.store.link(name, os.path.join("_referrers", digest_key(self._digest(subject["digest"]))),
+                            digest_key(digest))
+        if not self._is_digest(ref):
             self.store.link(name, "_tags", ref, digest)
         headers = {**HEADERS, "Location": f"/v2/{name}/manifests/{digest}", "Docker-Content-Digest": digest}
-        if manifest.get("subject"):
-            headers["OCI-Subject"] = manifest["subject"].get("digest", "")
+        if isinstance(subject, dict):
+            headers["OCI-Subject"] = subject.get("digest", "")
         return http.empty(201, headers)
 
     async def manifest_delete(self, req):
         name, ref = req.match["name"], req.match["ref"]
-        if not ref.startswith("sha256:"):
+        if not self._is_digest(ref):
             if not self.store.unlink(name, "_tags", ref):
                 raise RegistryFailure(404, "MANIFEST_UNKNOWN", f"manifest unknown: {name}:{ref}")
             return http.empty(202, HEADERS)
         digest = self._manifest_digest(name, ref)
-        self.store.unlink(name, "_manifests", digest[7:])
+        self.store.unlink(name, "_manifests", digest_key(digest))
         for tag in self.store.tags(name) or []:  # tags pointing at it go too (distribution does the same)
             if self.store.tag_digest(name, tag) == digest:
                 self.store.unlink(name, "_tags", tag)
@@ -277,22 +396,22 @@ class RegistryApp:
 
     async def referrers(self, req):
         """end-12a/b: an image index of the manifests whose ``subject`` is this digest."""
-        name, digest = req.match["name"], self._digest(req.match["digest"])
+        name, digest = req.match["name"], self._known(req.match["digest"], "MANIFEST_UNKNOWN")
         try:
-            found = sorted(os.listdir(self.store.repo(name, os.path.join("_referrers", digest[7:]))))
+            found = sorted(os.listdir(self.store.repo(name, os.path.join("_referrers", digest_key(digest)))))
         except FileNotFoundError:
             found = []
         wanted = req.query.get("artifactType")
         descs = []
-        for hexd in found:
-            if not self.store.linked(name, "_manifests", hexd):
+        for key in found:
+            if not self.store.linked(name, "_manifests", key):
                 continue  # deleted since
-            data = self.store.blobs.read("sha256:" + hexd)
+            data = self.store.blobs.read(key_digest(key))
             m = json.loads(data)
             artifact = m.get("artifactType") or (m.get("config") or {}).get("mediaType")
             if wanted and artifact != wanted:
                 continue
-            desc = {"mediaType": m.get("mediaType") or MANIFEST_TYPES[0], "digest": "sha256:" + hexd,
+            desc = {"mediaType": m.get("mediaType") or MANIFEST_TYPES[0], "digest": key_digest(key),
                     "size": len(data), "artifactType": artifact}
             if m.get("annotations"):
                 desc["annotations"] = m["annotations"]
@@ -304,7 +423,7 @@ class RegistryApp:
 
     # ---- blobs (end-2, end-10) --------------------------------------------------------------------
     async def blob_get(self, req):
-        name, digest = req.match["name"], self._digest(req.match["digest"])
+        name, digest = req.match["name"], self._known(req.match["digest"], "BLOB_UNKNOWN")
         if not self.store.has_blob(name, digest):
             raise RegistryFailure(404, "BLOB_UNKNOWN", f"blob unknown to registry: {digest}", {"digest": digest})
         headers = {**HEADERS, "Docker-Content-Digest": digest, "Accept-Ranges": "bytes"}
@@ -317,12 +436,9 @@ class RegistryApp:
                 return http.Response(416, b"", {**HEADERS, "Content-Range": f"bytes */{size}"})
             end, status = min(end, size - 1), 206
             headers["Content-Range"] = f"bytes {start}-{end}/{size}"
-        if req.method == "HEAD":
-            # The server computes Content-Length from the body and omits the body on HEAD: give
-            # it a stand-in with the blob's length instead of reading the blob.
-            resp = http.Response(200, b"", headers, content_type="application/octet-stream")
-            resp.body = _Length(size)
-            return resp
+        if req.method == "HEAD":  # the length a GET would send, without reading the blob
+            return http.Response(200, b"", {**headers, "Content-Length": str(size)},
+                                 content_type="application/octet-stream")
         length = end - start + 1
         if length <= STREAM_ABOVE:
             data = await asyncio.to_thread(_read_range, self.store.blobs.path(digest), start, length)
@@ -341,8 +457,8 @@ class RegistryApp:
         return None
 
     async def blob_delete(self, req):
-        name, digest = req.match["name"], self._digest(req.match["digest"])
-        if not self.store.unlink(name, "_layers", digest[7:]):
+        name, digest = req.match["name"], self._known(req.match["digest"], "BLOB_UNKNOWN")
+        if not self.store.unlink(name, "_layers", digest_key(digest)):
             raise RegistryFailure(404, "BLOB_UNKNOWN", f"blob unknown to registry: {digest}", {"digest": digest})
         return http.empty(202, {**HEADERS, "Docker-Content-Digest": digest})
 
@@ -373,9 +489,20 @@ class RegistryApp:
             for p in (path, path + ".repo"):
                 if os.path.exists(p):
                     os.unlink(p)
-        self.store.link(name, "_layers", digest[7:])
+        self.store.link(name, "_layers", digest_key(digest))
         return http.empty(201, {**HEADERS, "Location": f"/v2/{name}/blobs/{digest}",
                                 "Docker-Content-Digest": digest})
+
+    def _range_follows(self, req, name: str, uuid: str, size: int) -> http.Response | None:
+        """A ``Content-Range`` must start where the upload ends and span the body: else 416."""
+        rng = req.headers.get("Content-Range")
+        if not rng:
+            return None
+        m = re.fullmatch(r"(?:bytes[ =])?(\d+)-(\d+)(?:/\d+|/\*)?", rng.strip())
+        if m and int(m.group(1)) == size and int(m.group(2)) - int(m.group(1)) + 1 == req.body_size:
+            return None
+        return http.Response(416, b"", {**HEADERS, "Location": f"/v2/{name}/blobs/uploads/{uuid}",
+                                        "Range": f"0-{max(size - 1, 0)}"})
 
     async def upload_start(self, req):
         name = req.match["name"]
@@ -383,40 +510,39 @@ class RegistryApp:
         if mount and source:
             digest = self._digest(mount)
             if self.store.has_blob(source, digest):
-                self.store.link(name, "_layers", digest[7:])
+                self.store.link(name, "_layers", digest_key(digest))
                 return http.empty(201, {**HEADERS, "Location": f"/v2/{name}/blobs/{digest}",
                                         "Docker-Content-Digest": digest})
+        digest = self._digest(req.query["digest"]) if req.query.get("digest") else None
         uuid = secrets.token_hex(16)
         path = os.path.join(self.store.uploads, uuid)
-        with open(path, "wb") as f:
-            f.write(req.body if req.query.get("digest") else b"")
+        if digest:  # monolithic: the whole blob in this POST
+            await req.save_body(path)
+        else:
+            open(path, "wb").close()
         with open(path + ".repo", "w") as f:
             f.write(name)
-        if req.query.get("digest"):  # monolithic: the whole blob in this POST
-            return await asyncio.to_thread(self._commit, name, path, self._digest(req.query["digest"]))
+        if digest:
+            return await asyncio.to_thread(self._commit, name, path, digest)
         return self._session(name, uuid)
 
     async def upload_patch(self, req):
         name, uuid = req.match["name"], req.match["uuid"]
         path = self._upload_path(name, uuid)
-        size = os.path.getsize(path)
-        rng = req.headers.get("Content-Range")
-        if rng:
-            m = re.fullmatch(r"(?:bytes[ =])?(\d+)-(\d+)", rng.strip())
-            if not m or int(m.group(1)) != size or int(m.group(2)) - int(m.group(1)) + 1 != len(req.body):
-                return http.Response(416, b"", {**HEADERS, "Location": f"/v2/{name}/blobs/uploads/{uuid}",
-                                                "Range": f"0-{max(size - 1, 0)}"})
-        with open(path, "ab") as f:
-            f.write(req.body)
+        refused = self._range_follows(req, name, uuid, os.path.getsize(path))
+        if refused:
+            return refused
+        await req.append_body_to(path)
         return self._session(name, uuid)
 
     async def upload_put(self, req):
         name, uuid = req.match["name"], req.match["uuid"]
         path = self._upload_path(name, uuid)
         digest = self._digest(req.query.get("digest", ""))
-        if req.body:
-            with open(path, "ab") as f:
-                f.write(req.body)
+        refused = self._range_follows(req, name, uuid, os.path.getsize(path))
+        if refused:
+            return refused
+        await req.append_body_to(path)
         return await asyncio.to_thread(self._commit, name, path, digest)
 
     async def upload_status(self, req):
@@ -430,43 +556,16 @@ class RegistryApp:
         return http.empty(204, HEADERS)
 
 
-class _Length(bytes):
-    def __new__(cls, n: int):
-        obj = super().__new__(cls)
-        obj.n = n
-        return obj
-
-    def __len__(self) -> int:
-        return self.n
-
-
 def _read_range(path: str, start: int, length: int) -> bytes:
     with open(path, "rb") as f:
         f.seek(start)
         return f.read(length)
 
 
-class RegistryServer(http.Server):
-    """daemon/http.py's server, plus one courtesy: a TLS ClientHello (first byte 0x16) gets the
-    connection closed at once. Clients such as skopeo try HTTPS first and fall back to HTTP; without
-    this they would wait for the end of an HTTP head that never comes."""
-
-    async def _read_request(self, conn):
-        if not getattr(conn, "checked_tls", False):
-            conn.checked_tls = True
-            try:
-                first = await conn.reader.readexactly(1)
-            except asyncio.IncompleteReadError:
-                return None
-            if first == b"\x16":
-                return None
-            conn.reader._buffer[0:0] = first  # put the byte back (StreamReader has no unread)
-        return await super()._read_request(conn)
-
-
 async def serve(root: str, host: str = "127.0.0.1", port: int = 5000, htpasswd: str | None = None,
                 ready=None) -> None:
-    server = RegistryServer()
+    # Large uploads are spooled next to the upload sessions, so that closing one is a rename.
+    server = http.Server(spool_dir=os.path.join(os.path.abspath(root), "_uploads"))
     RegistryApp(root, htpasswd).register(server)
     await server.serve_tcp(host, port)
     print(f"minidocker registry listening on http://{host}:{port} (storage {os.path.abspath(root)})", flush=True)

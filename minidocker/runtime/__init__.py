@@ -119,7 +119,7 @@ def create(root: str, cid: str, bundle: str, *, stdio=(None, None, None), consol
     try:
         proc = namespaces.spawn(
             lambda: container_main(spec, bundle, theirs.fileno(), fifo_fd, console_fd=console_fd,
-                                   mount_plan=plan),
+                                   mount_plan=plan, preserve_fds=preserve_fds),
             [k for k in kinds if k != "cgroup"], join=join, detach=True,
             stdin=stdio[0], stdout=stdio[1], stderr=stdio[2], pass_fds=keep)
         theirs.close()

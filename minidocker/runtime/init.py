@@ -270,17 +270,19 @@ def confine(k, proc: dict, linux: dict) -> tuple[int, int, list[int]]:
 
 
 def container_main(spec: dict, bundle: str, sync_fd: int, fifo_fd: int, kernel=None,
-                   console_fd: int | None = None, mount_plan=None) -> int:
+                   console_fd: int | None = None, mount_plan=None, preserve_fds: int = 0) -> int:
     """Run as pid 1 of the container's new namespaces (see the module docstring for the order).
     ``sync_fd``: a socket to ``runtime.create`` (it says "cgroup" once we are in our cgroup; we
-    answer "ready" or "error: …"). ``fifo_fd``: O_PATH fd of the exec fifo."""
+    answer "ready" or "error: …"). ``fifo_fd``: O_PATH fd of the exec fifo. ``preserve_fds``:
+    fds 3 … 3+N-1 are passed to the workload (runc's --preserve-fds)."""
     k = kernel or K.Linux()
     real = not isinstance(k, K.Recorder)
     if real:
         # 0. Forked from the caller, we hold copies of all its fds: keep only stdio and ours. A
         #    leaked fd is a way out (runc's CVE-2024-21626 was a leaked fd to a host directory).
         from ..namespaces import close_fds_except
-        close_fds_except((sync_fd, fifo_fd) + ((console_fd,) if console_fd is not None else ()))
+        close_fds_except((sync_fd, fifo_fd) + ((console_fd,) if console_fd is not None else ())
+                         + tuple(range(3, 3 + preserve_fds)))   # runc --preserve-fds: 3, 4, … stay
     proc, linux = spec["process"], spec.get("linux") or {}
     kinds, _ = S.namespaces(spec)
     step = "0. wait for the cgroup"

@@ -110,10 +110,15 @@ def unpause(x) -> None:
 def kill_tree(x) -> None:
     """SIGKILL every process of the container, frozen or not (v2 cgroup.kill, v1 a walk)."""
     cg = cgroup_of(x)
-    if cg.exists():
-        cg.kill()
-        if cg.frozen():
-            cg.thaw()
+    try:
+        if cg.exists():
+            cg.kill()
+            if cg.frozen():
+                cg.thaw()
+    except FileNotFoundError:
+        # The last process died and its monitor removed the group meanwhile (a group is only
+        # removed once empty): nothing is left to kill.
+        pass
 
 
 def stats(cfg, running: bool, pre: dict | None = None) -> dict:

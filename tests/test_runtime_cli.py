@@ -137,6 +137,8 @@ def test_lifecycle_create_start_state_kill_delete(rt, tmp_path, rootfs):
     rt("delete", "life")
     gone = rt("state", "life", check=False)
     assert gone.returncode == 1 and "does not exist" in gone.stderr
+    assert rt("delete", "life", check=False).returncode == 1
+    assert rt("delete", "--force", "life", check=False).returncode == 0  # runc: cleanup after failures
     assert not os.path.exists(f"/sys/fs/cgroup/pids/{CG_PARENT}/life")
 
 

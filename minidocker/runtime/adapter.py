@@ -99,6 +99,17 @@ class Runtime:
             self._api().kill(self.root, cid, sig, all=all_)
 
     def delete(self, cid: str, force: bool = False) -> None:
+        """As runc: a directory without a record (an aborted create) is removed; ``--force`` on a
+        container that does not exist succeeds (callers clean up after failures with it)."""
+        d = os.path.join(self.root, cid)
+        if "/" not in cid and os.path.isdir(d) and not os.path.exists(os.path.join(d, self._api().STATE_FILE)):
+            import shutil
+            shutil.rmtree(d, ignore_errors=True)
+            if not force:
+                raise RuntimeFailure(f"container {cid} does not exist")
+            return
+        if force and not os.path.isdir(d):
+            return
         with _runc_errors():
             self._api().delete(self.root, cid, force)
 

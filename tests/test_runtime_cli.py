@@ -314,6 +314,8 @@ def podman(tmp_path_factory, runtime, rootfs):
     need_root()
     exe = need_tool("podman")
     need_tool("conmon")
+    from test_image_archives import CONTAINERS_TRACES  # podman's lock and cache outside any dir we give
+    traces_before = {p for p in CONTAINERS_TRACES if os.path.lexists(p)}
     d = tmp_path_factory.mktemp("podman")
     (d / "containers.conf").write_text(textwrap.dedent(f"""
         [containers]
@@ -344,6 +346,9 @@ def podman(tmp_path_factory, runtime, rootfs):
     yield run
     run("rm", "-a", "-f", "-t", "0")
     subprocess.run(["umount", "-R", f"{d}/graph/overlay"], capture_output=True)  # podman's own mount of its store
+    for p in CONTAINERS_TRACES:
+        if p not in traces_before and os.path.lexists(p):
+            shutil.rmtree(p) if os.path.isdir(p) else os.unlink(p)
 
 
 def test_podman_run_rm_prints_and_propagates_exit_code(podman):

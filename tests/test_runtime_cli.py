@@ -317,6 +317,12 @@ def podman(tmp_path_factory, runtime, rootfs):
     from test_image_archives import CONTAINERS_TRACES  # podman's lock and cache outside any dir we give
     traces_before = {p for p in CONTAINERS_TRACES if os.path.lexists(p)}
     d = tmp_path_factory.mktemp("podman")
+    # Our own state root: podman's cleanup process (conmon's exit command) gets neither
+    # --runtime-flag nor our CONTAINERS_CONF, so the root goes into the runtime's command line here.
+    wrapper = d / "minidocker-runtime"
+    wrapper.write_text(f'#!/bin/sh\nexec {runtime} --root {d}/runtime-state "$@"\n')
+    wrapper.chmod(0o755)
+    runtime = str(wrapper)
     (d / "containers.conf").write_text(textwrap.dedent(f"""
         [containers]
         default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
@@ -335,20 +341,24 @@ def podman(tmp_path_factory, runtime, rootfs):
     (d / "storage.conf").write_text(f'[storage]\ndriver = "overlay"\ngraphroot = "{d}/graph"\nrunroot = "{d}/run"\n')
     env = {**os.environ, "CONTAINERS_CONF": str(d / "containers.conf"),
            "CONTAINERS_STORAGE_CONF": str(d / "storage.conf")}
-    base = [exe, "--cgroup-manager", "cgroupfs", "--runtime", runtime,
-            "--runtime-flag", f"root={d}/runtime-state"]
+    base = [exe, "--cgroup-manager", "cgroupfs", "--runtime", runtime]
     tar = d / "busybox.tar"
     subprocess.run(["tar", "-C", rootfs, "-cf", str(tar), "."], check=True)
     subprocess.run(base + ["import", str(tar), "localhost/busybox:latest"], env=env, check=True, capture_output=True)
 
     def run(*args, check=False, timeout=120):
         return subprocess.run(base + list(args), env=env, capture_output=True, text=True, timeout=timeout)
+    before = set(os.listdir("/sys/fs/cgroup/pids/libpod_parent")) if os.path.isdir("/sys/fs/cgroup/pids/libpod_parent") else set()
     yield run
     run("rm", "-a", "-f", "-t", "0")
+    left = os.listdir(f"{d}/runtime-state") if os.path.isdir(f"{d}/runtime-state") else []
+    now = set(os.listdir("/sys/fs/cgroup/pids/libpod_parent")) if os.path.isdir("/sys/fs/cgroup/pids/libpod_parent") else set()
     subprocess.run(["umount", "-R", f"{d}/graph/overlay"], capture_output=True)  # podman's own mount of its store
     for p in CONTAINERS_TRACES:
         if p not in traces_before and os.path.lexists(p):
             shutil.rmtree(p) if os.path.isdir(p) else os.unlink(p)
+    assert [x for x in left if not x.startswith(".")] == [], f"containers left in the runtime's state: {left}"
+    assert not {x for x in now - before if x.startswith("libpod-")}, f"container cgroups left: {now - before}"
 
 
 def test_podman_run_rm_prints_and_propagates_exit_code(podman):

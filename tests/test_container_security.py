@@ -256,6 +256,11 @@ def test_namespaced_sysctls_only_and_host_namespaces(daemon):
     assert r.stdout.decode().split() == mine, r.stdout
 
 
+def test_ulimit_and_oom_score_adj(daemon):
+    r = sh(daemon, "ulimit -n; cat /proc/self/oom_score_adj", ["--ulimit", "nofile=123:456", "--oom-score-adj", "500"])
+    assert r.stdout.decode().split() == ["123", "500"], (r.stdout, r.stderr)
+
+
 def test_volumes_are_refused_not_ignored(daemon):
     for flags in (["-v", "/:/host"], ["--mount", "type=bind,source=/,target=/host"], ["--tmpfs", "/run"]):
         r = daemon.cli("create", *flags, "busybox", "true")

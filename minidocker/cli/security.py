@@ -27,6 +27,7 @@ def security_opts(p) -> None:
     p.add_argument("--userns", help="user namespace to use (host)")
     p.add_argument("--sysctl", action="append", default=[], help="namespaced kernel parameters: net.ipv4.ip_forward=1")
     p.add_argument("--ulimit", action="append", default=[], help="ulimit options: nofile=1024:2048")
+    p.add_argument("--oom-score-adj", type=int, help="tune the OOM killer's preference (-1000 to 1000)")
     p.add_argument("-v", "--volume", action="append", default=[], help="bind mount a volume (refused: not implemented yet)")
     p.add_argument("--mount", action="append", default=[], help="attach a filesystem mount (refused: not implemented yet)")
     p.add_argument("--tmpfs", action="append", default=[], help="mount a tmpfs (refused: not implemented yet)")
@@ -100,6 +101,8 @@ def host_config(a) -> dict:
     for key, attr in (("PidMode", "pid"), ("IpcMode", "ipc"), ("UTSMode", "uts"), ("UsernsMode", "userns")):
         if getattr(a, attr, None):
             hc[key] = getattr(a, attr)
+    if getattr(a, "oom_score_adj", None) is not None:
+        hc["OomScoreAdj"] = a.oom_score_adj
     if getattr(a, "sysctl", None):
         hc["Sysctls"] = dict(s.partition("=")[::2] for s in a.sysctl)
     if getattr(a, "ulimit", None):

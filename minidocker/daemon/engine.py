@@ -796,7 +796,7 @@ def delete_container_dir(d: str) -> None:
     if os.path.exists(os.path.join(d, runtime.STATE_FILE)):
         try:
             runtime.delete(root, cid, force=True)
-        except (runtime.RuntimeError_, OSError) as e:
+        except (runtime.ContainerError, OSError) as e:
             log.warning("runtime delete of %s: %s", cid[:12], e)
     else:  # never started: the record's cgroup (if a crash left one) goes too
         try:

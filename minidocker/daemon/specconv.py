@@ -34,7 +34,7 @@ from .config import ConfigError, ContainerConfig
 # HostConfig fields that need volumes (not implemented yet): refused, never ignored.
 UNSUPPORTED_MOUNTS = ("Binds", "Mounts", "Tmpfs", "VolumesFrom")
 # Other HostConfig fields with no effect yet: accepted with a warning when set.
-WARN_ONLY = {"ShmSize": "--shm-size", "OomScoreAdj": "--oom-score-adj", "Links": "--link",
+WARN_ONLY = {"ShmSize": "--shm-size", "Links": "--link",
              "ExtraHosts": "--add-host", "Dns": "--dns", "DnsSearch": "--dns-search",
              "DnsOptions": "--dns-option", "StorageOpt": "--storage-opt"}
 
@@ -252,6 +252,10 @@ def to_spec(cfg: ContainerConfig, host: dict | None, container_dir: str, *,
         "capabilities": caps_mod.oci(caps),
         "noNewPrivileges": sec["no_new_privileges"],
     }
+    if host.get("OomScoreAdj"):
+        if not -1000 <= int(host["OomScoreAdj"]) <= 1000:
+            raise ConfigError(f"Invalid value {host['OomScoreAdj']}, range for oom score adj is [-1000, 1000]")
+        proc["oomScoreAdj"] = int(host["OomScoreAdj"])
     rlimits = ulimits(host.get("Ulimits"))
     if rlimits:
         proc["rlimits"] = rlimits

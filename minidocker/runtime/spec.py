@@ -92,6 +92,38 @@ def check(spec: dict) -> None:
             raise SpecError(f"config.json: unknown namespace type {ns.get('type')!r}")
 
 
+# What this runtime does with the rest of a config.json: fields it refuses (running without them
+# would be less isolated or plainly different) and fields it ignores with a warning.
+_REFUSED = {("hooks",): "hooks", ("linux", "uidMappings"): "linux.uidMappings",
+            ("linux", "gidMappings"): "linux.gidMappings", ("linux", "intelRdt"): "linux.intelRdt"}
+_WARNED = {("process", "apparmorProfile"): "process.apparmorProfile",
+           ("process", "selinuxLabel"): "process.selinuxLabel", ("linux", "mountLabel"): "linux.mountLabel",
+           ("linux", "personality"): "linux.personality", ("linux", "timeOffsets"): "linux.timeOffsets",
+           ("process", "ioPriority"): "process.ioPriority", ("process", "scheduler"): "process.scheduler"}
+_RESOURCES = {"memory": {"limit", "swap"}, "cpu": {"shares", "quota", "period", "cpus"},
+              "pids": {"limit"}, "blockIO": {"weight"}, "devices": None}
+
+
+def unsupported(spec: dict) -> tuple[list[str], list[str]]:
+    """-> (refused, ignored): the spec's fields this runtime will not run, and those it runs
+    without (``runtime.create`` raises for the first, logs the second)."""
+    def get(path):
+        v = spec
+        for p in path:
+            v = v.get(p) if isinstance(v, dict) else None
+        return v
+
+    refused = [name for path, name in _REFUSED.items() if get(path)]
+    ignored = [name for path, name in _WARNED.items() if get(path)]
+    for key, value in ((spec.get("linux") or {}).get("resources") or {}).items():
+        if key not in _RESOURCES:
+            if value:
+                ignored.append(f"linux.resources.{key}")
+        elif _RESOURCES[key] is not None and isinstance(value, dict):
+            ignored += [f"linux.resources.{key}.{k}" for k, v in value.items() if v and k not in _RESOURCES[key]]
+    return refused, ignored
+
+
 def validate(spec: dict) -> list[str]:
     """Problems found by the runtime-spec's JSON schemas (``schema/``, copied verbatim from the
     spec), [] if none: the compiled validator of ``specschema.py`` (it stops at the first one)."""
@@ -152,15 +184,29 @@ def rootfs_spec(spec: dict, bundle: str, console: str | None = None) -> "rootfs.
             continue
         flags, _, _ = mount_flags(m.get("options"))
         if m.get("type") == "bind" or flags & K.MS_BIND:
+            if not m.get("source", "").startswith("/"):
+                raise SpecError(f"mount {dest!r}: a bind mount needs an absolute source")
             binds[dest] = m["source"]
-        else:
-            raise SpecError(f"mount {dest!r} of type {m.get('type')!r}: only bind mounts are "
-                            "supported besides /proc, /sys, /dev and its submounts, /sys/fs/cgroup")
     kinds, _ = namespaces(spec)
     return rootfs.RootfsSpec(
         rootfs=root, mounts=mounts, readonly=bool(spec["root"].get("readonly")), bind_files=binds,
         user_namespace="user" in kinds, mqueue="/dev/mqueue" in destinations,
         console=console)
+
+
+def other_mounts(spec: dict) -> list["rootfs.Mount"]:
+    """Mounts that are neither the kernel filesystems the rootfs chapter makes nor binds (a tmpfs
+    on /run, say): made after pivot_root, at container paths, since they need no host path."""
+    out = []
+    for m in spec.get("mounts") or []:
+        dest = m.get("destination", "")
+        flags, data, _ = mount_flags(m.get("options"))
+        if dest in KERNEL_MOUNTS or m.get("type") == "bind" or flags & K.MS_BIND:
+            continue
+        if not dest.startswith("/") or not m.get("type"):
+            raise SpecError(f"mount {dest!r}: an absolute destination and a type are required")
+        out.append(rootfs.Mount(m.get("source") or m["type"], dest, m["type"], flags, data or None))
+    return out
 
 
 def readonly_binds(spec: dict) -> list[str]:

@@ -27,7 +27,7 @@ STATE_FILE = "runtime.json"
 FIFO = "exec.fifo"
 
 
-class RuntimeError_(RuntimeError):
+class ContainerError(RuntimeError):
     """A verb that cannot be done (the message says why, as runc's do)."""
 
 
@@ -39,7 +39,7 @@ def state(root: str, cid: str) -> dict:
 
     status: "stopped" unless the init is alive (its pid exists, is not a zombie, *and* has the
     recorded start time — a recycled pid is somebody else); else "created" while the fifo exists;
-    else "paused" if its cgroup is frozen; else "running". Raise RuntimeError_ if there is no record.
+    else "paused" if its cgroup is frozen; else "running". Raise ContainerError if there is no record.
     """
     raise NotImplementedError("TODO task 1: read runtime.json and derive the status from the kernel")
 
@@ -49,7 +49,7 @@ def state(root: str, cid: str) -> dict:
 def start(root: str, cid: str, timeout: float = 30.0) -> None:
     """created -> running: open the exec fifo for reading; the init (blocked opening it for writing)
     writes one byte and execs. Never hang on a dead init: watch its pidfd too. Remove the fifo.
-    Raise RuntimeError_ when the container is not "created" or the init died first."""
+    Raise ContainerError when the container is not "created" or the init died first."""
     raise NotImplementedError("TODO task 2: the exec fifo, guarded by a pidfd")
 
 
@@ -57,7 +57,7 @@ def start(root: str, cid: str, timeout: float = 30.0) -> None:
 
 def kill(root: str, cid: str, sig: int = 15, all: bool = False) -> None:  # noqa: A002
     """Send ``sig`` to the init through a pidfd (``all``: to every process of its cgroup).
-    Raise RuntimeError_ when the container is stopped."""
+    Raise ContainerError when the container is stopped."""
     raise NotImplementedError("TODO task 3: pidfd_open + pidfd_send_signal")
 
 
@@ -65,5 +65,5 @@ def kill(root: str, cid: str, sig: int = 15, all: bool = False) -> None:  # noqa
 
 def delete(root: str, cid: str, force: bool = False) -> None:
     """Remove a stopped or created container (any, with ``force``): kill what runs, remove its cgroup,
-    then runtime.json, the fifo and the directory. A running one without ``force``: RuntimeError_."""
+    then runtime.json, the fifo and the directory. A running one without ``force``: ContainerError."""
     raise NotImplementedError("TODO task 4: kill, destroy the cgroup, remove the files")

@@ -34,7 +34,7 @@ class RuntimeFailure(Exception):
 
 @contextmanager
 def _runc_errors():
-    """The API's errors (RuntimeError_, SpecError, ValueError, KernelError...) as one failure."""
+    """The API's errors (ContainerError, SpecError, ValueError, KernelError...) as one failure."""
     try:
         yield
     except RuntimeFailure:

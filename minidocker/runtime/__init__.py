@@ -47,7 +47,7 @@ import signal as _signal
 import socket
 
 from ..util import atomic_write_json, now_rfc3339, read_json
-from . import monitor, resources, spec as S  # noqa: F401  (monitor: the engine's, above this API)
+from . import resources, spec as S  # monitor.py (the engine's, above this API) is imported by its users: not on the runtime CLI's path
 
 log = logging.getLogger("minidocker.runtime")
 STATE_FILE = "runtime.json"

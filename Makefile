@@ -8,14 +8,14 @@ BIN := $(VENV)/bin
 # Debian packages the notebooks and labs need (`make student`). busybox-static: the offline base
 # image; graphviz: diagrams; iproute2: networking chapter and checks; python3-venv: the venv;
 # docker-registry, apache2-utils (htpasswd), openssl: the registry chapter (notebook 07, lab 07);
-# libseccomp2: the seccomp compiler behind pyseccomp (security chapter).
+# libseccomp2: the seccomp compiler behind pyseccomp, gcc: the static attack probe (security chapter).
 STUDENT_APT_PACKAGES := busybox-static graphviz iproute2 python3-venv ca-certificates make \
-                        docker-registry apache2-utils openssl libseccomp2
+                        docker-registry apache2-utils openssl libseccomp2 gcc
 # Everything the whole test suite needs (`make setup`): the above, plus qemu-system-x86 for the cgroup
 # v2 guest test (tests/guest/vm.py; it downloads a Debian kernel package into .cache/cgroup-v2 once);
 # skopeo, umoci, oci-image-tool, podman: interop tests (podman only saves an image there, with its own
-# storage); python3-dev, gcc: building wheels.
-APT_PACKAGES := $(STUDENT_APT_PACKAGES) python3-dev gcc qemu-system-x86 skopeo umoci oci-image-tool podman
+# storage); python3-dev (and gcc, above): building wheels.
+APT_PACKAGES := $(STUDENT_APT_PACKAGES) python3-dev qemu-system-x86 skopeo umoci oci-image-tool podman
 STAMP_APT := $(VENV)/.apt-$(shell echo $(APT_PACKAGES) | md5sum | cut -c1-8)
 STAMP_STUDENT_APT := $(VENV)/.apt-student-$(shell echo $(STUDENT_APT_PACKAGES) | md5sum | cut -c1-8)
 STAMP_PIP := $(VENV)/.pip-$(shell cat pyproject.toml | md5sum | cut -c1-8)

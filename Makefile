@@ -24,7 +24,7 @@ STAMP_STUDENT_PIP := $(VENV)/.pip-student-$(shell cat pyproject.toml | md5sum | 
 KERNEL_INSTALL := $(BIN)/python -m ipykernel install --sys-prefix --name minidocker --display-name "minidocker (venv)"
 JUPYTER_PORT ?= 8888
 
-.PHONY: setup student jupyter run test test-fast daemon stop bench clean-state doctor
+.PHONY: setup student jupyter run test test-fast daemon stop bench clean-state doctor book
 
 setup: $(STAMP_APT) $(STAMP_PIP) $(BIN)/docker
 	@# The daemon's socket is 0660 root:minidocker: members of this group may use the API (= root).
@@ -117,3 +117,9 @@ doctor: setup
 bench: setup
 	bash bench/setup.sh
 	$(BIN)/python bench/run.py
+
+# The course rendered for readers who run nothing (minidocker/book.py): runs every notebook as root
+# (as the suite does) into docs/book/ and refreshes the gallery diagrams/gallery/. Commit both.
+# `make book CHAPTERS="03 10"` re-renders only those chapters.
+book: setup
+	PYTHONPATH=$(CURDIR) $(BIN)/python -m minidocker.book $(CHAPTERS)

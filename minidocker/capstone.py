@@ -2,7 +2,7 @@
 
 ``labs/capstone/`` asks the student to write this glue around *their own* solutions of labs 01–05:
 lab 01's ``spawn`` (namespaces), lab 02's ``setup_rootfs`` (mounts, /proc, /dev, pivot_root), lab 03's
-``detect`` and ``join`` (cgroups, plus limit files written by hand), lab 04's ``lookup`` (which layer a
+``detect``, ``join`` and ``set_limits`` (cgroups), lab 04's ``lookup`` (which layer a
 path comes from) and lab 05's ``overlay_changes`` (``mydocker diff``). ``load_labs`` finds those
 solutions; this file is the glue done, run with minidocker's own modules (``MYDOCKER_LABS=reference``,
 its default here). A black-box stage tester (``labs/capstone/check.py``) judges either by running it.
@@ -86,7 +86,7 @@ def run(a, labs) -> int:
     try:
         labs.cg.join(layout, cgroup, proc.pid)
         dirs = cgroup_dirs(layout, cgroup)
-        write_limits(layout, cgroup, a.pids_limit, a.memory)
+        labs.cg.set_limits(layout, cgroup, memory=a.memory or 0, pids=a.pids_limit or 0)
         os.write(go_w, b"1")
         os.close(go_w)
         return proc.wait()
@@ -103,23 +103,6 @@ def run(a, labs) -> int:
 def cgroup_dirs(layout, cgroup: str) -> list[str]:
     roots = {*layout.v1.values(), *([layout.unified] if layout.unified else [])}
     return [os.path.join(r, cgroup) for r in sorted(roots) if os.path.isdir(os.path.join(r, cgroup))]
-
-
-def write_limits(layout, cgroup: str, pids: int | None, memory: int | None) -> None:
-    """The limit files, written by hand (chapter 3): v2 names if pids/memory live in the unified tree."""
-    def put(controller, v1_file, v2_file, value):
-        if controller in layout.v1:
-            path = os.path.join(layout.v1[controller], cgroup, v1_file)
-        elif layout.unified:
-            path = os.path.join(layout.unified, cgroup, v2_file)
-        else:
-            raise SystemExit(f"mydocker: no {controller} controller on this host")
-        with open(path, "w") as f:
-            f.write(str(value))
-    if pids is not None:
-        put("pids", "pids.max", "pids.max", pids)
-    if memory is not None:
-        put("memory", "memory.limit_in_bytes", "memory.max", memory)
 
 
 def init(state: str, go_fd: int, labs) -> None:

@@ -9,7 +9,7 @@
 
     labs.ns      lab 01: spawn(argv, namespaces, pass_fds=...) -> Process (.pid, .wait())
     labs.rootfs  lab 02: setup_rootfs(kernel, RootfsSpec(rootfs, mounts=[Mount(...)])), Mount, RootfsSpec
-    labs.cg      lab 03: detect() -> Layout (.v1 {controller: mountpoint}, .unified), join(layout, path, pid)
+    labs.cg      lab 03: detect() -> Layout (.v1, .unified), join(layout, path, pid), set_limits(layout, path, memory, pids)
     labs.union   lab 04: lookup(layers_top_first, path) -> (index, stat) | None
     labs.cow     lab 05: overlay_changes(upper, lowers_top_first) -> [Change(path, kind)]
 
@@ -31,7 +31,7 @@ def run(a, labs) -> int:
     # 2. labs.cg.detect(); a cgroup of your own under $MYDOCKER_CGROUP_PARENT (default "mydocker")
     # 3. labs.ns.spawn([sys.executable, __file__, "init", STATE, str(FD)], [...namespaces...], pass_fds=(FD,))
     #    where FD is the read end of a pipe: pid 1 waits on it until it is in its cgroup
-    # 4. labs.cg.join(...), the limit files by hand (pids.max, memory.limit_in_bytes or memory.max), then go
+    # 4. labs.cg.join(...), labs.cg.set_limits(...), then go
     # 5. wait; remove the cgroup (and the state directory unless --keep) whatever happened
     raise NotImplementedError("TODO: run — state directory, cgroup, spawn pid 1, join, limits, wait, clean up")
 

@@ -2,7 +2,7 @@
 
 ``labs/capstone/`` asks the student to write this glue around *their own* solutions of labs 01–05:
 lab 01's ``spawn`` (namespaces), lab 02's ``setup_rootfs`` (mounts, /proc, /dev, pivot_root), lab 03's
-``detect``, ``join`` and ``set_limits`` (cgroups), lab 04's ``lookup`` (which layer a
+``detect``, ``join`` and ``set_limits`` (cgroups), lab 04's ``overlay_options`` and ``lookup`` (which layer a
 path comes from) and lab 05's ``overlay_changes`` (``mydocker diff``). ``load_labs`` finds those
 solutions; this file is the glue done, run with minidocker's own modules (``MYDOCKER_LABS=reference``,
 its default here). A black-box stage tester (``labs/capstone/check.py``) judges either by running it.
@@ -114,7 +114,7 @@ def init(state: str, go_fd: int, labs) -> None:
         c = json.load(f)
     k = Linux()
     k.sethostname(c["hostname"])
-    options = (f"lowerdir={':'.join(reversed(c['lowers']))},upperdir={state}/upper,workdir={state}/work")
+    options = labs.union.overlay_options(list(reversed(c["lowers"])), f"{state}/upper", f"{state}/work")
     rootfs = os.path.join(state, "rootfs")
     labs.rootfs.setup_rootfs(k, labs.rootfs.RootfsSpec(
         rootfs, mounts=[labs.rootfs.Mount("overlay", rootfs, "overlay", 0, options)]))

@@ -10,7 +10,7 @@
     labs.ns      lab 01: spawn(argv, namespaces, pass_fds=...) -> Process (.pid, .wait())
     labs.rootfs  lab 02: setup_rootfs(kernel, RootfsSpec(rootfs, mounts=[Mount(...)])), Mount, RootfsSpec
     labs.cg      lab 03: detect() -> Layout (.v1, .unified), join(layout, path, pid), set_limits(layout, path, memory, pids)
-    labs.union   lab 04: lookup(layers_top_first, path) -> (index, stat) | None
+    labs.union   lab 04: overlay_options(lowers_top_first, upper, work) -> str, lookup(layers_top_first, path)
     labs.cow     lab 05: overlay_changes(upper, lowers_top_first) -> [Change(path, kind)]
 
 An IMAGE is a directory ``IMAGE/layers/NN/``, bottom layer first (``layers_of(image)``). Write the four

@@ -111,8 +111,8 @@ def test_the_timeline_groups_an_explain_transcript_into_steps():
             "  4  chdir('$C/rootfs')\n  5  pivot_root('.', '.')\n  6  umount2('.', MNT_DETACH)\n  7  chdir('/')\n"
             "  8  execve('/bin/sh', ['sh'], {})\n")
     steps = [(a, s, n) for a, s, n, _ in timeline.parse(text)]
-    assert steps == [("monitor", "new namespaces", 1), ("monitor", "cgroup: create", 1),
-                     ("monitor", "cgroup: limits", 1), ("monitor", "cgroup: move pid 1 in", 1),
+    assert steps == [("runtime", "new namespaces", 1), ("runtime", "cgroup: create", 1),
+                     ("runtime", "cgroup: limits, device rules", 1), ("runtime", "cgroup: move pid 1 in", 1),
                      ("pid 1", "private mounts", 1), ("pid 1", "/proc and /sys", 2),
                      ("pid 1", "pivot_root", 4), ("pid 1", "exec the command", 1)]
     assert "pivot_root" in timeline.timeline_graph(text).source

@@ -3,7 +3,7 @@
 The transcript (``runtime/init.py``'s ``explain``, through ``GET /containers/ID/explain``) is the list of
 kernel calls a start would make, in order, under ``# monitor: ...`` and ``# pid 1 ...`` headings. This
 groups consecutive calls into steps (namespaces, cgroup, root filesystem, /dev, pivot_root, exec ...)
-and draws them left to right in two lanes, one per process that makes them, each step labelled with
+and draws them top to bottom in two lanes, one per process that makes them, each step labelled with
 how many calls it is and the first of them. Only the text is read: no daemon, no runtime import.
 
     >>> from minidocker.diagrams import timeline
@@ -17,36 +17,45 @@ import graphviz
 
 from ..util import atomic_write
 
-#: (step, pattern on the call) — the first that matches names the step; order matters.
+#: (step, pattern on the call) — the first that matches names the step; order matters. ``$X/rootfs``:
+#: the transcript names the container's directory once (``# $B = ...``) and writes ``$B`` after.
 STEPS = [
     ("new namespaces", r"^unshare\((?!CLONE_NEWCGROUP\))"),
     ("cgroup: create", r"^mkdir -p /sys/fs/cgroup"),
-    ("cgroup: limits", r"^write .*/sys/fs/cgroup/.*/(?!cgroup\.procs)[^/]+$"),
-    ("cgroup: move pid 1 in", r"cgroup\.procs$"),
-    ("private mounts", r"^mount\(None, '/'"),
-    ("root filesystem (overlay)", r"^mount\('overlay'|^mount\('\$C/rootfs', '\$C/rootfs'"),
-    ("/proc and /sys", r"^(mkdir|mount)\('?(proc|sysfs|\$C/rootfs/(proc|sys))'?"),
-    ("/dev: tmpfs, nodes, pts, shm", r"/dev|^mount\('(tmpfs|devpts|shm|mqueue)'"),
-    ("/etc: hostname, hosts, resolv.conf", r"/etc"),
-    ("pivot_root", r"^(chdir\('\$C/rootfs'\)|pivot_root|umount2\('\.')"),
-    ("hostname", r"^sethostname"),
+    ("cgroup: move pid 1 in", r"^write .*cgroup\.procs$"),
+    ("cgroup: limits, device rules", r"^write .*/sys/fs/cgroup/"),
     ("cgroup namespace", r"^unshare\(CLONE_NEWCGROUP\)"),
+    ("session keyring", r"^keyctl"),
+    ("loopback up", r"^ioctl\('SIOCSIFFLAGS'"),
+    ("private mounts", r"^mount\(None, '/'"),
+    ("root filesystem (overlay)", r"^mount\('overlay'|^mount\('\$[A-Z]/rootfs', '\$[A-Z]/rootfs'"),
+    ("/proc and /sys", r"\$[A-Z]/rootfs/(proc|sys)'"),
+    ("/dev: tmpfs, nodes, pts, shm", r"\$[A-Z]/rootfs/dev"),
+    ("/etc: hostname, hosts, resolv.conf", r"\$[A-Z]/rootfs/etc|^mount\('\$[A-Z]/(hostname|hosts|resolv)"),
+    ("pivot_root", r"^(chdir\('\$[A-Z]/rootfs'\)|pivot_root|umount2\('\.')"),
+    ("cgroupfs, read-only", r"'/sys/fs/cgroup"),
+    ("masked and read-only paths", r"^mount\(.*'/(proc|sys)/"),
+    ("hostname", r"^sethostname"),
+    ("seccomp filter", r"^seccomp|PR_SET_NO_NEW_PRIVS"),
+    ("user, groups", r"^(setgroups|setres[ug]id)"),
+    ("capabilities dropped", r"^(prctl\(PR_(CAPBSET_DROP|SET_KEEPCAPS|CAP_AMBIENT)|capset)"),
     ("exec the command", r"^execve"),
 ]
-COLOURS = {"monitor": "#ffe8cc", "pid 1": "#d8f3dc"}
+COLOURS = {"runtime": "#ffe8cc", "pid 1": "#d8f3dc"}
 
 
 def parse(text: str) -> list[tuple[str, str, int, str]]:
-    """[(actor, step, number of calls, first call)] in order, consecutive calls of a step merged."""
+    """[(actor, step, number of calls, first call)] in order, consecutive calls of a step merged;
+    actor "runtime" (the process that creates the container) or "pid 1"."""
     actor, out = None, []
     for line in text.splitlines():
-        if line.startswith("# monitor"):
-            actor = "monitor"
+        if line.startswith(("# monitor", "# runtime")):   # the process outside, before and after chapter 9
+            actor = "runtime"
             continue
         if line.startswith("# pid 1"):
             actor = "pid 1"
             continue
-        if line.startswith("#") or not line.strip() or actor is None:
+        if line.strip().startswith("#") or not line.strip() or actor is None:   # comments, legends
             continue
         call = re.sub(r"^\s*\d+\s+", "", line).strip()
         call = re.sub(r"^write\s+", "write ", call)
@@ -71,7 +80,7 @@ def timeline_graph(text: str, title: str = "how a container starts: minidocker r
     steps = parse(text)
     if not steps:
         raise ValueError("no kernel calls in this text: expected the output of minidocker run --explain")
-    g = graphviz.Digraph("timeline", graph_attr={"rankdir": "LR", "label": title, "labelloc": "t",
+    g = graphviz.Digraph("timeline", graph_attr={"rankdir": "TB", "label": title, "labelloc": "t",
                                                  "fontname": "Helvetica", "nodesep": "0.2", "ranksep": "0.25"},
                          node_attr={"shape": "box", "style": "rounded,filled", "fontname": "Helvetica",
                                     "fontsize": "10"})

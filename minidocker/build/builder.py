@@ -306,6 +306,8 @@ class Builder:
             raise BuildError(f"Dockerfile line {ins.line}: {e}")
         except DockerfileError as e:
             raise BuildError(str(e))
+        except (unionfs.SnapshotError, OSError) as e:
+            raise BuildError(f"{ins.cmd} failed (Dockerfile line {ins.line}): {e}")
 
     def _scope(self, state: State) -> dict:
         env = dict(e.split("=", 1) for e in state.run.get("Env") or [] if "=" in e)
@@ -500,7 +502,7 @@ class Builder:
         made: list[str] = []
 
         def prepare(cid: str):
-            mounts = self.snap.prepare(cid, state.top(), labels={"container": cid, "build": "1"})
+            mounts = self.snap.prepare(cid, state.top(), labels={"build": "1"})
             made.extend(unionfs.add_placeholders(self.snap, cid, files=PLACEHOLDER_FILES,
                                                  dirs=PLACEHOLDER_DIRS))
             wd = state.run.get("WorkingDir")
@@ -590,9 +592,9 @@ class Builder:
             raise DockerfileError(f"{ins.cmd} requires at least two arguments", ins.line)
         *sources, dest = words
         workdir = state.run.get("WorkingDir") or "/"
-        dest_abs = posixpath.join(workdir, dest)
-        if dest.endswith("/") and not dest_abs.endswith("/"):
-            dest_abs += "/"
+        dest_abs = posixpath.normpath(posixpath.join(workdir, dest))
+        if (dest.endswith("/") or dest in (".", "..") or dest.endswith(("/.", "/.."))) and dest_abs != "/":
+            dest_abs += "/"             # "." and "dir/" name a directory
         chown, chmod = ins.flags.get("chown", ""), ins.flags.get("chmod", "")
         if chmod:
             try:
@@ -672,7 +674,7 @@ class Builder:
 
         def cleanup():
             shutil.rmtree(target, ignore_errors=True)
-        return os.path.join(target, "tree"), f"image:{stage.image_id}", cleanup
+        return os.path.join(target, "tree"), "", cleanup     # checksums of the files, as for the context
 
     def _fetch(self, url: str, into: str) -> str:
         """ADD <url>: download into the context's scratch area; name from the URL's path."""

@@ -13,10 +13,6 @@ are stages of the same loop.
 Modules: dockerfile (parse, expand), context (.dockerignore, context tar, checksums),
 builder (stages, cache, instructions). The daemon's ``POST /build`` (daemon/api_build.py)
 gives the builder its one backend call: running a container.
-"""
-from .builder import BuildError, Builder, Cache, Options
-from .context import ContextError, DockerIgnore
-from .dockerfile import DockerfileError, parse
 
-__all__ = ["BuildError", "Builder", "Cache", "Options", "ContextError", "DockerIgnore",
-           "DockerfileError", "parse"]
+The package imports nothing eagerly: the CLI uses only context.py (standard library).
+"""

@@ -17,8 +17,9 @@ import shutil
 import tempfile
 
 from .. import http
-from ..build import BuildError, Builder, Cache, ContextError, DockerfileError, Options
-from ..build.context import extract
+from ..build.builder import BuildError, Builder, Cache, Options
+from ..build.context import ContextError, extract
+from ..build.dockerfile import DockerfileError
 from ..images.reference import InvalidReference, parse_reference
 from ..images.store import ImageNotFound
 from ..images.unpack import prune as prune_layers
@@ -69,9 +70,15 @@ def options(req) -> Options:
                              "(supported: default, none)")
     if q.get("version", "1") not in ("", "1"):
         raise InvalidRequest("BuildKit (version=2) is not supported: minidockerd has the classic builder")
-    for name in ("extrahosts", "isolation"):
-        if q.get(name):
+    for name in ("extrahosts", "isolation", "cpuperiod", "cpuquota", "cpusetcpus", "cpusetmems",
+                 "cpushares", "memory", "memswap", "shmsize", "cgroupparent", "squash", "outputs"):
+        if q.get(name, "") not in ("", "0", "false", "[]", "null", "{}"):
             raise InvalidRequest(f"the build option {name} is not supported by minidockerd")
+    for name in ("ulimits", "cachefrom"):
+        if q.get(name, "") not in ("", "null", "[]", "{}"):
+            raise InvalidRequest(f"the build option {name} is not supported by minidockerd")
+    if req.bool_param("pull"):
+        raise InvalidRequest("--pull is not supported yet: pull the base image first (docker pull)")
     tags = [t for t in req.query_all.get("t", []) if t]
     for t in tags:
         try:

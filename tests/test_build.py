@@ -131,6 +131,13 @@ def test_docker_py_and_minidocker_build(daemon, tmp_path):
     r = d.cli("build", "--target", "build", "-t", "md-stage:1", str(tmp_path), check=True)
     assert "Step 8/" not in r.stdout.decode()
     assert run(d, "md-stage:1", "cat", "/out/data.txt") == "x\n"
+    # A Dockerfile on stdin (no context), and one outside the context (-f, sent under a new name).
+    r = d.cli("build", "-q", "-", input=b'FROM busybox\nCMD ["echo", "from stdin"]\n', check=True)
+    assert run(d, r.stdout.decode().strip()) == "from stdin\n"
+    outside = tmp_path.parent / f"{tmp_path.name}-Dockerfile"
+    outside.write_text("FROM busybox\nCOPY data.txt /\nCMD [\"cat\", \"/data.txt\"]\n")
+    r = d.cli("build", "-q", "-f", str(outside), str(tmp_path), check=True)
+    assert run(d, r.stdout.decode().strip()) == "x\n"
 
 
 def test_config_semantics(daemon, tmp_path):

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from .. import cow, unionfs
-from ..images.commit import write_image
+from ..images.commit import file_digest, write_image
 from ..images.layers import uncompressed_stream
 from ..images.unpack import unpack
 from ..images.store import MEDIA_TYPE_LAYER, Image, ImageNotFound, ImageStore, chain_ids
@@ -554,12 +554,7 @@ class Builder:
         try:
             with os.fdopen(fd, "wb") as out:
                 cow.write_layer(changes, cow.layer_root(self.snap, key), out)
-            h, size = hashlib.sha256(), 0
-            with open(tmp, "rb") as f:
-                while chunk := f.read(1 << 20):
-                    h.update(chunk)
-                    size += len(chunk)
-            diff_id = "sha256:" + h.hexdigest()
+            diff_id, size = file_digest(tmp)
             self.store.content.ingest(tmp, diff_id, size)
         finally:
             with contextlib.suppress(FileNotFoundError):

@@ -16,7 +16,6 @@ cache, editing it does. :func:`checksum` computes one per source.
 """
 from __future__ import annotations
 
-import fnmatch
 import glob
 import hashlib
 import io
@@ -138,10 +137,10 @@ def write_tar(root: str, out, *, dockerfile: tuple[str, bytes] | None = None,
               ignore: DockerIgnore | None = None) -> None:
     """The context as the docker CLI sends it: uid/gid 0, paths relative, .dockerignore applied
     (the Dockerfile and .dockerignore always go). ``dockerfile`` = (name, bytes) adds a Dockerfile
-    from elsewhere (``-f`` outside the context, or stdin) under ``name``."""
+    from elsewhere (``-f`` outside the context, or stdin) under ``name``; ``root`` None sends only it."""
     keep = {".dockerignore", "Dockerfile"}
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-        for rel in walk(root, ignore, keep):
+        for rel in (walk(root, ignore, keep) if root is not None else []):
             ti = tar.gettarinfo(os.path.join(root, rel), arcname=rel)
             ti.uid = ti.gid = 0
             ti.uname = ti.gname = ""
@@ -233,7 +232,3 @@ def checksum(root: str, rel: str) -> str:
                     h.update(chunk)
         h.update(b"\0")
     return "sha256:" + h.hexdigest()
-
-
-def matches_any(name: str, patterns: list[str]) -> bool:
-    return any(fnmatch.fnmatchcase(name, p) for p in patterns)

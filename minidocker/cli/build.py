@@ -13,7 +13,6 @@ import secrets
 import sys
 import threading
 
-from ..build.context import write_tar
 from .client import APIError
 
 
@@ -56,19 +55,13 @@ def _context_body(a):
 
 
 def _streamed(root, extra):
+    from ..build.context import write_tar     # imported by this verb only (CLI start-up time)
     r, w = os.pipe()
 
     def writer():
         with os.fdopen(w, "wb") as out:
             try:
-                if root is None:
-                    import tarfile, io
-                    with tarfile.open(fileobj=out, mode="w|") as tar:
-                        ti = tarfile.TarInfo(extra[0])
-                        ti.size, ti.mode = len(extra[1]), 0o644
-                        tar.addfile(ti, io.BytesIO(extra[1]))
-                else:
-                    write_tar(root, out, dockerfile=extra)
+                write_tar(root, out, dockerfile=extra)
             except BrokenPipeError:
                 pass
     threading.Thread(target=writer, daemon=True).start()

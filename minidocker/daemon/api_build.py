@@ -20,7 +20,7 @@ from .. import http
 from ..build.builder import BuildError, Builder, Cache, Options
 from ..build.context import ContextError, extract
 from ..build.dockerfile import DockerfileError
-from ..images.reference import InvalidReference, parse_reference
+from ..images.reference import InvalidReference, familiar, parse_reference
 from ..images.store import ImageNotFound
 from ..images.unpack import prune as prune_layers
 from .api import parse_log_lines, read_from
@@ -203,13 +203,9 @@ async def _build(engine, req):
     else:
         await stream.write_json({"stream": f"Successfully built {image_id.split(':')[-1][:12]}\n"})
         for t in opts.tags:
-            await stream.write_json({"stream": f"Successfully tagged {_familiar(t)}\n"})
+            await stream.write_json({"stream": f"Successfully tagged {familiar(t)}\n"})
     await stream.close()
     return None
-
-
-def _familiar(tag: str) -> str:
-    return tag if ":" in tag.rsplit("/", 1)[-1] else tag + ":latest"
 
 
 async def _prune(engine, req):

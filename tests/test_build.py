@@ -207,3 +207,83 @@ def test_build_prune_and_refused_options(daemon, tmp_path):
     assert status == 400 and "network mode" in body["message"]
     status, body = d.api("POST", "/build/prune")
     assert status == 200 and "SpaceReclaimed" in body
+
+
+PODMAN_DOCKERFILE = """\
+ARG FLAVOUR=plain
+FROM busybox AS base
+ONBUILD COPY keep.txt /onbuild/
+ONBUILD ENV TRIGGERED=yes
+FROM base AS final
+ARG FLAVOUR
+ARG VERSION=1.0
+ENV APP=/app PATH_EXTRA=${APP:-none}/bin FLAVOUR=$FLAVOUR
+WORKDIR $APP
+WORKDIR sub
+COPY . /ctx/
+USER 1000:1000
+LABEL version=$VERSION k="a b"
+EXPOSE 80 53/udp
+VOLUME /data
+STOPSIGNAL SIGINT
+ENTRYPOINT ["/bin/sh", "-c"]
+CMD echo hi
+FROM busybox AS other
+LABEL never=built
+"""
+
+
+def _saved_image(tar_bytes: bytes) -> tuple[dict, set]:
+    """(config, paths under ctx/ and onbuild/ in its layers) of a docker-archive."""
+    outer = tarfile.open(fileobj=io.BytesIO(tar_bytes))
+    manifest = json.load(outer.extractfile("manifest.json"))[0]
+    config = json.load(outer.extractfile(manifest["Config"]))
+    paths = set()
+    for layer in manifest["Layers"]:
+        with tarfile.open(fileobj=outer.extractfile(layer)) as t:
+            paths |= {n.lstrip("./") for n in t.getnames() if n.lstrip("./").startswith(("ctx/", "onbuild/"))}
+    return config, paths
+
+
+def test_config_matches_podman_build(daemon, tmp_path):
+    """The same Dockerfile and context through podman build (buildah; its own storage and config,
+    no network): .dockerignore, build args, --target, ONBUILD, USER/WORKDIR/ENV compared field by field."""
+    podman = need_tool("podman")
+    d = daemon
+    ctx_dir = tmp_path / "ctx"
+    write_context(ctx_dir, {"Dockerfile": PODMAN_DOCKERFILE, ".dockerignore": "*.log\nsecret/\n!secret/public\n",
+                            "keep.txt": "k", "x.log": "l", "secret/key": "s", "secret/public": "p",
+                            "sub/deep/a.log": "l", "sub/deep/b.txt": "b"})
+    conf = tmp_path / "podman"
+    conf.mkdir()
+    (conf / "storage.conf").write_text(f'[storage]\ndriver = "vfs"\ngraphroot = "{conf}/graph"\n'
+                                       f'runroot = "{conf}/run"\n')
+    (conf / "containers.conf").write_text(f'[containers]\nnetns = "none"\n[network]\nnetwork_config_dir'
+                                          f' = "{conf}/net"\n[engine]\ncgroup_manager = "cgroupfs"\n'
+                                          f'events_logger = "none"\ntmp_dir = "{conf}/tmp"\n')
+    env = dict(os.environ, CONTAINERS_CONF=str(conf / "containers.conf"),
+               CONTAINERS_STORAGE_CONF=str(conf / "storage.conf"), BUILDAH_FORMAT="docker")
+    status, busybox_tar = d.api("GET", "/images/get?names=busybox:latest", timeout=120)
+    assert status == 200
+    (tmp_path / "busybox.tar").write_bytes(busybox_tar)
+    subprocess.run([podman, "load", "-i", str(tmp_path / "busybox.tar")], check=True, env=env, capture_output=True)
+    args = ["--target", "final", "--build-arg", "FLAVOUR=spicy", "--build-arg", "VERSION=2.5"]
+    r = subprocess.run([podman, "build", "--network=none", "--format=docker", *args,
+                        "-t", "localhost/cmp:1", str(ctx_dir)], env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    subprocess.run([podman, "save", "--format", "docker-archive", "-o", str(tmp_path / "podman.tar"),
+                    "localhost/cmp:1"], check=True, env=env, capture_output=True)
+    theirs, their_paths = _saved_image((tmp_path / "podman.tar").read_bytes())
+    r = docker_build(d, ctx_dir, *args, "-t", "cmp:1", buildkit="0")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "never=built" not in r.stdout
+    status, ours_tar = d.api("GET", "/images/get?names=cmp:1", timeout=120)
+    ours, our_paths = _saved_image(ours_tar)
+    assert our_paths == their_paths and "ctx/secret/public" in our_paths and "ctx/x.log" not in our_paths
+    fields = ["Env", "WorkingDir", "User", "ExposedPorts", "Volumes", "StopSignal", "Entrypoint", "Cmd", "OnBuild"]
+    mine = {f: ours["config"].get(f) or None for f in fields}
+    podmans = {f: theirs["config"].get(f) or None for f in fields}
+    assert mine == podmans, (mine, podmans)
+    assert "TRIGGERED=yes" in mine["Env"] and "FLAVOUR=spicy" in mine["Env"] and mine["User"] == "1000:1000"
+    labels = {k: v for k, v in (theirs["config"].get("Labels") or {}).items() if not k.startswith("io.buildah")}
+    assert ours["config"]["Labels"] == labels

@@ -87,6 +87,12 @@ def test_multi_stage_into_scratch_cache_and_invalidation(daemon, tmp_path, build
     assert "Successfully tagged " + tag in r.stdout
     assert "exit 99" not in r.stdout                       # the unused stage is skipped
     assert run(d, tag) == f"hello {buildkit}\none\n"
+    # Intermediate images (each step's) are listed only with -a, as docker's classic builder's.
+    step_id = re.search(r"Step \d+/\d+ : COPY hello.sh .\n ---> (\w+)", r.stdout).group(1)
+    docker = need_tool("docker")
+    listed = subprocess.run([docker, "images", "-q"], env=d.env(), capture_output=True, text=True).stdout
+    listed_all = subprocess.run([docker, "images", "-aq"], env=d.env(), capture_output=True, text=True).stdout
+    assert step_id not in listed.split() and step_id in listed_all.split()
     # Second build: every step from the cache, same image.
     first_id = re.search(r"Successfully built (\w+)", r.stdout).group(1)
     r2 = docker_build(d, tmp_path, "-t", tag, buildkit=buildkit)

@@ -173,17 +173,21 @@ class Cache:
         return hashlib.sha256(f"{parent or 'scratch'}\n{instruction}\n{extra}".encode()).hexdigest()
 
     def get(self, key: str) -> str | None:
-        return read_json(self.path, default={}).get(key)
+        return (read_json(self.path, default={}).get(key) or {}).get("id")
 
-    def put(self, key: str, image_id: str) -> None:
+    def put(self, key: str, image_id: str, parent: str | None) -> None:
         entries = read_json(self.path, default={})
-        entries[key] = image_id
+        entries[key] = {"id": image_id, "parent": parent}
         atomic_write_json(self.path, entries)
+
+    def parents(self) -> set[str]:
+        """Images some cached step was built on: docker lists them only with ``images -a``."""
+        return {e.get("parent") for e in read_json(self.path, default={}).values()} - {None}
 
     def clear(self) -> list[str]:
         entries = read_json(self.path, default={})
         atomic_write_json(self.path, {})
-        return sorted(set(entries.values()))
+        return sorted({e["id"] for e in entries.values()})
 
 
 # ---- the builder ----------------------------------------------------------------------------------
@@ -333,7 +337,7 @@ class Builder:
 
     def _finish(self, state: State, key: str, new: State) -> State:
         new.env_args, new.cmd_set = state.env_args, new.cmd_set
-        self.cache.put(key, new.image_id)
+        self.cache.put(key, new.image_id, state.image_id)
         self.say(f" ---> {_short(new.image_id)}\n")
         return new
 

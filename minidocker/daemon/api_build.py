@@ -47,6 +47,11 @@ def _cache(engine) -> Cache:
     return Cache(os.path.join(engine.root, "build", "cache.json"))
 
 
+def intermediate_images(engine) -> set[str]:
+    """Images a cached build step was built on (hidden from ``docker images`` without -a)."""
+    return _cache(engine).parents()
+
+
 def _json_param(req, name: str) -> dict:
     raw = req.query.get(name) or ""
     if not raw:

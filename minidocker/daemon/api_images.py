@@ -145,6 +145,10 @@ class ImageRoutes:
 
     async def list(self, req):
         images = self.filtered(parse_filters(req.query.get("filters")))
+        if not req.bool_param("all"):    # the builder's intermediate images: only with -a
+            from .api_build import intermediate_images
+            hidden = intermediate_images(self.api.engine)
+            images = [i for i in images if i.refs or i.id not in hidden]
         counts = {}
         for c in self.api.engine.containers.values():
             counts[c.cfg.image_id] = counts.get(c.cfg.image_id, 0) + 1

@@ -293,3 +293,27 @@ def test_config_matches_podman_build(daemon, tmp_path):
     assert "TRIGGERED=yes" in mine["Env"] and "FLAVOUR=spicy" in mine["Env"] and mine["User"] == "1000:1000"
     labels = {k: v for k, v in (theirs["config"].get("Labels") or {}).items() if not k.startswith("io.buildah")}
     assert ours["config"]["Labels"] == labels
+
+
+def test_from_pulls_missing_and_pull_flag(daemon, tmp_path):
+    """FROM an image not here pulls it from its registry (a local one); --pull pulls even if present."""
+    from registries import MinidockerRegistry
+    d = daemon
+    docker = need_tool("docker")
+    reg = MinidockerRegistry(str(tmp_path / "reg")).start()
+    try:
+        ref = f"{reg.host}/base:1"
+        for args in (["tag", "busybox:latest", ref], ["push", ref], ["rmi", ref]):
+            r = subprocess.run([docker, *args], env=d.env(), capture_output=True, text=True, timeout=120)
+            assert r.returncode == 0, r.stderr
+        write_context(tmp_path / "ctx", {"Dockerfile": f"FROM {ref}\nCMD [\"echo\", \"pulled\"]\n"})
+        r = docker_build(d, tmp_path / "ctx", "-t", "pulled:1", buildkit="0")
+        assert r.returncode == 0 and f"Pulling {ref}" in r.stdout, r.stdout + r.stderr
+        assert run(d, "pulled:1") == "pulled\n"
+        r = docker_build(d, tmp_path / "ctx", "--pull", "-t", "pulled:1", buildkit="0")
+        assert r.returncode == 0 and f"Pulling {ref}" in r.stdout, r.stdout + r.stderr
+        r = docker_build(d, tmp_path / "ctx", "-t", "pulled:1", buildkit="0")
+        assert "Pulling" not in r.stdout
+    finally:
+        reg.stop()
+        subprocess.run([docker, "rmi", "pulled:1", f"{reg.host}/base:1"], env=d.env(), capture_output=True)

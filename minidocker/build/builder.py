@@ -74,6 +74,7 @@ class Options:
     forcerm: bool = False
     network: str = "none"
     platform: str = ""
+    pull: bool = False                 # fetch FROM images from their registry even if present
 
 
 @dataclass
@@ -266,7 +267,7 @@ class Builder:
             state = State(None, {"architecture": _host_arch(), "os": "linux", "config": {"Env": [DEFAULT_PATH]},
                                  "rootfs": {"type": "layers", "diff_ids": []}, "history": []}, [])
         else:
-            state = self._base_image(base_ref)
+            state = self._base_image(base_ref, pull=opts.pull)
         state.env_args, state.cmd_set = {}, False
         if state.image_id:
             self.say(f" ---> {_short(state.image_id)}\n")
@@ -282,8 +283,10 @@ class Builder:
             state = self._metadata(state, "", lambda s: None)
         return state
 
-    def _base_image(self, ref: str) -> State:
+    def _base_image(self, ref: str, pull: bool = False) -> State:
         try:
+            if pull and self.pull is not None:
+                raise ImageNotFound(ref)
             image = self.store.resolve(ref)
         except ImageNotFound:
             if self.pull is None:

@@ -82,8 +82,6 @@ def options(req) -> Options:
     for name in ("ulimits", "cachefrom"):
         if q.get(name, "") not in ("", "null", "[]", "{}"):
             raise InvalidRequest(f"the build option {name} is not supported by minidockerd")
-    if req.bool_param("pull"):
-        raise InvalidRequest("--pull is not supported yet: pull the base image first (docker pull)")
     tags = [t for t in req.query_all.get("t", []) if t]
     for t in tags:
         try:
@@ -95,7 +93,7 @@ def options(req) -> Options:
     return Options(tags=tags, build_args=_json_param(req, "buildargs"), labels=_json_param(req, "labels"),
                    target=q.get("target", ""), nocache=req.bool_param("nocache"), quiet=req.bool_param("q"),
                    rm=req.bool_param("rm", True), forcerm=req.bool_param("forcerm"),
-                   network="none", platform=q.get("platform", ""))
+                   network="none", platform=q.get("platform", ""), pull=req.bool_param("pull"))
 
 
 class _Backend:
@@ -140,6 +138,26 @@ class _Backend:
     def remove(self, cid: str) -> None:
         self._await(self.engine.remove(cid, force=True))
 
+    def pull(self, name: str):
+        """A base image from its registry (docker pull's path; Docker Hub: only busybox, built
+        offline). Anonymous: the classic builder's per-registry X-Registry-Config is not read."""
+        from ..registry.client import Registry
+        from .api_registry import DOCKER_HUB
+        ref = parse_reference(name)
+        self.say(f"Pulling {ref.familiar()}\n")
+        if ref.domain == DOCKER_HUB:
+            if ref.repository != "docker.io/library/busybox":
+                raise BuildError(f"pull access denied for {ref.familiar()}: Docker Hub is not reachable from "
+                                 "minidocker here; use a local registry")
+            from ..images import busybox
+            return busybox.build_busybox(self.engine.images, ref=str(ref))
+        try:
+            result = Registry(ref.domain, None).pull(ref.path, ref.digest or ref.tag, self.engine.images,
+                                                     tag_as=None if ref.digest else str(ref))
+        except Exception as e:  # noqa: BLE001 - registry, auth and digest errors: the step fails
+            raise BuildError(f"failed to pull {ref.familiar()}: {e}")
+        return result.image
+
 
 def _run_build(engine, loop, ctx_stream, opts: Options, dockerfile: str, say) -> str:
     cache = _cache(engine)
@@ -155,7 +173,7 @@ def _run_build(engine, loop, ctx_stream, opts: Options, dockerfile: str, say) ->
             text = f.read()
         backend = _Backend(engine, loop, say)
         builder = Builder(engine.images, engine.snapshotter, cache, ctx_dir, backend.run,
-                          backend.remove, progress=say if not opts.quiet else (lambda s: None))
+                          backend.remove, pull=backend.pull, progress=say if not opts.quiet else (lambda s: None))
         image = builder.build(text, opts)
         for t in opts.tags:
             engine.images.tag(image, t)

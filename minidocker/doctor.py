@@ -67,6 +67,7 @@ CHAPTERS = {
     "06": "images",
     "07": "registry",
     "08": "daemon/API",
+    "13": "build",
 }
 
 # capability(7) numbers worth naming in a report (linux/capability.h).
@@ -484,6 +485,11 @@ def chapter_verdicts(info: dict) -> dict[str, dict]:
     client = "docker client present" if tools["docker"] else "no docker client for the compatibility tests"
     out["08"] = (_verdict("runnable", f"{state}; {client}") if caps["root"]
                  else _verdict("limited", f"minidockerd needs root; {state}"))
+
+    # 13 build (a daemon of its own: RUN steps are containers)
+    out["13"] = (_verdict("runnable", "POST /build on a daemon of the notebook's own; "
+                          + ("docker client present" if tools["docker"] else "no docker client (optional)"))
+                 if caps["root"] else _verdict("not runnable", "RUN steps are containers: run as root"))
 
     labs = lab_folders()
     for number, v in out.items():

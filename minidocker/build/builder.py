@@ -569,14 +569,17 @@ class Builder:
         new = copy.deepcopy(state)
         new.config.setdefault("rootfs", {"type": "layers", "diff_ids": []})["diff_ids"] = state.diff_ids + [diff_id]
         chain = chain_ids(new.diff_ids)[-1]
-        if self.snap.exists(chain):
-            self.snap.remove(key)            # the same layer on the same parent exists already
-        else:
-            self.snap.commit(chain, key, labels={"diff_id": diff_id, "layer_digest": diff_id})
         new.layers = list(state.layers) + [{"mediaType": MEDIA_TYPE_LAYER, "digest": diff_id, "size": size}]
         new.config["created"] = history["created"]
         new.config.setdefault("history", []).append(history)
-        new.image_id = write_image(self.store, new.config, new.layers).id
+        # Leased until the image names them: a concurrent prune/gc must not take the new layer
+        # (nothing is stacked on it yet) or its blob away in between.
+        with self.snap.lease(chain), self.store.lease([diff_id]):
+            if self.snap.exists(chain):
+                self.snap.remove(key)            # the same layer on the same parent exists already
+            else:
+                self.snap.commit(chain, key, labels={"diff_id": diff_id, "layer_digest": diff_id})
+            new.image_id = write_image(self.store, new.config, new.layers).id
         return new
 
     # -- COPY and ADD --

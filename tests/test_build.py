@@ -211,8 +211,14 @@ def test_build_prune_and_refused_options(daemon, tmp_path):
     d = daemon
     status, body = d.api("POST", "/build?networkmode=host", body=b"", ctype="application/x-tar")
     assert status == 400 and "network mode" in body["message"]
+    write_context(tmp_path, {"Dockerfile": "FROM busybox\nCOPY f /f\nENV X=1\n", "f": "x"})
+    r = docker_build(d, tmp_path, "-t", "prunable:1", buildkit="0")
+    assert r.returncode == 0, r.stderr
     status, body = d.api("POST", "/build/prune")
-    assert status == 200 and "SpaceReclaimed" in body
+    assert status == 200 and body["CachesDeleted"] and body["SpaceReclaimed"] >= 0
+    r = docker_build(d, tmp_path, "-t", "prunable:1", buildkit="0")
+    assert r.returncode == 0 and "Using cache" not in r.stdout, r.stdout
+    assert run(d, "prunable:1", "cat", "/f") == "x"
 
 
 PODMAN_DOCKERFILE = """\

@@ -11,6 +11,7 @@ import threading
 
 import pytest
 
+from podman_conf import podman_env
 from conftest import need_tool
 
 pytestmark = pytest.mark.privileged
@@ -266,15 +267,7 @@ def test_config_matches_podman_build(daemon, tmp_path):
     write_context(ctx_dir, {"Dockerfile": PODMAN_DOCKERFILE, ".dockerignore": "*.log\nsecret/\n!secret/public\n",
                             "keep.txt": "k", "x.log": "l", "secret/key": "s", "secret/public": "p",
                             "sub/deep/a.log": "l", "sub/deep/b.txt": "b"})
-    conf = tmp_path / "podman"
-    conf.mkdir()
-    (conf / "storage.conf").write_text(f'[storage]\ndriver = "vfs"\ngraphroot = "{conf}/graph"\n'
-                                       f'runroot = "{conf}/run"\n')
-    (conf / "containers.conf").write_text(f'[containers]\nnetns = "none"\n[network]\nnetwork_config_dir'
-                                          f' = "{conf}/net"\n[engine]\ncgroup_manager = "cgroupfs"\n'
-                                          f'events_logger = "none"\ntmp_dir = "{conf}/tmp"\n')
-    env = dict(os.environ, CONTAINERS_CONF=str(conf / "containers.conf"),
-               CONTAINERS_STORAGE_CONF=str(conf / "storage.conf"), BUILDAH_FORMAT="docker")
+    env = podman_env(tmp_path / "podman", BUILDAH_FORMAT="docker")
     status, busybox_tar = d.api("GET", "/images/get?names=busybox:latest", timeout=120)
     assert status == 200
     (tmp_path / "busybox.tar").write_bytes(busybox_tar)

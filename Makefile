@@ -14,8 +14,9 @@ STUDENT_APT_PACKAGES := busybox-static graphviz iproute2 python3-venv ca-certifi
 # Everything the whole test suite needs (`make setup`): the above, plus qemu-system-x86 for the cgroup
 # v2 guest test (tests/guest/vm.py; it downloads a Debian kernel package into .cache/cgroup-v2 once);
 # skopeo, umoci, oci-image-tool, podman: interop tests (podman only saves an image there, with its own
-# storage); python3-dev, gcc: building wheels.
-APT_PACKAGES := $(STUDENT_APT_PACKAGES) python3-dev gcc qemu-system-x86 skopeo umoci oci-image-tool podman
+# storage); runc, crun: the reference OCI runtimes beside minidocker-runtime (tests/test_runtime_cli.py,
+# notebook 09, bench); python3-dev, gcc: building wheels.
+APT_PACKAGES := $(STUDENT_APT_PACKAGES) python3-dev gcc qemu-system-x86 skopeo umoci oci-image-tool podman runc crun
 STAMP_APT := $(VENV)/.apt-$(shell echo $(APT_PACKAGES) | md5sum | cut -c1-8)
 STAMP_STUDENT_APT := $(VENV)/.apt-student-$(shell echo $(STUDENT_APT_PACKAGES) | md5sum | cut -c1-8)
 STAMP_PIP := $(VENV)/.pip-$(shell cat pyproject.toml | md5sum | cut -c1-8)

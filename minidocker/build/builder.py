@@ -338,9 +338,10 @@ class Builder:
         new.env_args, new.cmd_set = state.env_args, state.cmd_set
         return new
 
-    def _finish(self, state: State, key: str, new: State) -> State:
+    def _finish(self, state: State, key: str, new: State, hit: bool = False) -> State:
         new.env_args, new.cmd_set = state.env_args, new.cmd_set
-        self.cache.put(key, new.image_id, state.image_id)
+        if not hit:
+            self.cache.put(key, new.image_id, state.image_id)
         self.say(f" ---> {_short(new.image_id)}\n")
         return new
 
@@ -356,7 +357,7 @@ class Builder:
         hit = self._cached(state, key)
         if hit is not None:
             hit.cmd_set = state.cmd_set
-            return self._finish(state, key, hit)
+            return self._finish(state, key, hit, hit=True)
         new = copy.deepcopy(state)
         change(new)
         new.config["created"] = now_rfc3339()
@@ -504,7 +505,7 @@ class Builder:
         key = Cache.key(state.image_id, "RUN " + json.dumps(argv), json.dumps(sorted(args.items())))
         hit = self._cached(state, key)
         if hit is not None:
-            return self._finish(state, key, hit)
+            return self._finish(state, key, hit, hit=True)
         env_list = list(state.run.get("Env") or []) + [f"{k}={v}" for k, v in sorted(args.items())]
         made: list[str] = []
 
@@ -624,7 +625,7 @@ class Builder:
             key = Cache.key(state.image_id, text, sums)
             hit = self._cached(state, key)
             if hit is not None:
-                return self._finish(state, key, hit)
+                return self._finish(state, key, hit, hit=True)
             plan = []
             for rel, from_url in items:
                 full = os.path.join(src_root, rel)

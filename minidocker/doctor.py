@@ -70,6 +70,7 @@ CHAPTERS = {
     "08": "daemon/API",
     "10": "security",
     "12": "volumes and storage",
+    "13": "build",
 }
 
 # capability(7) numbers worth naming in a report (linux/capability.h).
@@ -515,6 +516,10 @@ def chapter_verdicts(info: dict) -> dict[str, dict]:
         out["10"] = _verdict("not runnable", f"missing {', '.join(lacking)} (make student installs them)")
     else:
         out["10"] = _verdict("runnable", "capabilities, seccomp, masks, device cgroup, against a loop-device disk")
+    # 13 build (a daemon of its own: RUN steps are containers)
+    out["13"] = (_verdict("runnable", "POST /build on a daemon of the notebook's own; "
+                          + ("docker client present" if tools["docker"] else "no docker client (optional)"))
+                 if caps["root"] else _verdict("not runnable", "RUN steps are containers: run as root"))
 
     # 12 volumes and storage (btrfs on a loop device: the state directory need not be on btrfs)
     kernel_btrfs = "no btrfs in the kernel" not in info.get("storage_drivers", {}).get("btrfs", "")

@@ -95,9 +95,11 @@ class API:
         from . import api_registry
         api_registry.register(self, s)  # pull, push, login (the registry chapter)
         from . import api_swarm
-        api_swarm.register(self, s)
+        api_swarm.register(self, s)  # swarm and plugins: answered as a dockerd not in swarm mode
+        from . import api_build
+        api_build.register(self, s)  # POST /build (the classic builder), /build/prune (chapter 13)
         from . import api_volumes
-        api_volumes.register(self, s)  # /volumes (the volumes chapter)  # swarm and plugins: answered as a dockerd not in swarm mode
+        api_volumes.register(self, s)  # /volumes (the volumes chapter)
 
     # ---- system ---------------------------------------------------------------------------------
     async def ping(self, req):

@@ -516,10 +516,6 @@ def chapter_verdicts(info: dict) -> dict[str, dict]:
         out["10"] = _verdict("not runnable", f"missing {', '.join(lacking)} (make student installs them)")
     else:
         out["10"] = _verdict("runnable", "capabilities, seccomp, masks, device cgroup, against a loop-device disk")
-    # 13 build (a daemon of its own: RUN steps are containers)
-    out["13"] = (_verdict("runnable", "POST /build on a daemon of the notebook's own; "
-                          + ("docker client present" if tools["docker"] else "no docker client (optional)"))
-                 if caps["root"] else _verdict("not runnable", "RUN steps are containers: run as root"))
 
     # 12 volumes and storage (btrfs on a loop device: the state directory need not be on btrfs)
     kernel_btrfs = "no btrfs in the kernel" not in info.get("storage_drivers", {}).get("btrfs", "")
@@ -530,6 +526,11 @@ def chapter_verdicts(info: dict) -> dict[str, dict]:
                                         "btrfs-progs, /dev/loop-control): overlay and copy drivers only")
     else:
         out["12"] = _verdict("runnable", "volumes, binds, tmpfs; btrfs on a loop device beside overlay and copy")
+
+    # 13 build (a daemon of its own: RUN steps are containers)
+    out["13"] = (_verdict("runnable", "POST /build on a daemon of the notebook's own; "
+                          + ("docker client present" if tools["docker"] else "no docker client (optional)"))
+                 if caps["root"] else _verdict("not runnable", "RUN steps are containers: run as root"))
 
     labs = lab_folders()
     for number, v in out.items():

@@ -185,3 +185,58 @@ def test_published_port_on_loopback_and_release(nets):
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", p["host_port"]), timeout=2)
     assert ep["IPAddress"] not in nets.ipam.pools[nets.get("bridge")["Id"]]["used"]
+
+
+@pytest.fixture
+def outside(tmp_path):
+    """The "outside world": a namespace of the test's own, 10.203.0.2/30, linked to the host's
+    10.203.0.1/30 by a veth pair (nothing leaves the machine)."""
+    need_root()
+    from pyroute2 import IPRoute
+    from minidocker.network import netns
+    path = netns.create(str(tmp_path / "world"))
+    host_end = f"mdw{os.getpid() % 100000}"
+    try:
+        with IPRoute() as ipr:
+            ipr.link("add", ifname=host_end, kind="veth", peer={"ifname": host_end + "p"})
+            idx = ipr.link_lookup(ifname=host_end)[0]
+            ipr.addr("add", index=idx, address="10.203.0.1", prefixlen=30)
+            ipr.link("set", index=idx, state="up")
+            fd = os.open(path, os.O_RDONLY)
+            ipr.link("set", index=ipr.link_lookup(ifname=host_end + "p")[0], net_ns_fd=fd)
+            os.close(fd)
+        with IPRoute(netns=path) as w:
+            i = w.link_lookup(ifname=host_end + "p")[0]
+            w.addr("add", index=i, address="10.203.0.2", prefixlen=30)
+            w.link("set", index=i, state="up")
+            w.link("set", index=w.link_lookup(ifname="lo")[0], state="up")
+        yield path
+    finally:
+        with IPRoute() as ipr:
+            for i in ipr.link_lookup(ifname=host_end):
+                ipr.link("del", index=i)
+        netns.remove(path)
+
+
+def test_nat_out_dnat_in_and_internal(nets, outside):
+    ep = nets.connect("cf" * 32, "bridge", name="web")
+    inside = nets.boxes["cf" * 32]["netns"]
+    nets.create("int", subnet="10.204.0.0/24", internal=True)
+    nets.connect("c0" * 32, "int", name="hidden")
+    hidden = nets.boxes["c0" * 32]["netns"]
+    world = serve_once(outside, 9000, b"world")
+    web = serve_once(inside, 80, b"web")
+    try:
+        # out: masqueraded to the host's address on the way to the world
+        assert connect_from(inside, "10.203.0.2", 9000) == b"world 10.203.0.1"
+        # internal: no route out at all
+        assert isinstance(connect_from(hidden, "10.203.0.2", 9000), OSError)
+        # in: DNAT keeps the world's address (the proxy would show the bridge's gateway)
+        [p] = nets.publish("cf" * 32, [{"proto": "tcp", "host_ip": "", "host_port": 0, "port": 80}])
+        assert connect_from(outside, "10.203.0.1", p["host_port"]) == b"web 10.203.0.2"
+        # from the host itself: through the proxy
+        with socket.create_connection(("127.0.0.1", p["host_port"]), timeout=5) as c:
+            assert c.recv(100) == f"web {ep['Gateway']}".encode()
+    finally:
+        world.close()
+        web.close()

@@ -9,9 +9,10 @@ BIN := $(VENV)/bin
 # iproute2: networking chapter and checks; python3-venv: the venv; qemu-system-x86: the cgroup v2
 # guest test (tests/guest/vm.py; it downloads a Debian kernel package into .cache/cgroup-v2 once);
 # docker-registry, apache2-utils (htpasswd), openssl: the registry chapter's tests; skopeo, umoci,
-# oci-image-tool, podman: interop tests (podman only saves an image there, with its own storage).
+# oci-image-tool, podman: interop tests (podman only saves an image there, with its own storage);
+# libseccomp2: the seccomp compiler behind pyseccomp (security chapter).
 APT_PACKAGES := busybox-static graphviz iproute2 python3-venv python3-dev gcc make ca-certificates qemu-system-x86 \
-                docker-registry apache2-utils skopeo umoci openssl oci-image-tool podman
+                docker-registry apache2-utils skopeo umoci openssl oci-image-tool podman libseccomp2
 STAMP_APT := $(VENV)/.apt-$(shell echo $(APT_PACKAGES) | md5sum | cut -c1-8)
 STAMP_PIP := $(VENV)/.pip-$(shell cat pyproject.toml | md5sum | cut -c1-8)
 

@@ -19,7 +19,8 @@ Errors are :class:`KernelError`, an ``OSError`` whose message names the call, it
 errno name, e.g. ``pivot_root('/x', '/x/.old') failed: EINVAL (Invalid argument)``.
 
 Man pages followed: unshare(2), setns(2), mount(2), umount(2), pivot_root(2), sethostname(2),
-prctl(2), mknod(2), namespaces(7), mount_namespaces(7), user_namespaces(7).
+prctl(2), mknod(2), capget(2), seccomp(2), bpf(2), keyctl(2), namespaces(7), mount_namespaces(7),
+user_namespaces(7), capabilities(7).
 """
 from __future__ import annotations
 
@@ -73,15 +74,51 @@ UMOUNT_NOFOLLOW = 8
 
 PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
+PR_SET_KEEPCAPS = 8
 PR_SET_NAME = 15
+PR_GET_SECCOMP = 21
+PR_CAPBSET_READ = 23
 PR_CAPBSET_DROP = 24
 PR_SET_CHILD_SUBREAPER = 36
 PR_SET_NO_NEW_PRIVS = 38
+PR_GET_NO_NEW_PRIVS = 39
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_IS_SET = 1     # arg2 values of PR_CAP_AMBIENT
+PR_CAP_AMBIENT_RAISE = 2
+PR_CAP_AMBIENT_LOWER = 3
+PR_CAP_AMBIENT_CLEAR_ALL = 4
 
-SYS_PIVOT_ROOT = 155  # x86_64; glibc has no wrapper
+# x86_64 numbers of calls glibc 2.36 has no wrapper for (pivot_root, seccomp, bpf) or that we call raw
+# (capget/capset: glibc's wrappers are for libcap; keyctl lives in libkeyutils, not installed).
+SYS_PIVOT_ROOT = 155
+SYS_CAPGET = 125
+SYS_CAPSET = 126
+SYS_KEYCTL = 250
+SYS_SECCOMP = 317
+SYS_BPF = 321
+
+_LINUX_CAPABILITY_VERSION_3 = 0x20080522   # capget(2): two 32-bit data structs, 64 capability bits
+SECCOMP_SET_MODE_FILTER = 1                 # seccomp(2) operations and flags
+SECCOMP_FILTER_FLAG_TSYNC = 1
+SECCOMP_FILTER_FLAG_LOG = 2
+SECCOMP_FILTER_FLAG_SPEC_ALLOW = 4
+KEYCTL_JOIN_SESSION_KEYRING = 1             # keyctl(2) operation: a new (or named) session keyring
+
+# capabilities(7), linux/capability.h: CAPABILITIES[n] is capability number n.
+CAPABILITIES = (
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL",
+    "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE", "CAP_NET_BIND_SERVICE",
+    "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_IPC_LOCK", "CAP_IPC_OWNER",
+    "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT", "CAP_SYS_PTRACE", "CAP_SYS_PACCT",
+    "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE", "CAP_SYS_RESOURCE", "CAP_SYS_TIME",
+    "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE", "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL",
+    "CAP_SETFCAP", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM",
+    "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE")
 
 _MS_NAMES = {v: k for k, v in globals().items() if k.startswith("MS_") and isinstance(v, int)}
-_PR_NAMES = {v: k for k, v in globals().items() if k.startswith("PR_") and isinstance(v, int)}
+_PR_NAMES = {v: k for k, v in globals().items() if k.startswith("PR_") and isinstance(v, int)
+             and not k.startswith("PR_CAP_AMBIENT_")}
+_AMBIENT_NAMES = {v: k for k, v in globals().items() if k.startswith("PR_CAP_AMBIENT_")}
 _CLONE_NAMES = {v: k for k, v in globals().items() if k.startswith("CLONE_") and isinstance(v, int)}
 
 
@@ -111,10 +148,21 @@ def describe_call(name: str, args: tuple) -> str:
             shown.append(flag_names(a, {1: "MNT_FORCE", 2: "MNT_DETACH", 4: "MNT_EXPIRE", 8: "UMOUNT_NOFOLLOW"}))
         elif name == "prctl" and i == 0 and isinstance(a, int):
             shown.append(_PR_NAMES.get(a, str(a)))
+        elif (name == "prctl" and isinstance(a, int) and 0 <= a < len(CAPABILITIES)
+              and (i == 1 and args[0] == PR_CAPBSET_DROP or i == 2 and args[:2] == (PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE))):
+            shown.append(CAPABILITIES[a])
+        elif name == "prctl" and i == 1 and args[0] == PR_CAP_AMBIENT and isinstance(a, int):
+            shown.append(_AMBIENT_NAMES.get(a, str(a)))
         elif name in ("mknod", "mkdir", "chmod") and isinstance(a, int) and i == 1:
             shown.append(oct(a))
         elif name == "mknod" and i == 2 and isinstance(a, int):
             shown.append(f"makedev({os.major(a)}, {os.minor(a)})")
+        elif name == "capset" and isinstance(a, int):
+            shown.append(f"{a:#018x}")
+        elif name == "seccomp_load" and i == 0 and isinstance(a, (bytes, bytearray)):
+            shown.append(f"<BPF program, {len(a) // 8} instructions>")
+        elif name == "bpf" and i == 1 and isinstance(a, (bytes, bytearray)):
+            shown.append(f"<bpf_attr, {len(a)} bytes>")
         else:
             shown.append(repr(a))
     return f"{name}({', '.join(shown)})"
@@ -150,6 +198,19 @@ def _lib() -> ctypes.CDLL:
         _libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
         _libc.syscall.restype = ctypes.c_long
     return _libc
+
+
+class _CapHeader(ctypes.Structure):   # struct __user_cap_header_struct (linux/capability.h)
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):     # struct __user_cap_data_struct; version 3 uses two of them
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
+                ("inheritable", ctypes.c_uint32)]
+
+
+class _SockFprog(ctypes.Structure):   # struct sock_fprog (linux/filter.h): a classic BPF program
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
 
 
 def _b(s: str | bytes | None) -> bytes | None:
@@ -257,6 +318,71 @@ class Linux:
         args = (option, arg2, arg3, arg4, arg5)
         return _check(_lib().prctl(option, arg2, arg3, arg4, arg5), "prctl", args)
 
+    def capget(self, pid: int = 0) -> tuple[int, int, int]:
+        """The (effective, permitted, inheritable) capability sets of ``pid`` (0: this thread) as
+        64-bit masks, bit N = capability N (capget(2), capabilities(7))."""
+        hdr, data = _CapHeader(_LINUX_CAPABILITY_VERSION_3, pid), (_CapData * 2)()
+        _check(_lib().syscall(SYS_CAPGET, ctypes.byref(hdr), data), "capget", (pid,))
+        return tuple(getattr(data[0], f) | getattr(data[1], f) << 32
+                     for f in ("effective", "permitted", "inheritable"))
+
+    def capset(self, effective: int, permitted: int, inheritable: int) -> None:
+        """Set this thread's effective, permitted and inheritable sets (capset(2)).
+
+        * A thread can only *lower* its permitted set; effective must stay within permitted;
+          inheritable may only gain capabilities that are in the bounding set (with CAP_SETPCAP).
+        * The bounding set (prctl PR_CAPBSET_DROP) and ambient set (PR_CAP_AMBIENT) are separate calls.
+        """
+        hdr, data = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0), (_CapData * 2)()
+        for i in range(2):
+            data[i].effective = effective >> 32 * i & 0xFFFFFFFF
+            data[i].permitted = permitted >> 32 * i & 0xFFFFFFFF
+            data[i].inheritable = inheritable >> 32 * i & 0xFFFFFFFF
+        args = (effective, permitted, inheritable)
+        _check(_lib().syscall(SYS_CAPSET, ctypes.byref(hdr), data), "capset", args)
+
+    def seccomp_load(self, program: bytes, flags: int = 0) -> None:
+        """Install a seccomp filter: ``program`` is classic BPF, 8 bytes an instruction
+        (``struct sock_filter``), as libseccomp's ``seccomp_export_bpf`` writes it (seccomp(2)).
+
+        * Needs no_new_privs (prctl PR_SET_NO_NEW_PRIVS) or CAP_SYS_ADMIN, else EACCES.
+        * Irrevocable: filters stack, children and execve inherit them; the most restrictive verdict wins.
+        * Applies to the calling thread (all threads with SECCOMP_FILTER_FLAG_TSYNC).
+        """
+        buf = ctypes.create_string_buffer(bytes(program), len(program))
+        prog = _SockFprog(len(program) // 8, ctypes.addressof(buf))
+        rc = _lib().syscall(SYS_SECCOMP, SECCOMP_SET_MODE_FILTER, ctypes.c_uint(flags), ctypes.byref(prog))
+        _check(rc, "seccomp_load", (program, flags))
+
+    def bpf(self, cmd: int, attr: bytes | bytearray) -> int:
+        """The bpf(2) multiplexer: ``attr`` is the command's ``union bpf_attr``, packed by the caller.
+        Returns the call's result (a new fd for BPF_PROG_LOAD). A ``bytearray`` is updated in place
+        with what the kernel wrote back (BPF_PROG_QUERY, BPF_OBJ_GET_INFO_BY_FD)."""
+        buf = ctypes.create_string_buffer(bytes(attr), len(attr))
+        rc = _check(_lib().syscall(SYS_BPF, ctypes.c_int(cmd), buf, ctypes.c_uint(len(attr))),
+                    "bpf", (cmd, bytes(attr)))
+        if isinstance(attr, bytearray):
+            attr[:] = buf.raw[:len(attr)]
+        return rc
+
+    def keyctl(self, operation: int, arg2: int | str | None = 0, arg3: int = 0, arg4: int = 0,
+               arg5: int = 0) -> int:
+        """keyctl(2). The runtime uses ``keyctl(KEYCTL_JOIN_SESSION_KEYRING, name)``: a new session
+        keyring for the container (``name`` None: anonymous), so that it cannot read the keys of the
+        session it was started from (runc does this unless ``--no-new-keyring``). Returns the serial."""
+        a2 = _b(arg2) if isinstance(arg2, str) or arg2 is None else ctypes.c_ulong(arg2)
+        args = (operation, arg2, arg3, arg4, arg5)
+        return _check(_lib().syscall(SYS_KEYCTL, ctypes.c_int(operation), a2, ctypes.c_ulong(arg3),
+                                     ctypes.c_ulong(arg4), ctypes.c_ulong(arg5)), "keyctl", args)
+
+    def open(self, path: str, flags: int = os.O_RDONLY, mode: int = 0o600) -> int:
+        """open(2), routed here when the fd is used for a later state change (a cgroup directory fd
+        for BPF_PROG_ATTACH), so that a dry run opens nothing."""
+        return os.open(path, flags, mode)
+
+    def close(self, fd: int) -> None:
+        os.close(fd)
+
     # Calls Python does have, routed through here so that a recorded container start is complete and
     # a dry run (the Recorder) touches nothing.
     def mkdir(self, path: str, mode: int = 0o755, exist_ok: bool = True) -> None:
@@ -321,9 +447,11 @@ class Recorder:
     """Same interface as :class:`Linux`; makes no call, appends each to ``calls``.
 
     ``fail`` maps a call name to an errno to raise the *first* time it is called, to test rollback.
+    ``returns`` maps a call name to what it returns (default 0; ``capget`` returns three 0 masks).
     """
     calls: list[Call] = field(default_factory=list)
     fail: dict[str, int] = field(default_factory=dict)
+    returns: dict[str, Any] = field(default_factory=dict)
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_") or not hasattr(Linux, name):
@@ -334,7 +462,7 @@ class Recorder:
             self.calls.append(Call(name, full))
             if name in self.fail:
                 raise KernelError(self.fail.pop(name), name, full)
-            return 0
+            return self.returns.get(name, (0, 0, 0) if name == "capget" else 0)
 
         return record
 

@@ -503,6 +503,7 @@ class _Plan:
     stdio: tuple
     pass_fds: tuple[int, ...]
     kernel: object
+    detach: bool = False                   # A exits once B runs (runc's model, see spawn)
 
 
 def _child_a(plan: _Plan, status_w: int, go_r: int) -> None:
@@ -532,6 +533,8 @@ def _child_a(plan: _Plan, status_w: int, go_r: int) -> None:
         _child_b(plan, status_w)                        #    never returns
     _send(status_w, type="pid", pid=b)                  # 4. tell the parent B's host pid
     os.close(status_w)                                  #    B's copy closes when it execs
+    if plan.detach:                                     #    runc's model: our caller (a child
+        os._exit(0)                                     #    subreaper) inherits B as its child
     # A was forked with every fd of its caller; holding the write end of the workload's stdin
     # pipe (say) would keep the workload from ever seeing EOF. A needs none of them.
     close_fds_except(())
@@ -553,7 +556,8 @@ def _child_b(plan: _Plan, status_w: int) -> None:
             # If the monitor A dies (kill -9), take the whole container down with it. Set after
             # the uid change: any credential change clears the parent-death signal.
             step = "parent-death signal"
-            plan.kernel.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+            if not plan.detach:  # detached, A exits at once: the signal would kill us right away
+                plan.kernel.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
             step = "stdio"
             _connect_stdio(*plan.stdio)
             for fd in plan.pass_fds:
@@ -604,13 +608,14 @@ class Process:
     ``exec_error`` is the message when the command could not be executed (exit code 127/126).
     """
 
-    def __init__(self, pid: int, monitor_pid: int, exec_error: str | None = None):
+    def __init__(self, pid: int, monitor_pid: int | None, exec_error: str | None = None):
         self.pid = pid
-        self.monitor_pid = monitor_pid
+        # Detached (spawn(detach=True)), there is no A: we wait for B itself, our child now.
+        self.monitor_pid = monitor_pid or pid
         self.exec_error = exec_error
         self.returncode: int | None = None
         # pidfds refer to *these* processes even after their pid numbers are reused (pidfd_open(2)).
-        self._monitor_fd: int | None = os.pidfd_open(monitor_pid)
+        self._monitor_fd: int | None = os.pidfd_open(self.monitor_pid)
         try:
             self._pidfd: int | None = os.pidfd_open(pid)
         except ProcessLookupError:     # already gone (e.g. exec failed)
@@ -728,6 +733,9 @@ def _start(plan: _Plan, uid_map, gid_map, kernel) -> Process:
     if error is not None or b_pid is None:
         os.waitpid(a, 0)                 # B (if any) reported its error and exits by itself
         raise error or SpawnError(errno.ECHILD, "the monitor process died before starting the workload")
+    if plan.detach:
+        os.waitpid(a, 0)                 # A is gone; B was re-parented to us (a child subreaper)
+        return Process(b_pid, None, exec_error)
     return Process(b_pid, a, exec_error)
 
 
@@ -737,7 +745,8 @@ Target = Sequence[str] | Callable[[], "int | None"]
 def spawn(target: Target, namespaces: Iterable[str], *, uid_map: Sequence[IdMap] | None = None,
           gid_map: Sequence[IdMap] | None = None, kernel=None, stdin=None, stdout=None, stderr=None,
           pass_fds: Iterable[int] = (), env: dict[str, str] | None = None,
-          setup: Callable[[], None] | None = None) -> Process:
+          setup: Callable[[], None] | None = None, join: dict[str, str] | None = None,
+          detach: bool = False) -> Process:
     """Start ``target`` in new namespaces of the given kinds; return when it runs.
 
     ``target`` is an argv list (execvp'd, searching PATH) or a callable run in the new process
@@ -764,8 +773,17 @@ def spawn(target: Target, namespaces: Iterable[str], *, uid_map: Sequence[IdMap]
     closed; ``env`` (argv targets) replaces the environment.
 
     The workload dies with its monitor: if A is killed, B gets SIGKILL (PR_SET_PDEATHSIG).
+
+    ``join``: kind -> path of an existing namespace (``/proc/PID/ns/net``, a bind-mounted netns)
+    that A enters with setns(2) *instead of* making a new one of that kind (OCI's namespace "path").
+
+    ``detach=True`` is runc's process model: A exits as soon as B runs, and B is re-parented to the
+    nearest "child subreaper" above it (prctl(2) PR_SET_CHILD_SUBREAPER), which spawn makes the
+    caller. The caller is then B's parent and the only process waiting for it: one monitor, no
+    md-monitor in between. (Call it in a process that can be a subreaper: a container monitor.)
     """
-    kinds = normalize_kinds(namespaces)
+    join = dict(join or {})
+    kinds = tuple(k for k in normalize_kinds(namespaces) if k not in join)
     kernel = kernel or Linux()
     flags = unshare_flags(kinds)
     user = "user" in kinds
@@ -780,12 +798,25 @@ def spawn(target: Target, namespaces: Iterable[str], *, uid_map: Sequence[IdMap]
         allowed = _read("/proc/self/setgroups").strip() == "allow"
         become_root(kernel, uid_map, gid_map, setgroups_allowed=allowed)
 
+    def prepare() -> None:
+        for kind in ENTER_ORDER:          # joined first: a new namespace made after is owned right
+            if kind in join:
+                fd = os.open(join[kind], os.O_RDONLY | os.O_CLOEXEC)
+                try:
+                    kernel.setns(fd, CLONE_FLAGS[normalize_kinds([kind])[0]])
+                finally:
+                    os.close(fd)
+        if flags:
+            kernel.unshare(flags)
+
+    if detach:
+        kernel.prctl(PR_SET_CHILD_SUBREAPER, 1)
     plan = _Plan(
-        prepare=(lambda: kernel.unshare(flags)) if flags else (lambda: None),
+        prepare=prepare,
         user_handshake=bool(user and (uid_map or gid_map)),
         become_root=root_in_userns if user and (uid_map or gid_map) else None,
         setup=setup, target=_check_target(target), env=env,
-        stdio=(stdin, stdout, stderr), pass_fds=tuple(pass_fds), kernel=kernel,
+        stdio=(stdin, stdout, stderr), pass_fds=tuple(pass_fds), kernel=kernel, detach=detach,
     )
     return _start(plan, uid_map, gid_map, kernel)
 
@@ -843,7 +874,8 @@ def enter(pid: int | str, kinds: Iterable[str] | None = None, kernel=None) -> li
 
 def spawn_in(pid: int | str, target: Target, kinds: Iterable[str] | None = None, *, kernel=None,
              stdin=None, stdout=None, stderr=None, pass_fds: Iterable[int] = (),
-             env: dict[str, str] | None = None, setup: Callable[[], None] | None = None) -> Process:
+             env: dict[str, str] | None = None, setup: Callable[[], None] | None = None,
+             detach: bool = False) -> Process:
     """Start ``target`` inside the namespaces of the running process ``pid`` (``docker exec``).
 
     Same two-process shape as :func:`spawn`: A calls :func:`enter`, then forks B so that B is
@@ -863,8 +895,10 @@ def spawn_in(pid: int | str, target: Target, kinds: Iterable[str] | None = None,
     plan = _Plan(
         prepare=lambda: enter(pid, todo, kernel), user_handshake=False, become_root=become,
         setup=setup, target=_check_target(target), env=env,
-        stdio=(stdin, stdout, stderr), pass_fds=tuple(pass_fds), kernel=kernel,
+        stdio=(stdin, stdout, stderr), pass_fds=tuple(pass_fds), kernel=kernel, detach=detach,
     )
+    if detach:  # as in spawn(detach=True): the caller becomes the parent of B
+        kernel.prctl(PR_SET_CHILD_SUBREAPER, 1)
     return _start(plan, None, None, kernel)
 
 

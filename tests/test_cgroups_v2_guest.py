@@ -84,3 +84,14 @@ def test_daemon_end_to_end_on_v2(guest):
 
 def test_guest_left_no_cgroups(guest):
     assert ok(guest, "cleanup")["left"] == []
+
+
+def test_security_device_program_and_readonly_cgroupfs(guest):
+    """Chapter 10 on pure v2 (no devices.* files there): the eBPF program security.devices assembles
+    stops opening a node outside Docker's rules while mknod and /dev/null work, and stops nothing once
+    detached; a read-only cgroup2 mount refuses a pids.max write that a read-write one allows."""
+    r = ok(guest, "security")
+    assert r["prog_id"] > 0
+    assert r["confined"] == {"null": "OK", "kmsg": "EPERM", "mknod": "OK"}
+    assert r["free"]["kmsg"] == "OK" and r["detached"]["kmsg"] == "OK"
+    assert r["ro_pids_max"] == "EROFS" and r["rw_pids_max"] == "OK"

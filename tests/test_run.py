@@ -56,12 +56,18 @@ def test_host_mounts_are_invisible(daemon):
     assert r.returncode == 0, r.stderr
     # The container's mount table holds its own mounts only. (Overlay's options still name host
     # directories, as with docker: that is the filesystem's configuration, not a reachable path.)
+    # Besides the basic ones: Docker's masked and read-only paths (each its own mount) and the
+    # container's own read-only cgroupfs (one mount per hierarchy under /sys/fs/cgroup).
+    from minidocker.security import masks
     targets = {line.split()[4] for line in text.splitlines()}
-    assert targets == {"/", "/proc", "/sys", "/dev", "/dev/pts", "/dev/shm", "/dev/mqueue",
-                       "/etc/hostname", "/etc/hosts", "/etc/resolv.conf"}, targets
+    protected = targets & (set(masks.MASKED_PATHS) | set(masks.READONLY_PATHS))
+    cgroupfs = {t for t in targets if t == "/sys/fs/cgroup" or t.startswith("/sys/fs/cgroup/")}
+    assert "/proc/sys" in protected and "/sys/fs/cgroup" in cgroupfs, targets
+    assert targets - protected - cgroupfs == {"/", "/proc", "/sys", "/dev", "/dev/pts", "/dev/shm", "/dev/mqueue",
+                                              "/etc/hostname", "/etc/hosts", "/etc/resolv.conf"}, targets
     with open("/proc/self/mountinfo") as f:
         host_targets = {line.split()[4] for line in f}
-    assert not (host_targets - {"/", "/proc", "/sys", "/dev", "/dev/pts", "/dev/shm"}) & targets
+    assert not (host_targets - {"/", "/proc", "/sys", "/dev", "/dev/pts", "/dev/shm"} - cgroupfs) & targets
     # The container's own mounts did not propagate to the host.
     with open("/proc/self/mountinfo") as f:
         assert daemon.root not in f.read()

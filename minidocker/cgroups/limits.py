@@ -47,6 +47,38 @@ class Limits:
     def any(self) -> bool:
         return any(asdict(self).values())
 
+    # OCI runtime-spec ``linux.resources`` (config-linux.md "Control groups"): the runtime's input.
+    # Same units as Docker's (bytes, µs, shares); OCI's memory.swap is memory+swap, as Docker's
+    # MemorySwap; a pids limit of 0 or absent is "no limit" in both.
+    def to_oci(self) -> dict:
+        """-> ``linux.resources`` without ``devices`` (the security chapter adds those)."""
+        res: dict = {}
+        mem = {k: v for k, v in (("limit", self.memory), ("swap", self.memory_swap)) if v}
+        cpu = {k: v for k, v in (("quota", self.cpu_quota), ("period", self.cpu_period),
+                                 ("shares", self.cpu_shares), ("cpus", self.cpuset_cpus)) if v}
+        if mem:
+            res["memory"] = mem
+        if cpu:
+            res["cpu"] = cpu
+        if self.pids_limit:
+            res["pids"] = {"limit": self.pids_limit}
+        if self.blkio_weight:
+            res["blockIO"] = {"weight": self.blkio_weight}
+        return res
+
+    @classmethod
+    def from_oci(cls, res: dict | None) -> "Limits":
+        """``linux.resources`` -> Limits (fields this chapter does not drive are ignored here; the
+        runtime refuses what it cannot apply)."""
+        res = res or {}
+        mem, cpu = res.get("memory") or {}, res.get("cpu") or {}
+        pids = (res.get("pids") or {}).get("limit") or 0
+        return cls(memory=int(mem.get("limit") or 0), memory_swap=int(mem.get("swap") or 0),
+                   cpu_quota=max(int(cpu.get("quota") or 0), 0), cpu_period=int(cpu.get("period") or 0),
+                   cpu_shares=int(cpu.get("shares") or 0), cpuset_cpus=str(cpu.get("cpus") or ""),
+                   pids_limit=int(pids) if pids > 0 else 0,
+                   blkio_weight=int((res.get("blockIO") or {}).get("weight") or 0))
+
 
 def parse_cpu_list(text: str) -> set[int]:
     """cpuset syntax: "0-2,5" -> {0, 1, 2, 5} (cpuset(7) "List format")."""

@@ -18,7 +18,7 @@ import time
 from . import cpu, io, memory, pids
 from .driver import Cgroup, read, signal_all, write
 
-USED = ("memory", "cpu", "cpuacct", "cpuset", "pids", "blkio", "freezer")
+USED = ("memory", "cpu", "cpuacct", "cpuset", "pids", "blkio", "freezer", "devices")  # devices: the runtime's device rules
 
 
 class V1Cgroup(Cgroup):

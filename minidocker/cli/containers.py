@@ -27,6 +27,7 @@ def add_verbs(sub) -> None:
     x.add_argument("-e", "--env", action="append", default=[])
     x.add_argument("-w", "--workdir")
     x.add_argument("-u", "--user")
+    x.add_argument("--privileged", action="store_true", help="give extended privileges to the command")
     x.add_argument("--detach-keys")
     x.add_argument("container")
     x.add_argument("command", nargs=argparse.REMAINDER)
@@ -106,7 +107,8 @@ def cmd_exec(c: Client, a) -> int:
     from .main import parse_env, raw_terminal, pump_stdin
     body = {"AttachStdin": a.interactive and not a.detach, "AttachStdout": not a.detach,
             "AttachStderr": not a.detach, "Tty": a.tty, "Cmd": a.command, "Env": parse_env(a.env),
-            "WorkingDir": a.workdir or "", "User": a.user or "", "DetachKeys": a.detach_keys or ""}
+            "WorkingDir": a.workdir or "", "User": a.user or "", "DetachKeys": a.detach_keys or "",
+            "Privileged": a.privileged}
     if a.tty:
         try:
             sz = os.get_terminal_size(sys.stdout.fileno())

@@ -29,6 +29,7 @@ import threading
 import time
 
 from . import cgroups as cgroups_cli
+from . import security as security_cli
 from .client import APIError, Client, DaemonNotRunning, read_frames
 from .images import add_verbs as add_image_verbs
 
@@ -111,6 +112,7 @@ def create_body(a) -> dict:
                        "RestartPolicy": restart_policy(a.restart)},
     }
     body["HostConfig"].update(cgroups_cli.host_config(a))
+    body["HostConfig"].update(security_cli.host_config(a))
     if a.stop_signal:
         body["StopSignal"] = a.stop_signal
     if a.stop_timeout is not None:
@@ -480,6 +482,7 @@ def container_opts(p):
     p.add_argument("--read-only", action="store_true")
     p.add_argument("--network", "--net")
     cgroups_cli.limit_opts(p)
+    security_cli.security_opts(p)
     p.add_argument("--restart", help="no, on-failure[:max-retries], always, unless-stopped")
     p.add_argument("--stop-signal")
     p.add_argument("--stop-timeout", type=int)

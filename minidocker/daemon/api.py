@@ -160,7 +160,7 @@ class API:
         """minidocker's own endpoint: the kernel calls starting this container would make."""
         from ..runtime.init import explain
         c = self.engine.get(req.match["id"])
-        return http.json_response({"Id": c.id, "Transcript": explain(c.cfg, c.dir)})
+        return http.json_response({"Id": c.id, "Transcript": explain(c.dir)})
 
     async def container_start(self, req):
         await self.engine.start(req.match["id"])

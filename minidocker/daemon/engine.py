@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import shutil
 import signal
 import socket
 import time
@@ -28,7 +29,7 @@ from ..images.layers import LayerError
 from ..images.store import ImageNotFound, ImageStore
 from ..images.unpack import prune, unpack
 from ..runtime import monitor
-from ..runtime.config import ConfigError, ContainerConfig, from_create_request, validate_name
+from .config import ConfigError, ContainerConfig, from_create_request, validate_name
 from ..util import ZERO_TIME, atomic_write_json, new_id, now_rfc3339, parse_rfc3339, read_json
 from . import rules
 from .events import Events
@@ -195,7 +196,11 @@ class Engine:
         cfg.rootfs_mounts = [dict(vars(m)) for m in mounts]
         cfg.storage_driver = self.driver
         try:
-            runtime.create(directory, cfg, body, console_size=console)
+            write_bundle(directory, cfg, body, console, warnings)
+        except ConfigError as e:
+            self.snapshotter.remove(cid)
+            self.snapshotter.remove(cid + "-init")
+            raise InvalidRequest(str(e))
         except BaseException:
             self.snapshotter.remove(cid)
             self.snapshotter.remove(cid + "-init")
@@ -242,7 +247,7 @@ class Engine:
                     c.restart_task.cancel()
             # 1. The monitor creates the container and stops it just before exec.
             try:
-                pid = await asyncio.to_thread(runtime.spawn_paused, c.dir)
+                pid = (await asyncio.to_thread(monitor.spawn_monitor, c.dir))["pid"]
             except RuntimeError as e:
                 c.state.update(Status="exited" if c.state["StartedAt"] != ZERO_TIME else "created",
                                Error=str(e), ExitCode=127 if "exec" in str(e) else 128)
@@ -253,7 +258,11 @@ class Engine:
             for conn in pending:
                 await self.connect_attach(c, *conn)
             # 3. Go: the container execs. Record the state before anyone can observe the exit.
-            reply = await asyncio.to_thread(runtime.release, c.dir)
+            reply = await asyncio.to_thread(monitor.request, c.dir, {"op": "start"})
+            if reply.get("error"):
+                c.state.update(Error=reply["error"], ExitCode=128)
+                c.save()
+                raise StartError(reply["error"])
             c.state.update(Status="running", Running=True, Pid=pid, ExitCode=0, Error="",
                            StartedAt=reply.get("started_at") or now_rfc3339(), FinishedAt=ZERO_TIME,
                            OOMKilled=False)
@@ -427,7 +436,7 @@ class Engine:
             c.manually_stopped = True
             c.save()
         self.emit(c, "kill", signal=num)
-        runtime.kill(c.state["Pid"], num)
+        signal_container(c, num)
         self.thaw_after_signal(c)
 
     def thaw_after_signal(self, c: Container) -> None:
@@ -453,14 +462,14 @@ class Engine:
         f = asyncio.get_running_loop().create_future()
         c.next_exit.append(f)
         self.emit(c, "kill", signal=num)
-        runtime.kill(c.state["Pid"], num)
+        signal_container(c, num)
         self.thaw_after_signal(c)
         try:
             # A negative timeout waits for ever (docker's -1).
             await asyncio.wait_for(asyncio.shield(f), None if timeout < 0 else timeout)
         except asyncio.TimeoutError:
             self.emit(c, "kill", signal=int(signal.SIGKILL))
-            runtime.kill(c.state["Pid"], signal.SIGKILL)
+            signal_container(c, signal.SIGKILL)
             await f
         self.emit(c, "stop")
 
@@ -533,7 +542,7 @@ class Engine:
             c.next_exit.append(f)
             # The whole tree through its cgroup: works on a paused container too.
             await asyncio.to_thread(runtime.resources.kill_tree, c.cfg)
-            runtime.kill(c.state["Pid"], signal.SIGKILL)
+            signal_container(c, signal.SIGKILL)
             await f
             if c.id not in self.containers:  # auto-removed meanwhile
                 return
@@ -545,7 +554,7 @@ class Engine:
             conn[1].close()
             if not conn[3].done():
                 conn[3].set_result(None)
-        await asyncio.to_thread(runtime.delete, c.dir)
+        await asyncio.to_thread(delete_container_dir, c.dir)
         await asyncio.to_thread(self.release_snapshot, c)
         for eid in c.exec_ids:
             self.execs.pop(eid, None)
@@ -593,10 +602,10 @@ class Engine:
         base = os.path.join(self.root, "containers")
         for cid in sorted(os.listdir(base)):
             d = os.path.join(base, cid)
-            conf, st = read_json(os.path.join(d, "config.json")), read_json(os.path.join(d, "state.json"))
+            conf, st = await asyncio.to_thread(read_record, d), read_json(os.path.join(d, "state.json"))
             if not conf or not st:
                 log.warning("removing half-created container directory %s", d)
-                await asyncio.to_thread(runtime.delete, d)
+                await asyncio.to_thread(delete_container_dir, d)
                 continue
             c = Container(cid, d, ContainerConfig.from_dict(conf["runtime"]), conf["request"], st["created"], st["name"])
             c.state.update(st["state"])
@@ -611,14 +620,14 @@ class Engine:
                 # waits before exec under its monitor. Kill it; the container stays "created".
                 mon = read_json(os.path.join(d, "monitor.json"))
                 if mon and mon.get("pid"):
-                    runtime.kill(mon["pid"], signal.SIGKILL)
+                    runtime.signal_pid(mon["pid"], signal.SIGKILL)
                     await asyncio.sleep(0.1)
                     await asyncio.to_thread(self.reset_for_restart, c)
             elif c.state["Status"] == "restarting":
                 c.state.update(Status="exited", Restarting=False, Running=False)
             elif c.state["Status"] == "removing":
                 self.containers.pop(cid)
-                await asyncio.to_thread(runtime.delete, d)
+                await asyncio.to_thread(delete_container_dir, d)
         await asyncio.to_thread(self.sweep_snapshots)
         # dockerd starts the containers whose policy says so when it starts ("always", and
         # "unless-stopped" unless a user stopped them).
@@ -733,6 +742,78 @@ def graph_driver(c: Container) -> dict:
 
 
 _background: set[asyncio.Task] = set()
+
+
+# ---- the bundle: specconv writes config.json (OCI); the daemon's own record is container.json ----
+
+def write_bundle(directory: str, cfg: ContainerConfig, request: dict, console, warnings: list[str]) -> None:
+    """Lay out the container directory — the OCI bundle (config.json, rootfs/), the /etc files, the
+    daemon's record — or nothing: a failure removes the directory. Nothing runs yet ("created")."""
+    from .. import rootfs
+    from . import specconv
+    os.makedirs(directory, mode=0o710)
+    try:
+        os.mkdir(os.path.join(directory, "rootfs"), 0o755)  # the mount point; layers: the snapshot
+        rootfs.write_etc_files(directory, cfg.hostname)
+        spec = specconv.to_spec(cfg, request.get("HostConfig"), directory, warnings=warnings, config=request)
+        atomic_write_json(os.path.join(directory, "config.json"), spec)
+        atomic_write_json(os.path.join(directory, "container.json"), {
+            "request": request, "runtime": cfg.to_dict(),
+            "monitor": {"tty": cfg.tty, "open_stdin": cfg.open_stdin, "stdin_once": cfg.stdin_once,
+                        "console_size": console}})
+    except BaseException:
+        shutil.rmtree(directory, ignore_errors=True)
+        raise
+
+
+def read_record(d: str) -> dict | None:
+    """The daemon's record of a container. Directories written before the OCI bundle had it in
+    config.json ({"request", "runtime", "console_size"}): migrate them (the spec is made anew)."""
+    rec = read_json(os.path.join(d, "container.json"))
+    if rec is not None:
+        return rec
+    old = read_json(os.path.join(d, "config.json"))
+    if not old or "runtime" not in old:
+        return None
+    from . import specconv
+    cfg = ContainerConfig.from_dict(old["runtime"])
+    rec = {"request": old["request"], "runtime": old["runtime"],
+           "monitor": {"tty": cfg.tty, "open_stdin": cfg.open_stdin, "stdin_once": cfg.stdin_once,
+                       "console_size": old.get("console_size")}}
+    try:
+        spec = specconv.to_spec(cfg, old["request"].get("HostConfig"), d)
+    except ConfigError as e:
+        log.warning("container %s: cannot make its OCI spec: %s", os.path.basename(d)[:12], e)
+        return None
+    atomic_write_json(os.path.join(d, "container.json"), rec)
+    atomic_write_json(os.path.join(d, "config.json"), spec)
+    return rec
+
+
+def delete_container_dir(d: str) -> None:
+    """The runtime's delete (cgroup, runtime state), then the directory."""
+    root, cid = os.path.dirname(d), os.path.basename(d)
+    if os.path.exists(os.path.join(d, runtime.STATE_FILE)):
+        try:
+            runtime.delete(root, cid, force=True)
+        except (runtime.RuntimeError_, OSError) as e:
+            log.warning("runtime delete of %s: %s", cid[:12], e)
+    else:  # never started: the record's cgroup (if a crash left one) goes too
+        try:
+            rec = read_json(os.path.join(d, "container.json")) or {}
+            if rec.get("runtime"):
+                runtime.resources.destroy(ContainerConfig.from_dict(rec["runtime"]))
+        except OSError:
+            pass
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def signal_container(c: "Container", sig: int) -> None:
+    """Through the monitor, which holds the container's pidfd; if it is gone, a pidfd of our own."""
+    try:
+        monitor.request(c.dir, {"op": "kill", "signal": int(sig)}, timeout=5)
+    except OSError:
+        runtime.signal_pid(c.state["Pid"], sig)
 
 
 def background(coro) -> asyncio.Task:

@@ -17,7 +17,7 @@ import os
 
 from ..runtime import exec as rexec
 from ..runtime import monitor
-from ..runtime.config import ConfigError, ContainerConfig, _as_list, merge_env
+from .config import ConfigError, ContainerConfig, _as_list, merge_env
 from ..util import new_id, read_json
 from .engine import Conflict, Container, Engine, InvalidRequest, NotFound, background
 
@@ -98,7 +98,14 @@ async def start(engine: Engine, ex: Exec, client=None, console_size=None) -> asy
     if c.state["Status"] != "running":
         raise Conflict(f"Container {c.id} is not running")
     ex.started = True
-    await asyncio.to_thread(rexec.create, ex.dir, ex.cfg, c.state["Pid"], console_size)
+    try:
+        process = exec_process(c, ex.cfg, ex.body)
+    except ConfigError as e:
+        raise InvalidRequest(str(e))
+    await asyncio.to_thread(rexec.create, ex.dir, os.path.dirname(c.dir), c.id, process,
+                            privileged=bool(ex.body.get("Privileged")),
+                            monitor={"tty": ex.cfg.tty, "open_stdin": ex.cfg.open_stdin,
+                                     "stdin_once": ex.cfg.stdin_once, "console_size": console_size})
     try:
         await asyncio.to_thread(rexec.spawn_paused, ex.dir)
     except RuntimeError as e:
@@ -116,6 +123,24 @@ async def start(engine: Engine, ex: Exec, client=None, console_size=None) -> asy
     engine.emit(c, "exec_start: " + " ".join(ex.cfg.argv), execID=ex.id)
     background(watch(engine, ex))
     return done
+
+
+def exec_process(c: Container, cfg: ContainerConfig, body: dict) -> dict:
+    """The exec's OCI ``process``: the container's (capabilities, no_new_privs, rlimits, user) with
+    the exec's command, env, cwd, terminal and ``-u``; ``--privileged``: every capability (and no
+    seccomp filter: runtime.exec_process)."""
+    from ..security import capabilities
+    from . import specconv
+    spec = read_json(os.path.join(c.dir, "config.json"))
+    process = dict(spec["process"])
+    process.pop("consoleSize", None)
+    process.update(args=list(cfg.argv), env=list(cfg.env), cwd=cfg.working_dir, terminal=cfg.tty)
+    if body.get("User"):
+        host = c.request.get("HostConfig") or {}
+        process["user"] = specconv.user(body["User"], host.get("GroupAdd"))
+    if body.get("Privileged"):
+        process["capabilities"] = capabilities.oci(specconv.privileged_capabilities())
+    return process
 
 
 class ExecStartError(Exception):

@@ -1,119 +1,343 @@
-"""The runtime: a container = config + root filesystem + namespaces, behind a small interface.
+"""The runtime: an OCI bundle in, an isolated container out — runc's verbs as a Python API.
 
 What this teaches
 -----------------
-OCI runtimes (runc, crun, youki) expose five verbs — create, start, kill, delete, state — and keep
-everything else out. minidocker's runtime does the same for the daemon above it:
+OCI runtimes (runc, crun, youki) take a *bundle* (``config.json`` + a root filesystem, see
+``spec.py``) and expose a handful of verbs; everything Docker-specific stays above them (in
+minidocker, ``daemon/specconv.py`` writes the bundle). runc's process model is followed: the runtime
+keeps no process of its own. ``create`` forks the container's init into its namespaces, puts it in
+its cgroup, lets it prepare everything (rootfs, pivot_root, hostname…) and leaves it blocked on
+``exec.fifo`` before exec; the caller — a monitor such as conmon or minidocker's own (monitor.py)
+— is its parent (a child subreaper) and the only process waiting for it. ``start`` opens the fifo;
+the init execs the workload.
 
-* :func:`create` lays out the container's directory (config, writable layer, /etc files) — a
-  rollback list undoes every step if a later one fails, so nothing half-made is left;
-* :func:`start` starts the per-container monitor (``monitor.py``), which creates the namespaces and
-  runs the container's init up to just before exec, then tells it to exec;
-* :func:`kill` signals the container's pid 1; :func:`state` reads what the monitor recorded;
-* :func:`delete` removes the directory; the container's mounts lived in its own mount namespace and
-  disappeared with its last process, so there is nothing to unmount on the host.
+API (``root``: the state directory, one subdirectory per container id; ``bundle``: the bundle)::
 
-Directory of a container (``ROOT/containers/ID/``): ``config.json`` (the API request and the
-internal config), ``state.json`` (the daemon's record), ``rootfs/`` (the mount point, empty on the
-host; the writable layer is a snapshot, ``ROOT/snapshots/<driver>/``), ``hostname``, ``hosts``, ``resolv.conf``,
-``container.log`` (json-file), ``ctl.sock`` (the monitor), ``monitor.json``, ``exit.json``.
+    create(root, cid, bundle, *, stdio=(in, out, err), console_socket=None, pid_file=None,
+           no_new_keyring=False, preserve_fds=0) -> namespaces.Process  # .pid, .wait(), .kill()
+        # the init exists, blocked before exec; raises RuntimeError with its setup error
+    start(root, cid)                   # created -> running (the init execs process.args)
+    state(root, cid) -> dict           # runc's state JSON: ociVersion id pid status bundle
+                                       #   rootfs created annotations (+ owner "")
+    kill(root, cid, sig=SIGTERM, all=False)   # through a pidfd: a recycled pid is never hit
+    delete(root, cid, force=False)     # the cgroup and the state directory's runtime files
+    exec_process(root, cid, process, *, stdio, console_socket=None, wait_fd=None,
+                 privileged=False) -> namespaces.Process   # one more process, OCI ``process``
+    pause(root, cid); resume(root, cid)   # the freezer
+    update(root, cid, resources)       # new ``linux.resources`` (cgroup limits)
+    list_containers(root) -> [state]; ps(root, cid) -> [host pids]
+
+Files in ``root/cid/``: ``runtime.json`` (what ``state`` needs) and ``exec.fifo`` (exists while
+"created"). The daemon uses its container directory as both bundle and state directory
+(``root`` = ``ROOT/containers``), so these names avoid the daemon's own files.
 """
 from __future__ import annotations
 
+import errno
 import os
-import shutil
+import select
 import signal as _signal
+import socket
 
-from ..util import atomic_write_json, read_json
-from .config import ContainerConfig
-from . import monitor, resources  # noqa: F401  (resources: the cgroups chapter's verbs)
+from ..util import atomic_write_json, now_rfc3339, read_json
+from . import monitor, resources, spec as S  # noqa: F401  (monitor: the engine's, above this API)
 
-
-class Rollback:
-    """Undo steps pushed as work is done; ``unwind()`` runs them newest first (best effort)."""
-
-    def __init__(self):
-        self.steps = []
-
-    def push(self, fn, *args):
-        self.steps.append((fn, args))
-
-    def unwind(self):
-        while self.steps:
-            fn, args = self.steps.pop()
-            try:
-                fn(*args)
-            except Exception:
-                pass
-
-    def clear(self):
-        self.steps.clear()
+STATE_FILE = "runtime.json"
+FIFO = "exec.fifo"
 
 
-def create(container_dir: str, cfg: ContainerConfig, request: dict, console_size=None) -> None:
-    """Lay out the container directory. Nothing runs yet (docker's "created" state)."""
-    from .. import rootfs
-    undo = Rollback()
+class RuntimeError_(RuntimeError):
+    """A verb that cannot be done; the message is runc-like and names the container."""
+
+
+def _dir(root: str, cid: str) -> str:
+    if not cid or "/" in cid or cid in (".", ".."):
+        raise RuntimeError_(f"invalid container id {cid!r}")
+    return os.path.join(root, cid)
+
+
+def _load(root: str, cid: str) -> dict:
+    st = read_json(os.path.join(_dir(root, cid), STATE_FILE))
+    if st is None:
+        raise RuntimeError_(f"container {cid} does not exist")
+    return st
+
+
+def _starttime(pid: int) -> int | None:
+    """Field 22 of /proc/PID/stat: with the pid, it names one process for good (runc does this)."""
     try:
-        os.makedirs(container_dir, mode=0o710)
-        undo.push(shutil.rmtree, container_dir, True)
-        os.mkdir(os.path.join(container_dir, "rootfs"), 0o755)  # layers: the snapshotter's
-        rootfs.write_etc_files(container_dir, cfg.hostname)
-        atomic_write_json(os.path.join(container_dir, "config.json"),
-                          {"request": request, "runtime": cfg.to_dict(), "console_size": console_size})
-        undo.clear()
+        with open(f"/proc/{pid}/stat") as f:
+            text = f.read()
+    except OSError:
+        return None
+    fields = text[text.rindex(")") + 2:].split()
+    return None if fields[0] in ("Z", "X") else int(fields[19])
+
+
+# --- create / start --------------------------------------------------------------------------------
+
+def create(root: str, cid: str, bundle: str, *, stdio=(None, None, None), console_socket=None,
+           pid_file: str | None = None, no_new_keyring: bool = False, preserve_fds: int = 0):
+    """Create the container ``cid`` from ``bundle``; return when its init waits before exec.
+
+    Steps: fork (namespaces.spawn, detached: the init becomes *our* child — we are made a child
+    subreaper); the init waits; we create its cgroup with the spec's limits and device rules and
+    move it in; we tell it "cgroup"; it runs the pid-1 checklist (init.py) and answers "ready" or
+    the error. ``console_socket``: a connected socket (fd or object) or a path, where the init
+    sends the master of the pty it opens when ``process.terminal`` is true.
+    """
+    from .. import namespaces
+    from .init import container_main, cgroup_mount_plan
+    bundle = os.path.abspath(bundle)
+    spec = S.load(bundle)
+    d = _dir(root, cid)
+    if os.path.exists(os.path.join(d, STATE_FILE)):
+        raise RuntimeError_(f"container with id {cid} already exists")
+    os.makedirs(d, mode=0o711, exist_ok=True)
+    kinds, join = S.namespaces(spec)
+    if "user" in kinds:
+        raise RuntimeError_("user namespaces (linux.namespaces type \"user\") are not supported yet")
+    if "mnt" not in kinds:
+        raise RuntimeError_("a new mount namespace is required (linux.namespaces type \"mount\")")
+    if spec["process"].get("terminal") and console_socket is None:
+        raise RuntimeError_("process.terminal is true: a console socket is required")
+    fifo = os.path.join(d, FIFO)
+    if os.path.exists(fifo):
+        os.unlink(fifo)
+    os.mkfifo(fifo, 0o622)
+    fifo_fd = os.open(fifo, os.O_PATH | os.O_CLOEXEC)
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    console_fd = _console_fd(console_socket)
+    plan = cgroup_mount_plan() if S.wants_cgroupfs(spec) else []
+    precompile_seccomp(spec)
+    cg_path = resources.cgroup_path(spec, cid)
+    keep = (theirs.fileno(), fifo_fd) + ((console_fd,) if console_fd is not None else ())
+    keep += tuple(range(3, 3 + preserve_fds))
+    if no_new_keyring:
+        spec.setdefault("annotations", {})[S.ANNOTATION_NO_NEW_KEYRING] = "true"
+    proc = None
+    try:
+        proc = namespaces.spawn(
+            lambda: container_main(spec, bundle, theirs.fileno(), fifo_fd, console_fd=console_fd,
+                                   mount_plan=plan, preserve_fds=preserve_fds),
+            [k for k in kinds if k != "cgroup"], join=join, detach=True,
+            stdin=stdio[0], stdout=stdio[1], stderr=stdio[2], pass_fds=keep)
+        theirs.close()
+        # The cgroup, before the init does anything: its cgroup namespace and the cgroupfs it
+        # mounts are rooted here, and nothing it forks escapes the limits.
+        resources.setup(spec, cid, proc.pid)
+        ours.send(b"cgroup")
+        ours.settimeout(60)
+        answer = ours.recv(4096).decode(errors="replace")
+        if answer != "ready":
+            msg = answer[len("error: "):] if answer.startswith("error: ") else "container init exited during setup"
+            raise RuntimeError_(msg)
+        # The device cgroup, now that the init made its /dev (its mknods must not be refused).
+        resources.set_devices(spec, cid)
+    except BaseException:
+        if proc is not None:
+            proc.kill(_signal.SIGKILL)
+            proc.wait()
+            try:
+                resources.destroy(cg_path)
+            except OSError:
+                pass
+        for f in (fifo,):
+            try:
+                os.unlink(f)
+            except OSError:
+                pass
+        raise
     finally:
-        undo.unwind()
+        ours.close()
+        theirs.close()
+        os.close(fifo_fd)
+        if console_fd is not None and not isinstance(console_socket, int):
+            os.close(console_fd)
+    atomic_write_json(os.path.join(d, STATE_FILE), {
+        "ociVersion": spec["ociVersion"], "id": cid, "pid": proc.pid, "starttime": _starttime(proc.pid),
+        "bundle": bundle, "rootfs": S.root_path(spec, bundle), "created": now_rfc3339(),
+        "annotations": spec.get("annotations") or {}, "cgroup": cg_path})
+    if pid_file:
+        atomic_write_text(pid_file, str(proc.pid))
+    return proc
 
 
-def start(container_dir: str) -> int:
-    """Create the container's processes and let it exec. Returns the host pid of its pid 1."""
-    created = monitor.spawn_monitor(container_dir)
-    monitor.request(container_dir, {"op": "start"})
-    return created["pid"]
+def precompile_seccomp(spec: dict) -> None:
+    """Compile ``linux.seccomp`` to BPF here, before the fork: the child inherits the compiled
+    program (the security chapter's memory cache) and needs no libseccomp after pivot_root."""
+    if (spec.get("linux") or {}).get("seccomp"):
+        from ..security import seccomp
+        seccomp.compile_bpf(spec["linux"]["seccomp"])
 
 
-def spawn_paused(container_dir: str) -> int:
-    """Only the "create" half of start: the container waits before exec until :func:`release`."""
-    return monitor.spawn_monitor(container_dir)["pid"]
+def atomic_write_text(path: str, text: str) -> None:
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
 
 
-def release(container_dir: str) -> dict:
-    return monitor.request(container_dir, {"op": "start"})
+def _console_fd(console_socket) -> int | None:
+    if console_socket is None:
+        return None
+    if isinstance(console_socket, int):
+        return console_socket
+    if isinstance(console_socket, socket.socket):
+        return console_socket.fileno()
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(console_socket)
+    return s.detach()
 
 
-def kill(pid: int, sig: int = _signal.SIGTERM) -> None:
-    """Signal the container's pid 1 (through a pidfd, so a recycled pid is never hit)."""
-    if pid <= 0:  # already exited (the daemon cleared its pid)
-        return
+def start(root: str, cid: str, timeout: float = 30.0) -> None:
+    """created -> running: open ``exec.fifo``; the init, blocked opening its write end, writes one
+    byte and execs. The init's pidfd is watched too, so a dead init is an error, not a hang."""
+    st = state(root, cid)
+    if st["status"] != "created":
+        raise RuntimeError_(f"cannot start a container that has {st['status']}" if st["status"] == "stopped"
+                            else f"cannot start an already {st['status']} container")
+    fifo = os.path.join(_dir(root, cid), FIFO)
+    fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        pidfd = os.pidfd_open(st["pid"])
+    except ProcessLookupError:
+        os.close(fd)
+        raise RuntimeError_(f"container {cid} is not running") from None
+    try:
+        r, _, _ = select.select([fd, pidfd], [], [], timeout)
+        data = os.read(fd, 1) if fd in r else b""
+    finally:
+        os.close(pidfd)
+        os.close(fd)
+    if data != b"0":
+        raise RuntimeError_(f"container {cid}: the init did not start (it exited, or timed out)")
+    os.unlink(fifo)
+
+
+# --- state / kill / delete ---------------------------------------------------------------------------
+
+def state(root: str, cid: str) -> dict:
+    """runc's ``state`` JSON (runtime.md "State"): status created | running | paused | stopped."""
+    st = _load(root, cid)
+    alive = st.get("pid") and _starttime(st["pid"]) == st.get("starttime")
+    if not alive:
+        status = "stopped"
+    elif os.path.exists(os.path.join(_dir(root, cid), FIFO)):
+        status = "created"
+    else:
+        try:
+            status = "paused" if resources.cgroup_of(st["cgroup"]).frozen() else "running"
+        except OSError:
+            status = "running"
+    return {"ociVersion": st["ociVersion"], "id": cid, "pid": st["pid"] if alive else 0, "status": status,
+            "bundle": st["bundle"], "rootfs": st["rootfs"], "created": st["created"],
+            "annotations": st.get("annotations") or {}, "owner": ""}
+
+
+def signal_pid(pid: int, sig: int) -> bool:
+    """Signal ``pid`` through a pidfd (pidfd_open(2), pidfd_send_signal(2)). False if it is gone."""
+    if pid <= 0:
+        return False
     try:
         fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return
+    except (ProcessLookupError, OSError):
+        return False
     try:
         _signal.pidfd_send_signal(fd, sig)
+        return True
     except ProcessLookupError:
-        pass
+        return False
     finally:
         os.close(fd)
 
 
-def state(container_dir: str) -> dict:
-    """What the monitor knows: running (its pid), or the exit record it left."""
-    ex = read_json(os.path.join(container_dir, "exit.json"))
-    if ex is not None:
-        return {"status": "exited", **ex}
+def kill(root: str, cid: str, sig: int = _signal.SIGTERM, all: bool = False) -> None:  # noqa: A002
+    """Send ``sig`` to the init (``all``: to every process of the container's cgroup)."""
+    st = state(root, cid)
+    if st["status"] == "stopped" and not all:
+        raise RuntimeError_(f"container {cid} is not running")
+    cg = resources.cgroup_of(_load(root, cid)["cgroup"])
+    if all and sig == _signal.SIGKILL and cg.exists():
+        cg.kill()
+        return
+    pids = cg.pids() if all and cg.exists() else [st["pid"]]
+    for pid in pids:
+        signal_pid(pid, sig)
+
+
+def delete(root: str, cid: str, force: bool = False) -> None:
+    """Remove a stopped (or, ``force``, any) container: its cgroup, ``runtime.json``, the fifo."""
+    raw = _load(root, cid)
+    st = state(root, cid)
+    if st["status"] not in ("stopped", "created") and not force:
+        raise RuntimeError_(f"cannot delete container {cid} that is not stopped: {st['status']}")
+    if st["status"] != "stopped":
+        try:
+            resources.kill_tree(raw["cgroup"])
+        except OSError:
+            pass
+        signal_pid(st["pid"], _signal.SIGKILL)
     try:
-        st = monitor.request(container_dir, {"op": "state"}, timeout=2)
-        return {"status": "running" if st.get("started") else "created", "pid": st.get("pid")}
+        resources.destroy(raw["cgroup"])
     except OSError:
-        return {"status": "unknown"}
+        pass
+    d = _dir(root, cid)
+    for name in (FIFO, STATE_FILE):
+        try:
+            os.unlink(os.path.join(d, name))
+        except FileNotFoundError:
+            pass
+    try:
+        os.rmdir(d)
+    except OSError as e:  # the daemon's container directory holds more files: it removes them
+        if e.errno not in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOENT):
+            raise
 
 
-def delete(container_dir: str) -> None:
-    """Remove the container's cgroup (waiting until it is empty), then its directory."""
-    conf = read_json(os.path.join(container_dir, "config.json"))
-    if conf and conf.get("runtime"):
-        from . import resources
-        resources.destroy(ContainerConfig.from_dict(conf["runtime"]))
-    shutil.rmtree(container_dir, ignore_errors=True)
+# --- exec / pause / resume / update / list / ps --------------------------------------------------------
+
+def exec_process(root: str, cid: str, process: dict, *, stdio=(None, None, None), console_socket=None,
+                 wait_fd: int | None = None, privileged: bool = False):
+    """One more process in a running container (``runc exec --process``): it joins the init's
+    namespaces and cgroup and gets ``process``'s confinement (capabilities, seccomp, no_new_privs,
+    user) — the container's own ``linux.seccomp`` unless ``privileged``. ``wait_fd``: it waits
+    for one byte there before it execs (the daemon attaches clients first). Our child (detached,
+    as create)."""
+    from .exec import spawn_exec
+    st = state(root, cid)
+    if st["status"] not in ("running", "paused"):
+        raise RuntimeError_(f"cannot exec in a {st['status']} container")
+    spec = S.load(st["bundle"])
+    return spawn_exec(spec, st["pid"], process, stdio=stdio, console_fd=_console_fd(console_socket),
+                      wait_fd=wait_fd, privileged=privileged)
+
+
+def pause(root: str, cid: str) -> None:
+    resources.pause(_load(root, cid)["cgroup"])
+
+
+def resume(root: str, cid: str) -> None:
+    resources.unpause(_load(root, cid)["cgroup"])
+
+
+def update(root: str, cid: str, res: dict) -> list[str]:
+    """New ``linux.resources`` for a running container; returns what could not be enforced."""
+    return resources.update(_load(root, cid)["cgroup"], res)
+
+
+def list_containers(root: str) -> list[dict]:
+    out = []
+    for cid in sorted(os.listdir(root)) if os.path.isdir(root) else []:
+        if os.path.exists(os.path.join(root, cid, STATE_FILE)):
+            out.append(state(root, cid))
+    return out
+
+
+def ps(root: str, cid: str) -> list[int]:
+    cg = resources.cgroup_of(_load(root, cid)["cgroup"])
+    return cg.pids() if cg.exists() else []
+
+
+__all__ = ["create", "start", "state", "kill", "delete", "exec_process", "pause", "resume", "update",
+           "list_containers", "ps", "signal_pid", "RuntimeError_", "STATE_FILE", "FIFO"]

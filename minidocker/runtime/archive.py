@@ -14,6 +14,10 @@ container's view of the filesystem, and only then resolves the path:
   overlay of image layers + writable layer its pid 1 gets), chroot(2) into it. Writes land in the
   writable layer; the mount vanishes with the helper.
 
+Once there, the helper takes the container's confinement (``init.confine``: its capability sets,
+no_new_privs and seccomp filter, as root of the container): a tar stream is the container's data,
+and whatever it makes the helper do, the container's process could do too — nothing more.
+
 The helper speaks tar on stdin/stdout (docker's archive endpoints: ``GET/HEAD/PUT
 /containers/ID/archive?path=``) and prints errors on stderr with exit status 2 (not found) or 3
 (bad request). Stat results use Go's ``os.FileMode`` bits, because the docker CLI decodes them.
@@ -64,19 +68,27 @@ def path_stat(path: str) -> dict:
 
 
 def enter_container_root(container_dir: str, pid: int) -> None:
-    """Make "/" the container's root (see the module docstring). Call in a single-threaded process."""
+    """Make "/" the container's root (see the module docstring), then take the container's
+    confinement. Call in a single-threaded process."""
+    from .. import kernel as K
+    from . import spec as S
+    oci = S.load(container_dir)
+    from . import precompile_seccomp
+    from .init import confine          # imported now: the host's files are out of reach below
+    precompile_seccomp(oci)            # libseccomp too
+    _enter_root(K.Linux(), container_dir, pid, oci)
+    confine(K.Linux(), {**oci["process"], "user": {"uid": 0, "gid": 0}}, oci.get("linux") or {})
+
+
+def _enter_root(k, container_dir: str, pid: int, oci: dict) -> None:
     from .. import kernel as K
     from .. import namespaces
-    k = K.Linux()
+    from . import spec as S
     if pid:
         namespaces.enter(pid, ["mnt"], k)
         os.chdir("/")
         return
-    from ..util import read_json
-    from .config import ContainerConfig
-    from .init import rootfs_spec
-    cfg = ContainerConfig.from_dict(read_json(os.path.join(container_dir, "config.json"))["runtime"])
-    spec = rootfs_spec(cfg, container_dir)
+    spec = S.rootfs_spec(oci, container_dir)
     k.unshare(K.CLONE_NEWNS)
     k.mount(None, "/", None, K.MS_REC | K.MS_PRIVATE, None)  # nothing we mount leaks to the host
     for m in spec.mounts:
@@ -126,7 +138,6 @@ def main(argv: list[str]) -> int:
 
 
 def helper_argv(mode: str, container_dir: str, pid: int, path: str) -> list[str]:
-    pkg_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    code = (f"import sys; sys.path.insert(0, {pkg_parent!r}); "
-            "from minidocker.runtime.archive import main; sys.exit(main(sys.argv[1:]))")
-    return [sys.executable, "-S", "-c", code, mode, container_dir, str(pid), path]
+    from .launcher import python_argv
+    return python_argv("from minidocker.runtime.archive import main; sys.exit(main(sys.argv[1:]))",
+                       mode, container_dir, str(pid), path)

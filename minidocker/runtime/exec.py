@@ -7,7 +7,9 @@ one more process "in" it, nothing new is created: the process *joins* what pid 1
 setns(2) into each of ``/proc/PID/ns/*`` (``namespaces.spawn_in``: a first child calls setns, then
 forks, because joining a pid namespace only applies to children) and a write of its own pid into
 pid 1's ``cgroup.procs``. Joining the mount namespace also moves the root directory to the
-container's root, so ``/etc/passwd`` (for ``-u``) and ``$PATH`` lookups are the container's.
+container's root, so ``/etc/passwd`` (for ``-u``) and ``$PATH`` lookups are the container's. Then it
+takes the confinement its OCI ``process`` says — seccomp, user, capabilities — through the same
+code as pid 1 (``init.run_process``): joining namespaces gives no protection by itself.
 
 Like the container itself, an exec'd process must not be the daemon's child: its stdio is owned by
 an :class:`ExecMonitor` — the container monitor of ``monitor.py`` with one thing changed, how the
@@ -15,8 +17,9 @@ workload is created — so the daemon attaches to it (hijack) exactly as it atta
 and a restarted daemon still finds it. Its output is not logged: ``docker logs`` shows the
 container's pid 1 only.
 
-Directory of an exec: ``ROOT/containers/ID/exec/EXECID/`` with ``config.json`` (the process config
-and the pid to join), ``ctl.sock``, ``exit.json``. See nsenter(1), setns(2), cgroups(7)
+Directory of an exec: ``ROOT/containers/ID/exec/EXECID/`` with ``config.json`` (the OCI process,
+the container's runtime root and id, ``privileged``, the monitor's options), ``ctl.sock``,
+``exit.json``. See nsenter(1), setns(2), cgroups(7)
 ("Migrating a process to a cgroup"), and docker's ExecConfig in the Engine API spec.
 """
 from __future__ import annotations
@@ -28,8 +31,7 @@ import termios
 from .. import kernel as K
 from ..namespaces import close_fds_except
 from ..util import atomic_write_json, read_json
-from .config import ContainerConfig
-from .init import make_console, resolve_user, run_workload
+from .init import make_console, run_process
 from .monitor import Monitor, spawn_monitor
 
 # Imported here, not in exec_main: once the process has joined the container's mount namespace,
@@ -75,70 +77,88 @@ def cgroup_procs_paths(pid: int) -> list[str]:
     return paths
 
 
-def exec_main(cfg: ContainerConfig, ready_fd: int, start_fd: int, cgroup_fds: tuple[int, ...],
-              console_fd: int | None = None) -> int:
+def exec_main(spec: dict, process: dict, cgroup_fds: tuple[int, ...], console_fd: int | None,
+              wait_fd: int | None, privileged: bool) -> int:
     """Run in the container's namespaces (child B of ``spawn_in``), before exec."""
-    close_fds_except((ready_fd, start_fd) + tuple(cgroup_fds) + ((console_fd,) if console_fd is not None else ()))
+    close_fds_except(tuple(cgroup_fds) + tuple(fd for fd in (console_fd, wait_fd) if fd is not None))
     k = K.Linux()
+    # 1. The cgroups: limits and accounting apply to the exec'd process too ("0" means "me").
+    for fd in cgroup_fds:
+        os.write(fd, b"0")
+        os.close(fd)
+    # 2. A TTY of its own, from the container's /dev/ptmx (we are in its mount namespace).
+    if console_fd is not None:
+        make_console(console_fd)
+    elif process.get("terminal") and os.isatty(0):
+        os.setsid()
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+    # 3. Wait for the caller's go (the daemon has connected the client's stream by then).
+    if wait_fd is not None:
+        if os.read(wait_fd, 1) != b"1":
+            os._exit(1)
+        os.close(wait_fd)
+    # 4. The container's confinement (seccomp, user, capabilities as ``process`` says), cwd, exec:
+    #    the same code as the container's pid 1. --privileged: no seccomp filter.
+    linux = dict(spec.get("linux") or {})
+    if privileged:
+        linux.pop("seccomp", None)
+    return run_process(k, process, linux, spec.get("hostname") or "")
+
+
+def spawn_exec(spec: dict, target_pid: int, process: dict, *, stdio, console_fd=None, wait_fd=None,
+               privileged: bool = False):
+    """Fork a process into the namespaces and cgroups of ``target_pid``; our child (detached)."""
+    from .. import namespaces
+    from . import precompile_seccomp
+    if not privileged:
+        precompile_seccomp(spec)
+    # Opened here, in the host's view: inside the container's mount namespace they are out of reach.
+    cgroup_fds = tuple(os.open(p, os.O_WRONLY | os.O_CLOEXEC) for p in cgroup_procs_paths(target_pid))
+    extra = tuple(fd for fd in (console_fd, wait_fd) if fd is not None)
     try:
-        # 1. The cgroups: limits and accounting apply to the exec'd process too ("0" means "me").
+        return namespaces.spawn_in(target_pid, lambda: exec_main(spec, process, cgroup_fds, console_fd, wait_fd, privileged),
+                                   None, stdin=stdio[0], stdout=stdio[1], stderr=stdio[2],
+                                   pass_fds=cgroup_fds + extra, detach=True)
+    finally:
         for fd in cgroup_fds:
-            os.write(fd, b"0")
             os.close(fd)
-        # 2. A TTY of its own, from the container's /dev/ptmx (we are in its mount namespace).
-        if console_fd is not None:
-            make_console(console_fd)
-        elif cfg.tty and os.isatty(0):
-            os.setsid()
-            fcntl.ioctl(0, termios.TIOCSCTTY, 0)
-        uid, gid, groups = resolve_user(cfg.user)
-    except Exception as e:
-        os.write(ready_fd, f"error: {e}\n".encode())
-        os._exit(1)
-    # 3. Ready; wait for the monitor's "start" (the daemon has connected the client's stream by then).
-    os.write(ready_fd, b"ready\n")
-    os.close(ready_fd)
-    if os.read(start_fd, 1) != b"1":
-        os._exit(1)
-    os.close(start_fd)
-    # 4. cwd, credentials, exec: the same code as the container's pid 1.
-    return run_workload(cfg, k, uid, gid, groups)
 
 
 class ExecMonitor(Monitor):
+    """The monitor of one exec'd process (``config.json`` here: the OCI ``process``, the container's
+    runtime root and id, ``privileged``, and the monitor's options)."""
     log_name = None
 
-    # The exec'd process joins the cgroups of the container's pid 1 (exec_main, step 1): it gets
-    # none of its own, so there is nothing to create, remove or read an OOM count from.
-    def setup_cgroup(self) -> None:
-        pass
+    def options(self) -> dict:
+        self.conf = read_json(os.path.join(self.dir, "config.json"))
+        return self.conf.get("monitor") or {}
 
-    def destroy_cgroup(self) -> None:
-        pass
+    def create_workload(self, stdin, stdout, stderr):
+        from .. import runtime
+        go_r, self.go_w = os.pipe()
+        try:
+            return runtime.exec_process(self.conf["root"], self.conf["id"], self.conf["process"],
+                                        stdio=(stdin, stdout, stderr), console_socket=self.console_child,
+                                        wait_fd=go_r, privileged=bool(self.conf.get("privileged")))
+        finally:
+            os.close(go_r)
 
+    def start_workload(self) -> None:
+        os.write(self.go_w, b"1")
+        os.close(self.go_w)
+
+    # The exec'd process joined the container's cgroups: nothing to remove or read an OOM count from.
     def finish_cgroup(self) -> bool:
         return False
 
-    def spawn_workload(self, stdin, stdout, stderr, ready_w: int, start_r: int):
-        from .. import namespaces
-        target_pid = read_json(os.path.join(self.dir, "config.json"))["exec"]["pid"]
-        # Opened here, in the host's view: inside the container's mount namespace they are out of reach.
-        cgroup_fds = tuple(os.open(p, os.O_WRONLY | os.O_CLOEXEC) for p in cgroup_procs_paths(target_pid))
-        try:
-            console = self.console_child
-            extra = (console,) if console is not None else ()
-            return namespaces.spawn_in(target_pid, lambda: exec_main(self.cfg, ready_w, start_r, cgroup_fds, console),
-                                       None, stdin=stdin, stdout=stdout, stderr=stderr,
-                                       pass_fds=(ready_w, start_r) + cgroup_fds + extra)
-        finally:
-            for fd in cgroup_fds:
-                os.close(fd)
 
-
-def create(exec_dir: str, cfg: ContainerConfig, target_pid: int, console_size=None) -> None:
+def create(exec_dir: str, root: str, cid: str, process: dict, *, privileged: bool = False,
+           monitor: dict | None = None) -> None:
+    """Write the exec's directory (its monitor reads ``config.json``)."""
     os.makedirs(exec_dir, mode=0o700)
     atomic_write_json(os.path.join(exec_dir, "config.json"),
-                      {"runtime": cfg.to_dict(), "exec": {"pid": target_pid}, "console_size": console_size})
+                      {"root": root, "id": cid, "process": process, "privileged": privileged,
+                       "monitor": monitor or {}})
 
 
 def spawn_paused(exec_dir: str) -> int:

@@ -36,6 +36,11 @@ def serve(fd: int) -> int:
     """The launcher's loop (runs in its own process)."""
     from . import exec as _exec, init, monitor  # noqa: F401  — imported once, inherited by every fork
     from .. import namespaces, rootfs  # noqa: F401
+    try:  # libseccomp through pyseccomp, loaded once here rather than in every monitor
+        from ..security import seccomp
+        seccomp.compile_bpf({"defaultAction": "SCMP_ACT_ALLOW"})
+    except Exception:  # noqa: BLE001 - a monitor that needs it reports the real error
+        pass
 
     K.Linux().prctl(K.PR_SET_PDEATHSIG, signal.SIGTERM)
     sock = socket.socket(fileno=fd)
@@ -62,6 +67,17 @@ def serve(fd: int) -> int:
         os.waitpid(pid, 0)  # the intermediate child exits as soon as the monitor is detached
 
 
+def python_argv(statement: str, *args: str) -> list[str]:
+    """``python -S -c …`` running ``statement`` with this package and our site-packages importable.
+    ``-S`` skips the site module (its .pth scanning halves the start-up time), so the paths the
+    site module would add — where pyseccomp lives, for the security chapter — are given by hand."""
+    import site
+    pkg_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    paths = [pkg_parent] + [p for p in site.getsitepackages() if os.path.isdir(p)]
+    code = f"import sys; sys.path[:0] = {paths!r}; {statement}"
+    return [sys.executable, "-S", "-c", code, *args]
+
+
 class Launcher:
     """The daemon's handle on its launcher process."""
 
@@ -74,10 +90,8 @@ class Launcher:
         if self._sock is not None and self._proc and self._proc.poll() is None:
             return self._sock
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        pkg_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-        code = (f"import sys; sys.path.insert(0, {pkg_parent!r}); "
-                f"from minidocker.runtime.launcher import serve; sys.exit(serve({theirs.fileno()}))")
-        self._proc = subprocess.Popen([sys.executable, "-S", "-c", code], pass_fds=(theirs.fileno(),),
+        argv = python_argv(f"from minidocker.runtime.launcher import serve; sys.exit(serve({theirs.fileno()}))")
+        self._proc = subprocess.Popen(argv, pass_fds=(theirs.fileno(),),
                                       stdin=subprocess.DEVNULL, close_fds=True)
         theirs.close()
         self._sock = ours

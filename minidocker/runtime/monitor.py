@@ -6,8 +6,9 @@ If the daemon were the container's parent, restarting or crashing the daemon wou
 container with it, and nobody would be left to collect the exit status. So the daemon starts one
 small process per container, *detached* (own session, re-parented to init), and that monitor:
 
-* creates the container (forks into new namespaces through ``namespaces.spawn``; the child runs
-  ``runtime.init.container_main`` and stops just before exec);
+* creates the container through the runtime's in-process API (``runtime.create``: the container's
+  init is forked as *our* child — we are a child subreaper — and stops just before exec), and
+  holds its pidfd: ``kill`` signals go through it, so a recycled pid is never signalled;
 * owns the container's stdio — pipes, or a pty with ``-t`` — writes every line to the log file in
   docker's json-file format and copies it to every attached client;
 * serves a small control socket (``ctl.sock`` in the container directory) where the daemon — this
@@ -20,7 +21,10 @@ Control protocol (one JSON line per connection, then):
 framed stdout/stderr (raw bytes with a TTY) from the monitor, stdin bytes to it; the client's
 half-close closes the container's stdin when StdinOnce. ``{"op":"start"}`` -> ``{"pid":N}`` once
 the container was told to exec. ``{"op":"wait"}`` -> the exit record when it exits.
-``{"op":"resize","h":H,"w":W}`` and ``{"op":"state"}`` -> one JSON line.
+``{"op":"resize","h":H,"w":W}``, ``{"op":"kill","signal":N}`` and ``{"op":"state"}`` -> one JSON line.
+
+Options (conmon's command-line flags, here ``monitor`` in the daemon's ``container.json`` or the
+exec's ``config.json``): ``tty``, ``open_stdin``, ``stdin_once``, ``console_size``.
 
 The daemon starts it as ``python -S -c … DIR READY_FD`` (see :func:`spawn_monitor`): ``-S`` skips
 site-packages scanning, which halves the interpreter's start-up time.
@@ -41,7 +45,6 @@ import time
 
 from .. import kernel as K
 from ..util import atomic_write_json, now_rfc3339, read_json
-from .config import ContainerConfig
 
 STDOUT, STDERR = 1, 2
 LOG_LINE_MAX = 16 * 1024  # docker's json-file splits longer lines into partial messages too
@@ -136,7 +139,9 @@ class Monitor:
 
     def __init__(self, container_dir: str):
         self.dir = container_dir
-        self.cfg = ContainerConfig.from_dict(read_json(os.path.join(container_dir, "config.json"))["runtime"])
+        self.opts = self.options()
+        self.tty = bool(self.opts.get("tty"))
+        self.proc = None
         self.sel = selectors.DefaultSelector()
         self.attachers: list[Attacher] = []
         self.waiters: list[socket.socket] = []
@@ -152,7 +157,7 @@ class Monitor:
         self.master = self.stdin_w = None
         self.outputs: dict[int, int] = {}
         self.console_sock = self.console_child = None
-        if self.cfg.tty:
+        if self.tty:
             # The pty is made *inside* the container, from its own /dev/ptmx (runc's console socket):
             # a pty of the host's devpts would not exist in the container's /dev/pts, and `tty` or
             # ttyname(3) would fail there. The container's init sends us the master over this socket.
@@ -160,7 +165,7 @@ class Monitor:
             self.console_child = child.detach()
             null = os.open(os.devnull, os.O_RDWR)
             return null, null, null, [null, self.console_child]
-        if self.cfg.open_stdin:
+        if self.opts.get("open_stdin"):
             stdin_r, self.stdin_w = os.pipe()
         else:
             stdin_r = os.open(os.devnull, os.O_RDONLY)
@@ -178,7 +183,7 @@ class Monitor:
         if not fds:
             raise RuntimeError("the container did not send its console")
         self.master = fds[0]
-        size = read_json(os.path.join(self.dir, "config.json")).get("console_size")
+        size = self.opts.get("console_size")
         if size:
             self.resize(*size)
         os.set_blocking(self.master, False)
@@ -232,7 +237,7 @@ class Monitor:
         stream = self.outputs[fd]
         self.write_log(stream, data)
         for a in list(self.attachers):
-            if self.cfg.tty:
+            if self.tty:
                 ok = a.send(data)
             elif (stream == STDOUT and a.stdout) or (stream == STDERR and a.stderr):
                 ok = a.send(frame(stream, data))
@@ -271,11 +276,20 @@ class Monitor:
             self.sel.register(conn, selectors.EVENT_READ, ("stdin", a))
         elif op == "start":
             if not self.started:
+                try:
+                    self.start_workload()
+                except Exception as e:
+                    conn.sendall(json.dumps({"error": str(e)}).encode() + b"\n")
+                    conn.close()
+                    return
                 self.started = True
-                os.write(self.start_w, b"1")
-                os.close(self.start_w)
                 self.started_at = now_rfc3339()
             conn.sendall(json.dumps({"pid": self.pid, "started_at": self.started_at}).encode() + b"\n")
+            conn.close()
+        elif op == "kill":  # through the pidfd we hold (namespaces.Process.kill)
+            if self.exit is None and self.proc is not None:
+                self.proc.kill(int(req.get("signal", signal.SIGTERM)))
+            conn.sendall(json.dumps({"ok": self.exit is None}).encode() + b"\n")
             conn.close()
         elif op == "wait":
             if self.exit is not None:
@@ -309,7 +323,7 @@ class Monitor:
                 self.drop(a)
                 return
             if a.stdin and data:
-                target = self.master if self.cfg.tty else self.stdin_w
+                target = self.master if self.tty else self.stdin_w
                 if target is not None:
                     try:
                         os.write(target, data)  # blocking on purpose: stdin is back-pressured
@@ -318,7 +332,7 @@ class Monitor:
             return
         # The client half-closed (or went away). Stop reading from it; keep sending output.
         self.sel.unregister(a.sock)
-        if a.stdin and self.cfg.stdin_once and self.stdin_w is not None:
+        if a.stdin and self.opts.get("stdin_once") and self.stdin_w is not None:
             os.close(self.stdin_w)
             self.stdin_w = None
 
@@ -332,33 +346,37 @@ class Monitor:
             a.sock.close()
 
     # ---- lifecycle ------------------------------------------------------------------------------
-    # cgroups (runtime/resources.py). The exec monitor overrides these three: an exec'd process
-    # joins the cgroups of the container's pid 1 itself and owns no cgroup of its own.
-    def setup_cgroup(self) -> None:
-        from . import resources
-        resources.setup(self.cfg, self.pid)
+    # The container's side (runtime.create / start / its cgroup). The exec monitor (exec.py)
+    # overrides these: an exec'd process joins the container's cgroups and owns none.
+    def options(self) -> dict:
+        return (read_json(os.path.join(self.dir, "container.json")) or {}).get("monitor") or {}
 
-    def destroy_cgroup(self) -> None:
-        from . import resources
-        resources.destroy(self.cfg)
+    def runtime_id(self) -> tuple[str, str]:
+        """(runtime root, container id): the container directory is bundle and state directory."""
+        return os.path.dirname(self.dir), os.path.basename(self.dir)
+
+    def create_workload(self, stdin, stdout, stderr):
+        """Create the process this monitor watches: the container's init, blocked before exec."""
+        from .. import runtime
+        root, cid = self.runtime_id()
+        try:  # a container started again: the previous run's runtime state goes first
+            if runtime.state(root, cid)["status"] == "stopped":
+                runtime.delete(root, cid)
+        except runtime.RuntimeError_:
+            pass
+        return runtime.create(root, cid, self.dir, stdio=(stdin, stdout, stderr),
+                              console_socket=self.console_child)
+
+    def start_workload(self) -> None:
+        from .. import runtime
+        runtime.start(*self.runtime_id())
 
     def finish_cgroup(self) -> bool:
         """Remove the cgroup; True if the OOM killer killed something in it."""
+        from .. import runtime
         from . import resources
-        return resources.finish(self.cfg)
-
-    def spawn_workload(self, stdin, stdout, stderr, ready_w: int, start_r: int):
-        """Create the process this monitor watches: here the container's pid 1 in new namespaces
-        (``runtime/exec.py`` overrides it to join a running container instead)."""
-        from .. import namespaces
-        from .init import container_main
-        console = self.console_child
-        # The cgroup namespace is not made here but by pid 1 itself after it joined its cgroup
-        # (init.py), so that inside it /proc/self/cgroup shows "/".
-        return namespaces.spawn(lambda: container_main(self.cfg, self.dir, ready_w, start_r, console_fd=console),
-                                [n for n in self.cfg.namespaces if n != "cgroup"],
-                                stdin=stdin, stdout=stdout, stderr=stderr,
-                                pass_fds=(ready_w, start_r) + ((console,) if console is not None else ()))
+        raw = read_json(os.path.join(self.dir, runtime.STATE_FILE)) or {}
+        return resources.finish(raw["cgroup"]) if raw.get("cgroup") else False
 
     def run(self, ready_fd: int) -> int:
         K.Linux().prctl(K.PR_SET_CHILD_SUBREAPER, 1)
@@ -373,42 +391,19 @@ class Monitor:
         listener.listen(16)
 
         stdin, stdout, stderr, child_ends = self.make_stdio()
-        ready_r, ready_w = os.pipe()
-        start_r, self.start_w = os.pipe()
         try:
-            proc = self.spawn_workload(stdin, stdout, stderr, ready_w, start_r)
+            self.proc = proc = self.create_workload(stdin, stdout, stderr)
         except Exception as e:
-            os.write(ready_fd, json.dumps({"error": f"cannot create the container: {e}"}).encode() + b"\n")
-            return 1
-        finally:
-            for fd in set(child_ends) | {ready_w, start_r}:
-                os.close(fd)
-        self.pid = proc.pid
-        # cgroups: pid 1 exists and cannot exec before we say "start": create its cgroup, set the
-        # limits, move it in. Everything the workload will fork is then accounted and limited.
-        try:
-            self.setup_cgroup()
-            cgroup_error = ""
-        except Exception as e:
-            cgroup_error = f"error: cannot set up the container's cgroup: {e}"
-        status = os.read(ready_r, 4096).decode(errors="replace").strip()
-        os.close(ready_r)
-        if cgroup_error and not status.startswith("error: "):  # a setup error of pid 1 explains more
-            status = cgroup_error
-        if status != "ready":
-            msg = status[len("error: "):] if status.startswith("error: ") else (status or "container init exited during setup")
-            proc.kill(signal.SIGKILL)
-            proc.wait()
-            try:
-                self.destroy_cgroup()
-            except Exception:
-                pass
-            os.write(ready_fd, json.dumps({"error": msg}).encode() + b"\n")
+            os.write(ready_fd, json.dumps({"error": str(e) or type(e).__name__}).encode() + b"\n")
             os.close(ready_fd)
             listener.close()
             os.unlink(os.path.join(self.dir, "ctl.sock"))
             return 1
-        if self.cfg.tty:
+        finally:
+            for fd in set(child_ends):
+                os.close(fd)
+        self.pid = proc.pid
+        if self.tty:
             self.receive_console()
         os.write(ready_fd, json.dumps({"pid": self.pid}).encode() + b"\n")
         os.close(ready_fd)
@@ -543,10 +538,9 @@ def spawn_monitor(container_dir: str, timeout: float = 30.0, kind: str = "contai
         if launcher.current() is not None:  # the daemon's fork server: no interpreter start-up
             launcher.current().request(container_dir, ready_w, kind)
         else:  # a fresh interpreter (-S skips site-packages scanning: faster start-up)
-            pkg_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-            code = (f"import sys; sys.path.insert(0, {pkg_parent!r}); "
-                    "from minidocker.runtime.monitor import main; sys.exit(main())")
-            subprocess.Popen([sys.executable, "-S", "-c", code, container_dir, str(ready_w), kind],
+            argv = launcher.python_argv("from minidocker.runtime.monitor import main; sys.exit(main())",
+                                        container_dir, str(ready_w), kind)
+            subprocess.Popen(argv,
                              pass_fds=(ready_w,), stdin=subprocess.DEVNULL, close_fds=True).wait(timeout)
     finally:
         os.close(ready_w)

@@ -1,27 +1,61 @@
-"""The runtime's side of cgroups: a container's config -> its cgroup, and the verbs that use it.
+"""The runtime's side of cgroups: the OCI spec's ``linux.cgroupsPath`` and ``linux.resources`` ->
+the container's cgroup, and the verbs that use it.
 
-The monitor calls :func:`setup` right after the container's pid 1 exists and before it may exec
-(see monitor.py), and :func:`finish` after it exited (the OOM counter, then the group is removed).
-The daemon calls :func:`pause`, :func:`unpause`, :func:`kill_tree`, :func:`stats` and, on
-``rm``, :func:`destroy`.
+``runtime.create`` calls :func:`setup` right after the container's pid 1 exists and before it does
+anything else (it makes its cgroup namespace once it is inside: init.py), and :func:`finish` /
+:func:`destroy` after it exited. The device cgroup (``linux.resources.devices``: v1 ``devices.*``
+files, v2 an eBPF program) is set up here too, where the cgroup is created, through the security
+chapter. Verbs accept a cgroup path (``/minidocker/ID``) or an object with ``id`` and
+``cgroup_parent`` (the daemon's record).
 """
 from __future__ import annotations
 
 from .. import cgroups
-from .config import ContainerConfig
 
 
-def cgroup_of(cfg: ContainerConfig):
-    return cgroups.open_cgroup(cgroups.cgroup_path(cfg.cgroup_parent, cfg.id))
+def cgroup_path(spec: dict, cid: str) -> str:
+    """``linux.cgroupsPath`` (relative to each hierarchy's root), or ``/ID`` without one (runc)."""
+    path = (spec.get("linux") or {}).get("cgroupsPath") or cid
+    if ":" in path:
+        raise ValueError(f"cgroupsPath {path!r}: systemd-style paths need the systemd cgroup driver, "
+                         "which minidocker does not have")
+    return "/" + path.strip("/")
 
 
-def setup(cfg: ContainerConfig, pid: int) -> list[str]:
+def _path(x) -> str:
+    return x if isinstance(x, str) else cgroups.cgroup_path(x.cgroup_parent, x.id)
+
+
+def cgroup_of(x):
+    return cgroups.open_cgroup(_path(x))
+
+
+def _devices_dir(cg) -> str | None:
+    """The directory whose device rules apply: v1 the devices hierarchy, v2 the group itself."""
+    return cg.dir("devices") if cg.version == "v1" else cg.dir
+
+
+def apply_devices(k, cg, rules: list[dict]) -> None:
+    """``linux.resources.devices`` -> v1 devices.deny/allow, or a v2 BPF_PROG_TYPE_CGROUP_DEVICE
+    program (the security chapter compiles it)."""
+    from ..security import devices
+    d = _devices_dir(cg)
+    if d is None:
+        raise OSError("linux.resources.devices is set but no devices controller is mounted")
+    if cg.version == "v1":
+        devices.apply_v1(d, rules, k)
+    else:
+        devices.attach_v2(k, d, rules)
+
+
+def setup(spec: dict, cid: str, pid: int) -> list[str]:
     """Create the container's cgroup, set its limits, move ``pid`` in. Returns what could not be
-    enforced. On failure nothing is left behind."""
-    cg = cgroup_of(cfg)
+    enforced. On failure nothing is left behind. (The device rules come later: :func:`set_devices`.)"""
+    res = (spec.get("linux") or {}).get("resources") or {}
+    cg = cgroups.open_cgroup(cgroup_path(spec, cid))
     try:
         cg.create()
-        missing = cg.apply(cgroups.Limits.from_dict(cfg.resources))
+        missing = cg.apply(cgroups.Limits.from_oci(res))
         cg.add(pid)
     except BaseException:
         try:
@@ -32,50 +66,69 @@ def setup(cfg: ContainerConfig, pid: int) -> list[str]:
     return missing
 
 
-def finish(cfg: ContainerConfig) -> bool:
+def set_devices(spec: dict, cid: str, kernel=None) -> None:
+    """The device rules, once the init has made its /dev (runc sets them after "ready" too: the
+    init's own mknod of the default devices must not be refused)."""
+    from .. import kernel as K
+    rules = ((spec.get("linux") or {}).get("resources") or {}).get("devices")
+    if rules:
+        apply_devices(kernel or K.Linux(), cgroups.open_cgroup(cgroup_path(spec, cid)), rules)
+
+
+def update(path: str, res: dict) -> list[str]:
+    """``runc update``: new limits for a running container."""
+    return cgroups.open_cgroup(path).apply(cgroups.Limits.from_oci(res))
+
+
+def finish(x) -> bool:
     """After pid 1 exited: was it the OOM killer? Then kill stragglers and remove the group."""
-    cg = cgroup_of(cfg)
+    cg = cgroup_of(x)
     oom = False
     try:
         oom = cg.oom_kills() > 0
     except OSError:
         pass
-    destroy(cfg)
+    destroy(x)
     return oom
 
 
-def destroy(cfg: ContainerConfig) -> None:
-    cg = cgroup_of(cfg)
+def destroy(x) -> None:
+    cg = cgroup_of(x)
     if cg.frozen():
         cg.thaw()
     cg.destroy()
 
 
-def pause(cfg: ContainerConfig) -> None:
-    cgroup_of(cfg).freeze()
+def pause(x) -> None:
+    cgroup_of(x).freeze()
 
 
-def unpause(cfg: ContainerConfig) -> None:
-    cgroup_of(cfg).thaw()
+def unpause(x) -> None:
+    cgroup_of(x).thaw()
 
 
-def kill_tree(cfg: ContainerConfig) -> None:
+def kill_tree(x) -> None:
     """SIGKILL every process of the container, frozen or not (v2 cgroup.kill, v1 a walk)."""
-    cg = cgroup_of(cfg)
-    if cg.exists():
-        cg.kill()
-        if cg.frozen():
-            cg.thaw()
+    cg = cgroup_of(x)
+    try:
+        if cg.exists():
+            cg.kill()
+            if cg.frozen():
+                cg.thaw()
+    except FileNotFoundError:
+        # The last process died and its monitor removed the group meanwhile (a group is only
+        # removed once empty): nothing is left to kill.
+        pass
 
 
-def stats(cfg: ContainerConfig, running: bool, pre: dict | None = None) -> dict:
+def stats(cfg, running: bool, pre: dict | None = None) -> dict:
     from ..cgroups.stats import docker_stats
     cg = cgroup_of(cfg)
     raw = cg.stats() if running and cg.exists() else None
     return docker_stats(raw, cid=cfg.id, name=cfg.name, pre=pre)
 
 
-def explain(cfg: ContainerConfig, pid: str = "PID") -> list[str]:
+def explain(spec: dict, path: str | None = None, pid: str = "PID") -> list[str]:
     """The cgroup writes :func:`setup` would make, without touching the real cgroupfs: the same
     driver code runs against a scratch copy of the hierarchy roots (a fake cgroupfs), and we list
     what it wrote."""
@@ -90,7 +143,8 @@ def explain(cfg: ContainerConfig, pid: str = "PID") -> list[str]:
     fake_of = {r: os.path.join(scratch, str(i)) for i, r in enumerate(real_roots)}
     fake = cgroups.Layout(layout.mode, {c: fake_of[m] for c, m in layout.v1.items()},
                           fake_of.get(layout.unified) if layout.unified else None)
-    path = cgroups.cgroup_path(cfg.cgroup_parent, cfg.id)
+    path = path or cgroup_path(spec, "ID")
+    res = (spec.get("linux") or {}).get("resources") or {}
     driver.FAKE_ROOTS.append(scratch)
     try:
         for real, f in fake_of.items():
@@ -107,12 +161,19 @@ def explain(cfg: ContainerConfig, pid: str = "PID") -> list[str]:
         driver.RECORDING.writes = writes = []
         cg = cgroups.open_cgroup(path, fake)
         cg.create()
-        cg.apply(cgroups.Limits.from_dict(cfg.resources))
+        cg.apply(cgroups.Limits.from_oci(res))
         cg.add(pid)
         real = {f: r for r, f in fake_of.items()}
         back = lambda p: next(r + p[len(f):] for f, r in real.items() if p.startswith(f + "/"))  # noqa: E731
         lines = [f"  mkdir -p {back(d)}" for d in cg.directories()]
         lines += [f"  write {value!r:>12} > {back(p)}" for p, value in writes]
+        if res.get("devices"):  # set_devices, once pid 1 reports "ready" (its /dev is made)
+            from .. import kernel as K
+            rec = K.Recorder()
+            apply_devices(rec, cg, res["devices"])
+            lines.append("  # device rules, after pid 1 made its /dev (runtime.create, set_devices):")
+            lines += [f"  write {c.args[1]!r:>12} > {back(c.args[0])}" if c.name == "write_file" else f"  {c}"
+                      for c in rec.calls]
         return lines
     finally:
         driver.RECORDING.writes = None

@@ -17,7 +17,7 @@ from minidocker import cgroups  # noqa: E402
 from minidocker.cgroups.cpu import shares_to_weight  # noqa: E402
 from minidocker.cgroups.driver import read, read_keyed  # noqa: E402
 from minidocker.runtime import resources  # noqa: E402
-from minidocker.runtime.config import ContainerConfig  # noqa: E402
+from minidocker.daemon.config import ContainerConfig  # noqa: E402
 
 PARENT = "minidocker-v2test"
 results = {}
@@ -188,6 +188,74 @@ def _():
         if os.path.isdir(pdir) and not [x for x in os.listdir(pdir) if os.path.isdir(os.path.join(pdir, x))]:
             os.rmdir(pdir)
     return out
+
+
+@check("security")
+def _():
+    """Chapter 10 on pure v2: Docker's device rules as an eBPF program (open of a node outside the
+    rules EPERM, /dev/null fine, mknod allowed), and a read-only cgroupfs refusing a pids.max write."""
+    import errno
+    import stat
+    from minidocker.kernel import CLONE_NEWNS, MS_PRIVATE, MS_RDONLY, MS_REC, Linux
+    from minidocker.security import devices
+    with open("/sys/fs/cgroup/cgroup.subtree_control", "w") as f:
+        f.write("+pids")
+    d = "/sys/fs/cgroup/minidocker-v2test-sec"
+    os.makedirs(d, exist_ok=True)
+    kmsg = "/tmp/sec-kmsg"            # char 1:11, not in Docker's rules
+    os.mknod(kmsg, stat.S_IFCHR | 0o600, os.makedev(1, 11))
+
+    def in_child(fn):
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os.write(w, json.dumps(fn()).encode())
+            finally:
+                os._exit(0)
+        os.close(w)
+        data = os.read(r, 65536)
+        os.waitpid(pid, 0)
+        return json.loads(data)
+
+    def attempt(fn):
+        try:
+            fn()
+            return "OK"
+        except OSError as e:
+            return errno.errorcode[e.errno]
+
+    def probe(join):
+        if join:
+            with open(os.path.join(d, "cgroup.procs"), "w") as f:
+                f.write("0")
+        node = f"/tmp/sec-blk-{os.getpid()}"
+        out = {"null": attempt(lambda: os.close(os.open("/dev/null", os.O_RDWR))),
+               "kmsg": attempt(lambda: os.close(os.open(kmsg, os.O_RDONLY))),
+               "mknod": attempt(lambda: os.mknod(node, stat.S_IFBLK | 0o600, os.makedev(7, 0)))}
+        if os.path.exists(node):
+            os.unlink(node)
+        return out
+
+    def cgroupfs(flags):
+        k = Linux()
+        k.unshare(CLONE_NEWNS)
+        k.mount(None, "/", None, MS_REC | MS_PRIVATE, None)
+        os.makedirs("/tmp/sec-cg", exist_ok=True)
+        k.mount("cgroup2", "/tmp/sec-cg", "cgroup2", flags, None)
+        return attempt(lambda: os.close(os.open("/tmp/sec-cg/minidocker-v2test-sec/pids.max", os.O_WRONLY)))
+
+    try:
+        prog_id = devices.attach_v2(Linux(), d, devices.DEFAULT_RULES)
+        confined, free = in_child(lambda: probe(True)), in_child(lambda: probe(False))
+        devices.detach_v2(Linux(), d)
+        detached = in_child(lambda: probe(True))
+        ro, rw = in_child(lambda: cgroupfs(MS_RDONLY)), in_child(lambda: cgroupfs(0))
+    finally:
+        os.unlink(kmsg)
+        os.rmdir(d)
+    return {"prog_id": prog_id, "confined": confined, "free": free, "detached": detached,
+            "ro_pids_max": ro, "rw_pids_max": rw}
 
 
 @check("cleanup")

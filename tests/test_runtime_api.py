@@ -1,0 +1,144 @@
+"""The runtime's in-process API on a plain OCI bundle (as ``runc spec`` writes one): runc's verbs.
+
+No daemon: a bundle directory with config.json and a busybox rootfs, a state root of the test's own,
+a cgroup under a parent of the test's own (removed at the end).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+
+import pytest
+
+from conftest import need_root, remove_cgroup_parent
+
+
+@pytest.fixture
+def bundle(tmp_path):
+    need_root()
+    from minidocker.images.busybox import DEFAULT_BUSYBOX, busybox_available
+    assert busybox_available(), "busybox-static is needed (make setup installs it)"
+    root = tmp_path / "bundle" / "rootfs"
+    for d in ("bin", "etc", "proc", "sys", "dev", "tmp"):
+        (root / d).mkdir(parents=True)
+    shutil.copy(DEFAULT_BUSYBOX, root / "bin" / "busybox")
+    for applet in ("sh", "sleep", "cat", "echo", "id", "grep", "hostname"):
+        os.symlink("busybox", root / "bin" / applet)
+    (root / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\n")
+    parent = f"mdtest-runtime-{os.getpid()}"
+    yield tmp_path / "bundle", tmp_path / "state", parent
+    remove_cgroup_parent(parent)
+
+
+def write_spec(bundle, parent, cid, args, **process):
+    from minidocker.runtime import spec as S
+    spec = S.example(args, terminal=False)
+    spec["process"].update(process)
+    spec["root"]["readonly"] = False
+    spec["linux"]["cgroupsPath"] = f"{parent}/{cid}"
+    assert S.validate(spec) == []
+    (bundle / "config.json").write_text(json.dumps(spec))
+    return spec
+
+
+def test_create_start_state_kill_delete(bundle):
+    from minidocker import runtime
+    b, state, parent = bundle
+    write_spec(b, parent, "c1", ["sleep", "30"])
+    r, w = os.pipe()
+    proc = runtime.create(str(state), "c1", str(b), stdio=(None, w, w))
+    os.close(w)
+    try:
+        st = runtime.state(str(state), "c1")
+        assert st["status"] == "created" and st["pid"] == proc.pid and st["bundle"] == str(b)
+        # created: only the init exists, it is our child, and it has not exec'd yet
+        with open(f"/proc/{proc.pid}/status") as f:
+            assert f"PPid:\t{os.getpid()}" in f.read()
+        assert "sleep" not in open(f"/proc/{proc.pid}/cmdline").read()
+        runtime.start(str(state), "c1")
+        assert runtime.state(str(state), "c1")["status"] == "running"
+        with pytest.raises(runtime.RuntimeError_):
+            runtime.start(str(state), "c1")
+        assert runtime.ps(str(state), "c1") == [proc.pid]
+        runtime.pause(str(state), "c1")
+        assert runtime.state(str(state), "c1")["status"] == "paused"
+        runtime.resume(str(state), "c1")
+        runtime.kill(str(state), "c1", signal.SIGKILL)
+        assert proc.wait(10) == 128 + signal.SIGKILL
+        assert runtime.state(str(state), "c1")["status"] == "stopped"
+        assert [s["id"] for s in runtime.list_containers(str(state))] == ["c1"]
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            proc.wait()
+        runtime.delete(str(state), "c1", force=True)
+        os.close(r)
+    assert not os.path.exists(state / "c1")
+    with pytest.raises(runtime.RuntimeError_):
+        runtime.state(str(state), "c1")
+
+
+def test_the_spec_is_applied_inside(bundle):
+    from minidocker import runtime
+    b, state, parent = bundle
+    write_spec(b, parent, "c2", ["sh", "-c", "hostname; id -u; grep -E '^(CapEff|NoNewPrivs)' /proc/self/status; "
+                                             "cat /proc/self/cgroup | grep -c ':/$'; echo x > /proc/sys/kernel/domainname"])
+    r, w = os.pipe()
+    proc = runtime.create(str(state), "c2", str(b), stdio=(None, w, w))
+    os.close(w)
+    try:
+        runtime.start(str(state), "c2")
+        code = proc.wait(10)
+        out = os.read(r, 65536).decode()
+    finally:
+        runtime.delete(str(state), "c2", force=True)
+        os.close(r)
+    lines = out.splitlines()
+    assert code == 1 and lines[0] == "runc" and lines[1] == "0", out
+    assert lines[2].split() == ["CapEff:", "0000000020000420"] and lines[3].split() == ["NoNewPrivs:", "1"], out
+    assert int(lines[4]) >= 1, out                        # in a cgroup namespace: its own group is "/"
+    assert "Read-only file system" in out, out
+
+
+def test_a_setup_error_is_a_create_error_and_leaves_nothing(bundle):
+    from minidocker import runtime
+    b, state, parent = bundle
+    spec = write_spec(b, parent, "c3", ["true"])
+    spec["mounts"].append({"destination": "/data", "type": "nfs", "source": "x"})
+    (b / "config.json").write_text(json.dumps(spec))
+    with pytest.raises(Exception, match="/data"):
+        runtime.create(str(state), "c3", str(b))
+    assert not os.path.exists(state / "c3" / runtime.STATE_FILE)
+
+
+def test_terminal_through_a_console_socket_and_exec(bundle):
+    from minidocker import runtime
+    b, state, parent = bundle
+    write_spec(b, parent, "c4", ["sh", "-c", "tty; sleep 30"], terminal=True)
+    ours, theirs = socket.socketpair()
+    proc = runtime.create(str(state), "c4", str(b), console_socket=theirs.fileno())
+    theirs.close()
+    try:
+        _, fds, _, _ = socket.recv_fds(ours, 16, 1)
+        master = fds[0]
+        runtime.start(str(state), "c4")
+        buf = b""
+        while b"\n" not in buf:
+            buf += os.read(master, 1024)
+        assert buf.startswith(b"/dev/pts/"), buf
+        r, w = os.pipe()
+        ex = runtime.exec_process(str(state), "c4", {"args": ["cat", "/proc/1/cmdline"], "cwd": "/", "env": [],
+                                                      "user": {"uid": 0, "gid": 0}}, stdio=(None, w, w))
+        os.close(w)
+        assert ex.wait(10) == 0
+        assert os.read(r, 1024) == b"sleep\x0030\x00", "exec runs in the container's pid namespace (sh exec'd sleep)"
+        os.close(r)
+        os.close(master)
+    finally:
+        runtime.kill(str(state), "c4", signal.SIGKILL, all=True)
+        proc.wait(10)
+        runtime.delete(str(state), "c4", force=True)
+        ours.close()

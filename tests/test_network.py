@@ -193,7 +193,7 @@ def outside(tmp_path):
     10.203.0.1/30 by a veth pair (nothing leaves the machine)."""
     need_root()
     from pyroute2 import IPRoute
-    from minidocker.network import netns
+    from minidocker.network import links, netns
     path = netns.create(str(tmp_path / "world"))
     host_end = f"mdw{os.getpid() % 100000}"
     try:
@@ -205,11 +205,12 @@ def outside(tmp_path):
             fd = os.open(path, os.O_RDONLY)
             ipr.link("set", index=ipr.link_lookup(ifname=host_end + "p")[0], net_ns_fd=fd)
             os.close(fd)
-        with IPRoute(netns=path) as w:
+        def world(w):
             i = w.link_lookup(ifname=host_end + "p")[0]
             w.addr("add", index=i, address="10.203.0.2", prefixlen=30)
             w.link("set", index=i, state="up")
             w.link("set", index=w.link_lookup(ifname="lo")[0], state="up")
+        links._in(path, world)
         yield path
     finally:
         with IPRoute() as ipr:

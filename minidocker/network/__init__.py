@@ -37,5 +37,6 @@ class Settings:
     bridge: str = "minidocker0"         # the default network's bridge
     table: str = "minidocker"           # the one nftables table this daemon owns
     default_subnet: str = ""            # "" = the first free pool subnet (172.17.0.0/16 first)
+    default_gateway: str = ""           # "" = the subnet's first address
     upstreams: list[str] = field(default_factory=list)   # upstream DNS servers for unknown names
     userland_proxy: bool = True

@@ -16,10 +16,27 @@ from __future__ import annotations
 import ipaddress
 import os
 
+from . import netns
 
-def _ipr(netns: str | None = None):
+
+def _ipr():
+    import logging
     from pyroute2 import IPRoute  # lazy: see the module docstring
-    return IPRoute(netns=netns) if netns else IPRoute()
+    logging.getLogger("pyroute2").setLevel(logging.WARNING)  # its DEBUG traces every message
+    return IPRoute()
+
+
+def _in(netns_path: str | None, fn):
+    """``fn(ipr)`` with a netlink socket of the namespace at ``netns_path`` (None: the daemon's).
+
+    A netlink socket talks to the namespace of the thread that *created* it, so the socket is made
+    by a thread that joined the namespace (``netns.in_netns``). pyroute2's own ``netns=`` argument
+    forks a helper process instead, and a signal to that fork of a daemon would reach the
+    daemon's asyncio signal handling through the inherited wake-up fd."""
+    def run():
+        with _ipr() as ipr:
+            return fn(ipr)
+    return netns.in_netns(netns_path, run) if netns_path else run()
 
 
 def _index(ipr, name: str) -> int | None:
@@ -27,15 +44,14 @@ def _index(ipr, name: str) -> int | None:
     return found[0] if found else None
 
 
-def exists(name: str, netns: str | None = None) -> bool:
-    with _ipr(netns) as ipr:
-        return _index(ipr, name) is not None
+def exists(name: str, ns: str | None = None) -> bool:
+    return _in(ns, lambda ipr: _index(ipr, name) is not None)
 
 
-def names(prefix: str = "", netns: str | None = None) -> list[str]:
+def names(prefix: str = "", ns: str | None = None) -> list[str]:
     """Every link name starting with ``prefix`` (the leak check: ``names("md")``)."""
-    with _ipr(netns) as ipr:
-        return sorted(n for n in (l.get("ifname") for l in ipr.get_links()) if n and n.startswith(prefix))
+    return _in(ns, lambda ipr: sorted(n for n in (l.get("ifname") for l in ipr.get_links())
+                                      if n and n.startswith(prefix)))
 
 
 def create_bridge(name: str, gateway: str, prefixlen: int, mtu: int = 1500) -> None:
@@ -51,12 +67,18 @@ def create_bridge(name: str, gateway: str, prefixlen: int, mtu: int = 1500) -> N
         ipr.link("set", index=idx, state="up")
 
 
-def delete(name: str, netns: str | None = None) -> None:
+def loopback_up(ns: str) -> None:
+    """``ip link set lo up`` inside the namespace (a new one has lo down: 127.0.0.1 would fail)."""
+    _in(ns, lambda ipr: ipr.link("set", index=_index(ipr, "lo"), state="up"))
+
+
+def delete(name: str, ns: str | None = None) -> None:
     """Delete a link (a veth takes its peer along). Missing is not an error."""
-    with _ipr(netns) as ipr:
+    def go(ipr):
         idx = _index(ipr, name)
         if idx is not None:
             ipr.link("del", index=idx)
+    _in(ns, go)
 
 
 def attach(netns_path: str, bridge: str, host_name: str, ifname: str, address: str, prefixlen: int,
@@ -81,7 +103,8 @@ def attach(netns_path: str, bridge: str, host_name: str, ifname: str, address: s
         except BaseException:
             delete(host_name)
             raise
-    with _ipr(netns_path) as ns:
+
+    def inside(ns):
         idx = _index(ns, peer_tmp)
         kw = {"ifname": ifname}
         if mac:
@@ -93,20 +116,13 @@ def attach(netns_path: str, bridge: str, host_name: str, ifname: str, address: s
         if gateway and default_route:
             ns.route("add", dst="0.0.0.0/0", gateway=gateway)
         return ns.get_links(idx)[0].get_attr("IFLA_ADDRESS")
+    return _in(netns_path, inside)
 
 
-def inner_names(netns_path: str) -> list[str]:
-    return names("", netns_path)
-
-
-def routes(netns: str | None = None) -> list[str]:
+def routes(ns: str | None = None) -> list[str]:
     """IPv4 routes as ``dst/len`` (``default`` for 0/0) — what the topology drawing shows."""
-    with _ipr(netns) as ipr:
-        out = []
-        for r in ipr.get_routes(family=2, table=254):
-            dst = r.get_attr("RTA_DST")
-            out.append(f"{dst}/{r['dst_len']}" if dst else "default")
-        return out
+    return _in(ns, lambda ipr: [f"{r.get_attr('RTA_DST')}/{r['dst_len']}" if r.get_attr("RTA_DST") else "default"
+                                for r in ipr.get_routes(family=2, table=254)])
 
 
 def host_subnets() -> list[ipaddress.IPv4Network]:

@@ -52,6 +52,7 @@ class Networks:
         self._dns: DNSServer | None = None
         if not any(n["Name"] == DEFAULT for n in self.nets.values()):
             self._new(DEFAULT, bridge=settings.bridge, subnet=settings.default_subnet,
+                      gateway=settings.default_gateway,
                       options={"com.docker.network.bridge.default_bridge": "true",
                                "com.docker.network.bridge.name": settings.bridge})
 
@@ -86,6 +87,7 @@ class Networks:
              options=None) -> dict:
         nid = new_id()
         others = [n["Subnet"] for n in self.nets.values()]
+        auto = not subnet
         if not subnet:
             subnet = ipam.pick_subnet(others + [str(s) for s in links.host_subnets()])
         self.ipam.add_network(nid, subnet, gateway, ip_range, others=others)
@@ -95,7 +97,7 @@ class Networks:
             raise NetworkError(f"bridge name {bridge!r} is longer than 15 characters")
         net = {"Name": name, "Id": nid, "Created": now_rfc3339(), "Driver": "bridge", "Internal": bool(internal),
                "Subnet": pool["subnet"], "Gateway": pool["gateway"], "IPRange": ip_range or "",
-               "Labels": dict(labels or {}), "Options": dict(options or {}), "bridge": bridge}
+               "Labels": dict(labels or {}), "Options": dict(options or {}), "bridge": bridge, "auto": auto}
         self.nets[nid] = net
         self._save()
         return net
@@ -146,6 +148,7 @@ class Networks:
             path = self._p(f"netns/{cid}")
             netns.remove(path)
             netns.create(path)
+            links.loopback_up(path)
             self.boxes[cid] = {"netns": path, "endpoints": {}, "ports": [], **(box or {}), "netns": path}
             self._save()
             return path
@@ -154,6 +157,15 @@ class Networks:
         return "md" + hashlib.sha256(f"{cid}/{nid}".encode()).hexdigest()[:10]
 
     def _ensure_bridge(self, net):
+        if not links.exists(net["bridge"]) and net.get("auto") and not self.endpoints_of(net["Id"]):
+            # Chosen before its bridge existed: another daemon may have taken the subnet since.
+            others = [n["Subnet"] for n in self.nets.values() if n is not net]
+            routed = [str(r) for r in links.host_subnets()]
+            if any(ipam.overlaps(net["Subnet"], r) for r in routed):
+                self.ipam.remove_network(net["Id"])
+                pool = self.ipam.add_network(net["Id"], ipam.pick_subnet(others + routed))
+                net.update(Subnet=pool["subnet"], Gateway=pool["gateway"])
+                self._save()
         links.create_bridge(net["bridge"], net["Gateway"], ipaddress.ip_network(net["Subnet"]).prefixlen)
         sysctl.hold("net.ipv4.ip_forward", "1", self.s.table)
 
@@ -168,12 +180,12 @@ class Networks:
                 raise Conflict(f"endpoint with name {name or cid[:12]} already exists in network {net['Name']}")
             if ip and net["Name"] == DEFAULT:
                 raise NetworkError("user specified IP address is supported on user defined networks only")
+            self._ensure_bridge(net)
             try:
                 addr = self.ipam.allocate(nid, cid, ip)
             except ipam.IPAMError as e:
                 raise NetworkError(str(e)) from None
             try:
-                self._ensure_bridge(net)
                 ifname = f"eth{len(box['endpoints'])}"
                 veth = self._veth(cid, nid)
                 first = not box["endpoints"]

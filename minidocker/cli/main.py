@@ -113,6 +113,8 @@ def create_body(a) -> dict:
     }
     body["HostConfig"].update(cgroups_cli.host_config(a))
     body["HostConfig"].update(security_cli.host_config(a))
+    from . import networks as networks_cli
+    networks_cli.apply(body, a)  # -p, -P, --ip, --network-alias, --dns*, --add-host (chapter 11)
     if a.stop_signal:
         body["StopSignal"] = a.stop_signal
     if a.stop_timeout is not None:
@@ -374,17 +376,22 @@ def cmd_ps(c, a):
         return 0
     rows = [[it["Id"] if a.no_trunc else short(it["Id"]), it["Image"],
              json.dumps(it["Command"]) if a.no_trunc else json.dumps(it["Command"][:20] + ("…" if len(it["Command"]) > 20 else "")),
-             ago(it["Created"]), it["Status"], ", ".join(p.get("IP", "") for p in it.get("Ports") or []),
+             ago(it["Created"]), it["Status"], format_ports(it.get("Ports")),
              ",".join(n.lstrip("/") for n in it["Names"])] for it in items]
     print(table(rows, ["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"]))
     return 0
+
+
+def format_ports(ports) -> str:
+    from .networks import format_ports as fmt
+    return fmt(ports)
 
 
 def ps_row(it: dict) -> dict:
     """The fields docker's `ps --format` offers ({{.ID}}, {{.Names}}, {{.Status}}...), plus the API's."""
     return {**it, "ID": short(it["Id"]), "Names": ",".join(n.lstrip("/") for n in it["Names"]),
             "Command": json.dumps(it["Command"]), "CreatedAt": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(it["Created"])),
-            "RunningFor": ago(it["Created"]), "Ports": "",
+            "RunningFor": ago(it["Created"]), "Ports": format_ports(it.get("Ports")),
             "Labels": ",".join(f"{k}={v}" for k, v in (it.get("Labels") or {}).items())}
 
 
@@ -481,6 +488,8 @@ def container_opts(p):
     p.add_argument("--init", action="store_true", help="run a small init as pid 1 that reaps zombies and forwards signals")
     p.add_argument("--read-only", action="store_true")
     p.add_argument("--network", "--net")
+    from . import networks as networks_cli
+    networks_cli.net_opts(p)
     cgroups_cli.limit_opts(p)
     security_cli.security_opts(p)
     p.add_argument("--restart", help="no, on-failure[:max-retries], always, unless-stopped")
@@ -608,6 +617,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     lab.set_defaults(fn=cmd_lab, local=True)
     from . import cow
     cow.add_verbs(sub)
+    from . import networks as networks_cli
+    networks_cli.add_verbs(sub)  # network ls/create/inspect/rm/prune/connect/disconnect, port
     from .registry import add_verbs as registry_verbs
     registry_verbs(sub)  # pull, push, login, logout, registry serve (the registry chapter)
     return p

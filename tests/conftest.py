@@ -50,7 +50,6 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 class Daemon:
     """A minidockerd on a temporary root and socket (never the user's /var/lib/minidocker)."""
-    count = 0
 
     def __init__(self, base: str, driver: str | None = None):
         self.base = base
@@ -63,14 +62,17 @@ class Daemon:
         # Container cgroups of this test session go under their own parent, so a leak is easy to see.
         self.cgroup_parent = f"minidocker-test-{os.getpid()}"
         # Network objects too: a bridge and an nftables table of this daemon's own (chapter 11).
-        Daemon.count += 1
-        self.bridge = f"mdt{os.getpid() % 100000}x{Daemon.count}"[:15]
-        self.table = f"minidocker_test_{os.getpid()}_{Daemon.count}"
+        # Named after the base directory: a daemon restarted on the same root finds its own again.
+        import hashlib
+        tag = hashlib.sha256(os.path.abspath(base).encode()).hexdigest()[:8]
+        self.bridge = f"mdt{tag}"
+        self.table = f"minidocker_test_{tag}"
+        self.net_flags = ["--bridge", self.bridge, "--nft-table", self.table]
 
     def start(self, timeout: float = 60) -> "Daemon":
         self.proc = subprocess.Popen([sys.executable, "-m", "minidocker.daemon.main", "--root", self.root,
                                       "-H", self.host, "--debug", "--cgroup-parent", self.cgroup_parent,
-                                      "--bridge", self.bridge, "--nft-table", self.table,
+                                      *self.net_flags,
                                       *(["--storage-driver", self.driver] if self.driver else [])],
                                      stdout=self.log, stderr=self.log, cwd=REPO)
         deadline = time.monotonic() + timeout

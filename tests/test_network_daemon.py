@@ -185,3 +185,43 @@ def test_minidocker_cli_network_verbs(daemon):
         daemon.cli("rm", "-f", a)
         daemon.cli("network", "rm", n)
     assert n not in daemon.cli("network", "ls").stdout.decode()
+
+
+def test_kill_9_and_restart_keeps_running_containers_networking(tmp_path):
+    """The daemon dies; its containers do not. On restart the DNS sockets, proxies and rules of
+    the running ones come back, and what belonged to a container that died meanwhile is removed."""
+    import signal
+    from conftest import Daemon, leftovers, network_leftovers, need_root
+    need_root()
+    base = str(tmp_path)
+    d = Daemon(base).start()
+    d2 = None
+    try:
+        ok(docker(d, "network", "create", "--subnet", "10.233.0.0/24", "rn"))
+        ok(docker(d, "run", "-d", "--name", "web", "--network", "rn", "-p", "127.0.0.1::80", "busybox", "sh", "-c", PAGE[7:-1]))
+        ok(docker(d, "run", "-d", "--name", "probe", "--network", "rn", "busybox", "sleep", "300"))
+        ok(docker(d, "run", "-d", "--name", "doomed", "--network", "rn", "busybox", "sleep", "300"))
+        port = ok(docker(d, "port", "web", "80")).strip()
+        doomed_pid = int(ok(docker(d, "inspect", "-f", "{{.State.Pid}}", "doomed")))
+        doomed_ns = ok(docker(d, "inspect", "-f", "{{.NetworkSettings.SandboxKey}}", "doomed")).strip()
+        assert fetch(f"http://{port}/").startswith("hello-")
+        d.proc.send_signal(signal.SIGKILL)
+        d.proc.wait()
+        os.kill(doomed_pid, signal.SIGKILL)  # dies while nobody watches
+        d2 = Daemon(base).start()
+        assert fetch(f"http://{port}/").startswith("hello-")  # the proxy is back on the same port
+        out = ok(docker(d2, "exec", "probe", "nslookup", "web"))  # so is the DNS server
+        assert ok(docker(d2, "inspect", "-f", "{{.NetworkSettings.Networks.rn.IPAddress}}", "web")).strip() in out
+        assert not os.path.exists(doomed_ns)
+        with open("/proc/self/mountinfo") as f:
+            assert doomed_ns not in f.read()
+    finally:
+        live = d2 or d
+        if live.proc and live.proc.poll() is None:
+            live.remove_all()
+            docker(live, "network", "rm", "rn")
+        for x in (d, d2):
+            if x:
+                x.stop()
+    assert not network_leftovers(d)
+    assert not [x for x in leftovers(base) if x.startswith("mount")]

@@ -50,11 +50,28 @@ class Networks:
         self.ipam = ipam.Allocator(self._p("ipam.json"))
         self.proxies: dict[str, list[Proxy]] = {}
         self._dns: DNSServer | None = None
+        self._adopt_names()
         if not any(n["Name"] == DEFAULT for n in self.nets.values()):
             self._new(DEFAULT, bridge=settings.bridge, subnet=settings.default_subnet,
                       gateway=settings.default_gateway,
                       options={"com.docker.network.bridge.default_bridge": "true",
                                "com.docker.network.bridge.name": settings.bridge})
+
+    def _adopt_names(self) -> None:
+        """A restart with another table or bridge name: what the old names made is ours, remove it."""
+        path = self._p("names.json")
+        old = read_json(path, {}) or {}
+        if old.get("table") and old["table"] != self.s.table:
+            nft.remove(old["table"])
+            sysctl.release("net.ipv4.ip_forward", old["table"])
+        for n in self.nets.values():
+            if n["Name"] == DEFAULT and n["bridge"] != self.s.bridge:
+                links.delete(n["bridge"])
+                n["bridge"] = self.s.bridge
+                n["Options"]["com.docker.network.bridge.name"] = self.s.bridge
+                self._save()
+        if old != {"table": self.s.table, "bridge": self.s.bridge}:
+            atomic_write_json(path, {"table": self.s.table, "bridge": self.s.bridge})
 
     # ---- records ---------------------------------------------------------------------------------
     def _p(self, name):

@@ -90,8 +90,9 @@ class Daemon:
         except OSError:
             return False
 
-    def api(self, method: str, path: str, body=None, timeout: float = 30):
-        """A raw request with the standard library: (status, parsed JSON or bytes)."""
+    def api(self, method: str, path: str, body=None, timeout: float = 30, ctype: str = "application/json"):
+        """A raw request with the standard library: (status, parsed JSON or bytes). ``body`` is sent
+        as JSON, or as is when it is bytes (with ``ctype``)."""
         import http.client
 
         class Conn(http.client.HTTPConnection):
@@ -101,8 +102,8 @@ class Daemon:
                 inner.sock.connect(self.sock)
 
         c = Conn("localhost", timeout=timeout)
-        data = json.dumps(body).encode() if body is not None else None
-        c.request(method, path, body=data, headers={"Content-Type": "application/json"} if data else {})
+        data = body if isinstance(body, bytes) else json.dumps(body).encode() if body is not None else None
+        c.request(method, path, body=data, headers={"Content-Type": ctype} if data is not None else {})
         r = c.getresponse()
         raw = r.read()
         c.close()
@@ -192,11 +193,14 @@ def copy_daemon():
     yield from _session_daemon("copy")
 
 
-def _session_daemon(driver):
+def _session_daemon(driver, cgroup_tag: str = ""):
+    """A daemon with its cleanup; ``cgroup_tag`` gives it a cgroup parent of its own (for a daemon
+    that lives beside the session's: each checks only its own containers' cgroups)."""
     need_root()
     need(os.path.exists("/bin/busybox"), "/bin/busybox (Debian's busybox-static; make setup installs it)")
     base = tempfile.mkdtemp(prefix="mdtest-", dir="/tmp")
     d = Daemon(base, driver)
+    d.cgroup_parent += cgroup_tag
     try:
         d.start()
         yield d

@@ -480,7 +480,8 @@ def test_bad_requests_get_dockers_statuses_and_messages(daemon):
                        b"Content-Length: 9\r\nConnection: close\r\n\r\n{\"Image\":")
     assert head.startswith(b"HTTP/1.1 400") and b"invalid JSON" in head
     cases = [
-        ("POST", "/containers/create", {"Image": "busybox", "Cmd": 5}, 400, "Cmd must be a list"),
+        ("POST", "/containers/create", {"Image": "busybox", "Cmd": 5}, 400,
+         "invalid JSON: json: cannot unmarshal number into Go struct field CreateRequest.Cmd"),
         ("POST", "/containers/create?name=a%20b", {"Image": "busybox", "Cmd": ["true"]}, 400, "Invalid container name"),
         ("POST", "/containers/create", {"Image": "nosuchimage", "Cmd": ["true"]}, 404, "No such image"),
         ("POST", "/containers/create", {"Cmd": ["true"]}, 400, "No image"),

@@ -59,6 +59,8 @@ class API:
         self.info_extra = daemon_info
 
     def register(self, s: "http.Server") -> None:
+        from .validate import Guarded
+        s = Guarded(s, http.HTTPError)  # every route below: query and body checked before the handler
         C = r"/containers/(?P<id>[^/]+)"
         routes = [
             ("GET", r"/_ping", self.ping),
@@ -92,6 +94,8 @@ class API:
         api_networks.register(self, s)  # networks: list, inspect, create, connect, disconnect, rm, prune
         from . import api_registry
         api_registry.register(self, s)  # pull, push, login (the registry chapter; its minimal tag/rmi lose to api_images')
+        from . import api_swarm
+        api_swarm.register(self, s)  # swarm and plugins: answered as a dockerd not in swarm mode
 
     # ---- system ---------------------------------------------------------------------------------
     async def ping(self, req):
@@ -201,8 +205,7 @@ class API:
         return http.empty(204)
 
     async def container_stop(self, req):
-        t = req.query.get("t") if "t" in req.query else req.query.get("timeout")
-        timeout = int(t) if t not in (None, "") else None
+        timeout = req.int_param("t") if "t" in req.query else req.int_param("timeout")
         await self.engine.stop(req.match["id"], timeout, req.query.get("signal"))
         return http.empty(204)
 
@@ -223,6 +226,8 @@ class API:
 
     async def container_logs(self, req):
         c = self.engine.get(req.match["id"])
+        if ((c.request.get("HostConfig") or {}).get("LogConfig") or {}).get("Type") == "none":
+            raise http.HTTPError(501, "configured logging driver does not support reading")
         want_out, want_err = req.bool_param("stdout"), req.bool_param("stderr")
         if not want_out and not want_err:
             raise http.HTTPError(400, "You must choose at least one stream")

@@ -11,13 +11,18 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 import os
+import signal
 import time
 
 from ..runtime import archive
 from . import events as ev
 from .. import http
 from .engine import dir_size, graph_driver
+from .validate import Invalid, check_tar_head
+
+log = logging.getLogger("minidockerd")
 
 
 def register(api, server) -> None:
@@ -27,8 +32,8 @@ def register(api, server) -> None:
     C = r"/containers/(?P<id>[^/]+)"
 
     async def restart(req):
-        t = req.query.get("t") if "t" in req.query else req.query.get("timeout")
-        await engine.restart(req.match["id"], int(t) if t not in (None, "") else None, req.query.get("signal"))
+        timeout = req.int_param("t") if "t" in req.query else req.int_param("timeout")
+        await engine.restart(req.match["id"], timeout, req.query.get("signal"))
         return http.empty(204)
 
     async def rename(req):
@@ -60,7 +65,13 @@ def register(api, server) -> None:
         msg = err.decode(errors="replace").strip()
         if rc == 2:
             raise http.HTTPError(404, f"Could not find the file {path} in container {c.name}")
-        raise http.HTTPError(400 if rc == 3 else 500, msg or f"archive helper failed ({rc})")
+        if rc == 3:
+            raise http.HTTPError(400, msg)
+        last = msg.splitlines()[-1] if msg else f"archive helper failed ({rc})"
+        if last.startswith("tarfile."):  # the body was not (all) a tar stream
+            raise http.HTTPError(400, "Error processing tar file: " + last.partition(": ")[2])
+        log.warning("archive helper for %s failed (%s): %s", c.name, rc, msg)  # a traceback stays here
+        raise http.HTTPError(500, last)
 
     async def stat_of(c, path: str) -> dict:
         proc = await run_helper(c, "stat", path)
@@ -92,19 +103,30 @@ def register(api, server) -> None:
                 if not chunk:
                     break
                 await stream.write(chunk)
+            rc = await proc.wait()  # reaped by asyncio's watcher: killing it now would reap it behind its back
         finally:
-            if proc.returncode is None:
+            if proc.returncode is None:  # the client went away: stop the helper (os.kill: Popen.kill polls)
                 try:
-                    proc.kill()
+                    os.kill(proc.pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
-            await proc.wait()
+                await proc.wait()
+        if rc:  # too late for an error status: the error cuts the stream short (no last chunk)
+            err = await proc.stderr.read()
+            log.warning("archive helper for %s failed (%s): %s", c.name, rc, err.decode(errors="replace"))
+            raise http.HTTPError(500, f"archive helper failed ({rc})")
         await stream.close()
         return None
 
     async def archive_put(req):
         c = engine.get(req.match["id"])
         path = require_path(req)
+        with req.open_body() as f:  # only its first block: the body streams into the helper
+            head = f.read(512)
+        try:
+            check_tar_head(head)
+        except Invalid as e:
+            raise http.HTTPError(400, str(e))
         proc = await run_helper(c, "put", path, stdin=True)
         _, _, err = await asyncio.gather(req.write_body_to(proc.stdin), proc.stdout.read(),
                                          proc.stderr.read())  # the body goes in in pieces

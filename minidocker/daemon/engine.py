@@ -679,7 +679,8 @@ class Engine:
         req = c.request
         host = dict(req.get("HostConfig") or {})
         host.setdefault("NetworkMode", "default")
-        host["LogConfig"] = {"Type": "json-file", "Config": {}}
+        log_config = host.get("LogConfig") or {}  # validate.py admits json-file, local and none
+        host["LogConfig"] = {"Type": log_config.get("Type") or "json-file", "Config": log_config.get("Config") or {}}
         host.setdefault("AutoRemove", c.cfg.auto_remove)
         host.setdefault("RestartPolicy", {"Name": "no", "MaximumRetryCount": 0})
         try:
@@ -705,7 +706,8 @@ class Engine:
                 "Cmd": req.get("Cmd") if req.get("Cmd") else image_cfg.get("Cmd"),
                 "Image": c.cfg.image_ref, "Volumes": req.get("Volumes"), "WorkingDir": c.cfg.working_dir,
                 "Entrypoint": req.get("Entrypoint") if req.get("Entrypoint") is not None else image_cfg.get("Entrypoint"),
-                "OnBuild": None, "Labels": c.cfg.labels, "StopSignal": c.cfg.stop_signal},
+                "OnBuild": None, "Labels": c.cfg.labels, "StopSignal": c.cfg.stop_signal,
+                **({"StopTimeout": req["StopTimeout"]} if req.get("StopTimeout") is not None else {})},
             "NetworkSettings": self.net.settings(c),
         }
 

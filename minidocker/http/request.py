@@ -157,6 +157,11 @@ class Request:
                     raise HTTPError(400, "invalid JSON: nested too deeply") from None
         return self._json_cache
 
+    def replace_json(self, value) -> None:
+        """Make ``json()`` return ``value``: a checked body, handed on by whoever checked it (the
+        daemon's validator gives handlers the body decoded with Go's rules, in the API's spelling)."""
+        self._json_cache = value
+
     def bool_param(self, name: str, default: bool = False) -> bool:
         """dockerd's rule (wire.api_bool): false iff "", 0, no, false or none (any case); absent -> default."""
         return wire.api_bool(self.query.get(name), default)

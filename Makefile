@@ -11,7 +11,7 @@ BIN := $(VENV)/bin
 # docker-registry, apache2-utils (htpasswd), openssl: the registry chapter's tests; skopeo, umoci,
 # oci-image-tool, podman: interop tests (podman only saves an image there, with its own storage);
 # libseccomp2: the seccomp compiler behind pyseccomp (security chapter).
-APT_PACKAGES := busybox-static graphviz iproute2 python3-venv python3-dev gcc make ca-certificates qemu-system-x86 \
+APT_PACKAGES := busybox-static graphviz iproute2 nftables python3-venv python3-dev gcc make ca-certificates qemu-system-x86 \
                 docker-registry apache2-utils skopeo umoci openssl oci-image-tool podman libseccomp2
 STAMP_APT := $(VENV)/.apt-$(shell echo $(APT_PACKAGES) | md5sum | cut -c1-8)
 STAMP_PIP := $(VENV)/.pip-$(shell cat pyproject.toml | md5sum | cut -c1-8)

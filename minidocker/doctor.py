@@ -45,6 +45,7 @@ TOOLS = {
     "busybox": "the offline base image (busybox-static)",
     "dot": "diagrams (graphviz)",
     "ip": "network chapter checks (iproute2)",
+    "nft": "network chapter: NAT and published ports (nftables)",
     "docker": "the real docker client, for compatibility tests",
     "runc": "reference runtime (bench, comparisons)",
     "crun": "reference runtime (bench)",
@@ -65,6 +66,7 @@ CHAPTERS = {
     "06": "images",
     "07": "registry",
     "08": "daemon/API",
+    "11": "networking",
 }
 
 # capability(7) numbers worth naming in a report (linux/capability.h).
@@ -489,6 +491,14 @@ def chapter_verdicts(info: dict) -> dict[str, dict]:
     client = "docker client present" if tools["docker"] else "no docker client for the compatibility tests"
     out["08"] = (_verdict("runnable", f"{state}; {client}") if caps["root"]
                  else _verdict("limited", f"minidockerd needs root; {state}"))
+
+    # 11 networking
+    nft_tool = shutil.which("nft")
+    net_ok = os.path.exists("/proc/sys/net/ipv4/ip_forward") and nft_tool
+    out["11"] = (_verdict("runnable", "veth, bridge and nftables (nft JSON) available; pyroute2 for netlink")
+                 if caps["root"] and net_ok else
+                 _verdict("limited", "needs root and the 'nft' command (nftables)" if not nft_tool
+                          else "needs root (namespaces, links, nftables)"))
 
     labs = lab_folders()
     for number, v in out.items():

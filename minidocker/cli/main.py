@@ -411,12 +411,17 @@ def cmd_inspect(c, a):
             rc = 1
             continue
         out.append(found)
-    if a.format:
-        for o in out:
-            print(format_go(a.format, o))
-    else:
-        print(json.dumps(out, indent=4))
+    print_inspected(out, a.format)
     return rc
+
+
+def print_inspected(objects: list, fmt: str | None) -> None:
+    """``inspect``'s output: a template per object with ``-f``, else the JSON array (as docker)."""
+    if fmt:
+        for o in objects:
+            print(format_go(fmt, o))
+    else:
+        print(json.dumps(objects, indent=4))
 
 
 def cmd_logs(c, a):

@@ -164,12 +164,8 @@ def cmd_inspect(c, a) -> int:
             rc = 1
             continue
         out.append(r.json())
-    if a.format:
-        from .main import format_go
-        for o in out:
-            print(format_go(a.format, o))
-    else:
-        print(json.dumps(out, indent=4))
+    from .main import print_inspected
+    print_inspected(out, a.format)
     return rc
 
 

@@ -40,6 +40,17 @@ def pick_subnet(taken, pools=POOLS) -> str:
                     "defaults to assign to the network")
 
 
+def host_address(subnet, text: str, invalid: str, outside: str):
+    """``text`` as an address of a host in ``subnet`` (not its network or broadcast address)."""
+    try:
+        ip = ipaddress.ip_address(text)
+    except ValueError:
+        raise IPAMError(invalid) from None
+    if ip not in subnet or ip in (subnet.network_address, subnet.broadcast_address):
+        raise IPAMError(outside)
+    return ip
+
+
 class Allocator:
     """Subnets and addresses of every network, persisted at ``path``."""
 
@@ -69,12 +80,8 @@ class Allocator:
                 if sn.overlaps(ipaddress.ip_network(other)):
                     raise IPAMError("Pool overlaps with other one on this address space")
             if gateway:
-                try:
-                    gw = ipaddress.ip_address(gateway)
-                except ValueError:
-                    raise IPAMError(f"invalid gateway address {gateway}") from None
-                if gw not in sn or gw in (sn.network_address, sn.broadcast_address):
-                    raise IPAMError(f"no matching subnet for gateway {gateway}")
+                gw = host_address(sn, gateway, f"invalid gateway address {gateway}",
+                                  f"no matching subnet for gateway {gateway}")
             else:
                 gw = sn.network_address + 1
             if ip_range:
@@ -100,12 +107,8 @@ class Allocator:
             p = self.pools[net_id]
             sn = ipaddress.ip_network(p["subnet"])
             if static:
-                try:
-                    ip = ipaddress.ip_address(static)
-                except ValueError:
-                    raise IPAMError(f"invalid IPv4 address: {static}") from None
-                if ip not in sn or ip in (sn.network_address, sn.broadcast_address):
-                    raise IPAMError(f"no configured subnet or ip-range contain the IP address {static}")
+                ip = host_address(sn, static, f"invalid IPv4 address: {static}",
+                                  f"no configured subnet or ip-range contain the IP address {static}")
                 if p["used"].get(str(ip), owner) != owner:
                     raise IPAMError(f"Address already in use")
                 chosen = str(ip)

@@ -101,19 +101,26 @@ class Proxy:
                 return
 
 
-def _pipe(src, dst):
-    """Copy until EOF, then pass the half-close on (HTTP clients rely on it)."""
+def pump(src, dst, half_close) -> None:
+    """Copy ``src`` to ``dst`` until EOF or an error, then ``half_close()`` (the TLS relay uses it too)."""
     try:
         while True:
             data = src.recv(65536)
             if not data:
                 break
             dst.sendall(data)
-        dst.shutdown(socket.SHUT_WR)
-    except OSError:
+    except OSError:  # ssl.SSLError included
         pass
     finally:
-        try:
-            src.shutdown(socket.SHUT_RD)
-        except OSError:
-            pass
+        half_close()
+
+
+def _pipe(src, dst):
+    """Pass the half-close on (HTTP clients rely on it)."""
+    def half_close():
+        for sock, how in ((dst, socket.SHUT_WR), (src, socket.SHUT_RD)):
+            try:
+                sock.shutdown(how)
+            except OSError:
+                pass
+    pump(src, dst, half_close)

@@ -27,16 +27,18 @@ def _ipr():
 
 
 def _in(netns_path: str | None, fn):
-    """``fn(ipr)`` with a netlink socket of the namespace at ``netns_path`` (None: the daemon's).
+    """``fn(ipr)`` with a netlink socket of the namespace at ``netns_path`` (None: the caller's).
 
     A netlink socket talks to the namespace of the thread that *created* it, so the socket is made
     by a thread that joined the namespace (``netns.in_netns``). pyroute2's own ``netns=`` argument
     forks a helper process instead, and a signal to that fork of a daemon would reach the
-    daemon's asyncio signal handling through the inherited wake-up fd."""
+    daemon's asyncio signal handling through the inherited wake-up fd. Always a fresh thread:
+    pyroute2's synchronous API runs an asyncio loop, which fails in a thread already running one
+    (a Jupyter kernel's)."""
     def run():
         with _ipr() as ipr:
             return fn(ipr)
-    return netns.in_netns(netns_path, run) if netns_path else run()
+    return netns.in_netns(netns_path, run)
 
 
 def _index(ipr, name: str) -> int | None:
@@ -56,7 +58,7 @@ def names(prefix: str = "", ns: str | None = None) -> list[str]:
 
 def create_bridge(name: str, gateway: str, prefixlen: int, mtu: int = 1500) -> None:
     """A bridge with the gateway address, up. An existing one (after a restart) is reused."""
-    with _ipr() as ipr:
+    def go(ipr):
         idx = _index(ipr, name)
         if idx is None:
             ipr.link("add", ifname=name, kind="bridge", mtu=mtu)
@@ -65,6 +67,7 @@ def create_bridge(name: str, gateway: str, prefixlen: int, mtu: int = 1500) -> N
         if (gateway, prefixlen) not in have:
             ipr.addr("add", index=idx, address=gateway, prefixlen=prefixlen)
         ipr.link("set", index=idx, state="up")
+    _in(None, go)
 
 
 def loopback_up(ns: str) -> None:
@@ -86,14 +89,14 @@ def attach(netns_path: str, bridge: str, host_name: str, ifname: str, address: s
     """Wire a namespace to a bridge: veth ``host_name`` (on the bridge) <-> ``ifname`` (inside).
     Returns the inner end's MAC address."""
     peer_tmp = "mdp" + host_name[2:]
-    with _ipr() as ipr:
+
+    def outside(ipr):
         if _index(ipr, host_name) is not None:  # a leftover of a crash: start clean
             ipr.link("del", index=_index(ipr, host_name))
         ipr.link("add", ifname=host_name, kind="veth", peer={"ifname": peer_tmp, "mtu": mtu}, mtu=mtu)
         try:
-            br = _index(ipr, bridge)
             host_idx = _index(ipr, host_name)
-            ipr.link("set", index=host_idx, master=br)
+            ipr.link("set", index=host_idx, master=_index(ipr, bridge))
             ipr.link("set", index=host_idx, state="up")
             fd = os.open(netns_path, os.O_RDONLY | os.O_CLOEXEC)
             try:
@@ -101,8 +104,9 @@ def attach(netns_path: str, bridge: str, host_name: str, ifname: str, address: s
             finally:
                 os.close(fd)
         except BaseException:
-            delete(host_name)
+            ipr.link("del", index=_index(ipr, host_name))
             raise
+    _in(None, outside)
 
     def inside(ns):
         idx = _index(ns, peer_tmp)

@@ -63,18 +63,20 @@ def remove(path: str, kernel=None) -> None:
         pass
 
 
-def in_netns(path: str, fn, kernel=None):
-    """``fn()`` run by a thread that joined the namespace at ``path``; returns its result."""
+def in_netns(path: str | None, fn, kernel=None):
+    """``fn()`` run by a thread that joined the namespace at ``path`` (None: a thread that stays in
+    the caller's namespace); returns its result or raises its exception."""
     k = kernel or K.Linux()
     box: dict = {}
 
     def run():
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                k.setns(fd, K.CLONE_NEWNET)
-            finally:
-                os.close(fd)
+            if path is not None:
+                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+                try:
+                    k.setns(fd, K.CLONE_NEWNET)
+                finally:
+                    os.close(fd)
             box["value"] = fn()
         except BaseException as e:  # handed to the caller's thread
             box["error"] = e

@@ -5,29 +5,48 @@ SHELL := /bin/bash
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-# Debian packages the project needs. busybox-static: the offline base image; graphviz: diagrams;
-# iproute2: networking chapter and checks; python3-venv: the venv; qemu-system-x86: the cgroup v2
-# guest test (tests/guest/vm.py; it downloads a Debian kernel package into .cache/cgroup-v2 once);
-# docker-registry, apache2-utils (htpasswd), openssl: the registry chapter's tests; skopeo, umoci,
-# oci-image-tool, podman: interop tests (podman only saves an image there, with its own storage);
+# Debian packages the notebooks and labs need (`make student`). busybox-static: the offline base
+# image; graphviz: diagrams; iproute2, nftables: networking chapter and checks; python3-venv: the venv;
+# docker-registry, apache2-utils (htpasswd), openssl: the registry chapter (notebook 07, lab 07);
 # libseccomp2: the seccomp compiler behind pyseccomp (security chapter).
-APT_PACKAGES := busybox-static graphviz iproute2 nftables python3-venv python3-dev gcc make ca-certificates qemu-system-x86 \
-                docker-registry apache2-utils skopeo umoci openssl oci-image-tool podman libseccomp2
+STUDENT_APT_PACKAGES := busybox-static graphviz iproute2 nftables python3-venv ca-certificates make \
+                        docker-registry apache2-utils openssl libseccomp2
+# Everything the whole test suite needs (`make setup`): the above, plus qemu-system-x86 for the cgroup
+# v2 guest test (tests/guest/vm.py; it downloads a Debian kernel package into .cache/cgroup-v2 once);
+# skopeo, umoci, oci-image-tool, podman: interop tests (podman only saves an image there, with its own
+# storage); python3-dev, gcc: building wheels.
+APT_PACKAGES := $(STUDENT_APT_PACKAGES) python3-dev gcc qemu-system-x86 skopeo umoci oci-image-tool podman
 STAMP_APT := $(VENV)/.apt-$(shell echo $(APT_PACKAGES) | md5sum | cut -c1-8)
+STAMP_STUDENT_APT := $(VENV)/.apt-student-$(shell echo $(STUDENT_APT_PACKAGES) | md5sum | cut -c1-8)
 STAMP_PIP := $(VENV)/.pip-$(shell cat pyproject.toml | md5sum | cut -c1-8)
+STAMP_STUDENT_PIP := $(VENV)/.pip-student-$(shell cat pyproject.toml | md5sum | cut -c1-8)
+# The notebooks' kernel (docs/COURSE.md): every notebook names it in its metadata.
+KERNEL_INSTALL := $(BIN)/python -m ipykernel install --sys-prefix --name minidocker --display-name "minidocker (venv)"
+JUPYTER_PORT ?= 8888
 
-.PHONY: setup run test test-fast daemon stop bench clean-state doctor
+.PHONY: setup student jupyter run test test-fast daemon stop bench clean-state doctor
 
 setup: $(STAMP_APT) $(STAMP_PIP) $(BIN)/docker
 	@# The daemon's socket is 0660 root:minidocker: members of this group may use the API (= root).
 	@getent group minidocker >/dev/null || groupadd --system minidocker
 	@echo "setup done: activate with 'source $(BIN)/activate'"
 
+# The course only (notebooks and labs), on a throwaway Debian 12 VM, as root: README.md, "Start here".
+student: $(STAMP_STUDENT_APT) $(STAMP_STUDENT_PIP)
+	@echo "student setup done: 'source $(BIN)/activate', then 'make jupyter' (kernel: minidocker (venv))"
+
+# Jupyter as root (the notebooks make namespaces and mounts) on the VM's loopback only: reach it with
+# `ssh -L $(JUPYTER_PORT):127.0.0.1:$(JUPYTER_PORT) VM` and open the URL it prints.
+jupyter: $(STAMP_STUDENT_PIP)
+	$(BIN)/jupyter lab --allow-root --no-browser --ip 127.0.0.1 --port $(JUPYTER_PORT) --notebook-dir notebooks
+
 # Packages are installed with a temporary policy-rc.d, so that no package (docker-registry, say)
 # starts a service of its own on this machine; it is removed again afterwards.
-$(STAMP_APT):
+$(STAMP_APT): PACKAGES = $(APT_PACKAGES)
+$(STAMP_STUDENT_APT): PACKAGES = $(STUDENT_APT_PACKAGES)
+$(STAMP_APT) $(STAMP_STUDENT_APT):
 	@mkdir -p $(VENV)
-	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	@missing=$$(for p in $(PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 	  echo "apt-get install $$missing"; \
 	  guard=; if [ ! -e /usr/sbin/policy-rc.d ]; then \
@@ -38,16 +57,25 @@ $(STAMP_APT):
 	fi
 	@touch $@
 
-$(STAMP_PIP): $(STAMP_APT) pyproject.toml
+# The venv with the package and the extra $(1) (dev: everything; student: the course only), and the
+# notebooks' kernel. editable_mode=compat: a plain path entry instead of an import hook, which would
+# cost every `minidocker` command ~30 ms of start-up; compileall: start-up without compiling (even
+# when PYTHONDONTWRITEBYTECODE is set).
+define PIP_INSTALL
 	@[ -x $(BIN)/python ] || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	# editable_mode=compat: a plain path entry instead of an import hook, which would cost every
-	# `minidocker` command ~30 ms of start-up; compileall: start-up without compiling (even when
-	# PYTHONDONTWRITEBYTECODE is set).
-	$(BIN)/pip install -q -e '.[dev]' --config-settings editable_mode=compat
+	$(BIN)/pip install -q -e '.[$(1)]' --config-settings editable_mode=compat
 	$(BIN)/python -m compileall -q minidocker >/dev/null
-	$(BIN)/python -m ipykernel install --sys-prefix --name minidocker --display-name "minidocker (venv)" >/dev/null
-	@rm -f $(VENV)/.pip-*; touch $@
+	$(KERNEL_INSTALL) >/dev/null
+endef
+
+$(STAMP_PIP): $(STAMP_APT) pyproject.toml
+	$(call PIP_INSTALL,dev)
+	@rm -f $(VENV)/.pip-*; touch $@ $(STAMP_STUDENT_PIP)
+
+$(STAMP_STUDENT_PIP): $(STAMP_STUDENT_APT) pyproject.toml
+	$(call PIP_INSTALL,student)
+	@touch $@
 
 # The real docker client, for the compatibility tests. Use the one on PATH if there is one; otherwise
 # take only /usr/bin/docker out of Debian's docker.io package (no daemon, no service, no firewall change).

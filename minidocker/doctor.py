@@ -34,6 +34,7 @@ import shutil
 import socket
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 DEFAULT_HOST = "unix:///run/minidocker.sock"
 DEFAULT_ROOT = "/var/lib/minidocker"
@@ -58,6 +59,7 @@ TOOLS = {
 
 #: Chapter number -> topic, in reading order.
 CHAPTERS = {
+    "00": "kernel calls",
     "01": "namespaces",
     "02": "rootfs",
     "03": "cgroups",
@@ -105,35 +107,13 @@ def read_text(path: str, default: str | None = None) -> str | None:
         return default
 
 
-def unescape_mount_path(s: str) -> str:
-    r"""mountinfo escapes space, tab, newline and backslash as octal (``\040``)."""
-    for code, ch in (("\\040", " "), ("\\011", "\t"), ("\\012", "\n"), ("\\134", "\\")):
-        s = s.replace(code, ch)
-    return s
-
-
 def parse_mountinfo(text: str) -> list[dict]:
-    """Parse /proc/PID/mountinfo (proc(5)): one dict per mount, in mount order.
+    """/proc/PID/mountinfo (proc(5)) as dicts for the JSON report, in mount order; the parsing is
+    :func:`minidocker.rootfs.parse_mountinfo` (``dev`` is its ``major_minor``)."""
+    from dataclasses import asdict
 
-    ``36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw,errors=continue``
-    fields: id, parent, major:minor, root, mount point, mount options, optional fields..., "-",
-    filesystem type, source, super options.
-    """
-    mounts = []
-    for line in text.splitlines():
-        left, sep, right = line.partition(" - ")
-        if not sep:
-            continue
-        a, b = left.split(), right.split()
-        if len(a) < 6 or len(b) < 2:
-            continue
-        mounts.append({
-            "id": int(a[0]), "parent": int(a[1]), "dev": a[2],
-            "root": unescape_mount_path(a[3]), "mountpoint": unescape_mount_path(a[4]),
-            "options": a[5], "fstype": b[0], "source": unescape_mount_path(b[1]),
-            "super_options": b[2] if len(b) > 2 else "",
-        })
-    return mounts
+    from .rootfs import parse_mountinfo as parse
+    return [{**asdict(e), "dev": e.major_minor} for e in parse(text)]
 
 
 def parse_proc_cgroups(text: str) -> dict[str, dict]:
@@ -422,6 +402,21 @@ def chapter_verdicts(info: dict) -> dict[str, dict]:
     admin = caps["sys_admin"]
     out = {}
 
+    # 00 kernel calls: ctypes into glibc; the recording twin needs nothing at all
+    try:
+        import ctypes
+        ctypes.CDLL(None, use_errno=True).sethostname  # noqa: B018 — does glibc export it?
+        libc = True
+    except (OSError, AttributeError):
+        libc = False
+    if not libc:
+        out["00"] = _verdict("limited", "glibc not loadable through ctypes: the Recorder only")
+    elif admin:
+        out["00"] = _verdict("runnable", "ctypes calls into glibc; CAP_SYS_ADMIN for the real calls")
+    else:
+        out["00"] = _verdict("limited", "not root: real calls fail with EPERM (which the chapter shows); "
+                                        "the Recorder runs everything")
+
     # 01 namespaces
     missing = [k for k in ("mnt", "uts", "ipc", "pid", "net", "user", "cgroup") if k not in ns["types"]]
     if missing:
@@ -505,6 +500,51 @@ def chapter_verdicts(info: dict) -> dict[str, dict]:
         v["topic"] = CHAPTERS[number]
         v["lab"] = f"labs/{labs[number]}" if number in labs else None
     return out
+
+
+# --- for notebooks: the opening cell of every chapter (docs/COURSE.md) ------------------------------
+
+class HostCannot(RuntimeError):
+    """This host cannot run a chapter, or one of its cells: the message says why and what to do."""
+
+
+class ChapterVerdict(NamedTuple):
+    number: str
+    status: str          # "runnable", "limited", "not runnable" or "unknown"
+    why: str
+    info: dict           # everything collect() found
+
+    def __str__(self) -> str:
+        name = " ".join(filter(None, ["chapter", self.number, CHAPTERS.get(self.number)]))
+        return f"{name}: {self.status} — {self.why}"
+
+
+def _ci() -> bool:
+    return os.environ.get("CI", "").lower() == "true"
+
+
+def chapter(number: str | int, daemon_host: str | None = None) -> ChapterVerdict:
+    """What a notebook's first code cell calls: print this host's verdict for chapter ``number`` and
+    return it. "not runnable" raises HostCannot (the notebook stops at its first cell, saying why);
+    "limited" means some cells will call ``skip``."""
+    number = f"{int(number):02d}"
+    info = collect(daemon_host=daemon_host)
+    v = info["chapters"].get(number)
+    verdict = (ChapterVerdict(number, v["status"], v["why"], info) if v else
+               ChapterVerdict(number, "unknown", "doctor has no verdict for this chapter yet", info))
+    print(verdict)
+    if verdict.status == "not runnable":
+        raise HostCannot(f"{verdict}. See `minidocker doctor` and README.md, 'Start here' "
+                         "(a Debian 12 VM, as root).")
+    return verdict
+
+
+def skip(why: str) -> None:
+    """A cell that this host cannot run: print why (for a student) — or, under CI=true, fail, because
+    CI must run everything. Use as the first statement of the cell's ``else`` branch."""
+    if _ci():
+        raise HostCannot(f"CI=true and this cell would be skipped: {why}")
+    print(f"skipped on this host: {why}")
 
 
 # --- collect and report ------------------------------------------------------------------------

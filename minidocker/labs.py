@@ -1,20 +1,22 @@
-"""The lab runner: ``minidocker lab list`` and ``minidocker lab check NN [--reference] [--file PATH]``.
+"""The lab runner: ``minidocker lab list | start NN | check NN | hint NN [K]``.
 
 What this teaches
 -----------------
-Each chapter has a lab in ``labs/NN-topic/``:
+Each chapter has a lab in ``labs/NN-topic/`` (conventions: docs/COURSE.md, section 2):
 
-* ``README.md``   what to build, and hints;
+* ``README.md``   what to build, what is checked, and a ``## Hints`` list;
 * ``skeleton.py`` the same functions as the real chapter module, with bodies that
-  ``raise NotImplementedError("TODO ...")`` — the student fills them in;
-* ``check.py``    ``REFERENCE = "minidocker.namespaces"`` (the real module that solves the lab) and
-  ``check(module) -> list[(name, ok, detail)]``, which exercises any module with that interface.
+  ``raise NotImplementedError("TODO ...")``;
+* ``check.py``    ``REFERENCE = "minidocker.namespaces"`` (the real module that solves the lab),
+  ``CHECKS = [(name, fn[, timeout])]`` and ``check(module) -> list[(name, ok, detail)]``.
+
+The student never edits the repository: ``lab start NN`` copies the lab into a workspace of their own
+(``~/minidocker-labs/NN-topic``) and ``lab check NN`` checks that copy.
 
 A checker is only trustworthy if it *fails* on the untouched skeleton and *passes* on the reference;
-the test suite proves both for every lab. The runner loads Python files by path
-(``importlib.util.spec_from_file_location``), runs the check in this process, and turns anything that
-goes wrong — a syntax error in the student's file, a check that raises — into a failed line with the
-exception's text instead of a traceback.
+the test suite proves both for every lab. Running the checks — each in a child process with a time
+limit that names what hung, failures as expected vs actual, hostile input in a sandbox — is
+``minidocker/labcheck.py``; its names are re-exported here, for check.py files.
 """
 from __future__ import annotations
 
@@ -23,24 +25,22 @@ import importlib.util
 import itertools
 import os
 import re
+import shutil
 import sys
-import traceback
+import textwrap
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Callable, NamedTuple
+from typing import Callable
+
+from .labcheck import (DEFAULT_TIMEOUT, SANDBOX_ID, Mismatch, Result, _error_text, _passed,  # noqa: F401
+                       _where, describe, expect, expect_raises, in_sandbox, in_tempdir, run_checks,
+                       run_one, run_sandboxed, sandboxed)
 
 LAB_DIR_RE = re.compile(r"^(\d\d)-([A-Za-z0-9_.-]+)$")
 _runs = itertools.count(1)  # unique module names per run
 REFERENCE_RE = re.compile(r"""^REFERENCE\s*=\s*["']([\w.]+)["']""", re.M)
-
-
-class Result(NamedTuple):
-    """One line of a check: what was checked, whether it passed, and what was seen."""
-    name: str
-    ok: bool
-    detail: str = ""
 
 
 @dataclass(frozen=True)
@@ -150,29 +150,6 @@ def _on_sys_path(directory: Path):
             pass
 
 
-def _error_text(e: BaseException) -> str:
-    text = f"{type(e).__name__}: {e}".rstrip(": ")
-    if isinstance(e, SyntaxError) and e.lineno:
-        text = f"SyntaxError: {e.msg} ({Path(e.filename or '?').name} line {e.lineno})"
-    return text
-
-
-def _where(e: BaseException) -> str:
-    """The innermost frame of a traceback as ``file:line in function``, to point at the culprit."""
-    frames = traceback.extract_tb(e.__traceback__)
-    if not frames:
-        return ""
-    f = frames[-1]
-    return f" [{Path(f.filename).name}:{f.lineno} in {f.name}]"
-
-
-# --- running -----------------------------------------------------------------------------------
-
-def _passed(ok) -> bool:
-    """Only a boolean counts (numpy's bool_ too): a detail string in the ok position must not pass."""
-    return (isinstance(ok, bool) or type(ok).__name__ == "bool_") and bool(ok)
-
-
 def _normalize(raw) -> list[Result]:
     """Accept what check() returned if it is a list of (name, ok, detail); flag anything else."""
     if not isinstance(raw, (list, tuple)):
@@ -201,9 +178,9 @@ def _load_target(lab: Lab, target: str | os.PathLike, tag: str) -> ModuleType:
 
 
 def run_check(lab: Lab, target: str | os.PathLike = "skeleton") -> list[Result]:
-    """Run ``lab``'s check.py against ``target``: "skeleton" (the student's labs/NN/skeleton.py),
-    "reference" (the real minidocker module), or a path to any Python file. Never raises (except on
-    KeyboardInterrupt): every failure is a Result with ok=False."""
+    """Run ``lab``'s check.py against ``target``: "skeleton" (the repository's labs/NN/skeleton.py),
+    "reference" (the real minidocker module), or a path to any Python file (the student's copy).
+    Never raises (except on KeyboardInterrupt): every failure is a Result with ok=False."""
     tag = str(next(_runs))
     loaded: list[str] = []
     with _on_sys_path(lab.path):
@@ -220,14 +197,17 @@ def _run_check(lab: Lab, target, tag: str, loaded: list[str]) -> list[Result]:
         loaded.append(checker.__name__)
     except (Exception, SystemExit) as e:
         return [Result("load check.py", False, _error_text(e))]
-    if not callable(getattr(checker, "check", None)):
-        return [Result("load check.py", False, f"{lab.checker} defines no check(module)")]
+    checks = getattr(checker, "CHECKS", None)
+    if not checks and not callable(getattr(checker, "check", None)):
+        return [Result("load check.py", False, f"{lab.checker} defines no CHECKS and no check(module)")]
     try:
         module = _load_target(lab, target, tag)
         if module.__name__.startswith("_minidocker_lab"):
             loaded.append(module.__name__)
     except (Exception, SystemExit) as e:
         return [Result(f"load {target}", False, _error_text(e))]
+    if checks:  # the runner runs them itself: every check in a child, with its timeout
+        return run_checks(checks, module, getattr(checker, "TIMEOUT", DEFAULT_TIMEOUT))
     try:
         return _normalize(checker.check(module))
     except (Exception, SystemExit) as e:
@@ -235,16 +215,12 @@ def _run_check(lab: Lab, target, tag: str, loaded: list[str]) -> list[Result]:
 
 
 def case(name: str, fn: Callable[[], object]) -> Result:
-    """Helper for check.py authors: run one check so that an exception fails only that line.
-
-    ``fn`` returns True/False, or (ok, detail); an exception becomes ok=False with its text.
-    """
+    """Helper for check.py authors: run one check in this process so that an exception fails only that
+    line (prefer CHECKS: those run in a child with a timeout). ``fn`` returns True/False, or (ok, detail)."""
     try:
         out = fn()
-    except NotImplementedError as e:
-        return Result(name, False, f"not implemented yet ({e})" if str(e) else "not implemented yet")
     except Exception as e:
-        return Result(name, False, _error_text(e))
+        return Result(name, False, describe(e))
     if isinstance(out, tuple):
         ok, detail = out
         return Result(name, _passed(ok), str(detail))
@@ -252,6 +228,11 @@ def case(name: str, fn: Callable[[], object]) -> Result:
 
 
 # --- output ------------------------------------------------------------------------------------
+
+def heading(lab: Lab, shown: str) -> str:
+    """The first line of every report, whichever entry point printed it."""
+    return f"lab {lab.number} {lab.topic}: checking {shown}\n"
+
 
 def format_results(results: list[Result], title: str | None = None) -> str:
     """A table: one ✓ or ✗ line per check with its detail, then a summary line."""
@@ -261,30 +242,44 @@ def format_results(results: list[Result], title: str | None = None) -> str:
     for r in results:
         mark = "✓" if r.ok else "✗"
         detail = r.detail.replace("\n", " ")
-        if len(detail) > 200:
-            detail = detail[:197] + "..."
+        if len(detail) > 300:
+            detail = detail[:297] + "..."
         lines.append(f"  {mark} {r.name:<{width}}  {detail}".rstrip())
     passed = sum(r.ok for r in results)
     lines.append(f"{passed}/{len(results)} checks passed" + ("" if passed == len(results) else " — not done yet"))
     return "\n".join(lines)
 
 
+def _needs_root(lab: Lab) -> str | None:
+    """check.py's ``NEEDS_ROOT = "why"`` (read without running it), if we are not root."""
+    if os.geteuid() == 0:
+        return None
+    try:
+        m = re.search(r"""^NEEDS_ROOT\s*=\s*["'](.+)["']""", lab.checker.read_text(), re.M)
+    except OSError:
+        return None
+    return m.group(1) if m else None
+
+
 def script_main(argv: list[str], check: Callable, reference: str, skeleton: str | os.PathLike,
-                title: str, needs_root: str | None = None) -> int:
-    """What ``python labs/NN-topic/check.py [--reference] [SOLUTION.py]`` does in every lab: load the
-    student's file (the skeleton by default) or the reference module, run ``check`` on it, print the
-    table, exit 0 only if every check passed. ``needs_root`` says why the lab cannot run otherwise."""
+                title: str = "", needs_root: str | None = None) -> int:
+    """What ``python labs/NN-topic/check.py [--reference] [SOLUTION.py]`` does in every lab: the same
+    runner, report and exit status as ``minidocker lab check NN`` (``title`` is kept for old callers;
+    the heading is the lab's own)."""
+    lab_dir = Path(skeleton).resolve().parent
+    m = LAB_DIR_RE.match(lab_dir.name)
+    lab = Lab(m.group(1), m.group(2), lab_dir) if m else Lab("??", lab_dir.name, lab_dir)
     if "--reference" in argv:
-        module, what = importlib.import_module(reference), reference
+        target, shown = "reference", reference
     else:
-        path = Path(next((a for a in argv if not a.startswith("-")), skeleton))
-        module, what = load_module(path, f"lab_solution_{Path(path).stem}"), str(path)
+        target = next((a for a in argv if not a.startswith("-")), None) or "skeleton"
+        shown = str(lab.skeleton) if target == "skeleton" else target
     if needs_root and os.geteuid() != 0:
-        print(f"{title} needs root ({needs_root})")
+        print(f"lab {lab.number} {lab.topic} needs root ({needs_root})")
         return 1
-    results = check(module)
-    print(format_results(results, f"{title} — checking {what}\n"))
-    return 0 if results and all(_passed(r[1]) for r in results) else 1
+    results = run_check(lab, target)
+    print(format_results(results, heading(lab, shown)))
+    return 0 if results and all(r.ok for r in results) else 1
 
 
 def format_list(labs: list[Lab], root: str | os.PathLike | None = None) -> str:
@@ -295,19 +290,97 @@ def format_list(labs: list[Lab], root: str | os.PathLike | None = None) -> str:
     return "labs:\n" + "\n".join(rows)
 
 
+# --- the student's workspace and hints ---------------------------------------------------------
+
+def _invoking_user() -> tuple[int, int, Path] | None:
+    """(uid, gid, home) of the user behind ``sudo``, when root was reached through it."""
+    if os.geteuid() != 0 or not os.environ.get("SUDO_UID", "").isdigit():
+        return None
+    import pwd
+    try:
+        entry = pwd.getpwuid(int(os.environ["SUDO_UID"]))
+    except KeyError:
+        return None
+    return entry.pw_uid, entry.pw_gid, Path(entry.pw_dir)
+
+
+def workspace_root(directory: str | os.PathLike | None = None) -> Path:
+    """``directory``, else ``$MINIDOCKER_WORKSPACE``, else ``~/minidocker-labs`` (the sudo user's ~)."""
+    if directory:
+        return Path(directory).expanduser()
+    if os.environ.get("MINIDOCKER_WORKSPACE"):
+        return Path(os.environ["MINIDOCKER_WORKSPACE"]).expanduser()
+    user = _invoking_user()
+    return (user[2] if user else Path.home()) / "minidocker-labs"
+
+
+def workspace(lab: Lab, directory: str | os.PathLike | None = None) -> Path:
+    return workspace_root(directory) / lab.path.name
+
+
+def start(lab: Lab, directory: str | os.PathLike | None = None, force: bool = False) -> tuple[Path, bool]:
+    """Copy the lab (everything but check.py) into the workspace; (where, copied?). An existing copy
+    is the student's work: it is kept unless ``force``."""
+    dest = workspace(lab, directory)
+    if (dest / "skeleton.py").exists() and not force:
+        return dest, False
+    dest.mkdir(parents=True, exist_ok=True)
+    user = _invoking_user() if not directory else None
+    for src in sorted(lab.path.iterdir()):
+        if src.name in ("check.py", "__pycache__") or not src.is_file():
+            continue
+        shutil.copyfile(src, dest / src.name)
+        if user:
+            os.chown(dest / src.name, user[0], user[1])
+    if user:
+        for d in (dest, dest.parent):
+            os.chown(d, user[0], user[1])
+    return dest, True
+
+
+def hints(lab: Lab) -> list[str]:
+    """The README's ``## Hints`` list (numbered or bulleted), one item per hint; else each task's
+    ``*Hints:*`` paragraph, in the order of the tasks."""
+    try:
+        text = lab.readme.read_text()
+    except OSError:
+        return []
+    section = re.search(r"^## Hints[^\n]*\n(.*?)(?=^## |\Z)", text, re.M | re.S)
+    if section:
+        items = re.split(r"^(?:\d+\.|[*-])\s+", section.group(1), flags=re.M)[1:]
+        return [_dedent_item(item).strip() for item in items if item.strip()]
+    blocks = re.findall(r"\*Hints?:\*(.*?)(?=\n\s*\n|\n\s*\d+\.\s|\n#|\Z)", text, re.S)
+    return [" ".join(line.strip() for line in b.strip().splitlines()) for b in blocks if b.strip()]
+
+
+def _dedent_item(item: str) -> str:
+    """A list item's continuation lines are indented under its first line."""
+    first, _, rest = item.partition("\n")
+    return first + ("\n" + textwrap.dedent(rest) if rest else "")
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``list`` or ``check NN [--reference | --file PATH]``; exit 0 when every check passes, else 1."""
+    """``list``, ``start NN``, ``check NN``, ``hint NN [K]``; exit 0 when every check passes, else 1."""
     import argparse
 
-    p = argparse.ArgumentParser(prog="minidocker lab", description="Run the chapter labs' checkers.")
+    p = argparse.ArgumentParser(prog="minidocker lab", description="The chapter labs: start, check, hints.")
     p.add_argument("--labs", help="labs directory (default: $MINIDOCKER_LABS or the repository's labs/)")
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="list the labs")
-    c = sub.add_parser("check", help="check a lab solution")
+    s = sub.add_parser("start", help="copy a lab into your workspace (~/minidocker-labs/NN-topic)")
+    s.add_argument("lab", help="lab number (01) or folder name (01-namespaces)")
+    s.add_argument("--dir", help="workspace directory (default: $MINIDOCKER_WORKSPACE or ~/minidocker-labs)")
+    s.add_argument("--force", action="store_true", help="start over: overwrite your copy")
+    c = sub.add_parser("check", help="check your copy of a lab (see `lab start`)")
     c.add_argument("lab", help="lab number (01) or folder name (01-namespaces)")
+    c.add_argument("--dir", help="workspace directory your copy is in (as given to `lab start --dir`)")
     g = c.add_mutually_exclusive_group()
     g.add_argument("--reference", action="store_true", help="check minidocker's own module instead")
-    g.add_argument("--file", metavar="PATH", help="check this Python file instead of the lab's skeleton.py")
+    g.add_argument("--skeleton", action="store_true", help="check the repository's untouched skeleton.py")
+    g.add_argument("--file", metavar="PATH", help="check this Python file")
+    h = sub.add_parser("hint", help="show the lab's hints, one at a time")
+    h.add_argument("lab", help="lab number (01) or folder name (01-namespaces)")
+    h.add_argument("k", nargs="?", type=int, default=1, help="which hint (default 1)")
     args = p.parse_args(argv)
 
     if args.command == "list":
@@ -318,11 +391,59 @@ def main(argv: list[str] | None = None) -> int:
     except LookupError as e:
         print(f"minidocker lab: {e}", file=sys.stderr)
         return 1
-    target = "reference" if args.reference else (args.file or "skeleton")
-    shown = lab.reference if args.reference else (args.file or str(lab.skeleton))
+    if args.command == "start":
+        return _cmd_start(lab, args)
+    if args.command == "hint":
+        return _cmd_hint(lab, args.k)
+    if args.reference:
+        target, shown = "reference", lab.reference or "?"
+    elif args.skeleton:
+        target, shown = "skeleton", str(lab.skeleton)
+    elif args.file:
+        target = shown = args.file
+    else:
+        mine = workspace(lab, args.dir) / "skeleton.py"
+        if not mine.is_file():
+            print(f"minidocker lab: no copy of lab {lab.number} at {mine}: run `minidocker lab start "
+                  f"{lab.number}{' --dir ' + args.dir if args.dir else ''}` first (or check --file PATH, "
+                  "--skeleton, --reference)", file=sys.stderr)
+            return 1
+        target = shown = str(mine)
+    why = _needs_root(lab)
+    if why:
+        print(f"lab {lab.number} {lab.topic} needs root ({why})", file=sys.stderr)
+        return 1
     results = run_check(lab, target)
-    print(format_results(results, title=f"lab {lab.number} {lab.topic}: checking {shown}"))
+    print(format_results(results, heading(lab, shown)))
     return 0 if results and all(r.ok for r in results) else 1
+
+
+def _cmd_start(lab: Lab, args) -> int:
+    dest, copied = start(lab, args.dir, args.force)
+    d = f" --dir {args.dir}" if args.dir else ""
+    if not copied:
+        print(f"lab {lab.number}: your copy is already at {dest} (kept; `--force` starts over)")
+    else:
+        print(f"lab {lab.number} {lab.topic}: your copy is in {dest}\n"
+              f"  read    {dest / 'README.md'}\n"
+              f"  edit    {dest / 'skeleton.py'}\n"
+              f"  check   minidocker lab check {lab.number}{d}\n"
+              f"  stuck?  minidocker lab hint {lab.number}")
+    return 0
+
+
+def _cmd_hint(lab: Lab, k: int) -> int:
+    found = hints(lab)
+    if not found:
+        print(f"lab {lab.number} has no hints in {lab.readme}")
+        return 1
+    if not 1 <= k <= len(found):
+        print(f"minidocker lab: lab {lab.number} has hints 1 to {len(found)}", file=sys.stderr)
+        return 1
+    print(f"lab {lab.number} hint {k} of {len(found)}:\n\n{found[k - 1]}")
+    if k < len(found):
+        print(f"\n(next: minidocker lab hint {lab.number} {k + 1})")
+    return 0
 
 
 if __name__ == "__main__":

@@ -43,14 +43,10 @@ from __future__ import annotations
 import errno
 import ipaddress
 import os
-import pickle
 import re
 import select
-import signal
 import stat
 import subprocess
-import time
-import traceback
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator
@@ -58,6 +54,7 @@ from typing import Any, Callable, Iterable, Iterator
 from . import kernel as K
 from .kernel import (MNT_DETACH, MS_BIND, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_PRIVATE, MS_RDONLY,
                      MS_REC, MS_REMOUNT, MS_STRICTATIME, KernelError, Linux, Recorder)
+from .child import ChildError, call_in_child  # noqa: F401  (ChildError: part of this module's surface)
 from .util import atomic_write
 
 # --- what the OCI runtime spec asks for --------------------------------------------------------------
@@ -583,90 +580,24 @@ def parse_mountinfo_line(line: str) -> MountEntry:
         major_minor=fields[2], super_options=fields[sep + 3] if len(fields) > sep + 3 else "")
 
 
-def mountinfo(pid: int | str = "self") -> list[MountEntry]:
-    """Parse /proc/PID/mountinfo: the mount table of PID's mount namespace, as PID sees it (paths
-    relative to its root; mounts outside its root are not listed)."""
-    with open(f"/proc/{pid}/mountinfo", errors="surrogateescape") as f:
-        return [parse_mountinfo_line(line) for line in f if line.strip()]
+def parse_mountinfo(text: str) -> list[MountEntry]:
+    """The lines of a mountinfo file, parsed (the one mountinfo reader: doctor, cgroups.detect and
+    the diagrams use it too)."""
+    return [parse_mountinfo_line(line) for line in text.splitlines() if line.strip()]
+
+
+def mountinfo(pid: int | str = "self", path: str | None = None) -> list[MountEntry]:
+    """Parse /proc/PID/mountinfo (or the file ``path``): the mount table of PID's mount namespace,
+    as PID sees it (paths relative to its root; mounts outside its root are not listed)."""
+    with open(path or f"/proc/{pid}/mountinfo", errors="surrogateescape") as f:
+        return parse_mountinfo(f.read())
 
 
 # --- running code in forked children (demos, tests, the notebook) --------------------------------------
 
-class ChildError(RuntimeError):
-    """An exception raised in a forked child, carried back to the parent as text."""
-
-    def __init__(self, type_name: str, message: str, errno_: int | None, notes: list[str], tb: str):
-        self.type_name, self.message, self.errno, self.notes, self.remote_traceback = (
-            type_name, message, errno_, notes, tb)
-        text = f"in child: {type_name}: {message}"
-        if notes:
-            text += " (" + "; ".join(notes) + ")"
-        super().__init__(text)
-
-
-def _fork_call(fn: Callable[[], Any], timeout: float = 60.0, pdeathsig: bool = False,
-               in_parent: Callable[[int], None] | None = None) -> Any:
-    """Run ``fn()`` in a forked child and return its (pickled) result; raise :class:`ChildError` if it
-    raised. The child never returns into the caller's code: it always ends with os._exit. It must not
-    print either (in a Jupyter kernel stdout belongs to a thread that does not exist in the child).
-    ``pdeathsig``: the child is SIGKILLed if its parent dies (used for pid 1 of a namespace, whose
-    death kills the whole namespace). ``in_parent(pid)`` runs in the parent right after the fork."""
-    r, w = os.pipe()
-    parent = os.getpid()
-    pid = os.fork()
-    if pid == 0:  # child
-        code = 0
-        try:
-            os.close(r)
-            if pdeathsig:
-                Linux().prctl(K.PR_SET_PDEATHSIG, signal.SIGKILL)
-                # (the parent may have died before prctl; pid 1 of a new pid namespace sees ppid 0)
-                if os.getppid() not in (parent, 0):
-                    os._exit(1)
-            try:
-                payload = pickle.dumps(("ok", fn()))
-            except ChildError as e:  # from a grandchild: pass it on unchanged
-                code = 1
-                payload = pickle.dumps(("error", (e.type_name, e.message, e.errno, e.notes,
-                                                  e.remote_traceback)))
-            except BaseException as e:  # noqa: BLE001 - everything goes back to the parent
-                code = 1
-                payload = pickle.dumps(("error", (type(e).__name__, str(e), getattr(e, "errno", None),
-                                                  list(getattr(e, "__notes__", [])), traceback.format_exc())))
-            view = memoryview(payload)
-            while view:
-                view = view[os.write(w, view):]
-        finally:
-            os._exit(code)
-    os.close(w)
-    chunks, deadline = [], time.monotonic() + timeout
-    try:
-        if in_parent is not None:
-            in_parent(pid)
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([r], [], [], left)[0]:
-                os.kill(pid, signal.SIGKILL)
-                raise TimeoutError(f"child {pid} did not finish within {timeout} s (killed)")
-            chunk = os.read(r, 65536)
-            if not chunk:
-                break
-            chunks.append(chunk)
-    except BaseException:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        raise
-    finally:
-        os.close(r)
-        _, status = os.waitpid(pid, 0)
-    if not chunks:
-        raise ChildError("exit", f"child exited without a result (wait status {status})", None, [], "")
-    kind, value = pickle.loads(b"".join(chunks))
-    if kind == "error":
-        raise ChildError(*value)
-    return value
+# ChildError and the fork-and-report-back helper live in minidocker/child.py (unionfs uses it too);
+# ``_fork_call`` is its old name here (labs and tests call it).
+_fork_call = call_in_child
 
 
 DEFAULT_NS_FLAGS = K.CLONE_NEWNS | K.CLONE_NEWPID | K.CLONE_NEWUTS | K.CLONE_NEWIPC

@@ -41,7 +41,6 @@ import contextlib
 import fcntl
 import json
 import os
-import pickle
 import shutil
 import stat
 import subprocess
@@ -50,6 +49,7 @@ import time
 from dataclasses import asdict, dataclass, field
 
 from . import kernel as K
+from .child import ChildError, call_in_child
 from .rootfs import Mount
 from .util import atomic_write, read_json
 
@@ -507,36 +507,21 @@ def mount_all(mounts: list[Mount], target: str, kernel=None) -> None:
         os.chdir(cwd)
 
 
-def run_mounted(mounts: list[Mount], target: str, fn, *args):
+def run_mounted(mounts: list[Mount], target: str, fn, *args, timeout: float = 120.0):
     """Mount in a forked child that first unshares its mount namespace (propagation private), call
     ``fn(target, *args)`` there, and return its (picklable) result. The mounts die with the child:
-    nothing is ever left mounted on the host, even if ``fn`` fails."""
-    rfd, wfd = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # child
-        os.close(rfd)
-        try:
-            k = K.Linux()
-            k.unshare(K.CLONE_NEWNS)
-            k.mount(None, "/", None, K.MS_REC | K.MS_PRIVATE, None)
-            mount_all(mounts, target, k)
-            out = ("ok", fn(target, *args))
-        except BaseException as e:  # noqa: BLE001 - report everything to the parent
-            out = ("error", f"{type(e).__name__}: {e}")
-        with os.fdopen(wfd, "wb") as w:
-            try:
-                pickle.dump(out, w)
-            except Exception as e:  # noqa: BLE001
-                pickle.dump(("error", f"unpicklable result: {e}"), w)
-        os._exit(0)
-    os.close(wfd)
-    with os.fdopen(rfd, "rb") as r:
-        data = r.read()
-    os.waitpid(pid, 0)
-    status, value = pickle.loads(data) if data else ("error", "child died without an answer")
-    if status != "ok":
-        raise SnapshotError(value)
-    return value
+    nothing is ever left mounted on the host, even if ``fn`` fails; a child still busy after
+    ``timeout`` seconds is killed (minidocker/child.py)."""
+    def in_child():
+        k = K.Linux()
+        k.unshare(K.CLONE_NEWNS)
+        k.mount(None, "/", None, K.MS_REC | K.MS_PRIVATE, None)
+        mount_all(mounts, target, k)
+        return fn(target, *args)
+    try:
+        return call_in_child(in_child, timeout=timeout)
+    except ChildError as e:
+        raise SnapshotError(f"{e.type_name}: {e.message}") from None
 
 
 def overlay_usable(root: str) -> tuple[bool, str]:

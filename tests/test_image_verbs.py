@@ -122,7 +122,7 @@ def test_import_history_and_filters(d, tmp_path):
     history = ok(d, "history", "imp:dir")
     assert "Imported from -" in history and "from a directory" in history
     assert ok(d, "images", "-q", "--filter", "label=tier=gold") == iid[7:19] + "\n"
-    refs = ok(d, "images", "--filter", "reference=imp:*", "--format", "{{.Id}}").split()
+    refs = ok(d, "images", "--no-trunc", "--filter", "reference=imp:*", "--format", "{{.ID}}").split()
     assert sorted(refs) == sorted([iid, iid2])
     before = ok(d, "images", "-q", "--filter", "before=imp:dir")  # busybox is months older
     busybox_id = json.loads(ok(d, "image", "inspect", "busybox"))[0]["Id"]

@@ -163,7 +163,7 @@ def test_format_results():
 
 def test_main_exit_codes(fixture_labs, tmp_path, capsys):
     base = ["--labs", str(fixture_labs)]
-    assert labs.main(base + ["check", "01"]) == 1
+    assert labs.main(base + ["check", "01", "--skeleton"]) == 1
     assert "✗" in capsys.readouterr().out
     assert labs.main(base + ["check", "01", "--reference"]) == 0
     assert "2/2 checks passed" in capsys.readouterr().out
@@ -174,6 +174,198 @@ def test_main_exit_codes(fixture_labs, tmp_path, capsys):
     assert labs.main(base + ["list"]) == 0
     out = capsys.readouterr().out
     assert "01-adder" in out and "02-broken" in out and "03-nochecker" not in out
+
+
+# --- the student's workspace ------------------------------------------------------------------------
+
+def test_start_copies_the_lab_and_check_checks_the_copy(fixture_labs, tmp_path, capsys):
+    base, ws = ["--labs", str(fixture_labs)], tmp_path / "ws"
+    pristine = (fixture_labs / "01-adder" / "skeleton.py").read_text()
+    assert labs.main(base + ["check", "01", "--dir", str(ws)]) == 1
+    assert "lab start 01 --dir" in capsys.readouterr().err          # no copy yet: says what to do
+
+    assert labs.main(base + ["start", "01", "--dir", str(ws)]) == 0
+    mine = ws / "01-adder" / "skeleton.py"
+    assert mine.read_text() == pristine and (ws / "01-adder" / "README.md").is_file()
+    assert not (ws / "01-adder" / "check.py").exists()
+    capsys.readouterr()
+    assert labs.main(base + ["check", "01", "--dir", str(ws)]) == 1
+    out = capsys.readouterr().out
+    assert out.splitlines()[0] == f"lab 01 adder: checking {mine}" and "0/2 checks passed" in out
+
+    mine.write_text(SOLUTION)   # the student solves it in the copy; the repository stays untouched
+    assert labs.main(base + ["check", "01", "--dir", str(ws)]) == 0
+    assert "2/2 checks passed" in capsys.readouterr().out
+    assert (fixture_labs / "01-adder" / "skeleton.py").read_text() == pristine
+
+    assert labs.main(base + ["start", "01", "--dir", str(ws)]) == 0   # a second start keeps the work
+    assert "already" in capsys.readouterr().out and mine.read_text() == SOLUTION
+    assert labs.main(base + ["start", "01", "--dir", str(ws), "--force"]) == 0
+    assert mine.read_text() == pristine
+
+
+def test_workspace_defaults(fixture_labs, tmp_path, monkeypatch):
+    lab = labs.get_lab("01", fixture_labs)
+    monkeypatch.setenv("MINIDOCKER_WORKSPACE", str(tmp_path / "env"))
+    assert labs.workspace(lab) == tmp_path / "env" / "01-adder"
+    monkeypatch.delenv("MINIDOCKER_WORKSPACE")
+    monkeypatch.delenv("SUDO_UID", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert labs.workspace(lab) == tmp_path / "home" / "minidocker-labs" / "01-adder"
+
+
+def test_hints_one_at_a_time(fixture_labs, capsys):
+    readme = fixture_labs / "01-adder" / "README.md"
+    readme.write_text("# Lab 01\n\n## Hints\n\n1. Look at `+`.\n2. It is `return a + b`,\n   really.\n\n## After\n")
+    base = ["--labs", str(fixture_labs)]
+    assert labs.main(base + ["hint", "01"]) == 0
+    out = capsys.readouterr().out
+    assert "hint 1 of 2" in out and "Look at `+`." in out and "It is" not in out and "hint 01 2" in out
+    assert labs.main(base + ["hint", "01", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "It is `return a + b`,\nreally." in out and "After" not in out
+    assert labs.main(base + ["hint", "01", "3"]) == 1
+    assert "hints 1 to 2" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("lab", REAL_LABS_NAMES := [p.name for p in sorted((Path(labs.labs_root())).glob("[0-9][0-9]-*"))])
+def test_every_real_lab_has_hints(lab):
+    assert labs.hints(labs.get_lab(lab)), f"{lab}: no ## Hints list and no *Hints:* blocks in its README"
+
+
+# --- timeouts, messages, isolation of each check --------------------------------------------------
+
+HANGING = '''
+import os
+def add(a, b):
+    r, w = os.pipe()        # the classic deadlock: waiting for an end-of-file that never comes,
+    return os.read(r, 1)    # because this process still holds the write end
+'''
+
+CHECKS_LAB = '''
+import os
+from minidocker.labs import expect, run_checks
+
+REFERENCE = "{ref}"
+TIMEOUT = 1.5
+
+def check_add(m):
+    return expect("add(2, 3)", m.add(2, 3), 5)
+
+def check_exit(m):
+    m.double(1)
+    return "fine"
+
+def check_fork(m):
+    m.forks()
+    return "one result only"
+
+CHECKS = [("add", check_add), ("double", check_exit, 5), ("forks", check_fork)]
+'''
+
+
+@pytest.fixture
+def checks_lab(tmp_path, monkeypatch):
+    root = tmp_path / "labs"
+    _write(root / "01-adder" / "skeleton.py", SKELETON + "\ndef forks():\n    raise NotImplementedError\n")
+    _write(root / "01-adder" / "check.py", CHECKS_LAB.format(ref=REF_MODULE))
+    _write(tmp_path / "refs" / f"{REF_MODULE}.py", SOLUTION + "\ndef forks():\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path / "refs"))
+    yield labs.get_lab("01", root)
+    sys.modules.pop(REF_MODULE, None)
+
+
+def test_a_hanging_check_times_out_and_names_where(checks_lab, tmp_path):
+    student = _write(tmp_path / "mine.py", HANGING + "\ndef double(x):\n    return 2 * x\ndef forks():\n    pass\n")
+    add, double, forks = labs.run_check(checks_lab, student)
+    assert not add.ok
+    assert add.detail.startswith("timed out after 1.5 s in add (mine.py line 5)"), add.detail
+    assert double.ok and forks.ok   # the hang cost one check, not the run
+
+
+def test_failures_show_expected_and_actual(checks_lab, tmp_path):
+    student = _write(tmp_path / "mine.py", SOLUTION.replace("a + b", "a - b") + "\ndef forks():\n    pass\n")
+    (add, *_) = labs.run_check(checks_lab, student)
+    assert add.detail == "add(2, 3): expected 5, got -1"
+
+
+def test_a_check_that_kills_its_process_or_forks_wildly_fails_alone(checks_lab, tmp_path):
+    student = _write(tmp_path / "mine.py", SOLUTION + '''
+import os
+def double(x):
+    os._exit(0)
+def forks():
+    os.fork()               # the child returns into the checker: both would report
+''')
+    add, double, forks = labs.run_check(checks_lab, student)
+    assert add.ok
+    assert not double.ok and "exited with status 0 before reporting" in double.detail
+    assert not forks.ok and "forked child returned into the checker" in forks.detail
+
+
+DEADLOCKED_SPAWN = '''
+import os
+from minidocker.namespaces import *   # everything right, except spawn
+
+def spawn(target, namespaces, **kwargs):
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    os.waitpid(pid, 0)
+    return os.read(r, 8)   # the write end is still open here: end-of-file never comes
+'''
+
+
+def test_lab01_a_deadlocked_spawn_fails_its_checks_and_names_spawn(tmp_path, monkeypatch):
+    need(os.geteuid() == 0, "root, for lab 01's namespaces")
+    monkeypatch.setenv("MINIDOCKER_LAB_TIMEOUT", "2")
+    student = _write(tmp_path / "mine.py", DEADLOCKED_SPAWN)
+    line = DEADLOCKED_SPAWN.splitlines().index("    return os.read(r, 8)   # the write end is still open here: "
+                                                "end-of-file never comes") + 1
+    results = labs.run_check(labs.get_lab("01"), student)
+    spawn = [r for r in results if r.name.startswith("4 spawn")]
+    assert spawn and all(not r.ok for r in spawn)
+    for r in spawn:
+        assert r.detail == f"timed out after 2 s in spawn (mine.py line {line})", r.detail
+    assert all(r.ok for r in results if not r.name.startswith("4 spawn")), labs.format_results(results)
+
+
+def test_lab06_a_hang_inside_the_sandbox_names_the_students_function(tmp_path, monkeypatch):
+    need(os.geteuid() == 0, "root: lab 06 sandboxes its checks only as root")
+    monkeypatch.setenv("MINIDOCKER_LAB_TIMEOUT", "3")
+    student = _write(tmp_path / "mine.py", "from minidocker.images.layers import *\n"
+                                           "def clean_member_name(name):\n"
+                                           "    while True:\n"
+                                           "        pass\n")
+    lab = labs.get_lab("06")
+    checker = labs.load_module(lab.checker, "_lab06_checker_for_hang_test")
+    module = labs.load_module(student, "_lab06_hanging_solution")
+    try:
+        (result,) = labs.run_checks(checker.CHECKS[:1], module)
+    finally:
+        sys.modules.pop("_lab06_checker_for_hang_test", None)
+        sys.modules.pop("_lab06_hanging_solution", None)
+    assert not result.ok
+    assert result.detail.startswith("timed out after 3 s in clean_member_name (mine.py line "), result.detail
+
+
+def test_reference_passes_with_checks(checks_lab):
+    assert all(r.ok for r in labs.run_check(checks_lab, "reference"))
+
+
+def test_script_and_cli_print_the_same_report(checks_lab, capsys):
+    checker = labs.load_module(checks_lab.checker, "_labfixture_checker")
+    try:
+        code = labs.script_main([], lambda m: labs.run_checks(checker.CHECKS, m, checker.TIMEOUT),
+                                REF_MODULE, checks_lab.skeleton, "ignored title")
+        script = capsys.readouterr().out
+        assert code == 1
+        assert labs.main(["--labs", str(checks_lab.path.parent), "check", "01", "--skeleton"]) == 1
+        assert capsys.readouterr().out == script
+        assert script.splitlines()[0] == f"lab 01 adder: checking {checks_lab.skeleton}"
+    finally:
+        sys.modules.pop("_labfixture_checker", None)
 
 
 # --- every lab: the checker fails on the skeleton and passes on the reference -------------------

@@ -369,9 +369,11 @@ def test_apply_changes():
                         ['CMD ["a", "b"]', "ENTRYPOINT /bin/run --x", "ENV A=3 C=4", "WORKDIR app",
                          "USER 1000:1000", "LABEL k=v", "EXPOSE 80 53/udp", "STOPSIGNAL SIGINT"])
     assert cfg["Cmd"] == ["a", "b"] and cfg["Entrypoint"] == ["/bin/sh", "-c", "/bin/run --x"]
-    assert cfg["Env"] == ["B=2", "A=3", "C=4"] and cfg["WorkingDir"] == "/srv/app"
+    assert cfg["Env"] == ["A=3", "B=2", "C=4"] and cfg["WorkingDir"] == "/srv/app"  # replaced in place
     assert cfg["User"] == "1000:1000" and cfg["Labels"] == {"k": "v"} and cfg["StopSignal"] == "SIGINT"
     assert cfg["ExposedPorts"] == {"80/tcp": {}, "53/udp": {}}
+    # ENTRYPOINT without a CMD before it clears the inherited CMD (the Dockerfile rule dockerd applies)
+    assert apply_changes({"Cmd": ["sh"]}, ['ENTRYPOINT ["top"]'])["Cmd"] is None
     with pytest.raises(ChangeError, match="not a valid change command"):
         apply_changes({}, ["RUN rm -rf /"])
     with pytest.raises(ChangeError, match="KEY=VALUE"):

@@ -9,22 +9,22 @@ measured independently of your code (os.stat, util-linux's unshare(1), /proc).
 """
 from __future__ import annotations
 
-import argparse
-import importlib
-import importlib.util
 import os
 import signal
 import subprocess
 import sys
 import tempfile
 import time
-import traceback
 from pathlib import Path
 from typing import Callable
 
 from minidocker.kernel import Linux, Recorder
+from minidocker.labs import expect as _expect
+from minidocker.labs import run_checks, script_main
 
 REFERENCE = "minidocker.namespaces"
+NEEDS_ROOT = "it creates real namespaces"
+TIMEOUT = 30   # seconds per check: a spawn that deadlocks fails its check, naming where it hung
 KINDS = ("pid", "mnt", "uts", "ipc", "net", "user", "cgroup")
 HERE = Path(__file__).resolve().parent
 
@@ -60,12 +60,6 @@ def _stop(proc: subprocess.Popen) -> None:
 def _read(path: str) -> str:
     with open(path) as f:
         return f.read()
-
-
-def _expect(what: str, got, want) -> str:
-    if got != want:
-        raise AssertionError(f"{what}: got {got!r}, expected {want!r}")
-    return f"{what}: {got!r}"
 
 
 def _eventually(what: str, get: Callable, want, timeout: float = 3.0) -> str:
@@ -218,44 +212,10 @@ CHECKS: list[tuple[str, Callable]] = [
 
 
 def check(module) -> list[Result]:
-    """Run every check against ``module``; each gives (name, ok, detail) and never raises."""
-    results = []
-    for name, fn in CHECKS:
-        try:
-            results.append((name, True, fn(module)))
-        except NotImplementedError as e:
-            results.append((name, False, f"NotImplementedError: {e}"))
-        except Exception as e:  # noqa: BLE001 — a check reports, it does not crash
-            where = traceback.extract_tb(e.__traceback__)[-1]
-            results.append((name, False, f"{type(e).__name__}: {e} ({Path(where.filename).name}:{where.lineno})"))
-    return results
-
-
-def load_skeleton(path: Path = HERE / "skeleton.py"):
-    spec = importlib.util.spec_from_file_location("lab01_skeleton", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module   # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Check lab 01 (namespaces).")
-    parser.add_argument("--reference", action="store_true", help=f"check {REFERENCE} instead of skeleton.py")
-    parser.add_argument("path", nargs="?", default=str(HERE / "skeleton.py"), help="your solution file")
-    args = parser.parse_args(argv)
-    if os.geteuid() != 0:
-        print("lab 01 creates real namespaces: run it as root", file=sys.stderr)
-        return 2
-    module = importlib.import_module(REFERENCE) if args.reference else load_skeleton(Path(args.path))
-    results = check(module)
-    width = max(len(name) for name, _, _ in results)
-    for name, ok, detail in results:
-        print(f"{'PASS' if ok else 'FAIL'}  {name:<{width}}  {detail}")
-    failed = sum(not ok for _, ok, _ in results)
-    print(f"\n{len(results) - failed}/{len(results)} checks pass")
-    return 1 if failed else 0
+    """Run every check against ``module``, each in a child of its own with TIMEOUT (minidocker.labs)."""
+    return run_checks(CHECKS, module, timeout=TIMEOUT)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(script_main(sys.argv[1:], check, REFERENCE, HERE / "skeleton.py", "lab 01 (namespaces)",
+                         needs_root=NEEDS_ROOT))

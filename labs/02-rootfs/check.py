@@ -23,6 +23,8 @@ if str(HERE.parents[1]) not in sys.path:  # run from a checkout without installi
 from minidocker import kernel as K  # noqa: E402
 from minidocker import rootfs as ref  # noqa: E402  (helpers only: forking, a busybox rootfs)
 
+from minidocker.labs import expect, run_checks  # noqa: E402
+
 REFERENCE = "minidocker.rootfs"
 Result = tuple[str, bool, str]
 
@@ -48,7 +50,7 @@ def check_mountinfo_self(m) -> str:
     _fail(isinstance(rows, list) and rows, "mountinfo('self') returned nothing")
     _fail(any(e.mountpoint == "/" for e in rows), "no entry for /")
     proc = [e for e in rows if e.mountpoint == "/proc"]
-    _fail(proc and proc[0].fstype == "proc", f"/proc should have fstype 'proc', got {proc[:1]}")
+    expect("fstype of /proc", proc[0].fstype if proc else "<no /proc entry>", "proc")
     _fail(all(isinstance(e.id, int) and isinstance(e.parent, int) for e in rows), "id/parent must be ints")
     _fail(len({e.id for e in rows}) == len(rows), "mount ids must be unique")
     return f"{len(rows)} mounts"
@@ -72,10 +74,10 @@ def check_mountinfo_escapes(m) -> str:
         rows = ref._fork_call(child, timeout=20)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    _fail(len(rows) == 1, f"no entry with mountpoint {target!r} (decode \\040 as a space)")
+    expect(f"entries with mountpoint {target!r} (decode \\040 as a space)", len(rows), 1)
     e = rows[0]
-    _fail(e.fstype == "tmpfs" and e.source == "lab-src", f"fstype/source wrong: {e.fstype!r} {e.source!r}")
-    _fail(e.propagation.startswith("shared:"), f"propagation should be 'shared:N', got {e.propagation!r}")
+    expect("(fstype, source)", (e.fstype, e.source), ("tmpfs", "lab-src"))
+    expect("propagation starts with 'shared:'", e.propagation[:7], "shared:")
     _fail("size=1024k" in e.super_options, f"super_options should hold size=1024k, got {e.super_options!r}")
     return "escapes, optional fields and super options parsed"
 
@@ -85,13 +87,13 @@ def check_etc_files(m) -> str:
     try:
         paths = m.write_etc_files(os.path.join(tmp, "a"), "lab-box", hosts_extra=["db:10.0.0.5", "v6:fd00::1"],
                                   dns=["1.1.1.1"])
-        _fail(set(paths) == {"/etc/hostname", "/etc/hosts", "/etc/resolv.conf"}, f"wrong keys: {sorted(paths)}")
-        _fail(_read(paths["/etc/hostname"]) == "lab-box\n", "hostname should be 'lab-box\\n'")
+        expect("keys", sorted(paths), ["/etc/hostname", "/etc/hosts", "/etc/resolv.conf"])
+        expect("/etc/hostname", _read(paths["/etc/hostname"]), "lab-box\n")
         hosts = [line.split() for line in _read(paths["/etc/hosts"]).splitlines()]
         for want in (["127.0.0.1", "localhost"], ["127.0.1.1", "lab-box"], ["10.0.0.5", "db"], ["fd00::1", "v6"]):
             _fail(want in hosts, f"/etc/hosts lacks the line {' '.join(want)!r}")
         _fail(any(h[:2] == ["::1", "localhost"] for h in hosts), "/etc/hosts lacks ::1 localhost")
-        _fail(_read(paths["/etc/resolv.conf"]) == "nameserver 1.1.1.1\n", "resolv.conf with dns=['1.1.1.1'] is wrong")
+        expect("resolv.conf with dns=['1.1.1.1']", _read(paths["/etc/resolv.conf"]), "nameserver 1.1.1.1\n")
         host = os.path.join(tmp, "host-resolv.conf")
         with open(host, "w") as f:
             f.write("nameserver 127.0.0.53\nnameserver 10.9.8.7\nsearch lab.example\n")
@@ -106,7 +108,7 @@ def check_etc_files(m) -> str:
         resolv = _read(m.write_etc_files(os.path.join(tmp, "c"), "x", host_resolv=host)["/etc/resolv.conf"])
         _fail("nameserver 8.8.8.8" in resolv, "with only loopback nameservers, fall back to 8.8.8.8")
         leftovers = [n for n in os.listdir(os.path.join(tmp, "a")) if n not in ("hostname", "hosts", "resolv.conf")]
-        _fail(not leftovers, f"temporary files left behind: {leftovers}")
+        expect("temporary files left behind", leftovers, [])
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return "hostname, hosts, resolv.conf (given dns, host file, fallback)"
@@ -232,17 +234,8 @@ CHECKS: list[tuple[str, Callable]] = [
 
 
 def check(module) -> list[Result]:
-    """Run every check against ``module``; an exception (NotImplementedError included) fails it."""
-    results: list[Result] = []
-    for name, fn in CHECKS:
-        try:
-            results.append((name, True, fn(module)))
-        except Exception as e:  # noqa: BLE001 - a failed check, reported in the table
-            detail = f"{type(e).__name__}: {e}"
-            if isinstance(e, ref.ChildError):
-                detail = f"{e.type_name}: {e.message}"
-            results.append((name, False, detail))
-    return results
+    """Every check against ``module``, each in a child of its own with a timeout (minidocker.labs)."""
+    return run_checks(CHECKS, module)
 
 
 

@@ -22,6 +22,8 @@ from minidocker import kernel as K  # noqa: E402
 from minidocker import unionfs as ref  # noqa: E402
 from minidocker.rootfs import Mount  # noqa: E402
 
+from minidocker.labs import expect, in_tempdir, run_checks  # noqa: E402
+
 REFERENCE = "minidocker.unionfs"
 Result = tuple[str, bool, str]
 
@@ -57,9 +59,9 @@ def _stack(base: str) -> list[str]:
 
 def check_is_whiteout(m, base) -> str:
     layers = _stack(base)
-    _fail(m.is_whiteout(os.lstat(f"{layers[0]}/a")) is True, "a 0:0 char device is a whiteout")
-    _fail(not m.is_whiteout(os.lstat("/dev/null")), "/dev/null (1:3) is not a whiteout")
-    _fail(not m.is_whiteout(os.lstat(f"{layers[2]}/a")), "a regular file is not a whiteout")
+    expect("is_whiteout(a 0:0 char device)", m.is_whiteout(os.lstat(f"{layers[0]}/a")), True)
+    expect("is_whiteout(/dev/null, 1:3)", m.is_whiteout(os.lstat("/dev/null")), False)
+    expect("is_whiteout(a regular file)", m.is_whiteout(os.lstat(f"{layers[2]}/a")), False)
     return "0:0 yes, 1:3 no, file no"
 
 
@@ -69,17 +71,15 @@ def check_lookup(m, base) -> str:
             "/only-top": 0, "/gone": None, "/nothing": None, "/": 0}
     for path, index in want.items():
         got = m.lookup(layers, path)
-        _fail((got[0] if got else None) == index,
-              f"lookup({path!r}) gave layer {got[0] if got else None}, want {index}")
+        expect(f"layer of lookup({path!r})", got[0] if got else None, index)
     return f"{len(want)} paths: whiteouts, opaque dir, a file over a directory"
 
 
 def check_merged_listdir(m, base) -> str:
     layers = _stack(base)
     root = m.merged_listdir(layers, "/")
-    _fail(root == {"b": 1, "c": 2, "d": 0, "e": 0, "only-top": 0},
-          f"merged_listdir('/') = {root}")
-    _fail(m.merged_listdir(layers, "/d") == {"y": 0}, "the opaque /d shows only the top layer's y")
+    expect("merged_listdir('/')", root, {"b": 1, "c": 2, "d": 0, "e": 0, "only-top": 0})
+    expect("merged_listdir('/d') (opaque: only the top layer's y)", m.merged_listdir(layers, "/d"), {"y": 0})
     return "matches what the overlay mount would show"
 
 
@@ -94,7 +94,7 @@ def check_mount_all_recorded(m, base) -> str:
     calls = [(c.name, c.args) for c in rec.calls]
     _fail(calls and calls[0] == ("chdir", ("/somewhere",)), f"first call should be chdir(cwd): {calls}")
     mounts = [a for n, a in calls if n == "mount"]
-    _fail(len(mounts) == 2, f"a read-only bind takes two mount calls, got {len(mounts)}")
+    expect("mount calls for a read-only bind", len(mounts), 2)
     _fail(mounts[0][:2] == ("/src", "/t") and mounts[0][3] & K.MS_BIND, f"first: the bind, got {mounts[0]}")
     _fail(mounts[1][3] & K.MS_REMOUNT and mounts[1][3] & K.MS_RDONLY, f"second: remount ro, got {mounts[1]}")
     return "chdir(cwd), bind, remount read-only"
@@ -114,32 +114,23 @@ def check_mount_all_real(m, base) -> str:
         return sorted(os.listdir(target)), os.getcwd()
 
     listing, after = _forked_ns(inside)
-    _fail(listing == ["b", "c", "d", "e", "only-top"], f"the merged overlay shows {listing}")
-    _fail(after == cwd, f"the working directory was not restored ({after})")
+    expect("the merged overlay's listing", listing, ["b", "c", "d", "e", "only-top"])
+    expect("working directory afterwards (restored)", after, cwd)
     return "overlay with relative lowerdirs mounted: " + " ".join(listing)
 
 
-CHECKS = [
+CHECKS = [(name, in_tempdir(fn, "md-lab04-")) for name, fn in [
     ("1 is_whiteout", check_is_whiteout),
     ("2 lookup", check_lookup),
     ("3 merged_listdir", check_merged_listdir),
     ("4 mount_all: recorded", check_mount_all_recorded),
     ("4 mount_all: a real overlay", check_mount_all_real),
-]
+]]
 
 
 def check(module) -> list[Result]:
-    results: list[Result] = []
-    for name, fn in CHECKS:
-        base = tempfile.mkdtemp(prefix="md-lab04-")
-        try:
-            results.append((name, True, fn(module, base)))
-        except Exception as e:  # noqa: BLE001 - a failed check, reported in the table
-            results.append((name, False, f"{type(e).__name__}: {e}"))
-        finally:
-            shutil.rmtree(base, ignore_errors=True)
-    return results
-
+    """Every check against ``module``, each in a child of its own with a timeout (minidocker.labs)."""
+    return run_checks(CHECKS, module)
 
 
 def main(argv: list[str]) -> int:

@@ -27,14 +27,11 @@ from minidocker import unionfs  # noqa: E402
 from minidocker.images.layers import apply_layer  # noqa: E402
 from minidocker.rootfs import Mount  # noqa: E402
 
+from minidocker.labs import expect, in_tempdir, run_checks  # noqa: E402
+
 REFERENCE = "minidocker.cow"
 Result = tuple[str, bool, str]
 EXPECTED = ["C /a", "D /b", "C /c", "C /d", "A /d/new", "D /d/x", "A /n", "A /n/f", "A /n/g"]
-
-
-def _fail(cond: bool, message: str) -> None:
-    if not cond:
-        raise AssertionError(message)
 
 
 def _lower(base: str) -> str:
@@ -88,64 +85,103 @@ def _overlay(base: str):
     return lower, upper, unionfs.run_mounted(mounts, merged, go)
 
 
-def check_overlay_changes(m, base) -> str:
+# Each task's result is checked one behaviour at a time, so that progress shows: the changes of
+# one kind (a modified file, a deletion, a replaced directory, a new directory, the order).
+KINDS_OF_CHANGE = [
+    ("modified files", ("/a", "/c")),
+    ("a deleted file", ("/b",)),
+    ("an opaque directory", ("/d",)),
+    ("a new directory", ("/n",)),
+]
+
+
+def _only(changes: list[str], prefixes) -> list[str]:
+    return [c for c in changes if any(c[2:] == p or c[2:].startswith(p + "/") for p in prefixes)]
+
+
+def _kind_check(get_changes, prefixes):
+    def run(m, base):
+        got = get_changes(m, base)
+        return expect(f"changes under {', '.join(prefixes)}", _only(got, prefixes), _only(EXPECTED, prefixes))
+    return run
+
+
+def _overlay_got(m, base) -> list[str]:
     lower, upper, _ = _overlay(base)
-    got = [str(c) for c in m.overlay_changes(upper, [lower])]
-    _fail(got == EXPECTED, f"got {got}, want {EXPECTED}")
-    return " ".join(got)
+    return [str(c) for c in m.overlay_changes(upper, [lower])]
 
 
-def check_tree_changes(m, base) -> str:
+def _tree_got(m, base) -> list[str]:
     lower = _lower(base)
     new = os.path.join(base, "new")
     subprocess.run(["cp", "-a", lower, new], check=True)
     _mutate(new)
-    got = [str(c) for c in m.tree_changes(new, lower)]
-    _fail(got == EXPECTED, f"got {got}, want {EXPECTED}")
-    _fail([str(c) for c in m.tree_changes(lower, lower)] == [], "a tree compared with itself has changes")
-    return "same list as the overlay's"
+    return [str(c) for c in m.tree_changes(new, lower)]
 
 
-def check_write_layer(m, base) -> str:
+def check_overlay_order(m, base) -> str:
+    expect("the whole list, sorted by path", _overlay_got(m, base), EXPECTED)
+    return " ".join(EXPECTED)
+
+
+def check_tree_order(m, base) -> str:
+    expect("the whole list, sorted by path", _tree_got(m, base), EXPECTED)
+    lower = os.path.join(base, "lower")
+    expect("a tree compared with itself", [str(c) for c in m.tree_changes(lower, lower)], [])
+    return "same list as the overlay's; none for a tree compared with itself"
+
+
+def _layer(m, base):
     lower, upper, merged = _overlay(base)
-    changes = ref.overlay_changes(upper, [lower])
-    one, two = io.BytesIO(), io.BytesIO()
-    m.write_layer(changes, upper, one)
-    m.write_layer(changes, upper, two)
-    _fail(one.getvalue() == two.getvalue(), "two runs gave different bytes: not deterministic")
-    members = tarfile.open(fileobj=io.BytesIO(one.getvalue())).getmembers()
-    names = [x.name for x in members]
+    changes = ref.overlay_changes(upper, [lower])   # the reference's list: task 3 on its own
+    out = io.BytesIO()
+    m.write_layer(changes, upper, out)
+    return lower, upper, merged, changes, out.getvalue()
+
+
+def check_layer_entries(m, base) -> str:
+    *_, data = _layer(m, base)
+    members = tarfile.open(fileobj=io.BytesIO(data)).getmembers()
     want = ["a", ".wh.b", "c", "d", "d/new", "d/.wh.x", "n", "n/f", "n/g"]
-    _fail(names == want, f"entries {names}, want {want}")
-    _fail(all(x.uname == "" and x.gname == "" for x in members), "uname/gname must be empty")
-    _fail(members[-1].islnk() and members[-1].linkname == "n/f", "n/g should be a hard link to n/f")
-    # Apply it on a copy of the lower layer: the result must be the merged tree.
+    expect("entries, in order", [x.name for x in members], want)
+    expect("uname/gname of every entry", sorted({(x.uname, x.gname) for x in members}), [("", "")])
+    expect("n/g", (members[-1].islnk(), members[-1].linkname), (True, "n/f"))
+    return f"{len(want)} entries: whiteouts, hard link, empty owner names"
+
+
+def check_layer_deterministic(m, base) -> str:
+    _, upper, _, changes, data = _layer(m, base)
+    again = io.BytesIO()
+    m.write_layer(changes, upper, again)
+    expect("the same layer written twice is byte-identical", again.getvalue() == data, True)
+    return "two runs, the same bytes"
+
+
+def check_layer_round_trip(m, base) -> str:
+    lower, _, merged, _, data = _layer(m, base)
     target = os.path.join(base, "applied")
     subprocess.run(["cp", "-a", lower, target], check=True)
-    apply_layer(io.BytesIO(one.getvalue()), target, whiteouts="copy")
-    _fail(_tree(target) == merged, "lower + your layer differs from the overlay's merged view")
-    return f"{len(names)} entries, deterministic, round trip ok"
+    apply_layer(io.BytesIO(data), target, whiteouts="copy")
+    got, want = _tree(target), merged
+    expect("paths that differ between lower + your layer and the overlay's merged view",
+           sorted(p for p in set(got) | set(want) if got.get(p) != want.get(p)), [])
+    return "lower + your layer == the overlay's merged view"
 
 
-CHECKS = [
-    ("1 overlay_changes", check_overlay_changes),
-    ("2 tree_changes", check_tree_changes),
-    ("3 write_layer", check_write_layer),
-]
+CHECKS = [(name, in_tempdir(fn, "md-lab05-")) for name, fn in [
+    *[(f"1 overlay_changes: {what}", _kind_check(_overlay_got, paths)) for what, paths in KINDS_OF_CHANGE],
+    ("1 overlay_changes: the whole list, sorted", check_overlay_order),
+    *[(f"2 tree_changes: {what}", _kind_check(_tree_got, paths)) for what, paths in KINDS_OF_CHANGE],
+    ("2 tree_changes: the whole list, sorted", check_tree_order),
+    ("3 write_layer: entries", check_layer_entries),
+    ("3 write_layer: deterministic", check_layer_deterministic),
+    ("3 write_layer: round trip", check_layer_round_trip),
+]]
 
 
 def check(module) -> list[Result]:
-    results: list[Result] = []
-    for name, fn in CHECKS:
-        base = tempfile.mkdtemp(prefix="md-lab05-")
-        try:
-            results.append((name, True, fn(module, base)))
-        except Exception as e:  # noqa: BLE001 - a failed check, reported in the table
-            results.append((name, False, f"{type(e).__name__}: {e}"))
-        finally:
-            shutil.rmtree(base, ignore_errors=True)
-    return results
-
+    """Every check against ``module``, each in a child of its own with a timeout (minidocker.labs)."""
+    return run_checks(CHECKS, module)
 
 
 def main(argv: list[str]) -> int:

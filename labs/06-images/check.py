@@ -1,7 +1,12 @@
 """Checker for lab 06 (images): your layer applier against the basics of OCI layers and the
-hostile corpus of minidocker/images/hostile.py (30 archives). Runs as any user; device nodes and
-ownership are only checked as root.
+hostile corpus of minidocker/images/hostile.py (30 archives).
 
+Safety: a first attempt (``tarfile.extractall``) given "hardlink to /etc/shadow" as root would link
+and chmod the real /etc/shadow. So every check runs in a throwaway user + mount namespace
+(``labs.run_sandboxed``): root inside is an unprivileged uid outside, and the work directory is a
+tmpfs of that namespace. Device nodes cannot be made there: that case is skipped.
+
+    minidocker lab check 06                                # your copy (after `minidocker lab start 06`)
     .venv/bin/python labs/06-images/check.py               # checks labs/06-images/skeleton.py
     .venv/bin/python labs/06-images/check.py --reference   # checks minidocker.images.layers
     .venv/bin/python labs/06-images/check.py path/to/mine.py
@@ -24,7 +29,7 @@ if str(HERE.parents[1]) not in sys.path:  # run from a checkout without installi
     sys.path.insert(0, str(HERE.parents[1]))
 
 from minidocker.images.hostile import CORPUS, _tar, fingerprint, make_host  # noqa: E402
-from minidocker.labs import case  # noqa: E402
+from minidocker.labs import expect, expect_raises, in_sandbox, run_checks, sandboxed, script_main  # noqa: E402
 
 REFERENCE = "minidocker.images.layers"
 
@@ -41,14 +46,10 @@ def _apply(module, layer: bytes, **kw):
 
 
 def check_clean_names(m):
-    ok = (m.clean_member_name("/etc/./passwd") == "etc/passwd" and m.clean_member_name("a/b/../c/")
-          == "a/c" and m.clean_member_name("./") == ".")
-    try:
-        m.clean_member_name("a/../../x")
-        return False, "'a/../../x' was accepted"
-    except m.LayerError:
-        pass
-    return ok, "normalises names, refuses a climb out"
+    for name, want in [("/etc/./passwd", "etc/passwd"), ("a/b/../c/", "a/c"), ("./", ".")]:
+        expect(f"clean_member_name({name!r})", m.clean_member_name(name), want)
+    expect_raises("clean_member_name('a/../../x')", lambda: m.clean_member_name("a/../../x"), m.LayerError)
+    return "normalises names, refuses a climb out"
 
 
 def check_basic_layer(m):
@@ -57,14 +58,14 @@ def check_basic_layer(m):
     d, target, result = _apply(m, layer)
     try:
         motd = os.path.join(target, "etc", "motd")
-        assert open(motd).read() == "hi", "etc/motd content"
-        assert stat.S_IMODE(os.stat(motd).st_mode) == 0o640, "etc/motd mode"
-        assert int(os.stat(motd).st_mtime) == 1_000_000_000, "mtime kept"
-        assert os.readlink(os.path.join(target, "bin", "sh")) == "/bin/busybox", "symlink kept as is"
-        assert os.stat(os.path.join(target, "etc", "motd2")).st_ino == os.stat(motd).st_ino, "hardlink"
+        expect("etc/motd content", open(motd).read(), "hi")
+        expect("etc/motd mode", oct(stat.S_IMODE(os.stat(motd).st_mode)), oct(0o640))
+        expect("etc/motd mtime", int(os.stat(motd).st_mtime), 1_000_000_000)
+        expect("bin/sh symlink target", os.readlink(os.path.join(target, "bin", "sh")), "/bin/busybox")
+        expect("etc/motd2 is a hard link of etc/motd", os.stat(os.path.join(target, "etc", "motd2")).st_ino == os.stat(motd).st_ino, True)
         want = "sha256:" + hashlib.sha256(layer).hexdigest()
-        assert result.diff_id == want, f"diff_id {result.diff_id} != {want}"
-        return True, "files, modes, mtimes, symlinks, hardlinks, DiffID"
+        expect("diff_id", result.diff_id, want)
+        return "files, modes, mtimes, symlinks, hardlinks, DiffID"
     finally:
         shutil.rmtree(d)
 
@@ -73,9 +74,9 @@ def check_gzip(m):
     layer = _tar(("file", "z", "zipped"))
     d, target, result = _apply(m, gzip.compress(layer, mtime=0))
     try:
-        assert open(os.path.join(target, "z")).read() == "zipped"
-        assert result.diff_id == "sha256:" + hashlib.sha256(layer).hexdigest(), "DiffID is of the tar"
-        return True, "gzip detected; DiffID of the uncompressed tar"
+        expect("z content", open(os.path.join(target, "z")).read(), "zipped")
+        expect("diff_id (of the uncompressed tar)", result.diff_id, "sha256:" + hashlib.sha256(layer).hexdigest())
+        return "gzip detected; DiffID of the uncompressed tar"
     finally:
         shutil.rmtree(d)
 
@@ -89,17 +90,17 @@ def check_whiteouts(m):
                                       ("dir", "o", None), ("file", "o/old", "1"))), target)
         m.apply_layer(io.BytesIO(_tar(("file", "a/.wh.x", ""), ("file", "o/new", "2"),
                                       ("file", "o/.wh..wh..opq", ""))), target)
-        assert sorted(os.listdir(os.path.join(target, "a"))) == ["y"], "a/.wh.x removes a/x"
-        assert sorted(os.listdir(os.path.join(target, "o"))) == ["new"], "opaque keeps only o/new"
-        return True, "whiteout and opaque whiteout (copy semantics)"
+        expect("a/ after a/.wh.x", sorted(os.listdir(os.path.join(target, "a"))), ["y"])
+        expect("o/ after an opaque whiteout", sorted(os.listdir(os.path.join(target, "o"))), ["new"])
+        return "whiteout and opaque whiteout (copy semantics)"
     finally:
         shutil.rmtree(d)
 
 
-def hostile(m, c):
-    def run():
-        if c.root_only and os.geteuid() != 0:
-            return True, "skipped (needs root)"
+def hostile(c):
+    def run(m):
+        if c.root_only and (os.geteuid() != 0 or in_sandbox()):
+            return "skipped (needs real root; the checker runs in a user namespace)"
         d = _workdir()
         try:
             host = make_host(d)
@@ -111,34 +112,34 @@ def hostile(m, c):
                 outcome, msg = "contained", ""
             except m.LayerError as e:
                 outcome, msg = "refused", str(e)
-            assert fingerprint(host) == before, "the host directory changed!"
-            assert sorted(os.listdir(d)) == ["host", "target"], "something was written beside the target"
+            after = fingerprint(host)
+            changed = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
+            expect("entries of the host directory that changed", changed, [])
+            expect("entries beside the target", sorted(os.listdir(d)), ["host", "target"])
             if c.expect == "refused":
-                assert outcome == "refused", "should be refused with a LayerError"
-                assert re.search(c.match, msg), f"message {msg!r} should match {c.match!r}"
-                return True, f"refused: {msg[:70]}"
-            assert outcome == "contained", f"should succeed inside the target, got: {msg[:80]}"
-            assert c.check(target, host), "the entry is not where it belongs inside the target"
-            return True, "contained"
+                if outcome != "refused" or not re.search(c.match, msg):
+                    raise AssertionError(f"LayerError message: expected one matching {c.match!r}, got {msg!r}")
+                return f"refused: {msg[:70]}"
+            expect("outcome (should succeed inside the target)", (outcome, msg[:80]), ("contained", ""))
+            expect("the entry is where it belongs inside the target", bool(c.check(target, host)), True)
+            return "contained"
         finally:
             shutil.rmtree(d, ignore_errors=True)
     return run
 
 
+CHECKS = [(name, sandboxed(fn)) for name, fn in [
+    ("clean_member_name", check_clean_names),
+    ("a plain layer", check_basic_layer),
+    ("a gzip layer", check_gzip),
+    ("whiteouts", check_whiteouts),
+    *[(f"hostile: {c.name}", hostile(c)) for c in CORPUS],
+]]
+
+
 def check(module):
-    results = [case("clean_member_name", lambda: check_clean_names(module)),
-               case("a plain layer", lambda: check_basic_layer(module)),
-               case("a gzip layer", lambda: check_gzip(module)),
-               case("whiteouts", lambda: check_whiteouts(module))]
-    results += [case(f"hostile: {c.name}", hostile(module, c)) for c in CORPUS]
-    return results
-
-
-
-def main(argv: list[str]) -> int:
-    from minidocker.labs import script_main
-    return script_main(argv, check, REFERENCE, HERE / "skeleton.py", 'lab 06 (images: a safe layer applier)')
+    return run_checks(CHECKS, module)
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(script_main(sys.argv[1:], check, REFERENCE, HERE / "skeleton.py", "lab 06 (images)"))

@@ -2,6 +2,7 @@
 with Basic auth) and a tiny token server, pushes busybox with the real client, and pulls it with
 your functions.
 
+    minidocker lab check 07                                  # your copy (after `minidocker lab start 07`)
     .venv/bin/python labs/07-registry/check.py               # checks labs/07-registry/skeleton.py
     .venv/bin/python labs/07-registry/check.py --reference   # checks minidocker.registry.simple
 """
@@ -17,9 +18,10 @@ import socket
 import socketserver
 import subprocess
 import sys
-import tempfile
 import threading
 import time
+import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -31,6 +33,7 @@ from minidocker.images.busybox import build_busybox  # noqa: E402
 from minidocker.images.store import ImageStore  # noqa: E402
 from minidocker.registry.auth import Credentials  # noqa: E402
 from minidocker.registry.client import Registry  # noqa: E402
+from minidocker.labs import expect, expect_raises, in_tempdir, run_checks, script_main  # noqa: E402
 
 REFERENCE = "minidocker.registry.simple"
 Result = tuple[str, bool, str]
@@ -86,128 +89,103 @@ def _token_server(seen: list):
     return srv
 
 
-def _run(name: str, fn) -> Result:
+def check_parse_challenge(m) -> str:
+    expect("parse_challenge(Bearer ...)",
+           m.parse_challenge('Bearer realm="https://auth.docker.io/token",service="registry.docker.io",'
+                             'scope="repository:library/busybox:pull"'),
+           ("bearer", {"realm": "https://auth.docker.io/token", "service": "registry.docker.io",
+                       "scope": "repository:library/busybox:pull"}))
+    expect("parse_challenge(Basic ...)", m.parse_challenge('Basic realm="Registry Realm"'),
+           ("basic", {"realm": "Registry Realm"}))
+    return "Bearer and Basic challenges"
+
+
+def check_select_platform(m) -> str:
+    arm, amd = "sha256:" + "a" * 64, "sha256:" + "b" * 64
+    index = {"manifests": [{"digest": arm, "platform": {"os": "linux", "architecture": "arm64", "variant": "v8"}},
+                           {"digest": amd, "platform": {"os": "linux", "architecture": "amd64"}}]}
+    expect("digest chosen for linux/amd64", m.select_platform(index, {"os": "linux", "architecture": "amd64"})["digest"], amd)
+    expect("digest chosen for linux/arm64/v8",
+           m.select_platform(index, {"os": "linux", "architecture": "arm64", "variant": "v8"})["digest"], arm)
+    expect_raises("select_platform(linux/s390x)",
+                  lambda: m.select_platform(index, {"os": "linux", "architecture": "s390x"}),
+                  saying="no matching manifest")
+    return "amd64, arm64/v8, and an error for s390x"
+
+
+def check_verify(m) -> str:
+    data = b"hello"
+    good = "sha256:" + hashlib.sha256(data).hexdigest()
+    expect("verify(data, its digest)", m.verify(data, good), data)
+    expect_raises("verify(a changed byte, the digest)", lambda: m.verify(b"hellO", good), ValueError,
+                  saying="digest mismatch")
+    return "match and mismatch"
+
+
+def check_fetch_token(m) -> str:
+    seen: list = []
+    srv = _token_server(seen)
     try:
-        return (name, True, fn() or "")
-    except NotImplementedError as e:
-        return (name, False, f"not implemented yet: {e}")
-    except Exception as e:  # the student's bug, shown as text
-        return (name, False, f"{type(e).__name__}: {e}")
-
-
-def _expect(cond: bool, message: str) -> None:
-    if not cond:
-        raise AssertionError(message)
-
-
-def check(m) -> list[Result]:
-    results: list[Result] = []
-
-    def challenge():
-        got = m.parse_challenge('Bearer realm="https://auth.docker.io/token",service="registry.docker.io",'
-                                'scope="repository:library/busybox:pull"')
-        _expect(got == ("bearer", {"realm": "https://auth.docker.io/token", "service": "registry.docker.io",
-                                   "scope": "repository:library/busybox:pull"}), f"got {got!r}")
-        got = m.parse_challenge('Basic realm="Registry Realm"')
-        _expect(got == ("basic", {"realm": "Registry Realm"}), f"got {got!r}")
-        return "Bearer and Basic challenges"
-    results.append(_run("parse_challenge", challenge))
-
-    def platform():
-        index = {"manifests": [{"digest": "sha256:" + "a" * 64, "platform": {"os": "linux", "architecture": "arm64", "variant": "v8"}},
-                               {"digest": "sha256:" + "b" * 64, "platform": {"os": "linux", "architecture": "amd64"}}]}
-        _expect(m.select_platform(index, {"os": "linux", "architecture": "amd64"})["digest"].endswith("b" * 64), "amd64")
-        _expect(m.select_platform(index, {"os": "linux", "architecture": "arm64", "variant": "v8"})["digest"].endswith("a" * 64), "arm64")
-        try:
-            m.select_platform(index, {"os": "linux", "architecture": "s390x"})
-        except NotImplementedError:
-            raise
-        except Exception as e:
-            _expect("no matching manifest" in str(e), f"the error should say 'no matching manifest': {e}")
-            return "amd64, arm64/v8, and an error for s390x"
-        raise AssertionError("no error for a platform the index does not have")
-    results.append(_run("select_platform", platform))
-
-    def verify():
-        data = b"hello"
-        good = "sha256:" + hashlib.sha256(data).hexdigest()
-        _expect(m.verify(data, good) == data, "verify must return the data")
-        try:
-            m.verify(b"hellO", good)
-        except ValueError as e:
-            _expect("digest mismatch" in str(e), f"the error should say 'digest mismatch': {e}")
-            return "match and mismatch"
-        raise AssertionError("no error for a byte that changed")
-    results.append(_run("verify", verify))
-
-    def token():
-        seen: list = []
-        srv = _token_server(seen)
-        try:
-            realm = f"http://127.0.0.1:{srv.server_address[1]}/token"
-            tok = m.fetch_token({"realm": realm, "service": "reg"}, "bb", "alice", "pw")
-            _expect(tok == "the-token", f"got {tok!r}")
-            path, auth = seen[-1]
-            _expect("service=reg" in path and "scope=repository%3Abb%3Apull" in path.replace(":", "%3A"), f"asked {path}")
-            _expect(auth == "Basic " + base64.b64encode(b"alice:pw").decode(), f"Authorization was {auth!r}")
-        finally:
-            srv.shutdown()
-            srv.server_close()
-        return "token fetched with service, scope and Basic credentials"
-    results.append(_run("fetch_token", token))
-
-    work = tempfile.mkdtemp(prefix="md-lab07-")
-    servers = []
-    try:
-        source = ImageStore(os.path.join(work, "source"))
-        image = build_busybox(source)
-
-        def plain():
-            srv = _Server(os.path.join(work, "reg1"))
-            servers.append(srv)
-            Registry(srv.host).push("bb", "1", source, image)
-            dest = ImageStore(os.path.join(work, "dest1"))
-            digest = m.pull(srv.host, "bb", "1", dest, tag_as=f"{srv.host}/bb:1")
-            _expect(digest == image.manifest_digest, f"pulled {digest}, pushed {image.manifest_digest}")
-            _expect(dest.resolve(f"{srv.host}/bb:1").id == image.id, "the image is not tagged in the store")
-            by_digest = m.pull(srv.host, "bb", image.manifest_digest, ImageStore(os.path.join(work, "dest2")))
-            _expect(by_digest == image.manifest_digest, "pull by digest")
-            return "by tag and by digest"
-        results.append(_run("pull without auth", plain))
-
-        def basic():
-            htpasswd = shutil.which("htpasswd")
-            _expect(htpasswd is not None, "htpasswd (apache2-utils) is needed for this check")
-            path = os.path.join(work, "htpasswd")
-            with open(path, "w") as f:
-                f.write(subprocess.run([htpasswd, "-Bbn", "alice", "pw"], capture_output=True, text=True,
-                                       check=True).stdout)
-            srv = _Server(os.path.join(work, "reg2"), path)
-            servers.append(srv)
-            Registry(srv.host, Credentials("alice", "pw")).push("bb", "1", source, image)
-            dest = ImageStore(os.path.join(work, "dest3"))
-            digest = m.pull(srv.host, "bb", "1", dest, username="alice", password="pw")
-            _expect(digest == image.manifest_digest, f"pulled {digest}")
-            return "Basic credentials after the 401 challenge"
-        results.append(_run("pull with Basic auth", basic))
+        realm = f"http://127.0.0.1:{srv.server_address[1]}/token"
+        expect("token", m.fetch_token({"realm": realm, "service": "reg"}, "bb", "alice", "pw"), "the-token")
+        path, auth = seen[-1]
+        query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(path).query))
+        expect("query service and scope", (query.get("service"), query.get("scope")), ("reg", "repository:bb:pull"))
+        expect("Authorization header", auth, "Basic " + base64.b64encode(b"alice:pw").decode())
     finally:
-        for srv in servers:
-            srv.stop()
-        shutil.rmtree(work, ignore_errors=True)
-    return results
+        srv.shutdown()
+        srv.server_close()
+    return "token fetched with service, scope and Basic credentials"
+
+
+def check_pull_plain(m, work) -> str:
+    source = ImageStore(os.path.join(work, "source"))
+    image = build_busybox(source)
+    srv = _Server(os.path.join(work, "reg1"))
+    try:
+        Registry(srv.host).push("bb", "1", source, image)
+        dest = ImageStore(os.path.join(work, "dest1"))
+        expect("pull by tag: digest", m.pull(srv.host, "bb", "1", dest, tag_as=f"{srv.host}/bb:1"), image.manifest_digest)
+        expect("image id tagged in the store", dest.resolve(f"{srv.host}/bb:1").id, image.id)
+        expect("pull by digest: digest", m.pull(srv.host, "bb", image.manifest_digest,
+                                                ImageStore(os.path.join(work, "dest2"))), image.manifest_digest)
+    finally:
+        srv.stop()
+    return "by tag and by digest"
+
+
+def check_pull_basic(m, work) -> str:
+    htpasswd = shutil.which("htpasswd")
+    if htpasswd is None:
+        raise RuntimeError("htpasswd (apache2-utils) is needed for this check")
+    path = os.path.join(work, "htpasswd")
+    with open(path, "w") as f:
+        f.write(subprocess.run([htpasswd, "-Bbn", "alice", "pw"], capture_output=True, text=True, check=True).stdout)
+    source = ImageStore(os.path.join(work, "source"))
+    image = build_busybox(source)
+    srv = _Server(os.path.join(work, "reg2"), path)
+    try:
+        Registry(srv.host, Credentials("alice", "pw")).push("bb", "1", source, image)
+        dest = ImageStore(os.path.join(work, "dest3"))
+        expect("digest", m.pull(srv.host, "bb", "1", dest, username="alice", password="pw"), image.manifest_digest)
+    finally:
+        srv.stop()
+    return "Basic credentials after the 401 challenge"
+
+
+CHECKS = [
+    ("parse_challenge", check_parse_challenge),
+    ("select_platform", check_select_platform),
+    ("verify", check_verify),
+    ("fetch_token", check_fetch_token),
+    ("pull without auth", in_tempdir(check_pull_plain, "md-lab07-"), 60),
+    ("pull with Basic auth", in_tempdir(check_pull_basic, "md-lab07-"), 60),
+]
+
+
+def check(module) -> list[Result]:
+    return run_checks(CHECKS, module)
 
 
 if __name__ == "__main__":
-    import importlib
-    import importlib.util
-    if "--reference" in sys.argv:
-        module = importlib.import_module(REFERENCE)
-    else:
-        path = next((a for a in sys.argv[1:] if a.endswith(".py")), str(HERE / "skeleton.py"))
-        spec = importlib.util.spec_from_file_location("student", path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    rows = check(module)
-    for name, ok, detail in rows:
-        print(f"{'PASS' if ok else 'FAIL'}  {name:24} {detail}")
-    sys.exit(0 if all(ok for _, ok, _ in rows) else 1)
+    sys.exit(script_main(sys.argv[1:], check, REFERENCE, HERE / "skeleton.py", "lab 07 (registry)"))

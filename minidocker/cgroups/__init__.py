@@ -62,21 +62,16 @@ def read_words(path: str) -> list[str]:
 def detect(mountinfo: str = "/proc/self/mountinfo") -> Layout:
     """Read the cgroup mounts from mountinfo (proc(5)): fstype "cgroup" is v1 (the super options
     name its controllers, e.g. ``rw,memory``), "cgroup2" is the unified tree."""
+    from ..rootfs import mountinfo as read_mountinfo  # the one mountinfo reader (decodes \040...)
     v1: dict[str, str] = {}
     unified = None
-    with open(mountinfo) as f:
-        for line in f:
-            left, _, right = line.partition(" - ")
-            fields, rfields = left.split(), right.split()
-            if len(fields) < 5 or len(rfields) < 3:
-                continue
-            mountpoint, fstype, opts = fields[4], rfields[0], rfields[2].split(",")
-            if fstype == "cgroup2" and unified is None:
-                unified = mountpoint
-            elif fstype == "cgroup":
-                for opt in opts:
-                    if opt in V1_CONTROLLERS and opt not in v1:
-                        v1[opt] = mountpoint
+    for m in read_mountinfo(path=mountinfo):
+        if m.fstype == "cgroup2" and unified is None:
+            unified = m.mountpoint
+        elif m.fstype == "cgroup":
+            for opt in m.super_options.split(","):
+                if opt in V1_CONTROLLERS and opt not in v1:
+                    v1[opt] = m.mountpoint
     if v1:
         return Layout("hybrid" if unified else "v1", v1, unified)
     if unified:

@@ -67,15 +67,6 @@ def cmd_pause(c, a):
 
 
 # ---- stats --------------------------------------------------------------------------------------
-def human(n: float) -> str:
-    """docker's units.BytesSize: 1.5MiB, 32MiB (binary, 4 significant digits)."""
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.4g}{unit}"
-        n /= 1024
-    return f"{n}"
-
-
 def cpu_percent(s: dict) -> float:
     cpu, pre = s.get("cpu_stats") or {}, s.get("precpu_stats") or {}
     delta = cpu.get("cpu_usage", {}).get("total_usage", 0) - pre.get("cpu_usage", {}).get("total_usage", 0)
@@ -95,31 +86,52 @@ def memory_usage(s: dict) -> tuple[int, int]:
     return usage, m.get("limit", 0)
 
 
-def row(s: dict, name: str, no_trunc: bool) -> list[str]:
+def row(s: dict, name: str, no_trunc: bool, container: str = ""):
+    """One container's sample as docker's ``stats --format`` sees it ({{.Name}}, {{.CPUPerc}}...)."""
+    from ..units import bytes_size as human, human_size
+    from .output import Row
     usage, limit = memory_usage(s)
     blk = (s.get("blkio_stats") or {}).get("io_service_bytes_recursive") or []
     rd = sum(e["value"] for e in blk if e.get("op", "").lower() == "read")
     wr = sum(e["value"] for e in blk if e.get("op", "").lower() == "write")
+    nets = (s.get("networks") or {}).values()
+    rx, tx = sum(n.get("rx_bytes", 0) for n in nets), sum(n.get("tx_bytes", 0) for n in nets)
     cid = s.get("id", "")
-    return [cid if no_trunc else cid[:12], name, f"{cpu_percent(s):.2f}%",
-            f"{human(usage)} / {human(limit)}", f"{(usage / limit * 100 if limit else 0):.2f}%",
-            "0B / 0B", f"{human(rd)} / {human(wr)}", str((s.get("pids_stats") or {}).get("current", 0))]
+    return Row({"BlockIO": f"{human_size(rd)} / {human_size(wr)}", "CPUPerc": f"{cpu_percent(s):.2f}%",
+                "Container": container or name, "ID": cid if no_trunc else cid[:12],
+                "MemPerc": f"{(usage / limit * 100 if limit else 0):.2f}%",
+                "MemUsage": f"{human(usage)} / {human(limit)}", "Name": name,
+                "NetIO": f"{human_size(rx)} / {human_size(tx)}",
+                "PIDs": str((s.get("pids_stats") or {}).get("current", 0))})
 
 
-HEADERS = ["CONTAINER ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %", "NET I/O", "BLOCK I/O", "PIDS"]
+STATS_TABLE = ("{{.ID}}\t{{.Name}}\t{{.CPUPerc}}\t{{.MemUsage}}\t{{.MemPerc}}\t{{.NetIO}}\t{{.BlockIO}}"
+               "\t{{.PIDs}}")
+STATS_HEADERS = {"Container": "CONTAINER", "Name": "NAME", "ID": "CONTAINER ID", "CPUPerc": "CPU %",
+                 "MemUsage": "MEM USAGE / LIMIT", "MemPerc": "MEM %", "NetIO": "NET I/O", "BlockIO": "BLOCK I/O",
+                 "PIDs": "PIDS"}
 
 
 def cmd_stats(c, a):
     from .client import APIError, Client
-    from .main import table
+    from .gotemplate import Template
+    from .output import listing
+    fmt = a.format or "table"
+    Template(fmt[len("table"):] if fmt.startswith("table") else fmt)  # a bad template fails before any request
     refs = a.containers
     if not refs:
         refs = [it["Id"] for it in c.request("GET", "/containers/json", query={"all": a.all or None}).check().json()]
-    names = {}
+    names, given = {}, {}
     for ref in refs:
         info = c.request("GET", f"/containers/{ref}/json").check().json()
         names[info["Id"]] = info["Name"].lstrip("/")
+        given[info["Id"]] = ref
     ids = list(names)
+
+    def screen(latest) -> str:
+        rows = [row(latest[cid], names[cid], a.no_trunc, given[cid]) for cid in ids if cid in latest]
+        return listing(fmt, rows, STATS_HEADERS, STATS_TABLE)
+
     if a.no_stream:
         latest = {}
 
@@ -134,8 +146,10 @@ def cmd_stats(c, a):
             t.start()
         for t in threads:
             t.join()
-        print(table([row(latest[cid], names[cid], a.no_trunc) for cid in ids if cid in latest], HEADERS))
+        sys.stdout.write(screen(latest))
         return 0 if len(latest) == len(ids) else 1
+    from .signals import exit_on_interrupt
+    exit_on_interrupt()  # Ctrl-C: exit 130 at once, as docker does
     latest = {}
 
     def follow(cid):
@@ -147,14 +161,10 @@ def cmd_stats(c, a):
 
     for cid in ids:
         threading.Thread(target=follow, args=(cid,), daemon=True).start()
-    try:
-        while True:
-            time.sleep(1.0)
-            out = table([row(latest[cid], names[cid], a.no_trunc) for cid in ids if cid in latest], HEADERS)
-            sys.stdout.write("\033[2J\033[H" + out + "\n")
-            sys.stdout.flush()
-    except KeyboardInterrupt:
-        return 0
+    while True:
+        time.sleep(1.0)
+        sys.stdout.write("\033[2J\033[H" + screen(latest))
+        sys.stdout.flush()
 
 
 def add_verbs(sub) -> None:
@@ -167,5 +177,6 @@ def add_verbs(sub) -> None:
     st.add_argument("-a", "--all", action="store_true")
     st.add_argument("--no-stream", action="store_true", help="print one sample and exit")
     st.add_argument("--no-trunc", action="store_true")
+    st.add_argument("--format", help="Go template ({{.Name}} {{.CPUPerc}}), `table ...` or json")
     st.add_argument("containers", nargs="*")
     st.set_defaults(fn=cmd_stats)

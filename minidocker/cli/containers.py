@@ -36,6 +36,8 @@ def add_verbs(sub) -> None:
     at = sub.add_parser("attach", help="attach to a running container's stdio")
     at.add_argument("--no-stdin", action="store_true")
     at.add_argument("--detach-keys")
+    at.add_argument("--sig-proxy", type=_bool_flag, nargs="?", const=True, default=True, metavar="BOOL",
+                    help="proxy received signals to the container (default true; --sig-proxy=false)")
     at.add_argument("container")
     at.set_defaults(fn=cmd_attach)
 
@@ -78,6 +80,15 @@ def add_verbs(sub) -> None:
     df = sysub.add_parser("df", help="disk usage")
     df.add_argument("--format")
     df.set_defaults(fn=cmd_system_df)
+
+
+def _bool_flag(text: str) -> bool:
+    """Go's strconv.ParseBool, as docker's boolean flags take it (--sig-proxy=false)."""
+    if text in ("1", "t", "T", "TRUE", "true", "True"):
+        return True
+    if text in ("0", "f", "F", "FALSE", "false", "False"):
+        return False
+    raise argparse.ArgumentTypeError(f"invalid boolean value {text!r}")
 
 
 def parse_filters(items) -> str | None:
@@ -149,6 +160,7 @@ def copy_output(conn, tty: bool) -> None:
 
 def cmd_attach(c: Client, a) -> int:
     from .main import pump_stdin, raw_terminal
+    from .signals import exit_on_interrupt, proxy_signals
     info = c.request("GET", f"/containers/{a.container}/json").check().json()
     if not info["State"]["Running"]:
         raise APIError(409, "You cannot attach to a stopped container, start it first")
@@ -156,10 +168,17 @@ def cmd_attach(c: Client, a) -> int:
     q = {"stream": True, "stdout": True, "stderr": True, "stdin": stdin}
     if a.detach_keys:
         q["detachKeys"] = a.detach_keys
+    # Registered before attaching (as docker does): the exit code is read from it when the output ends.
+    wait = Client(c.host).open_stream("POST", f"/containers/{info['Id']}/wait", query={"condition": "not-running"})
     conn = c.hijack("POST", f"/containers/{a.container}/attach", query=q)
+    if a.sig_proxy and not tty:
+        proxy_signals(c, info["Id"])  # Ctrl-C goes to the container; we end with its output
+    else:
+        exit_on_interrupt()           # --sig-proxy=false (or a TTY): Ctrl-C ends the attach, 130
     restore = raw_terminal() if tty and sys.stdin.isatty() else None
+    detached = threading.Event()
     if stdin:
-        threading.Thread(target=pump_stdin, args=(conn,), daemon=True).start()
+        threading.Thread(target=pump_stdin, args=(conn, detached), daemon=True).start()
     else:
         conn.close_write()
     try:
@@ -168,8 +187,13 @@ def cmd_attach(c: Client, a) -> int:
         if restore:
             restore()
         conn.close()
-    st = Client(c.host).request("GET", f"/containers/{a.container}/json").json()["State"]
-    return 0 if st["Running"] else int(st["ExitCode"])
+    if detached.is_set() or (stdin and a.detach_keys):  # detached: the container runs on
+        wait.close()
+        return 0
+    try:
+        return int(json.loads(b"".join(wait) or b"{}").get("StatusCode", 0))
+    except ValueError:
+        return 0
 
 
 # ---- simple verbs -------------------------------------------------------------------------------
@@ -187,31 +211,31 @@ def cmd_rename(c: Client, a) -> int:
 
 
 def cmd_top(c: Client, a) -> int:
-    from .main import table
+    from .output import table
     r = c.request("GET", f"/containers/{a.container}/top").check().json()
     print(table(r["Processes"], r["Titles"]))
     return 0
 
 
 def cmd_events(c: Client, a) -> int:
-    from .main import format_go
+    from .gotemplate import Template
+    from .signals import exit_on_interrupt
+    tmpl = Template("{{json .}}" if a.format == "json" else a.format) if a.format else None
     q = {"since": timestamp(a.since), "until": timestamp(a.until), "filters": parse_filters(a.filter)}
-    try:
-        for e in c.stream("GET", "/events", query=q):
-            if a.format:
-                print(format_go(a.format, e), flush=True)
-                continue
-            t = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(e["timeNano"] // 10**9))
-            attrs = ", ".join(f"{k}={v}" for k, v in sorted(e["Actor"]["Attributes"].items()))
-            print(f"{t}.{e['timeNano'] % 10**9:09d}Z {e['Type']} {e['Action']} {e['Actor']['ID']} ({attrs})",
-                  flush=True)
-    except KeyboardInterrupt:
-        pass
+    exit_on_interrupt()  # Ctrl-C: exit 130 at once, as docker does
+    for e in c.stream("GET", "/events", query=q):
+        if tmpl:
+            print(tmpl.execute(e), flush=True)
+            continue
+        t = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(e["timeNano"] // 10**9))
+        attrs = ", ".join(f"{k}={v}" for k, v in sorted(e["Actor"]["Attributes"].items()))
+        print(f"{t}.{e['timeNano'] % 10**9:09d}Z {e['Type']} {e['Action']} {e['Actor']['ID']} ({attrs})",
+              flush=True)
     return 0
 
 
 def cmd_container_prune(c: Client, a) -> int:
-    from .main import human_size
+    from ..units import human_size
     if not a.force:
         sys.stdout.write("WARNING! This will remove all stopped containers.\nAre you sure you want to continue? [y/N] ")
         sys.stdout.flush()
@@ -227,29 +251,31 @@ def cmd_container_prune(c: Client, a) -> int:
     return 0
 
 
+DF_HEADERS = {"Type": "TYPE", "TotalCount": "TOTAL", "Active": "ACTIVE", "Size": "SIZE",
+              "Reclaimable": "RECLAIMABLE"}
+DF_TABLE = "{{.Type}}\t{{.TotalCount}}\t{{.Active}}\t{{.Size}}\t{{.Reclaimable}}"
+
+
 def cmd_system_df(c: Client, a) -> int:
-    from .main import format_go, human_size, table
+    from ..units import human_size
+    from .output import Row, listing
     d = c.request("GET", "/system/df").check().json()
     images, cs = d.get("Images") or [], d.get("Containers") or []
     img_size = sum(i["Size"] for i in images)
     img_unused = sum(i["Size"] for i in images if not i.get("Containers"))
     c_size = sum(x.get("SizeRw", 0) for x in cs)
     c_reclaim = sum(x.get("SizeRw", 0) for x in cs if x["State"] != "running")
+
+    def reclaimable(part: int, whole: int) -> str:  # docker adds the share only when there is a whole
+        return f"{human_size(part)} ({round(100 * part / whole)}%)" if whole else human_size(part)
+
     rows = [["Images", str(len(images)), str(sum(1 for i in images if i.get("Containers"))),
-             human_size(img_size), f"{human_size(img_unused)} ({pct(img_unused, img_size)})"],
+             human_size(img_size), reclaimable(img_unused, img_size)],
             ["Containers", str(len(cs)), str(sum(1 for x in cs if x["State"] == "running")),
-             human_size(c_size), f"{human_size(c_reclaim)} ({pct(c_reclaim, c_size)})"],
+             human_size(c_size), reclaimable(c_reclaim, c_size)],
             ["Local Volumes", "0", "0", "0B", "0B"], ["Build Cache", "0", "0", "0B", "0B"]]
-    if a.format:
-        for r in rows:
-            print(format_go(a.format, dict(zip(["Type", "TotalCount", "Active", "Size", "Reclaimable"], r))))
-        return 0
-    print(table(rows, ["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"]))
+    sys.stdout.write(listing(a.format or "table", [Row(zip(DF_HEADERS, r)) for r in rows], DF_HEADERS, DF_TABLE))
     return 0
-
-
-def pct(part: int, whole: int) -> str:
-    return f"{round(100 * part / whole)}%" if whole else "0%"
 
 
 # ---- cp -----------------------------------------------------------------------------------------

@@ -12,12 +12,8 @@ import json
 import os
 import sys
 
+from ..units import ago, human_size
 from .client import APIError
-
-
-def _main():
-    from . import main  # helpers (table, ago, ...) live there; imported when a verb runs
-    return main
 
 
 def _error(e: APIError | str) -> int:
@@ -40,7 +36,7 @@ def _filters(items: list[str] | None) -> dict | None:
 # ---- images / image ls --------------------------------------------------------------------------
 
 def cmd_images(c, a):
-    m = _main()
+    from .output import listing  # (output and its template engine: imported by the verbs that print)
     filters = _filters(a.filter)
     if a.repository:
         filters = filters or {}
@@ -55,22 +51,46 @@ def cmd_images(c, a):
                 seen.append(iid)
                 print(iid)
         return 0
-    if a.format:
-        for it in items:
-            print(m.format_go(a.format, it))
-        return 0
-    rows = []
-    for it in items:
-        iid = it["Id"] if a.no_trunc else it["Id"].split(":", 1)[1][:12]
-        for t in it.get("RepoTags") or ["<none>:<none>"]:
-            repo, _, tag = t.rpartition(":")
-            rows.append([repo, tag, iid, m.ago(it["Created"]), m.human_size(it["Size"])])
-    print(m.table(rows, ["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"]))
+    # docker fills .Digest only with --digests or a format that names {{.Digest}} (formatter/image.go)
+    digests = a.digests or "{{.Digest}}" in (a.format or "")
+    rows = [r for it in items for r in image_rows(it, not a.no_trunc, digests)]
+    default = IMAGES_TABLE.replace("\t{{.ID}}", "\t{{.Digest}}\t{{.ID}}") if a.digests else IMAGES_TABLE
+    sys.stdout.write(listing(a.format or "table", rows, IMAGE_HEADERS, default))
     return 0
 
 
+IMAGES_TABLE = "{{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}"
+IMAGE_HEADERS = {"ID": "IMAGE ID", "Repository": "REPOSITORY", "Tag": "TAG", "Digest": "DIGEST",
+                 "CreatedSince": "CREATED", "CreatedAt": "CREATED AT", "Size": "SIZE",
+                 "Containers": "CONTAINERS", "VirtualSize": "SIZE", "SharedSize": "SHARED SIZE",
+                 "UniqueSize": "UNIQUE SIZE"}
+
+
+def image_rows(it: dict, trunc: bool = True, digests: bool = True) -> list:
+    """An image as docker's ``images --format`` sees it (cli/command/formatter/image.go): one row
+    per tag (``<none>`` for an untagged image)."""
+    import time
+
+    from .output import Row
+    iid = it["Id"].split(":", 1)[1][:12] if trunc else it["Id"]
+    repo_digests = (it.get("RepoDigests") or []) if digests else []
+    rows = []
+    for ref in it.get("RepoTags") or ["<none>:<none>"]:
+        repo, _, tag = ref.rpartition(":")
+        digest = next((d.split("@", 1)[1] for d in repo_digests if d.split("@", 1)[0] == repo), "<none>")
+        rows.append(Row({
+            "Containers": "N/A" if it.get("Containers", -1) < 0 else str(it["Containers"]),
+            "CreatedAt": time.strftime("%Y-%m-%d %H:%M:%S %z %Z", time.localtime(it["Created"])),
+            "CreatedSince": ago(it["Created"]), "Digest": digest, "ID": iid, "Repository": repo,
+            "SharedSize": "N/A" if it.get("SharedSize", -1) < 0 else human_size(it["SharedSize"]),
+            "Size": human_size(it["Size"]), "Tag": tag, "UniqueSize": "N/A",
+            "VirtualSize": human_size(it.get("VirtualSize", it["Size"]))}))
+    return rows
+
+
 def cmd_image_inspect(c, a):
-    m, out, rc = _main(), [], 0
+    from .output import objects
+    out, rc = [], 0
     for name in a.images:
         r = c.request("GET", f"/images/{name}/json")
         if r.status >= 400:
@@ -79,8 +99,7 @@ def cmd_image_inspect(c, a):
             continue
         out.append(r.json())
     if a.format:
-        for o in out:
-            print(m.format_go(a.format, o))
+        sys.stdout.write(objects(a.format, out))
     else:
         print(json.dumps(out, indent=4))
     return rc
@@ -111,7 +130,7 @@ def cmd_rmi(c, a):
 
 
 def cmd_history(c, a):
-    m = _main()
+    from .output import table
     rows = c.request("GET", f"/images/{a.image}/history").check().json()
     if a.quiet:
         for row in rows:
@@ -121,14 +140,13 @@ def cmd_history(c, a):
     for row in rows:
         iid = row["Id"] if a.no_trunc or row["Id"] == "<missing>" else row["Id"].split(":", 1)[1][:12]
         by = row["CreatedBy"] if a.no_trunc or len(row["CreatedBy"]) <= 45 else row["CreatedBy"][:44] + "…"
-        out.append([iid, m.ago(row["Created"]) if row["Created"] else "N/A", by,
-                    m.human_size(row["Size"]), row.get("Comment", "")])
-    print(m.table(out, ["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"]))
+        out.append([iid, ago(row["Created"]) if row["Created"] else "N/A", by,
+                    human_size(row["Size"]), row.get("Comment", "")])
+    print(table(out, ["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"]))
     return 0
 
 
 def cmd_prune(c, a):
-    m = _main()
     filters = _filters(a.filter) or {}
     if a.all:
         filters["dangling"] = ["false"]
@@ -146,7 +164,7 @@ def cmd_prune(c, a):
             for k, v in item.items():
                 print(f"{k.lower()}: {v}")
         print()
-    print(f"Total reclaimed space: {m.human_size(res.get('SpaceReclaimed', 0))}")
+    print(f"Total reclaimed space: {human_size(res.get('SpaceReclaimed', 0))}")
     return 0
 
 
@@ -253,6 +271,7 @@ def _images_args(p):
                    "label=k=v, before=IMG, since=IMG")
     p.add_argument("--format")
     p.add_argument("--no-trunc", action="store_true")
+    p.add_argument("--digests", action="store_true", help="show digests")
     p.add_argument("repository", nargs="?")
     p.set_defaults(fn=cmd_images)
 

@@ -28,10 +28,12 @@ import sys
 import threading
 import time
 
+from ..units import ago
 from . import cgroups as cgroups_cli
 from . import security as security_cli
 from .client import APIError, Client, DaemonNotRunning, read_frames
 from .images import add_verbs as add_image_verbs
+from .signals import Interrupted, exit_on_interrupt, proxy_signals
 
 EXIT_DAEMON_ERROR = 125
 
@@ -53,49 +55,6 @@ def parse_env(items: list[str]) -> list[str]:
 
 def short(cid: str) -> str:
     return cid[:12]
-
-
-def ago(ts: float) -> str:
-    s = max(0, int(time.time() - ts))
-    for unit, n in (("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1)):
-        if s >= n:
-            v = s // n
-            return f"{v} {unit}{'s' if v != 1 else ''} ago"
-    return "Less than a second ago"
-
-
-def human_size(n: int) -> str:
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if n < 1000 or unit == "TB":
-            return f"{n:.3g}{unit}" if unit != "B" else f"{n}B"
-        n /= 1000
-    return f"{n}"
-
-
-def table(rows: list[list[str]], headers: list[str]) -> str:
-    widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows)] if rows else [len(h) for h in headers]
-    lines = ["   ".join(str(v).ljust(w) for v, w in zip(r, widths)).rstrip() for r in [headers] + rows]
-    return "\n".join(lines)
-
-
-def format_go(template: str, obj: dict) -> str:
-    """A small subset of Go templates: '{{json .}}', '{{.Field}}', '{{.A.B}}'."""
-    import re
-
-    def value(path):
-        v = obj
-        for part in [p for p in path.split(".") if p]:
-            v = v.get(part) if isinstance(v, dict) else None
-        return v
-
-    def sub(m):
-        expr = m.group(1).strip()
-        if expr.startswith("json "):
-            return json.dumps(value(expr[5:].strip().lstrip(".")) if expr[5:].strip() != "." else obj)
-        v = value(expr.lstrip("."))
-        return "" if v is None else (json.dumps(v) if isinstance(v, (dict, list)) else str(v).lower() if isinstance(v, bool) else str(v))
-
-    return re.sub(r"\{\{\s*(.*?)\s*\}\}", sub, template).replace("\\n", "\n").replace("\\t", "\t")
 
 
 # ---- run ----------------------------------------------------------------------------------------
@@ -206,14 +165,7 @@ def attach_and_start(c: Client, cid: str, interactive: bool, tty: bool, removed:
         resize(c, cid)
         signal.signal(signal.SIGWINCH, lambda *_: resize(c, cid))
     elif not tty:
-        # sig-proxy: signals to this client go to the container's pid 1 (docker run does the same).
-        def proxy(signum, _frame):
-            try:
-                Client(c.host).request("POST", f"/containers/{cid}/kill", query={"signal": signal.Signals(signum).name})
-            except Exception:
-                pass
-        for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2):
-            signal.signal(s, proxy)
+        proxy_signals(c, cid)
 
     detached = threading.Event()
     if interactive:
@@ -348,6 +300,7 @@ def cmd_wait(c, a):
 
 
 def cmd_ps(c, a):
+    from .output import listing
     filters = {}
     for f in a.filter or []:
         k, _, v = f.partition("=")
@@ -361,38 +314,48 @@ def cmd_ps(c, a):
         for it in items:
             print(it["Id"] if a.no_trunc else short(it["Id"]))
         return 0
-    if a.format:
-        fmt = a.format
-        if fmt.startswith("table"):  # docker's "table {{.ID}}\t{{.Names}}": a header row, then aligned columns
-            import re
-            fmt = fmt[len("table"):].strip() or "{{.ID}}\t{{.Image}}\t{{.Names}}"
-            cells = [format_go(fmt, ps_row(it)).split("\t") for it in items]
-            heads = [re.sub(r"(?<=[a-z])(?=[A-Z])", " ", h).upper()
-                     for h in re.findall(r"\{\{\s*\.(\w+)\s*\}\}", fmt)]
-            print(table(cells, heads))
-            return 0
-        for it in items:
-            print(format_go(fmt, ps_row(it)))
-        return 0
-    rows = [[it["Id"] if a.no_trunc else short(it["Id"]), it["Image"],
-             json.dumps(it["Command"]) if a.no_trunc else json.dumps(it["Command"][:20] + ("…" if len(it["Command"]) > 20 else "")),
-             ago(it["Created"]), it["Status"], format_ports(it.get("Ports")),
-             ",".join(n.lstrip("/") for n in it["Names"])] for it in items]
-    print(table(rows, ["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"]))
+    sys.stdout.write(listing(a.format or "table", [ps_row(it, not a.no_trunc) for it in items], PS_HEADERS, PS_TABLE))
     return 0
 
 
-def format_ports(ports) -> str:
-    from .networks import format_ports as fmt
-    return fmt(ports)
+PS_TABLE = "{{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}"
+PS_HEADERS = {"ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND", "CreatedAt": "CREATED AT",
+              "RunningFor": "CREATED", "Ports": "PORTS", "State": "STATE", "Status": "STATUS", "Size": "SIZE",
+              "Names": "NAMES", "Labels": "LABELS", "Mounts": "MOUNTS", "Networks": "NETWORKS",
+              "LocalVolumes": "LOCAL VOLUMES", "Platform": "PLATFORM", "Label": lambda name: name}
 
 
-def ps_row(it: dict) -> dict:
-    """The fields docker's `ps --format` offers ({{.ID}}, {{.Names}}, {{.Status}}...), plus the API's."""
-    return {**it, "ID": short(it["Id"]), "Names": ",".join(n.lstrip("/") for n in it["Names"]),
-            "Command": json.dumps(it["Command"]), "CreatedAt": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(it["Created"])),
-            "RunningFor": ago(it["Created"]), "Ports": format_ports(it.get("Ports")),
-            "Labels": ",".join(f"{k}={v}" for k, v in (it.get("Labels") or {}).items())}
+def ps_row(it: dict, trunc: bool = True):
+    """A container as docker's ``ps --format`` sees it (cli/command/formatter/container.go): the
+    columns {{.ID}}, {{.Names}}, {{.Status}}..., and the method {{.Label "key"}}."""
+    from ..units import human_size
+    from .output import Row
+    names = [n.lstrip("/") for n in it.get("Names") or []]
+    if trunc:  # the container's own name, not the legacy link names (a/b)
+        names = next(([n] for n in names if "/" not in n), names)
+    command = it.get("Command", "")
+    if trunc and len(command) > 20:
+        command = command[:19] + "…"
+    labels = it.get("Labels") or {}
+    from .networks import format_ports
+    ports = format_ports(it.get("Ports"))
+    size = human_size(it.get("SizeRw") or 0)
+    if it.get("SizeRootFs"):
+        size += f" (virtual {human_size(it['SizeRootFs'])})"
+    mounts = it.get("Mounts") or []
+    return Row({
+        "Command": json.dumps(command, ensure_ascii=False),
+        "CreatedAt": time.strftime("%Y-%m-%d %H:%M:%S %z %Z", time.localtime(it["Created"])),
+        "ID": short(it["Id"]) if trunc else it["Id"], "Image": it.get("Image", ""),
+        "Labels": ",".join(f"{k}={v}" for k, v in sorted(labels.items())),
+        "LocalVolumes": str(sum(1 for m in mounts if m.get("Driver") == "local")),
+        "Mounts": ",".join(m.get("Name") or m.get("Source", "") for m in mounts),
+        "Names": ",".join(names),
+        "Networks": ",".join(sorted(((it.get("NetworkSettings") or {}).get("Networks") or {}))),
+        "Platform": None, "Ports": ports, "RunningFor": ago(it["Created"]), "Size": size,
+        "State": it.get("State", ""), "Status": it.get("Status", ""),
+        "Label": lambda name: labels.get(name, ""),
+    })
 
 
 def cmd_inspect(c, a):
@@ -415,13 +378,13 @@ def cmd_inspect(c, a):
     return rc
 
 
-def print_inspected(objects: list, fmt: str | None) -> None:
+def print_inspected(items: list, fmt: str | None) -> None:
     """``inspect``'s output: a template per object with ``-f``, else the JSON array (as docker)."""
+    from .output import objects
     if fmt:
-        for o in objects:
-            print(format_go(fmt, o))
+        sys.stdout.write(objects(fmt, items))
     else:
-        print(json.dumps(objects, indent=4))
+        print(json.dumps(items, indent=4))
 
 
 def cmd_logs(c, a):
@@ -429,23 +392,32 @@ def cmd_logs(c, a):
     from .containers import timestamp
     q = {"stdout": True, "stderr": True, "follow": a.follow or None, "timestamps": a.timestamps or None,
          "tail": a.tail, "since": timestamp(a.since), "until": timestamp(a.until)}
+    if a.follow:
+        exit_on_interrupt()
     s = c.open_stream("GET", f"/containers/{a.container}/logs", query=q)
-    try:
-        if info["Config"]["Tty"]:
-            for chunk in s:
-                os.write(1, chunk)
-        else:
-            for stream, payload in read_frames(s.read):
-                os.write(2 if stream == 2 else 1, payload)
-    except KeyboardInterrupt:
-        pass
+    if info["Config"]["Tty"]:
+        for chunk in s:
+            os.write(1, chunk)
+    else:
+        for stream, payload in read_frames(s.read):
+            os.write(2 if stream == 2 else 1, payload)
     return 0
 
 
 def cmd_version(c, a):
+    import platform
+
     from ..wire import API_VERSION
-    print("Client:\n Version:       ", __import__("minidocker").__version__, "\n API version:   ", API_VERSION)
+    from .output import objects
+    client = {"Platform": {"Name": ""}, "Version": __import__("minidocker").__version__, "APIVersion": API_VERSION,
+              "DefaultAPIVersion": API_VERSION, "GitCommit": "", "GoVersion": "python" + platform.python_version(),
+              "Os": "linux", "Arch": platform.machine(), "BuildTime": "", "Context": "default"}
     v = c.request("GET", "/version").check().json()
+    if a.format:  # docker's versionInfo: Go field names (APIVersion) besides the API's JSON (ApiVersion)
+        server = {**v, "APIVersion": v.get("ApiVersion"), "MinAPIVersion": v.get("MinAPIVersion")}
+        sys.stdout.write(objects(a.format, [{"Client": client, "Server": server}]))
+        return 0
+    print("Client:\n Version:       ", client["Version"], "\n API version:   ", API_VERSION)
     print(f"\nServer: {v.get('Platform', {}).get('Name', '')}\n Engine:\n  Version:       {v.get('Version')}\n"
           f"  API version:   {v.get('ApiVersion')} (minimum version {v.get('MinAPIVersion')})\n"
           f"  Kernel:        {v.get('KernelVersion')}\n  OS/Arch:       {v.get('Os')}/{v.get('Arch')}")
@@ -453,16 +425,18 @@ def cmd_version(c, a):
 
 
 def cmd_info(c, a):
+    from .output import objects
+    from ..units import bytes_size
     i = c.request("GET", "/info").check().json()
     if a.format:
-        print(format_go(a.format, i))
+        sys.stdout.write(objects(a.format, [i]))
         return 0
     print(f"Server:\n Containers: {i['Containers']}\n  Running: {i['ContainersRunning']}\n"
           f"  Paused: {i['ContainersPaused']}\n  Stopped: {i['ContainersStopped']}\n Images: {i['Images']}\n"
           f" Server Version: {i['ServerVersion']}\n Storage Driver: {i['Driver']}\n"
           f" Logging Driver: {i['LoggingDriver']}\n Cgroup Version: {i['CgroupVersion']}\n"
           f" Kernel Version: {i['KernelVersion']}\n Operating System: {i['OperatingSystem']}\n"
-          f" CPUs: {i['NCPU']}\n Total Memory: {human_size(i['MemTotal'])}\n Name: {i['Name']}\n"
+          f" CPUs: {i['NCPU']}\n Total Memory: {bytes_size(i['MemTotal'])}\n Name: {i['Name']}\n"
           f" Docker Root Dir: {i['DockerRootDir']}")
     return 0
 
@@ -539,6 +513,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--tlscert")
     p.add_argument("--tlskey")
     sub = p.add_subparsers(dest="verb", metavar="COMMAND")
+    p.set_defaults(verbs=sub.choices)  # the verbs really built (all, or just ``only``)
     if only is not None:
         add_parser = sub.add_parser
 
@@ -610,14 +585,16 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     lg.set_defaults(fn=cmd_logs)
 
     cgroups_cli.add_verbs(sub)
-    sub.add_parser("version", help="client and daemon versions").set_defaults(fn=cmd_version)
+    ver = sub.add_parser("version", help="client and daemon versions")
+    ver.add_argument("-f", "--format")
+    ver.set_defaults(fn=cmd_version)
     inf = sub.add_parser("info", help="system-wide information")
     inf.add_argument("-f", "--format")
     inf.set_defaults(fn=cmd_info)
     d = sub.add_parser("doctor", help="what this host supports (reads the host; no daemon needed)")
     d.add_argument("--json", action="store_true")
     d.set_defaults(fn=cmd_doctor, local=True)  # -H is honoured: doctor pings that daemon
-    lab = sub.add_parser("lab", help="classroom labs: `minidocker lab list`, `minidocker lab check 01`")
+    lab = sub.add_parser("lab", help="classroom labs: `lab list`, `lab start 01`, `lab check 01`, `lab hint 01`")
     lab.add_argument("lab_args", nargs=argparse.REMAINDER)
     lab.set_defaults(fn=cmd_lab, local=True)
     from . import cow
@@ -643,7 +620,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     verb = requested_verb(argv)
     parser = build_parser(only=verb)
-    if verb is None or verb not in parser._subparsers._group_actions[0].choices:
+    if verb is None or verb not in parser.get_default("verbs"):
         parser = build_parser()  # no verb, or an unknown one: the full parser, for help and errors
     a = parser.parse_args(argv)
     if not getattr(a, "fn", None):
@@ -667,6 +644,17 @@ def main(argv: list[str] | None = None) -> int:
     except APIError as e:
         print(str(e), file=sys.stderr)
         return EXIT_DAEMON_ERROR if a.verb in ("run", "create") else 1
+    except Interrupted as e:
+        sys.stdout.flush()
+        return e.code
+    except ValueError as e:
+        from .gotemplate import TemplateError  # (imported only when needed: `run` never formats)
+        if not isinstance(e, TemplateError):
+            raise
+        # docker: 64 when the template does not parse, 1 when it fails to run
+        print(f"template parsing error: {e}" if e.phase == "parse" else f"failed to execute template: {e}",
+              file=sys.stderr)
+        return 64 if e.phase == "parse" else 1
     except BrokenPipeError:
         return 0
     sys.stdout.flush()

@@ -312,14 +312,6 @@ class API:
     # ---- images ---------------------------------------------------------------------------------
 
 
-def familiar(ref: str) -> str:
-    from ..images.reference import parse_reference
-    try:
-        return parse_reference(ref).familiar()
-    except ValueError:
-        return ref
-
-
 def parse_filters(raw: str | None) -> dict:
     if not raw:
         return {}

@@ -32,7 +32,7 @@ import os
 import tempfile
 
 from ..images import archive
-from ..images.reference import InvalidReference, parse_reference
+from ..images.reference import InvalidReference, familiar, parse_reference
 from ..images.store import ImageNotFound
 from .. import http
 from .engine import Conflict, InvalidRequest
@@ -70,13 +70,6 @@ def _image_errors(fn):
             raise http.HTTPError(400, str(e))
     wrapper.__name__ = fn.__name__
     return wrapper
-
-
-def familiar(ref: str) -> str:
-    try:
-        return parse_reference(ref).familiar()
-    except InvalidReference:
-        return ref
 
 
 def repo_digests(img) -> list[str]:

@@ -24,6 +24,7 @@ from ..registry.auth import AuthError, Credentials
 from ..registry.client import Registry, parse_platform
 from ..registry.transport import RegistryError
 from .. import http
+from ..units import human_size
 
 DOCKER_HUB = "docker.io"
 
@@ -38,15 +39,7 @@ def _bar(current: int, total: int, width: int = 50) -> str:
         return ""
     filled = min(width, int(width * current / total))
     arrow = "=" * max(filled - 1, 0) + (">" if filled else "")
-    return f"[{arrow:<{width}}] {_human(current)}/{_human(total)}"
-
-
-def _human(n: float) -> str:
-    for unit in ("B", "kB", "MB", "GB"):
-        if n < 1000:
-            return f"{n:.3g}{unit}"
-        n /= 1000
-    return f"{n:.3g}TB"
+    return f"[{arrow:<{width}}] {human_size(current)}/{human_size(total)}"
 
 
 def _registry_status(e: Exception) -> int:

@@ -29,6 +29,7 @@ from ..images.layers import LayerError
 from ..images.store import ImageNotFound, ImageStore
 from ..images.unpack import prune, unpack
 from ..runtime import monitor
+from ..units import human_duration
 from .config import ConfigError, ContainerConfig, from_create_request, validate_name
 from ..util import ZERO_TIME, atomic_write_json, new_id, now_rfc3339, parse_rfc3339, read_json
 from . import rules
@@ -902,28 +903,6 @@ def matches_filters(c: Container, filters: dict) -> bool:
         if key == "ancestor" and not any(v in (c.cfg.image_ref, c.cfg.image_id) for v in vals):
             return False
     return True
-
-
-def human_duration(seconds: float) -> str:
-    """Docker's units.HumanDuration: "Less than a second", "3 seconds", "About a minute", ..."""
-    s = int(seconds)
-    if s < 1:
-        return "Less than a second"
-    if s == 1:
-        return "1 second"
-    if s < 60:
-        return f"{s} seconds"
-    m = s // 60
-    if m == 1:
-        return "About a minute"
-    if m < 60:
-        return f"{m} minutes"
-    h = round(s / 3600)
-    if h == 1:
-        return "About an hour"
-    if h < 48:
-        return f"{h} hours"
-    return f"{h // 24} days"
 
 
 async def pipe_streams(creader, cwriter, mreader, mwriter, with_stdin: bool, done: asyncio.Future) -> None:

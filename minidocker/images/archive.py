@@ -31,7 +31,6 @@ import io
 import json
 import os
 import posixpath
-import shlex
 import shutil
 import tarfile
 import tempfile
@@ -537,37 +536,6 @@ def _uncompressed_copy(store: ImageStore, digest: str, diff_id: str) -> str:
 # import: a root filesystem (tarball or directory) -> a one-layer image
 
 
-def parse_changes(changes: list[str], config: dict) -> None:
-    """``docker import --change``: Dockerfile instructions that set run-time defaults."""
-    for change in changes:
-        word, _, rest = change.strip().partition(" ")
-        word, rest = word.upper(), rest.strip()
-        if word in ("CMD", "ENTRYPOINT"):
-            value = json.loads(rest) if rest.startswith("[") else ["/bin/sh", "-c", rest]
-            config["Cmd" if word == "CMD" else "Entrypoint"] = value
-        elif word == "ENV":
-            pairs = shlex.split(rest)
-            if len(pairs) == 2 and "=" not in pairs[0]:
-                pairs = [f"{pairs[0]}={pairs[1]}"]
-            config.setdefault("Env", []).extend(pairs)
-        elif word == "LABEL":
-            for pair in shlex.split(rest):
-                k, _, v = pair.partition("=")
-                config.setdefault("Labels", {})[k] = v
-        elif word == "EXPOSE":
-            for port in rest.split():
-                config.setdefault("ExposedPorts", {})[port if "/" in port else port + "/tcp"] = {}
-        elif word == "VOLUME":
-            vols = json.loads(rest) if rest.startswith("[") else rest.split()
-            for v in vols:
-                config.setdefault("Volumes", {})[v] = {}
-        elif word in ("WORKDIR", "USER", "STOPSIGNAL"):
-            config[{"WORKDIR": "WorkingDir", "USER": "User", "STOPSIGNAL": "StopSignal"}[word]] = rest
-        else:
-            raise ValueError(f"{word} is not a valid change command (CMD, ENTRYPOINT, ENV, EXPOSE, "
-                             "LABEL, STOPSIGNAL, USER, VOLUME, WORKDIR)")
-
-
 def _tar_directory(directory: str, out) -> None:
     """A deterministic tar of a directory's contents (sorted, numeric owners, no parent dir)."""
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
@@ -589,8 +557,8 @@ def import_rootfs(store: ImageStore, source: str, ref: str | None = None,
                   changes: list[str] | None = None, message: str = "",
                   source_name: str = "-") -> Image:
     """``docker import``: a tarball (plain, gzip or zstd) or a directory -> a one-layer image."""
-    exec_config: dict = {}
-    parse_changes(changes or [], exec_config)
+    from .commit import apply_changes  # one --change parser, docker's semantics (raises ChangeError)
+    exec_config = apply_changes({}, changes or [])
     if ref is not None:
         parse_reference(ref)  # refuse a bad name before doing any work
     work = tempfile.mkdtemp(prefix=".import-", dir=store.root)
@@ -635,4 +603,4 @@ def _check_rootfs_tar(path: str) -> tuple[str, str, int, str | None]:
 
 
 __all__ = ["ArchiveError", "LoadResult", "export_layout", "import_rootfs", "load",
-           "parse_changes", "save"]
+           "save"]

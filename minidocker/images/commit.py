@@ -55,22 +55,32 @@ def _pairs(rest: str, what: str) -> list[tuple[str, str]]:
 
 
 def apply_changes(config: dict, changes: list[str]) -> dict:
-    """Apply ``--change`` instructions to an image's run config (the ``config`` object)."""
+    """Apply ``--change`` instructions to an image's run config (the ``config`` object), with the
+    Dockerfile's semantics that dockerd applies to both ``commit --change`` and ``import --change``
+    (builder/dockerfile/dispatchers.go): ENV replaces a variable in place or appends it, WORKDIR is
+    relative to the current one, ENTRYPOINT clears the inherited CMD unless a CMD came before it."""
     cfg = copy.deepcopy(config)
+    cmd_set = False
     for change in changes:
-        word, _, rest = change.strip().partition(" ")
-        word, rest = word.upper(), rest.strip()
-        if word not in CHANGE_COMMANDS:
-            raise ChangeError(f"{word or change!r} is not a valid change command "
+        typed, _, rest = change.strip().partition(" ")
+        word, rest = typed.upper(), rest.strip()
+        if word not in CHANGE_COMMANDS:  # dockerd's words: "FROM is not a valid change command"
+            raise ChangeError(f"{typed or repr(change)} is not a valid change command "
                               f"(supported: {', '.join(CHANGE_COMMANDS)})")
         if word == "CMD":
-            cfg["Cmd"] = _command(rest)
+            cfg["Cmd"], cmd_set = _command(rest), True
         elif word == "ENTRYPOINT":
             cfg["Entrypoint"] = _command(rest)
+            if not cmd_set:
+                cfg["Cmd"] = None
         elif word == "ENV":
             env = list(cfg.get("Env") or [])
             for k, v in _pairs(rest, "ENV"):
-                env = [e for e in env if e.partition("=")[0] != k] + [f"{k}={v}"]
+                keys = [e.partition("=")[0] for e in env]
+                if k in keys:
+                    env[keys.index(k)] = f"{k}={v}"
+                else:
+                    env.append(f"{k}={v}")
             cfg["Env"] = env
         elif word == "WORKDIR":
             if not rest:

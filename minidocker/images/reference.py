@@ -189,5 +189,9 @@ def normalize(s: str) -> str:
 
 
 def familiar(s: str) -> str:
-    """``docker.io/library/busybox:latest`` -> ``busybox:latest``."""
-    return parse_reference(s).familiar()
+    """``docker.io/library/busybox:latest`` -> ``busybox:latest``; a string that is not a valid
+    reference (a name stored by an older version) is given back unchanged, for display."""
+    try:
+        return parse_reference(s).familiar()
+    except InvalidReference:
+        return s

@@ -86,6 +86,7 @@ def add_verbs(sub) -> None:
     ls.add_argument("-f", "--filter", action="append", default=[])
     ls.add_argument("-q", "--quiet", action="store_true")
     ls.add_argument("--no-trunc", action="store_true")
+    ls.add_argument("--format")
     ls.set_defaults(fn=cmd_ls)
     cr = nv.add_parser("create", help="create a network")
     cr.add_argument("-d", "--driver", default="bridge")
@@ -133,15 +134,25 @@ def _filters(items) -> dict:
     return {"filters": json.dumps(f)} if f else {}
 
 
+NETWORK_TABLE = "{{.ID}}\t{{.Name}}\t{{.Driver}}\t{{.Scope}}"
+NETWORK_HEADERS = {"ID": "NETWORK ID", "Name": "NAME", "Driver": "DRIVER", "Scope": "SCOPE", "IPv6": "IPV6",
+                   "Internal": "INTERNAL", "Labels": "LABELS", "CreatedAt": "CREATED AT",
+                   "Label": lambda name: name}
+
+
 def cmd_ls(c, a) -> int:
-    nets = c.request("GET", "/networks", query=_filters(a.filter)).check().json()
+    from .output import Row, listing
+    nets = sorted(c.request("GET", "/networks", query=_filters(a.filter)).check().json(), key=lambda n: n["Name"])
     if a.quiet:
         for n in nets:
             print(n["Id"] if a.no_trunc else n["Id"][:12])
         return 0
-    from .main import table
-    print(table([[n["Id"] if a.no_trunc else n["Id"][:12], n["Name"], n["Driver"], n["Scope"]]
-                 for n in sorted(nets, key=lambda n: n["Name"])], ["NETWORK ID", "NAME", "DRIVER", "SCOPE"]))
+    rows = [Row({"ID": n["Id"] if a.no_trunc else n["Id"][:12], "Name": n["Name"], "Driver": n["Driver"],
+                 "Scope": n["Scope"], "IPv6": str(n.get("EnableIPv6", False)).lower(),
+                 "Internal": str(n.get("Internal", False)).lower(), "CreatedAt": n.get("Created", ""),
+                 "Labels": ",".join(f"{k}={v}" for k, v in sorted((n.get("Labels") or {}).items())),
+                 "Label": lambda name, n=n: (n.get("Labels") or {}).get(name, "")}) for n in nets]
+    sys.stdout.write(listing(a.format or "table", rows, NETWORK_HEADERS, NETWORK_TABLE))
     return 0
 
 

@@ -93,6 +93,15 @@ def ask(lab: Lab, path: str, ip: str, port: int):
     return lab.netns.in_netns(path, go)
 
 
+def expect_answer(lab: Lab, server_ns: str, port: int, client_ns: str, ip: str, dport: int, what: str) -> None:
+    """A server in ``server_ns`` on ``port``; a client in ``client_ns`` to ``ip:dport`` must get its reply."""
+    srv = serve(lab, server_ns, port, b"from-b")
+    try:
+        expect(what, ask(lab, client_ns, ip, dport), b"from-b")
+    finally:
+        srv.close()
+
+
 def check_bridge(m) -> str:
     with Lab() as lab:
         br = lab.name("a")
@@ -123,11 +132,7 @@ def check_traffic(m) -> str:
         links.create_bridge(br, "10.251.0.1", 24)
         m.attach(a, br, lab.name("va"), "eth0", "10.251.0.2", 24, "10.251.0.1")
         m.attach(b, br, lab.name("vb"), "eth0", "10.251.0.3", 24, "10.251.0.1")
-        srv = serve(lab, b, 8080, b"from-b")
-        try:
-            expect("a -> 10.251.0.3:8080 answered", ask(lab, a, "10.251.0.3", 8080), b"from-b")
-        finally:
-            srv.close()
+        expect_answer(lab, b, 8080, a, "10.251.0.3", 8080, "a -> 10.251.0.3:8080 answered")
     return "a TCP server in b answers a client in a, through the bridge"
 
 
@@ -143,12 +148,7 @@ def check_published(m) -> str:
         nft.apply(lab.table, [{"bridge": br, "subnet": "10.251.0.0/24", "internal": False}],
                   [{"proto": "tcp", "host_ip": "10.252.0.1", "host_port": 18080, "ip": "10.251.0.3",
                     "port": 8080, "bridge": br}])
-        srv = serve(lab, b, 8080, b"from-b")
-        try:
-            expect("outside -> 10.252.0.1:18080 (DNAT to b:8080) answered",
-                   ask(lab, w, "10.252.0.1", 18080), b"from-b")
-        finally:
-            srv.close()
+        expect_answer(lab, b, 8080, w, "10.252.0.1", 18080, "outside -> 10.252.0.1:18080 (DNAT to b:8080) answered")
     return "the outside namespace reaches b through the published port"
 
 

@@ -347,7 +347,8 @@ def minidocker_contender(ws: Workspace) -> Contender:
     host = f"unix://{sock}"
     log = open(ws.dir / "minidocker" / "minidockerd.log", "wb")
     proc = subprocess.Popen([daemon, "--root", str(root), "--host", host,  # its own bridge and nft table
-                             "--bridge", "mdbench0", "--nft-table", "minidocker_bench"], stdin=subprocess.DEVNULL,
+                             "--bridge", "mdbench0", "--nft-table", "minidocker_bench",
+                             "--cgroup-parent", f"{CGROUP_NAME}/minidocker"], stdin=subprocess.DEVNULL,
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
     def stop_daemon():

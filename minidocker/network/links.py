@@ -47,6 +47,9 @@ def _index(ipr, name: str) -> int | None:
 
 
 def exists(name: str, ns: str | None = None) -> bool:
+    """Whether the link exists; in the caller's namespace /sys/class/net says so without netlink."""
+    if ns is None:
+        return os.path.exists(f"/sys/class/net/{name}")
     return _in(ns, lambda ipr: _index(ipr, name) is not None)
 
 

@@ -575,9 +575,11 @@ def bench_registry(ws: Workspace, args) -> list[Measurement]:
     size_mb = sum(int(layer["size"]) for layer in image.manifest["layers"]) / 1e6
     print(f"  image: {len(image.manifest['layers'])} layers, {size_mb:.0f} MB compressed, on {host}", file=sys.stderr)
     env = dict(os.environ, PYTHONPATH=str(BENCH_DIR.parent))
+    # With a snapshotter the store extracts each layer as it downloads (images/unpack.py stream_layer).
     md = ("import sys; from minidocker.registry.client import Registry; from minidocker.images.store import ImageStore; "
-          "s = ImageStore(sys.argv[1]); r = Registry(sys.argv[2]).pull('bench/pull', '1', s, tag_as='bench/pull:1'); "
-          "sys.argv[3:] and s.layer_dirs(r.image)")
+          "from minidocker.unionfs import new_snapshotter; "
+          "s = ImageStore(sys.argv[1], snapshotter=new_snapshotter('overlay', sys.argv[1] + '-snapshots') "
+          "if sys.argv[3:] else None); Registry(sys.argv[2]).pull('bench/pull', '1', s, tag_as='bench/pull:1')")
     skopeo, umoci = shutil.which("skopeo"), shutil.which("umoci")
     src = f"docker://{host}/bench/pull:1"
     contenders = [
@@ -603,6 +605,7 @@ def bench_registry(ws: Workspace, args) -> list[Measurement]:
                     m.samples_ms.append(round(ms, 3))
                 shutil.rmtree(dest, ignore_errors=True)
                 shutil.rmtree(dest + "-bundle", ignore_errors=True)
+                shutil.rmtree(dest + "-snapshots", ignore_errors=True)
         except CommandFailed as e:
             m.status, m.why = "failed", str(e)[:300]
         results.append(summarize(m))

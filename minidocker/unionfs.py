@@ -13,7 +13,9 @@ own mount namespace, so the mounts vanish with the container and the host never 
   (for image layers the name is the layer's ChainID, so each layer is extracted once and shared);
 * ``remove(key)`` — only when nothing is stacked on it (its reference count is zero);
 * ``usage(key)`` — bytes and inodes the snapshot itself takes;
-* ``mounts(key)`` — the mounts again, for an existing snapshot.
+* ``mounts(key)`` — the mounts again, for an existing snapshot;
+* ``prune(keep)`` — remove committed snapshots nothing uses, except those a ``lease(*keys)`` holds
+  (something being assembled: a layer whose image is not recorded yet, a fresh init layer).
 
 Two drivers, one interface (both keep ``ROOT/<id>/fs``; ids are small integers so paths stay short):
 
@@ -51,7 +53,7 @@ from dataclasses import asdict, dataclass, field
 from . import kernel as K
 from .child import ChildError, call_in_child
 from .rootfs import Mount
-from .util import atomic_write, read_json
+from .util import Leases, atomic_write, read_json
 
 OVERLAY_MAX_LAYERS = 500          # the kernel's OVL_MAX_STACK
 MOUNT_DATA_MAX = 4096 - 1         # mount(2) copies one page of options, NUL included
@@ -181,6 +183,7 @@ class Snapshotter:
         self._meta_path = os.path.join(self.root, "metadata.json")
         self._lock_path = os.path.join(self.root, ".lock")
         self._thread_lock = threading.RLock()
+        self._leases = Leases(self._thread_lock)   # keys prune leaves be (this process)
 
     # ---- metadata: one JSON file, replaced atomically under an flock ----------------------------
     @contextlib.contextmanager
@@ -236,6 +239,15 @@ class Snapshotter:
             self._info(meta, key)
             return sum(1 for v in meta["snapshots"].values() if v["parent"] == key)
 
+    def lease(self, *keys: str):
+        """Hold ``keys`` against :meth:`prune` for the duration of a ``with`` block (containerd's
+        leases, in memory): a layer just committed for an image not yet recorded, or an init layer
+        between its commit and the container's prepare on top of it, has nothing stacked on it and
+        no image naming it yet — without a lease a concurrent prune would take it away. Take the
+        lease *before* checking that a key exists: what prune removed before is then re-made,
+        what exists then stays."""
+        return self._leases.hold(keys)
+
     # ---- the verbs ----------------------------------------------------------------------------------
     def prepare(self, key: str, parent: str | None = None, labels: dict | None = None) -> list[Mount]:
         return self._create(KIND_ACTIVE, key, parent, labels)
@@ -287,6 +299,10 @@ class Snapshotter:
 
     def remove(self, key: str) -> None:
         """Forget ``key`` and delete its directory; refused while anything is stacked on it."""
+        shutil.rmtree(self._detach(key), ignore_errors=True)
+
+    def _detach(self, key: str) -> str:
+        """Forget ``key``, move its directory aside and return where (the slow delete comes after)."""
         with self._locked() as meta:
             info = self._info(meta, key)
             children = [k for k, v in meta["snapshots"].items() if v["parent"] == key]
@@ -299,7 +315,7 @@ class Snapshotter:
                 os.rename(self.dir(info), doomed)
             del meta["snapshots"][key]
             self._save(meta)
-        shutil.rmtree(doomed, ignore_errors=True)
+        return doomed
 
     def usage(self, key: str) -> dict:
         """Bytes and inodes the snapshot's own directory takes (hardlinks counted once)."""
@@ -314,22 +330,33 @@ class Snapshotter:
                 size += st.st_blocks * 512
         return {"Size": size, "Inodes": inodes}
 
-    def prune(self, keep: set[str]) -> list[str]:
-        """Remove committed snapshots that nothing uses: no children and not named in ``keep``
-        (e.g. the ChainIDs of stored images). Repeats until stable: removing a top layer may free
-        the one below. Returns what was removed."""
+    def prune(self, keep: set[str], only=lambda info: True) -> list[str]:
+        """Remove committed snapshots that nothing uses: no children, not named in ``keep`` (e.g. the
+        ChainIDs of stored images), not leased, and accepted by ``only`` (a test on the Info).
+        Repeats until stable: removing a top layer may free the one below. Each removal re-checks
+        under the lock, so a snapshot that gained a child or a lease meanwhile stays."""
         removed: list[str] = []
         while True:
             with self._locked() as meta:
                 parents = {v["parent"] for v in meta["snapshots"].values()}
                 unused = [k for k, v in meta["snapshots"].items()
-                          if v["kind"] == KIND_COMMITTED and k not in parents and k not in keep]
-            if not unused:
+                          if v["kind"] == KIND_COMMITTED and k not in parents and k not in keep
+                          and k not in self._leases and only(Info(**v))]
+            gone = [k for k in unused if self._remove_unused(k)]
+            removed += gone
+            if not gone:
                 return removed
-            for k in unused:
-                with contextlib.suppress(SnapshotError):
-                    self.remove(k)
-                    removed.append(k)
+
+    def _remove_unused(self, key: str) -> bool:
+        with self._thread_lock:          # leases are taken under this lock too
+            if key in self._leases:
+                return False
+            try:
+                doomed = self._detach(key)
+            except (SnapshotNotFound, SnapshotInUse):
+                return False
+        shutil.rmtree(doomed, ignore_errors=True)
+        return True
 
     # ---- driver specifics ----------------------------------------------------------------------------
     def _populate(self, info: Info) -> None:

@@ -6,9 +6,11 @@ directory. A crash at any moment leaves either the old or the new content, never
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
+import threading
 import time
 from datetime import datetime, timezone
 
@@ -80,3 +82,34 @@ def parse_rfc3339(s: str) -> float:
         frac = float("0." + f)
     dt = datetime.strptime(s, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=timezone.utc)
     return dt.timestamp() + frac
+
+
+class Leases:
+    """In-memory reference counts: ``with leases.hold(keys): ...`` keeps ``keys`` "in use" for a
+    garbage collector that asks ``key in leases`` (containerd's leases, without the database: they
+    live as long as the process, which is as long as what they protect is being assembled). The
+    collector checks and deletes under ``leases.lock`` so a hold either came first or sees the
+    thing gone."""
+
+    def __init__(self, lock=None):
+        self.lock = lock or threading.RLock()
+        self._counts: dict[str, int] = {}
+
+    @contextlib.contextmanager
+    def hold(self, keys):
+        keys = [k for k in keys if k]
+        with self.lock:
+            for k in keys:
+                self._counts[k] = self._counts.get(k, 0) + 1
+        try:
+            yield
+        finally:
+            with self.lock:
+                for k in keys:
+                    self._counts[k] -= 1
+                    if not self._counts[k]:
+                        del self._counts[k]
+
+    def __contains__(self, key) -> bool:
+        return key in self._counts
+

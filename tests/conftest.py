@@ -138,6 +138,18 @@ class Daemon:
         for it in items or []:
             self.api("DELETE", f"/containers/{it['Id']}?force=1")
 
+    def shutdown(self) -> list[str]:
+        """For a test's own daemon: remove its containers, stop it, delete its base directory;
+        return what it left behind (mounts, processes) for the test to assert empty."""
+        try:
+            if self.proc and self.proc.poll() is None:
+                self.remove_all()
+        finally:
+            self.stop()
+            left = leftovers(self.base)
+            shutil.rmtree(self.base, ignore_errors=True)
+        return left
+
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()

@@ -19,6 +19,7 @@ from minidocker.images import ImageStore, busybox_available, build_busybox, mode
 from minidocker.images.archive import ArchiveError, export_layout, import_rootfs, load, save
 from minidocker.images.reference import parse_reference
 from minidocker.images.store import MEDIA_TYPE_CONFIG, MEDIA_TYPE_LAYER_GZIP, MEDIA_TYPE_MANIFEST
+from minidocker.unionfs import new_snapshotter
 
 from test_images import add_synthetic, canonical_json, make_tar, sha
 
@@ -229,7 +230,8 @@ def test_skopeo_inspects_and_round_trips_our_layout(busybox_layout, tmp_path, no
     other = tmp_path / "other"
     subprocess.run([skopeo, "copy", "-q", f"oci:{dest}:latest", f"oci:{other}:latest"], check=True)
     skopeo_digest = json.loads((other / "index.json").read_text())["manifests"][0]["digest"]
-    second = ImageStore(str(tmp_path / "second"))
+    second = ImageStore(str(tmp_path / "second"),
+                        snapshotter=new_snapshotter("overlay", str(tmp_path / "snap")) if os.geteuid() == 0 else None)
     result = load(second, str(other), name="busybox")
     assert result.messages == ["Loaded image: busybox:latest"]
     loaded = second.resolve("busybox")
@@ -242,7 +244,7 @@ def test_skopeo_inspects_and_round_trips_our_layout(busybox_layout, tmp_path, no
     for layout in (again, back):
         assert json.loads((layout / "index.json").read_text())["manifests"][0]["digest"] == skopeo_digest
     if os.geteuid() == 0:
-        [fs] = second.layer_dirs(loaded)
+        fs = second.snapshotter.fs(loaded.chain_ids[0])  # extracted by the load
         assert os.path.islink(os.path.join(fs, "bin", "sh"))
 
 
@@ -258,12 +260,13 @@ def test_umoci_repacked_layout_loads(busybox_layout, tmp_path):
     subprocess.run([umoci, "repack", "--image", f"{dest}:v2", str(bundle)], check=True, capture_output=True)
     subprocess.run([umoci, "config", "--image", f"{dest}:v2", "--config.cmd", "cat",
                     "--config.cmd", "/hello.txt"], check=True, capture_output=True)
-    store = ImageStore(str(tmp_path / "other"))
+    store = ImageStore(str(tmp_path / "other"), snapshotter=new_snapshotter("overlay", str(tmp_path / "snap")))
     result = load(store, str(dest))
     assert result.messages == ["Loaded image: busybox:latest", "Loaded image: busybox:v2"]
     v2 = store.resolve("busybox:v2")
     assert len(v2.diff_ids) == 2 and v2.diff_ids[0] == img.diff_ids[0] and v2.cmd == ["cat", "/hello.txt"]
-    top, bottom = store.layer_dirs(v2)
+    top = store.snapshotter.fs(v2.chain_ids[1])  # extracted by the load, once per ChainID
+    assert len(store.snapshotter.list()) == 2
     assert open(os.path.join(top, "hello.txt")).read() == "from umoci\n"
     import stat
     st = os.lstat(os.path.join(top, "bin", "ls"))  # umoci's .wh.ls, as overlay's 0:0 whiteout

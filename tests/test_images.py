@@ -25,6 +25,7 @@ from minidocker.images import (AmbiguousImage, BlobNotFound, ContentStore, Diges
                                InvalidReference, LayerError, apply_layer, build_busybox,
                                busybox_available, chain_ids, parse_reference)
 from minidocker.images.busybox import build_layer, canonical_json
+from minidocker.unionfs import new_snapshotter
 from minidocker.images.store import (MEDIA_TYPE_CONFIG, MEDIA_TYPE_LAYER, MEDIA_TYPE_MANIFEST,
                                      REF_NAME_ANNOTATION)
 
@@ -504,44 +505,63 @@ def test_resolve_busybox(busybox_store):
         store.resolve("Busybox")
 
 
-def test_layer_dirs_extract_once(busybox_store):
-    store, image = busybox_store
-    [fs] = store.layer_dirs(image)
-    assert fs == os.path.join(store.root, "snapshots", image.chain_ids[0][7:], "fs")
+def snapshot_store(path, driver="overlay"):
+    """An image store that extracts into a snapshotter, as the daemon's does."""
+    return ImageStore(str(path / "store"), snapshotter=new_snapshotter(driver, str(path / "snapshots")))
+
+
+def stack(snap, chain_id: str) -> list[str]:
+    """The directories of a committed chain, top-most first (overlay's lowerdir order)."""
+    return [snap.fs(chain_id)] + [snap.fs(p.key) for p in snap.parents(chain_id)]
+
+
+@pytest.mark.parametrize("driver", ["overlay", "copy"])
+def test_add_image_extracts_once_into_the_snapshotter(tmp_path, driver):
+    need_busybox()
+    store = snapshot_store(tmp_path, driver)
+    image = build_busybox(store)
+    snap = store.snapshotter
+    fs = snap.fs(image.chain_ids[0])  # extracted when the image was added, committed by ChainID
+    info = snap.stat(image.chain_ids[0])
+    assert info.kind == "committed" and info.labels["diff_id"] == image.diff_ids[0]
     busybox = os.path.join(fs, "bin", "busybox")
     assert os.access(busybox, os.X_OK) and os.readlink(os.path.join(fs, "bin", "sh")) == "/bin/busybox"
     assert stat.S_IMODE(os.stat(os.path.join(fs, "tmp")).st_mode) == 0o1777
     out = subprocess.run([busybox, "echo", "hello"], capture_output=True, text=True, check=True)
     assert out.stdout == "hello\n"
     before = os.stat(fs), os.stat(busybox)
-    assert store.layer_dirs("busybox") == [fs]
+    again = build_busybox(store)                # the same image added again: nothing re-extracted
+    assert again.id == image.id and snap.fs(image.chain_ids[0]) == fs
     after = os.stat(fs), os.stat(busybox)
     assert [(s.st_ino, s.st_mtime_ns, s.st_ctime_ns) for s in before] == \
            [(s.st_ino, s.st_mtime_ns, s.st_ctime_ns) for s in after]
-    assert [n for n in os.listdir(os.path.dirname(fs)) if n.startswith(".tmp")] == []
+    assert [i.key for i in snap.list()] == [image.chain_ids[0]]   # no extraction left behind
+    assert not os.path.exists(os.path.join(store.root, "snapshots"))  # no second copy in the store
 
 
-def test_layer_dirs_shared_and_ordered(busybox_store):
-    store, image = busybox_store
+def test_layers_shared_and_ordered(tmp_path):
+    need_busybox()
+    store = snapshot_store(tmp_path)
+    image = build_busybox(store)
     base = store.content.read(image.diff_ids[0])
     top = make_tar(("dir", "etc", None), ("file", "etc/motd", "hi\n"))
     derived = add_synthetic(store, [base, top], "derived", {"Cmd": ["cat", "/etc/motd"]})
-    dirs = store.layer_dirs(derived)
-    assert dirs[1] == store.layer_dirs(image)[0]  # the shared base, extracted once
-    assert dirs[0].endswith(derived.chain_ids[1][7:] + "/fs")  # top-most first
+    snap = store.snapshotter
+    dirs = stack(snap, derived.chain_ids[1])
+    assert dirs[1] == snap.fs(image.chain_ids[0])  # the shared base, extracted once
+    assert len(snap.list()) == 2
     assert os.listdir(dirs[0]) == ["etc"] and open(os.path.join(dirs[0], "etc/motd")).read() == "hi\n"
-    meta = json.load(open(os.path.join(os.path.dirname(dirs[0]), "meta.json")))
-    assert meta["parent"] == image.chain_ids[0] and meta["diff_id"] == sha(top)
+    info = snap.stat(derived.chain_ids[1])
+    assert info.parent == image.chain_ids[0] and info.labels["diff_id"] == sha(top)
 
 
-def test_layer_dirs_rejects_wrong_diff_id(tmp_path):
-    store = ImageStore(str(tmp_path))
+def test_wrong_diff_id_is_refused_and_leaves_nothing(tmp_path):
+    store = snapshot_store(tmp_path)
     layer = small_layer()
-    image = add_synthetic(store, [layer], "liar", diff_ids=[sha(b"something else")])
     with pytest.raises(LayerError, match="image config says"):
-        store.layer_dirs(image)
-    snap = os.path.dirname(store.snapshot_dir(image.chain_ids[0]))
-    assert os.listdir(snap) == []  # neither fs nor a temporary directory
+        add_synthetic(store, [layer], "liar", diff_ids=[sha(b"something else")])
+    assert store.snapshotter.list() == []       # neither a committed layer nor an extraction
+    assert store.list() == []                   # and no image recorded
 
 
 # ============================================================================================
@@ -696,16 +716,18 @@ def test_missing_busybox_is_a_clear_error(tmp_path):
         build_busybox(ImageStore(str(tmp_path / "s")), busybox=str(tmp_path / "nope"))
 
 
-def test_concurrent_layer_dirs(tmp_path):
+def test_concurrent_unpack(tmp_path):
+    from minidocker.images.unpack import unpack
     need_busybox()
-    image = build_busybox(ImageStore(str(tmp_path)))
+    image = build_busybox(ImageStore(str(tmp_path / "store")))   # no snapshotter: not extracted yet
+    snap = new_snapshotter("overlay", str(tmp_path / "snapshots"))
     results, errors = [], []
     barrier = threading.Barrier(4)
 
     def extract():
         try:
             barrier.wait()
-            results.append(ImageStore(str(tmp_path)).layer_dirs(image.id))
+            results.append(unpack(ImageStore(str(tmp_path / "store")), snap, image))
         except Exception as e:  # pragma: no cover - reported below
             errors.append(e)
 
@@ -714,25 +736,25 @@ def test_concurrent_layer_dirs(tmp_path):
         t.start()
     for t in threads:
         t.join()
-    assert errors == [] and len({tuple(r) for r in results}) == 1
-    snap = os.path.dirname(results[0][0])
-    assert sorted(os.listdir(snap)) == ["fs", "meta.json"]  # the losers' temp dirs are gone
+    assert errors == [] and results == [image.chain_ids[0]] * 4
+    assert [i.key for i in snap.list()] == [image.chain_ids[0]]  # the losers' extractions are gone
+    assert sorted(os.listdir(snap.root)) == sorted(["metadata.json", ".lock", snap.stat(image.chain_ids[0]).id])
 
 
 @pytest.mark.privileged
-def test_layer_dirs_stack_as_overlay_lowerdirs(tmp_path):
+def test_layers_stack_as_overlay_lowerdirs(tmp_path):
     """The real consumer: overlayfs must honour the whiteouts the snapshots keep."""
     need_root()
     need_busybox()
     mount = need_tool("mount")
-    store = ImageStore(str(tmp_path / "store"))
+    store = snapshot_store(tmp_path)
     base = build_busybox(store)
     top = make_tar(("file", ".wh.linuxrc", ""), ("dir", "etc", None),
                    ("file", "etc/.wh..wh..opq", ""), ("file", "etc/motd", "hi\n"))
     image = add_synthetic(store, [store.content.read(base.diff_ids[0]), top], "derived")
     target = tmp_path / "merged"
     target.mkdir()
-    lower = ":".join(store.layer_dirs(image))
+    lower = ":".join(stack(store.snapshotter, image.chain_ids[-1]))
     subprocess.run([mount, "-t", "overlay", "overlay", "-o", f"lowerdir={lower}", str(target)],
                    check=True, capture_output=True)
     try:

@@ -13,6 +13,7 @@ import pytest
 from minidocker.images import ImageStore, LayerError, apply_layer
 from minidocker.images.hostile import CORPUS, fingerprint, make_host
 from minidocker.images.layers import apply_layers_parallel
+from minidocker.unionfs import new_snapshotter
 
 from test_images import add_synthetic, make_tar
 
@@ -48,13 +49,13 @@ def test_hostile_archive(tmp_path, case):
 
 def test_hostile_layer_in_the_store_leaves_no_snapshot(tmp_path):
     """Through the store, a refused layer leaves neither a snapshot nor a temporary directory."""
-    store = ImageStore(str(tmp_path / "store"))
+    store = ImageStore(str(tmp_path / "store"), snapshotter=new_snapshotter("overlay", str(tmp_path / "snap")))
     bad = make_tar(("file", "ok", "1"), ("sym", "a", "b"), ("sym", "b", "a"), ("file", "a/x", "x"))
-    image = add_synthetic(store, [bad], "bad:1")
     with pytest.raises(LayerError, match="too many levels"):
-        store.layer_dirs(image)
+        add_synthetic(store, [bad], "bad:1")   # extracted when added: refused, nothing recorded
+    assert store.list() == [] and store.snapshotter.list() == []
     leftovers = []
-    for dirpath, dirnames, filenames in os.walk(store.root):
+    for dirpath, dirnames, filenames in os.walk(tmp_path):
         leftovers += [n for n in dirnames + filenames if n.startswith(".tmp") or n == "fs"]
     assert leftovers == []
 

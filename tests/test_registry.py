@@ -25,6 +25,8 @@ from minidocker.images.store import DigestMismatch, ImageNotFound, ImageStore
 from minidocker.registry.auth import AuthError, Credentials, parse_challenge
 from minidocker.registry.client import Registry, parse_platform
 from minidocker.registry.transport import RegistryError
+from minidocker.images.unpack import unpack
+from minidocker.unionfs import new_snapshotter
 
 USERS = {"alice": "wonderland"}
 
@@ -73,15 +75,20 @@ def test_push_then_pull_round_trip(registry, source, tmp):
     assert digest == image.manifest_digest and size == len(store.content.read(digest))
     assert {d for e, d in events if e == "pushed"} == {b["digest"] for b in image.manifest["layers"]} | {image.id}
 
-    dest = ImageStore(os.path.join(tmp, "dest"))
+    # A store with a snapshotter extracts each layer while it downloads (images/unpack.py).
+    dest = ImageStore(os.path.join(tmp, "dest"), snapshotter=new_snapshotter("overlay", os.path.join(tmp, "snap")))
     result = Registry(registry.host).pull("app", "1", dest, tag_as=f"{registry.host}/app:1")
     assert result.digest == image.manifest_digest
     assert dest.resolve(f"{registry.host}/app:1").id == image.id
     for layer in image.manifest["layers"]:
         assert dest.content.verify(layer["digest"])
-    dirs = dest.layer_dirs(result.image)  # the layers unpack and their DiffIDs match the config
-    assert open(os.path.join(dirs[0], "etc", "two"), "rb").read() == open(
-        os.path.join(store.layer_dirs(image)[0], "etc", "two"), "rb").read()
+    snap = dest.snapshotter  # every layer committed under its ChainID, nothing else left behind
+    assert sorted(i.key for i in snap.list()) == sorted(image.chain_ids)
+    assert all(snap.stat(c).labels["diff_id"] == d for c, d in zip(image.chain_ids, image.diff_ids))
+    src = new_snapshotter("overlay", os.path.join(tmp, "src-snap"))
+    unpack(store, src, image)
+    assert open(os.path.join(snap.fs(image.chain_ids[-1]), "etc", "two"), "rb").read() == open(
+        os.path.join(src.fs(image.chain_ids[-1]), "etc", "two"), "rb").read()
 
     # a second pull downloads nothing; a pull by digest finds the same manifest
     again = Registry(registry.host).pull("app", image.manifest_digest, dest)
@@ -318,10 +325,12 @@ def test_corrupted_blob_is_an_error_and_nothing_is_stored(upstream, source, tmp)
     store, image = source
     proxy = FaultyProxy(upstream.host, "flip").start()
     try:
-        dest = ImageStore(os.path.join(tmp, "dest"))
+        # With a snapshotter the layers are extracted while they download: still nothing visible.
+        dest = ImageStore(os.path.join(tmp, "dest"), snapshotter=new_snapshotter("overlay", os.path.join(tmp, "snap")))
         with pytest.raises(DigestMismatch, match="digest mismatch.*nothing was stored"):
             Registry(proxy.host).pull("app", "1", dest, tag_as="x/app:1")
         assert proxy.faults >= 1
+        assert dest.snapshotter.list() == []  # no committed layer, no extraction left behind
         with pytest.raises(ImageNotFound):
             dest.resolve("x/app:1")
         for desc in image.manifest["layers"]:
@@ -337,11 +346,20 @@ def test_connection_dropped_mid_blob_resumes(upstream, source, tmp):
     store, image = source
     proxy = FaultyProxy(upstream.host, "drop").start()
     try:
-        dest = ImageStore(os.path.join(tmp, "dest"))
+        dest = ImageStore(os.path.join(tmp, "dest"), snapshotter=new_snapshotter("copy", os.path.join(tmp, "snap")))
+        reread = []   # layers extracted from the stream are never read back from the content store
+        opened = dest.content.open
+        dest.content.open = lambda d: reread.append(d) or opened(d)
         result = Registry(proxy.host).pull("app", "1", dest)
+        assert image.manifest["layers"][0]["digest"] not in reread  # the bottom layer streamed
         assert result.digest == image.manifest_digest and proxy.faults == 1
         assert any(status == 206 for m, p, status in proxy.seen)  # resumed with a Range request
         assert all(dest.content.verify(d) for d in result.downloaded)
+        assert sorted(i.key for i in dest.snapshotter.list()) == sorted(image.chain_ids)
+        src = new_snapshotter("copy", os.path.join(tmp, "src-snap"))
+        unpack(store, src, image)
+        top = image.chain_ids[-1]
+        assert subprocess.run(["diff", "-r", "--no-dereference", src.fs(top), dest.snapshotter.fs(top)]).returncode == 0
     finally:
         proxy.stop()
 
@@ -417,10 +435,10 @@ def test_minidocker_pulls_what_skopeo_pushed(kind, source, tmp):
         # the store is an OCI image layout: skopeo reads it directly
         subprocess.run([skopeo, "copy", "--dest-tls-verify=false", f"oci:{store.root}:example.com/app:1",
                         f"docker://{reg.host}/from-skopeo:1"], check=True, capture_output=True, timeout=60)
-        dest = ImageStore(os.path.join(tmp, "dest"))
+        dest = ImageStore(os.path.join(tmp, "dest"), snapshotter=new_snapshotter("copy", os.path.join(tmp, "snap")))
         result = Registry(reg.host).pull("from-skopeo", "1", dest, tag_as=f"{reg.host}/from-skopeo:1")
         assert result.image.diff_ids == image.diff_ids
-        assert os.path.exists(os.path.join(dest.layer_dirs(result.image)[0], "etc", "two"))
+        assert os.path.exists(os.path.join(dest.snapshotter.fs(result.image.chain_ids[-1]), "etc", "two"))
     finally:
         reg.stop()
 

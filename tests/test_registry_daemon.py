@@ -10,14 +10,13 @@ from __future__ import annotations
 import base64
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
 
 import pytest
 
-from conftest import REPO, Daemon, leftovers, need, need_root, need_tool
+from conftest import REPO, Daemon, need, need_root, need_tool
 from registries import DistributionRegistry, TokenServer
 
 pytestmark = pytest.mark.privileged
@@ -34,14 +33,8 @@ def mdaemon():
         d.start()
         yield d
     finally:
-        try:
-            if d.proc and d.proc.poll() is None:
-                d.remove_all()
-        finally:
-            d.stop()
-            left = leftovers(base)
-            shutil.rmtree(base, ignore_errors=True)
-            assert not left, left
+        left = d.shutdown()
+        assert not left, left
 
 
 @pytest.fixture

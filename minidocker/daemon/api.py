@@ -29,6 +29,8 @@ from .. import http, wire
 from . import api_images
 from .engine import Conflict, InvalidRequest, NotFound, NotModified, StartError
 
+KILL_WAIT = 10.0   # seconds a SIGKILL is given to take effect before `kill` answers anyway
+
 API_VERSION, MIN_API_VERSION = wire.API_VERSION, wire.MIN_API_VERSION
 
 
@@ -93,7 +95,7 @@ class API:
         from . import api_networks
         api_networks.register(self, s)  # networks: list, inspect, create, connect, disconnect, rm, prune
         from . import api_registry
-        api_registry.register(self, s)  # pull, push, login (the registry chapter; its minimal tag/rmi lose to api_images')
+        api_registry.register(self, s)  # pull, push, login (the registry chapter)
         from . import api_swarm
         api_swarm.register(self, s)  # swarm and plugins: answered as a dockerd not in swarm mode
 
@@ -192,16 +194,37 @@ class API:
             raise http.HTTPError(400, f"invalid condition: {condition}")
         task = asyncio.ensure_future(self.engine.wait(c.id, condition))
         stream = await req.start_stream(200, "application/json")
-        code = await http.until_disconnected_or(req, task)
-        if code is None or not task.done():
-            task.cancel()
-            return None
-        await stream.write_json({"StatusCode": task.result()})  # dockerd omits Error when there is none
+        try:
+            code = await http.until_disconnected_or(req, task)
+        except NotFound:
+            # Removed between our lookup and the wait's (an auto-remove, a concurrent rm): it has
+            # exited for good. The 200 head is out already: answer in the body, never cut it.
+            code = c.state["ExitCode"]
+        else:
+            if code is None or not task.done():
+                task.cancel()
+                return None
+        await stream.write_json({"StatusCode": code})  # dockerd omits Error when there is none
         await stream.close()
         return None
 
     async def container_kill(self, req):
-        self.engine.kill(req.match["id"], req.query.get("signal") or "SIGKILL")
+        import signal
+        from .engine import signal_number
+        c, sig = self.engine.get(req.match["id"]), req.query.get("signal") or "SIGKILL"
+        # dockerd answers a SIGKILL only once the container has stopped (daemon/kill.go): an
+        # `inspect` right after `kill` must not still say "running".
+        exited = asyncio.get_running_loop().create_future()
+        c.next_exit.append(exited)
+        try:
+            self.engine.kill(c.id, sig)
+            if signal_number(sig) == signal.SIGKILL:
+                await asyncio.wait_for(asyncio.shield(exited), KILL_WAIT)
+        except asyncio.TimeoutError:
+            pass   # a process stuck in the kernel (D state): answer, as dockerd does after its wait
+        finally:
+            if exited in c.next_exit:
+                c.next_exit.remove(exited)
         return http.empty(204)
 
     async def container_stop(self, req):

@@ -9,8 +9,8 @@ The image verbs are thin over the store (images/store.py) and the archive format
 * ``DELETE /images/{name}`` untags first and deletes only when no name is left. By name it
   removes that one name; by id it refuses an image that has several names ("referenced in multiple
   repositories") unless forced. An image a container uses is not deleted: 409, or with ``force``
-  it is only untagged (it stays, dangling, until the container is gone). The answer lists what
-  happened, ``[{"Untagged": "busybox:latest"}, {"Deleted": "sha256:…"}]``.
+  it is only untagged (it stays, dangling, until the container is gone). Deleting the last image
+  that uses a layer deletes its blob and its extracted snapshot. The answer lists what happened, ``[{"Untagged": "busybox:latest"}, {"Deleted": "sha256:…"}]``.
 * ``GET /images/json`` filters: ``reference`` (a glob on the familiar name), ``dangling``,
   ``label`` (``key`` or ``key=value``), ``before``/``since`` (another image, by creation time).
 * ``POST /images/load`` and ``POST /images/create?fromSrc=-`` take a tar as the body and answer a
@@ -19,7 +19,7 @@ The image verbs are thin over the store (images/store.py) and the archive format
   the 200 status has already been sent.
 * ``GET /images/get`` streams a docker-archive (``application/x-tar``).
 * ``POST /images/prune`` removes dangling images (``dangling=false``: every image no container
-  uses), then garbage-collects blobs nothing references.
+  uses), then garbage-collects blobs and layer snapshots nothing references.
 
 See shared/specs/docker-engine-api-v1.50.yaml (tag "Image").
 """
@@ -32,8 +32,10 @@ import os
 import tempfile
 
 from ..images import archive
+from ..images.layers import LayerError
 from ..images.reference import InvalidReference, familiar, parse_reference
 from ..images.store import ImageNotFound
+from ..images.unpack import collect, remove_image
 from .. import http
 from .engine import Conflict, InvalidRequest
 
@@ -50,6 +52,10 @@ def register(api, server) -> None:
         ("POST", r"/images/load", handlers.load),
         ("POST", r"/images/create", handlers.create),
         ("POST", r"/images/prune", handlers.prune),
+        # `docker system prune` = containers, networks, images and build cache, in that order.
+        # minidocker keeps no user networks and no build cache: those two have nothing to delete.
+        ("POST", r"/networks/prune", handlers.nothing_to_prune("NetworksDeleted")),
+        ("POST", r"/build/prune", handlers.nothing_to_prune("CachesDeleted")),
         ("GET", N + r"/json", handlers.inspect),
         ("GET", N + r"/history", handlers.history),
         ("GET", N + r"/get", handlers.save_one),
@@ -64,7 +70,7 @@ def _image_errors(fn):
     async def wrapper(req):
         try:
             return await fn(req)
-        except (InvalidReference, archive.ArchiveError, ValueError) as e:
+        except (InvalidReference, archive.ArchiveError, ValueError, LayerError) as e:
             if isinstance(e, ImageNotFound):
                 raise
             raise http.HTTPError(400, str(e))
@@ -234,15 +240,11 @@ class ImageRoutes:
         report = [{"Untagged": familiar(r)} for r in img.refs]
         self.store.delete(img)
         report.append({"Deleted": img.id})
-        self.drop_unused_layers()
+        # Its blobs and extracted layers go with it, unless another image or a container uses them
+        # (the snapshotter refuses to remove a layer anything is stacked on; a pull in progress
+        # leases the blobs and layers it counts on).
+        remove_image(self.store, self.api.engine.snapshotters(), img)
         return report
-
-    def drop_unused_layers(self) -> None:
-        """The image's extracted layers go with it, unless another image or a container uses them
-        (the snapshotter refuses to remove a layer anything is stacked on). Blobs are only collected
-        by `image prune`: a pull in progress has blobs that no index entry names yet."""
-        from ..images.unpack import prune
-        prune(self.store, self.api.engine.snapshotter)
 
     async def prune(self, req):
         filters = parse_filters(req.query.get("filters"))
@@ -252,6 +254,13 @@ class ImageRoutes:
                 raise InvalidRequest(f"invalid filter '{key}'")
         result = await asyncio.to_thread(self.prune_sync, dangling_only, filters.get("label", []))
         return http.json_response(result)
+
+    @staticmethod
+    def nothing_to_prune(key: str):
+        async def handler(req):
+            parse_filters(req.query.get("filters"))   # a malformed filter is still a 400
+            return http.json_response({key: None, **({"SpaceReclaimed": 0} if key == "CachesDeleted" else {})})
+        return handler
 
     def prune_sync(self, dangling_only: bool, labels: list[str]) -> dict:
         in_use = {c.cfg.image_id for c in self.api.engine.containers.values()}
@@ -265,8 +274,7 @@ class ImageRoutes:
             deleted += [{"Untagged": familiar(r)} for r in img.refs]
             self.store.delete(img)
             deleted.append({"Deleted": img.id})
-        gc = self.store.gc()
-        self.drop_unused_layers()
+        gc = collect(self.store, self.api.engine.snapshotters())
         return {"ImagesDeleted": deleted or None, "SpaceReclaimed": gc.reclaimed}
 
     # ---- save, load, import --------------------------------------------------------------------
@@ -308,7 +316,7 @@ class ImageRoutes:
         try:
             try:
                 result = await asyncio.to_thread(archive.load, self.store, path)
-            except (archive.ArchiveError, ValueError, LookupError, OSError) as e:
+            except (archive.ArchiveError, ValueError, LookupError, OSError, LayerError) as e:
                 raise http.HTTPError(400, f"failed to load the archive: {e}")
             stream = await req.start_stream(200, "application/json")
             for msg in result.messages:  # docker prints these even with --quiet

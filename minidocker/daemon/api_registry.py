@@ -141,9 +141,9 @@ class RegistryRoutes:
                     emit({"status": "Verifying Checksum", "progressDetail": {}, "id": ident})
                     emit({"status": "Download complete", "progressDetail": {}, "id": ident})
 
+            # The store extracts each layer once, into the snapshotter, while it downloads.
             result = registry.pull(ref.path, digest, images, tag_as=None if ref.digest else str(ref),
                                    platform=platform, progress=progress)
-            images.layer_dirs(result.image)  # extract now, as docker does, so `run` starts at once
             out = [{"status": "Pull complete", "progressDetail": {}, "id": _short(d)}
                    for d in result.downloaded if d in layers]
             out.append({"status": f"Digest: {result.digest}"})
@@ -244,43 +244,6 @@ class RegistryRoutes:
             raise http.HTTPError(500, f"login attempt to {host} failed: {e}")
         return http.json_response({"Status": "Login Succeeded", "IdentityToken": ""})
 
-    # ---- MINIMAL tag / rmi: issue 5 owns these verbs; replace these with theirs at merge ---------
-    async def image_tag(self, req):
-        repo, tag = req.query.get("repo") or "", req.query.get("tag") or "latest"
-        if not repo:
-            raise http.HTTPError(400, "repository name (repo) is required")
-        try:
-            image = self.engine.images.resolve(req.match["name"])
-            self.engine.images.tag(image, f"{repo}:{tag}" if "@" not in repo else repo)
-        except ImageNotFound as e:
-            raise http.HTTPError(404, str(e))
-        except ValueError as e:
-            raise http.HTTPError(400, str(e))
-        return http.empty(201)
-
-    async def image_delete(self, req):
-        name, images = req.match["name"], self.engine.images
-        try:
-            image = images.resolve(name)
-        except ImageNotFound as e:
-            raise http.HTTPError(404, str(e))
-        by_name = None
-        try:
-            named = parse_reference(name)
-            by_name = str(named) if str(named) in image.refs else None
-        except ValueError:
-            pass
-        if by_name and len(image.refs) > 1:  # another name remains: only untag
-            images.untag(by_name)
-            return http.json_response([{"Untagged": named.familiar()}])
-        users = [c for c in self.engine.containers.values() if c.cfg.image_id == image.id]
-        if users and not req.bool_param("force"):
-            raise http.HTTPError(409, f"conflict: unable to remove repository reference \"{name}\" (must force) - "
-                                      f"container {users[0].id[:12]} is using its referenced image {image.short_id}")
-        untagged = images.delete(image)
-        return http.json_response([{"Untagged": parse_reference(r).familiar()} for r in untagged]
-                                  + [{"Deleted": image.id}])
-
 
 def source_name(image, repo) -> str:
     for r in image.refs:
@@ -299,8 +262,6 @@ def register(api, server: http.Server) -> None:
     for method, pattern, handler in [
         ("POST", r"/images/create", r.images_create),
         ("POST", r"/images/(?P<name>.+)/push", r.image_push),
-        ("POST", r"/images/(?P<name>.+)/tag", r.image_tag),
-        ("DELETE", r"/images/(?P<name>.+)", r.image_delete),
         ("POST", r"/auth", r.auth),
     ]:
         server.route(method, pattern, errors(handler))

@@ -27,7 +27,7 @@ import time
 from .. import runtime, unionfs
 from ..images.layers import LayerError
 from ..images.store import ImageNotFound, ImageStore
-from ..images.unpack import prune, unpack
+from ..images.unpack import collect, migrate, prune, unpack
 from ..runtime import monitor
 from ..units import human_duration
 from .config import ConfigError, ContainerConfig, from_create_request, validate_name
@@ -120,9 +120,10 @@ class Engine:
         self.root = root
         self.cgroup_parent = cgroup_parent
         self.containers: dict[str, Container] = {}
-        self.images = ImageStore(os.path.join(root, "images"))
         self.driver = driver
         self.snapshotter = self.snapshotter_for(driver)
+        # Layers are extracted into the snapshotter once, when an image arrives (images/unpack.py).
+        self.images = ImageStore(os.path.join(root, "images"), snapshotter=self.snapshotter)
         self.events = Events()
         self.execs: dict = {}  # exec id -> daemon.execs.Exec (in memory, as dockerd keeps them)
         os.makedirs(os.path.join(root, "containers"), exist_ok=True)
@@ -196,7 +197,8 @@ class Engine:
         console = console if console and any(console) else None
         # The image's layers, unpacked once per ChainID, and a writable snapshot named after us.
         try:
-            mounts = self.prepare_snapshots(cid, unpack(self.images, self.snapshotter, image))
+            with self.snapshotter.lease(*image.chain_ids):  # a concurrent rmi must not take them
+                mounts = self.prepare_snapshots(cid, unpack(self.images, self.snapshotter, image))
         except (LayerError, unionfs.SnapshotError, OSError) as e:
             raise InvalidRequest(f"cannot prepare the root filesystem of {image_name}: {e}")
         cfg.rootfs_mounts = [dict(vars(m)) for m in mounts]
@@ -579,19 +581,22 @@ class Engine:
         """docker's two layers per container: "ID-init" (mount points the runtime binds over, kept
         out of diff and commit) committed on the image, and the writable "ID" on top of it."""
         snap = self.snapshotter
-        snap.prepare(cid + "-init-active", image_top)
-        try:
-            unionfs.add_placeholders(snap, cid + "-init-active", files=PLACEHOLDER_FILES,
-                                     dirs=PLACEHOLDER_DIRS)
-            snap.commit(cid + "-init", cid + "-init-active")
-        except BaseException:
-            snap.remove(cid + "-init-active")
-            raise
-        try:
-            return snap.prepare(cid, cid + "-init", labels={"container": cid})
-        except BaseException:
-            snap.remove(cid + "-init")
-            raise
+        # Leased from its commit until the writable layer stacks on it: between the two nothing
+        # uses "ID-init", and a prune running meanwhile (another container's removal) must skip it.
+        with snap.lease(cid + "-init"):
+            snap.prepare(cid + "-init-active", image_top)
+            try:
+                unionfs.add_placeholders(snap, cid + "-init-active", files=PLACEHOLDER_FILES,
+                                         dirs=PLACEHOLDER_DIRS)
+                snap.commit(cid + "-init", cid + "-init-active")
+            except BaseException:
+                snap.remove(cid + "-init-active")
+                raise
+            try:
+                return snap.prepare(cid, cid + "-init", labels={"container": cid})
+            except BaseException:
+                snap.remove(cid + "-init")
+                raise
 
     def release_snapshot(self, c: Container) -> None:
         """The container's writable layer goes with it; layers no image names any more follow."""
@@ -671,8 +676,17 @@ class Engine:
                 removed.append(info.key)
             except unionfs.SnapshotError as e:
                 log.warning("sweeping snapshot %s: %s", info.key, e)
-        prune(self.images, snap)
+        # Roots of older daemons kept a second copy of every layer in images/snapshots: adopt
+        # it as the snapshotter's layers (or drop it), then free what nothing references.
+        migrate(self.images, snap, os.path.join(self.images.root, "snapshots"))
+        collect(self.images, self.snapshotters(), grace=60)
         return removed
+
+    def snapshotters(self) -> list[unionfs.Snapshotter]:
+        """The snapshotter of every driver this root has used (layers may be in each)."""
+        base = os.path.join(self.root, "snapshots")
+        drivers = [d for d in unionfs.DRIVERS if os.path.isdir(os.path.join(base, d))]
+        return [self.snapshotter_for(d) for d in sorted(set(drivers) | {self.driver})]
 
     # ---- views ----------------------------------------------------------------------------------
     def inspect(self, ref: str) -> dict:

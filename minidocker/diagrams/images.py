@@ -62,9 +62,10 @@ def image_graph(store: ImageStore, name: str) -> graphviz.Digraph:
         g.edge(f"diff{n}", f"chain{n}")
         if n:
             g.edge(f"chain{n - 1}", f"chain{n}", label="sha256(parent + ' ' + DiffID)")
-        snap = store.snapshot_dir(chain_id)
-        there = os.path.isdir(snap)
-        g.node(f"snap{n}", f"snapshot\nsnapshots/{chain_id[7:19]}…/fs\n"
+        snapshotter = store.snapshotter
+        there = snapshotter is not None and snapshotter.exists(chain_id)
+        where = f"{snapshotter.driver} snapshot {snapshotter.stat(chain_id).id}" if there else "snapshot"
+        g.node(f"snap{n}", f"{where}\ncommitted as {chain_id[7:19]}…\n"
                            f"{'extracted' if there else 'not extracted yet'}",
                fillcolor=DISK, style="rounded,filled" if there else "rounded,dashed")
         g.edge(f"chain{n}", f"snap{n}", label="names")

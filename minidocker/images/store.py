@@ -9,7 +9,10 @@ manifest.md, config.md, layer.md) and one mutable file of names (image-layout.md
     ROOT/index.json              an image index; each tag is a manifest descriptor whose annotation
                                  org.opencontainers.image.ref.name = "docker.io/library/busybox:latest"
     ROOT/blobs/sha256/<hex>      manifests, configs, layers: the file name IS the sha256 of the bytes
-    ROOT/snapshots/<chainid>/fs  extracted layers (ours, not OCI: the layout allows extra files)
+
+Extracted layers are not kept here: they are the snapshotter's committed snapshots, named by
+ChainID (unionfs.py, images/unpack.py). A store given a snapshotter extracts each layer into it
+once, when an image is added (pull, load, import, commit), before the image gets its index entry.
 
 Three ids to keep apart:
 
@@ -26,35 +29,28 @@ Rules the code follows:
   both renames put identical bytes in place.
 * index.json is replaced atomically (util.atomic_write) under an flock, so readers see the old or
   the new list of tags and concurrent taggers do not lose each other's updates.
-* Each layer is extracted once, into ``snapshots/<chainid>/fs``: first into a temporary directory
-  next to it, then renamed, so a half-extracted layer is never visible; images that share a base
-  share its directories. Layers keep overlayfs-style whiteouts (see layers.py): the directories are
-  meant to be stacked as ``lowerdir=`` of an overlay mount, top-most first.
 * An image whose last tag is removed or moved stays in the index without a name (docker's
   "dangling" ``<none>:<none>`` image) until :meth:`ImageStore.delete`.
 * Garbage collection (:meth:`ImageStore.gc`) is mark and sweep: mark every blob reachable from
   index.json (index -> manifests -> config + layers), sweep the rest, all under the index lock so
   no tag appears half-way. A blob being ingested right now for an image not yet added is not
-  reachable yet: GC skips blobs younger than ``grace`` seconds for that reason (containerd uses
-  leases for the same problem).
+  reachable yet: GC skips blobs held by a :meth:`ImageStore.lease` (a pull holds its blobs until
+  the image is recorded; containerd's leases, in memory) and blobs younger than ``grace`` seconds
+  (an ingest by another process).
 """
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import hashlib
 import json
 import os
 import re
 import secrets
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from typing import BinaryIO, Iterable
 
-from ..util import atomic_write_json, parse_rfc3339, read_json
-from .layers import LayerError, apply_layer
+from ..util import Leases, atomic_write_json, parse_rfc3339, read_json
 from .reference import InvalidReference, Reference, parse_reference
 
 MEDIA_TYPE_LAYOUT_VERSION = "1.0.0"
@@ -331,14 +327,16 @@ def _check_config(config: dict, manifest: dict) -> None:
 
 
 class ImageStore:
-    """Images and their names in an OCI image layout at ``root``; layer snapshots beside them."""
+    """Images and their names in an OCI image layout at ``root``. With a ``snapshotter``
+    (unionfs.Snapshotter), every image added has its layers extracted into it first."""
 
-    def __init__(self, root: str):
+    def __init__(self, root: str, snapshotter=None):
         self.root = os.path.abspath(root)
         os.makedirs(self.root, exist_ok=True)
         self.content = ContentStore(self.root)
+        self.snapshotter = snapshotter
         self.index_path = os.path.join(self.root, "index.json")
-        self.snapshots_dir = os.path.join(self.root, "snapshots")
+        self._leases = Leases()  # blobs gc leaves be (this process)
         self._lock_path = os.path.join(self.root, ".index.lock")
         self._parsed: dict[str, tuple[dict, dict]] = {}  # manifest digest -> (manifest, config)
         self._init_layout()
@@ -362,6 +360,12 @@ class ImageStore:
                 yield
             finally:
                 fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+    def lease(self, digests: Iterable[str]):
+        """Hold blobs against :meth:`gc` while an image that needs them is being assembled (a pull
+        found a layer already stored and skipped its download: a concurrent ``rmi`` must not take
+        it away before the new manifest names it). A context manager."""
+        return self._leases.hold(digests)
 
     def _entries(self) -> list[dict]:
         index = read_json(self.index_path, default={"manifests": []})
@@ -427,23 +431,38 @@ class ImageStore:
         """Store a manifest whose config and layers are already blobs; tag it ``ref`` if given."""
         manifest = _parse_json(manifest_bytes, "manifest")
         _check_manifest(manifest)
-        self._check_present(manifest["config"], "image config")
-        for n, layer in enumerate(manifest["layers"], 1):
-            self._check_present(layer, f"layer {n} of {len(manifest['layers'])}")
-        config = _parse_json(self.content.read(manifest["config"]["digest"]), "image config")
-        _check_config(config, manifest)
-        named = self._taggable(ref) if ref is not None else None
-        digest = self.content.put(manifest_bytes)
-        desc = {"mediaType": manifest.get("mediaType", MEDIA_TYPE_MANIFEST), "digest": digest,
-                "size": len(manifest_bytes)}
-        if config.get("architecture") and config.get("os"):
-            desc["platform"] = {"architecture": config["architecture"], "os": config["os"]}
-        with self._editing() as entries:
-            if named is not None:
-                _set_tag(entries, desc, str(named))
-            else:
-                _keep_dangling(entries, desc)
+        blobs = [d.get("digest") for d in [manifest["config"], *manifest["layers"]]
+                 if isinstance(d, dict)]
+        with self.lease([*blobs, sha256_digest(manifest_bytes)]):
+            self._check_present(manifest["config"], "image config")
+            for n, layer in enumerate(manifest["layers"], 1):
+                self._check_present(layer, f"layer {n} of {len(manifest['layers'])}")
+            config = _parse_json(self.content.read(manifest["config"]["digest"]), "image config")
+            _check_config(config, manifest)
+            named = self._taggable(ref) if ref is not None else None
+            digest = self.content.put(manifest_bytes)
+            desc = {"mediaType": manifest.get("mediaType", MEDIA_TYPE_MANIFEST), "digest": digest,
+                    "size": len(manifest_bytes)}
+            if config.get("architecture") and config.get("os"):
+                desc["platform"] = {"architecture": config["architecture"], "os": config["os"]}
+            with self._unpacked(self._image(digest, [])), self._editing() as entries:
+                if named is not None:
+                    _set_tag(entries, desc, str(named))
+                else:
+                    _keep_dangling(entries, desc)
         return self._image(digest, self._refs_of(digest))
+
+    @contextlib.contextmanager
+    def _unpacked(self, image: Image):
+        """docker's order: the layers are registered (extracted, once per ChainID) before the image
+        is recorded; their snapshots are leased until the index names them."""
+        if self.snapshotter is None:
+            yield
+            return
+        from .unpack import unpack   # unpack.py builds on this module
+        with self.snapshotter.lease(*image.chain_ids):
+            unpack(self, self.snapshotter, image)
+            yield
 
     @staticmethod
     def _taggable(ref: str) -> Reference:
@@ -480,7 +499,7 @@ class ImageStore:
 
     def delete(self, image: Image | str) -> list[str]:
         """Remove every index entry of the image id; return the refs that were untagged.
-        Blobs and snapshots stay until a garbage collector (a later chapter) removes them."""
+        Blobs and snapshots stay: images/unpack.py ``remove_image`` / ``collect`` sweep them."""
         image = image if isinstance(image, Image) else self.resolve(image)
         with self._editing() as entries:
             doomed = [e for e in entries if e["digest"] == image.manifest_digest
@@ -488,14 +507,17 @@ class ImageStore:
             entries[:] = [e for e in entries if e not in doomed]
         return sorted(_ref_name(e) for e in doomed if _ref_name(e))
 
-    def gc(self, grace: float = 0.0) -> "GCResult":
-        """Sweep the blobs nothing in index.json reaches; return what was removed."""
+    def gc(self, grace: float = 0.0, among: Iterable[str] | None = None) -> "GCResult":
+        """Sweep the blobs nothing in index.json reaches and no lease holds (only those in ``among``
+        if given: ``rmi`` sweeps just the deleted image's blobs); return what was removed."""
         import time
         result = GCResult()
         with self._locked():
             keep = _reachable(self, self._entries())
             now = time.time()
-            for name in sorted(os.listdir(self.content.blob_dir)):
+            names = (sorted(os.listdir(self.content.blob_dir)) if among is None
+                     else sorted({validate_digest(d)[7:] for d in among}))
+            for name in names:
                 path = os.path.join(self.content.blob_dir, name)
                 try:
                     st = os.stat(path)
@@ -505,9 +527,11 @@ class ImageStore:
                     if now - st.st_mtime > max(grace, 3600):
                         os.unlink(path)
                     continue
-                if "sha256:" + name in keep or now - st.st_mtime < grace:
-                    continue
-                os.unlink(path)
+                with self._leases.lock:   # a lease taken now either came first or sees it gone
+                    if "sha256:" + name in keep or "sha256:" + name in self._leases \
+                            or now - st.st_mtime < grace:
+                        continue
+                    os.unlink(path)
                 result.removed.append("sha256:" + name)
                 result.reclaimed += st.st_size
             self._parsed = {d: v for d, v in self._parsed.items() if d in keep}
@@ -578,51 +602,6 @@ class ImageStore:
         if len(ids) > 1:
             raise AmbiguousImage(f"No such image: {shown} (the prefix matches {len(ids)} images)")
         return sorted(matches, key=lambda i: i.manifest_digest)[0] if matches else None
-
-    # ---- layers on disk ----------------------------------------------------------------
-
-    def layer_dirs(self, image: Image | str) -> list[str]:
-        """Extracted layer directories, top-most first (overlay's ``lowerdir=`` order)."""
-        image = image if isinstance(image, Image) else self.resolve(image)
-        dirs, parent = [], None
-        for layer, diff_id, chain_id in zip(image.manifest["layers"], image.diff_ids,
-                                            image.chain_ids):
-            dirs.append(self._snapshot(layer, diff_id, chain_id, parent))
-            parent = chain_id
-        return dirs[::-1]
-
-    def snapshot_dir(self, chain_id: str) -> str:
-        return os.path.join(self.snapshots_dir, validate_digest(chain_id)[len("sha256:"):], "fs")
-
-    def _snapshot(self, layer: dict, diff_id: str, chain_id: str, parent: str | None) -> str:
-        """Extract one layer into ``snapshots/<chainid>/fs`` unless it is already there."""
-        fs = self.snapshot_dir(chain_id)
-        if os.path.isdir(fs):
-            return fs
-        base = os.path.dirname(fs)
-        os.makedirs(base, exist_ok=True)
-        tmp = tempfile.mkdtemp(prefix=".tmp-fs-", dir=base)
-        try:
-            os.chmod(tmp, 0o755)
-            with self.content.open(layer["digest"]) as f:
-                result = apply_layer(f, tmp, whiteouts="overlay")
-            if result.diff_id != diff_id:
-                raise LayerError(f"layer {layer['digest']}: its uncompressed content is "
-                                 f"{result.diff_id} but the image config says {diff_id}")
-            atomic_write_json(os.path.join(base, "meta.json"), {
-                "chain_id": chain_id, "diff_id": diff_id, "parent": parent,
-                "layer_digest": layer["digest"], "skipped": result.skipped})
-            os.rename(tmp, fs)
-        except OSError as e:
-            shutil.rmtree(tmp, ignore_errors=True)
-            if e.errno in (errno.EEXIST, errno.ENOTEMPTY) and os.path.isdir(fs):
-                return fs  # another extractor won the race with identical content
-            raise
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        _fsync_dir(base)
-        return fs
 
 
 @dataclass

@@ -11,7 +11,9 @@ A pull is a handful of HTTP requests (see notebooks/07-registry.ipynb for the re
    The bytes are verified against the digest we asked for (or ``Docker-Content-Digest``).
 3. ``GET /v2/<name>/blobs/<digest>`` for the config and each layer we do not have yet, in
    parallel (docker: 3 at a time). Each blob streams into the content store, hashed as it arrives;
-   it becomes visible only if the digest matches (store.ContentStore.ingest). A dropped connection
+   it becomes visible only if the digest matches (store.ContentStore.ingest). With a snapshotter
+   behind the store, a layer whose parent is already extracted is extracted *as it downloads*
+   (images/unpack.py stream_layer), committed only once digest and DiffID match. A dropped connection
    resumes with ``Range: bytes=<received>-`` (a 206 answer), or starts over if the registry ignores it.
 4. Record the manifest under its name (ImageStore.add_image).
 
@@ -30,6 +32,7 @@ A push runs the other way (spec.md "Pushing blobs", "Pushing Manifests"):
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import hashlib
 import http.client
 import json
@@ -40,7 +43,8 @@ from typing import Callable
 
 from ..images.reference import parse_reference
 from ..images.store import (DigestMismatch, Image, ImageStore, MEDIA_TYPE_INDEX, MEDIA_TYPE_MANIFEST,
-                            DOCKER_MEDIA_TYPE_MANIFEST, sha256_digest, validate_digest)
+                            DOCKER_MEDIA_TYPE_MANIFEST, chain_ids, sha256_digest, validate_digest)
+from ..images.unpack import stream_layer
 from .auth import Credentials
 from .transport import RegistryError, Transport
 
@@ -237,29 +241,57 @@ class Registry:
              platform: dict | None = None, progress: Progress = _quiet) -> PullResult:
         data, manifest, digest = self.resolve(repo, reference, platform, progress)
         blobs = [manifest["config"], *manifest["layers"]]
-        missing = [b for b in blobs if not (store.content.has(b["digest"])
-                                           and store.content.size(b["digest"]) == b.get("size"))]
         for b in blobs:
             validate_digest(b["digest"])
-            progress("exists" if b not in missing else "wait", b["digest"], 0, int(b.get("size", 0)))
         cancel = threading.Event()
-        with concurrent.futures.ThreadPoolExecutor(DOWNLOAD_WORKERS) as pool:
-            futures = [pool.submit(self._download, repo, b, store, progress, cancel) for b in missing]
-            try:
-                for f in concurrent.futures.as_completed(futures):
-                    f.result()
-            except BaseException:
-                cancel.set()  # stop the other downloads; their partial files are removed by ingest
-                raise
-        image = store.add_image(data, tag_as)
+        # Leased before looking and until the manifest is recorded: blobs found already stored (a
+        # concurrent rmi must not sweep them) and the layers extracted on the way (images/unpack.py).
+        with store.lease(b["digest"] for b in blobs):
+            missing = [b for b in blobs if not (store.content.has(b["digest"])
+                                               and store.content.size(b["digest"]) == b.get("size"))]
+            for b in blobs:
+                progress("exists" if b not in missing else "wait", b["digest"], 0, int(b.get("size", 0)))
+            if manifest["config"] in missing:   # first: its DiffIDs name the snapshots to extract into
+                self._download(repo, manifest["config"], store, progress, cancel)
+            plan = self._plan_layers(store, manifest)
+            snap = store.snapshotter
+            with snap.lease(*(c for _, c, _ in plan.values())) if snap else contextlib.nullcontext():
+                with concurrent.futures.ThreadPoolExecutor(DOWNLOAD_WORKERS) as pool:
+                    futures = [pool.submit(self._download, repo, b, store, progress, cancel,
+                                           plan.get(b["digest"]))
+                               for b in missing if b is not manifest["config"]]
+                    try:
+                        for f in concurrent.futures.as_completed(futures):
+                            f.result()
+                    except BaseException:
+                        cancel.set()  # stop the other downloads; ingest removes their partial files
+                        raise
+                image = store.add_image(data, tag_as)
         return PullResult(image, digest, [b["digest"] for b in missing],
                           [b["digest"] for b in blobs if b not in missing])
 
+    @staticmethod
+    def _plan_layers(store: ImageStore, manifest: dict) -> dict:
+        """layer digest -> (DiffID, ChainID, parent ChainID): where each layer is extracted while it
+        downloads, if the store has a snapshotter and the config is already stored."""
+        if store.snapshotter is None or not store.content.has(manifest["config"]["digest"]):
+            return {}
+        try:
+            diff_ids = list(json.loads(store.content.read(manifest["config"]["digest"]))["rootfs"]["diff_ids"])
+        except (ValueError, KeyError, TypeError):
+            return {}  # add_image reports the bad config
+        chains = chain_ids(diff_ids)
+        return {layer["digest"]: (diff_id, chain, chains[n - 1] if n else None)
+                for n, (layer, diff_id, chain) in enumerate(zip(manifest["layers"], diff_ids, chains))}
+
     def _download(self, repo: str, desc: dict, store: ImageStore, progress: Progress,
-                  cancel: threading.Event) -> None:
+                  cancel: threading.Event, layer: tuple | None = None) -> None:
         reader = _BlobReader(self, repo, desc, progress, cancel)
         try:
-            store.content.ingest(reader, desc["digest"], desc.get("size"))
+            if layer is not None:   # download and extract in one pass (verified before visible)
+                stream_layer(store, store.snapshotter, reader, desc, *layer)
+            else:
+                store.content.ingest(reader, desc["digest"], desc.get("size"))
         except DigestMismatch as e:
             raise DigestMismatch(f"{self.host}/{repo}: {e}; nothing was stored") from None
         finally:

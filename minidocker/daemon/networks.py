@@ -174,6 +174,12 @@ class Glue:
         except M.NetworkError as e:
             self.teardown(c)
             raise InvalidRequest(str(e)) from None
+        except M.NotFound as e:  # a network removed since the container was created
+            self.teardown(c)
+            raise NotFound(str(e)) from None
+        except M.Conflict as e:
+            self.teardown(c)
+            raise Conflict(str(e)) from None
         except OSError as e:
             self.teardown(c)
             raise Conflict(f"driver failed programming external connectivity on endpoint {c.name} "

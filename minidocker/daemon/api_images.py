@@ -53,8 +53,7 @@ def register(api, server) -> None:
         ("POST", r"/images/create", handlers.create),
         ("POST", r"/images/prune", handlers.prune),
         # `docker system prune` = containers, networks, images and build cache, in that order.
-        # minidocker keeps no user networks and no build cache: those two have nothing to delete.
-        ("POST", r"/networks/prune", handlers.nothing_to_prune("NetworksDeleted")),
+        # Networks are pruned by api_networks.py; minidocker keeps no build cache: nothing to delete.
         ("POST", r"/build/prune", handlers.nothing_to_prune("CachesDeleted")),
         ("GET", N + r"/json", handlers.inspect),
         ("GET", N + r"/history", handlers.history),

@@ -156,8 +156,15 @@ def register(api, server) -> None:
         unknown = set(f) - {"label", "label!", "until"}
         if unknown:
             raise InvalidRequest(f"invalid filter '{sorted(unknown)[0]}'")
+        from .events import parse_timestamp
+        from ..util import parse_rfc3339
+        until = None
+        for v in f.get("until") or []:
+            until = parse_timestamp(v)  # ns since the epoch, as container prune reads it
         deleted = []
         for n in await asyncio.to_thread(all_views):
+            if until is not None and parse_rfc3339(n["Created"]) * 1e9 > until:
+                continue
             if n["Name"] in BUILTIN or n["Containers"]:
                 continue
             if any(glue.endpoint_in_config(c, n["Name"]) for c in engine.containers.values()):

@@ -504,6 +504,39 @@ def bench_start(ws: Workspace, args) -> list[Measurement]:
     return results
 
 
+# --- runtime: minidocker-runtime against runc and crun, one prepared bundle ---------------------------
+
+def bench_runtime(ws: Workspace, args) -> list[Measurement]:
+    """``TOOL run`` of one bundle (made by ``runc spec``, edited as :func:`oci_bundle` does): the
+    OCI runtime alone, runc's process model (create + start + wait + delete). minidocker-runtime runs
+    from this tree (``python -m minidocker.runtime.cli``, what the entry point runs); its config.json
+    validator is compiled on the first (warm-up) run and cached under its --root."""
+    if not shutil.which("runc"):
+        return [Measurement("runc run", status="not installed", why="bash bench/setup.sh")]
+    bundle = oci_bundle(ws, "runc")
+    cfg = json.loads((bundle / "config.json").read_text())
+    cfg["linux"]["cgroupsPath"] = f"/{CGROUP_NAME}/runtime"
+    (bundle / "config.json").write_text(json.dumps(cfg, indent=1))
+    cid = f"bench-{os.getpid()}"
+    mdr = [sys.executable, "-m", "minidocker.runtime.cli"]
+    contenders = [Contender("runc run", [shutil.which("runc"), "--root", str(ws.path("rt-runc")), "run",
+                                         "--bundle", str(bundle), cid]),
+                  Contender("minidocker-runtime run", mdr + ["--root", str(ws.path("rt-md")), "run",
+                                                            "--bundle", str(bundle), cid],
+                            env=dict(os.environ, PYTHONPATH=str(BENCH_DIR.parent)))]
+    crun = shutil.which("crun")
+    unmount = ["/sys/fs/cgroup/unified"] if any(str(h) == "/sys/fs/cgroup/unified" for h in cgroup_hierarchies()) else []
+    contenders.append(Contender("crun run", [crun, "--root", str(ws.path("rt-crun")), "run", "--bundle", str(bundle), cid],
+                                unmount_first=unmount) if crun else
+                      Contender("crun run", status="not installed", why="bash bench/setup.sh"))
+    results = []
+    for c in contenders:
+        m = measure(c, args.runs, args.warmup)
+        print(f"  {m.name}: {m.status}" + (f" ({m.median_ms} ms)" if m.median_ms else ""), file=sys.stderr)
+        results.append(m)
+    return results
+
+
 # --- registry: pull a ~100 MB multi-layer image from a local registry -------------------------------
 
 def make_pull_image(ws: Workspace, layers: int = 4, layer_mb: int = 25):
@@ -617,12 +650,18 @@ def bench_registry(ws: Workspace, args) -> list[Measurement]:
 #: and "pull" (skopeo copy / minidocker pull from a local registry) here.
 BENCHMARKS: dict[str, tuple[Callable[[Workspace, argparse.Namespace], list[Measurement]], str]] = {
     "start": (bench_start, "container start: `true` in busybox"),
+    "runtime": (bench_runtime, "OCI runtime alone: `true` from one prepared bundle (minidocker-runtime, runc, crun)"),
     "registry": (bench_registry, "pull of a ~100 MB 5-layer image from a local registry (and pull + unpack)"),
     "unpack": (lambda ws, args: __import__("unpack_bench").bench(ws, args, sys.modules[__name__]),
                "image unpack: 100 MB / 5,000 files, 1 and 4 layers (bench/unpack_bench.py)"),
     "network": (lambda ws, args: __import__("network_bench").bench(ws, args, sys.modules[__name__]),
                 "networking: start on the bridge vs none vs podman's bridge; published port vs direct (bench/network_bench.py)"),
+    "build": (lambda ws, args: __import__("build_bench").bench(ws, args, sys.modules[__name__]),
+              "a 10-step Dockerfile, cold and cached: minidocker build vs podman build (bench/build_bench.py)"),
 }
+
+
+BASELINES = {"runtime": "runc"}   # ratios against this tool's median (default: minidocker's)
 
 
 # --- main --------------------------------------------------------------------------------------
@@ -680,7 +719,7 @@ def main(argv: list[str] | None = None) -> int:
             fn, desc = BENCHMARKS[name]
             print(f"{name}: {desc}", file=sys.stderr)
             results = fn(ws, args)
-            base = add_ratios(results, "minidocker")
+            base = add_ratios(results, BASELINES.get(name, "minidocker"))
             title = f"{desc} — {args.runs} runs after {args.warmup} warm-ups, wall clock of the whole command"
             print(format_table(title, results, base))
             print(f"(json: {write_json(name, desc, results, base, args)})")

@@ -28,6 +28,7 @@ runnable, limited, or not runnable, and why.
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -68,7 +69,9 @@ CHAPTERS = {
     "06": "images",
     "07": "registry",
     "08": "daemon/API",
+    "10": "security",
     "11": "networking",
+    "13": "build",
 }
 
 # capability(7) numbers worth naming in a report (linux/capability.h).
@@ -487,6 +490,20 @@ def chapter_verdicts(info: dict) -> dict[str, dict]:
     out["08"] = (_verdict("runnable", f"{state}; {client}") if caps["root"]
                  else _verdict("limited", f"minidockerd needs root; {state}"))
 
+    # 10 security: real attacks in namespaces, against a loop-device disk; a static probe (gcc)
+    lacking = [what for what, ok in (("gcc (the static probe)", shutil.which("gcc")),
+                                     ("pyseccomp + libseccomp2", importlib.util.find_spec("pyseccomp")),
+                                     ("losetup", shutil.which("losetup"))) if not ok]
+    if not admin:
+        out["10"] = _verdict("not runnable", "the attacks and defences need root (namespaces, loop devices, cgroups)")
+    elif lacking:
+        out["10"] = _verdict("not runnable", f"missing {', '.join(lacking)} (make student installs them)")
+    else:
+        out["10"] = _verdict("runnable", "capabilities, seccomp, masks, device cgroup, against a loop-device disk")
+    # 13 build (a daemon of its own: RUN steps are containers)
+    out["13"] = (_verdict("runnable", "POST /build on a daemon of the notebook's own; "
+                          + ("docker client present" if tools["docker"] else "no docker client (optional)"))
+                 if caps["root"] else _verdict("not runnable", "RUN steps are containers: run as root"))
     # 11 networking
     nft_tool = shutil.which("nft")
     net_ok = os.path.exists("/proc/sys/net/ipv4/ip_forward") and nft_tool

@@ -72,6 +72,11 @@ def test_freeze_kill_and_stats(guest):
     assert r["removed"]
 
 
+def test_device_cgroup_is_an_ebpf_program_on_v2(guest):
+    r = ok(guest, "devices")
+    assert r["output"] == ["null-ok", "zero-denied"], r
+
+
 def test_daemon_end_to_end_on_v2(guest):
     """minidockerd, the monitor and the API in the guest: OOMKilled, pids.max, pause, stats, rm."""
     r = ok(guest, "daemon")

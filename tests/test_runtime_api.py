@@ -54,13 +54,15 @@ def test_create_start_state_kill_delete(bundle):
     try:
         st = runtime.state(str(state), "c1")
         assert st["status"] == "created" and st["pid"] == proc.pid and st["bundle"] == str(b)
+        from minidocker.runtime import spec as S
+        assert S.validate(st, "state-schema.json") == []
         # created: only the init exists, it is our child, and it has not exec'd yet
         with open(f"/proc/{proc.pid}/status") as f:
             assert f"PPid:\t{os.getpid()}" in f.read()
         assert "sleep" not in open(f"/proc/{proc.pid}/cmdline").read()
         runtime.start(str(state), "c1")
         assert runtime.state(str(state), "c1")["status"] == "running"
-        with pytest.raises(runtime.RuntimeError_):
+        with pytest.raises(runtime.ContainerError):
             runtime.start(str(state), "c1")
         assert runtime.ps(str(state), "c1") == [proc.pid]
         runtime.pause(str(state), "c1")
@@ -77,15 +79,18 @@ def test_create_start_state_kill_delete(bundle):
         runtime.delete(str(state), "c1", force=True)
         os.close(r)
     assert not os.path.exists(state / "c1")
-    with pytest.raises(runtime.RuntimeError_):
+    with pytest.raises(runtime.ContainerError):
         runtime.state(str(state), "c1")
 
 
 def test_the_spec_is_applied_inside(bundle):
     from minidocker import runtime
     b, state, parent = bundle
-    write_spec(b, parent, "c2", ["sh", "-c", "hostname; id -u; grep -E '^(CapEff|NoNewPrivs)' /proc/self/status; "
-                                             "cat /proc/self/cgroup | grep -c ':/$'; echo x > /proc/sys/kernel/domainname"])
+    spec = write_spec(b, parent, "c2", ["sh", "-c", "hostname; id -u; grep -E '^(CapEff|NoNewPrivs)' /proc/self/status; "
+                                                    "cat /proc/self/cgroup | grep -c ':/$'; grep -c ' /run tmpfs ' /proc/self/mounts; "
+                                                    "echo x > /proc/sys/kernel/domainname"])
+    spec["mounts"].append({"destination": "/run", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "size=1m"]})
+    (b / "config.json").write_text(json.dumps(spec))
     r, w = os.pipe()
     proc = runtime.create(str(state), "c2", str(b), stdio=(None, w, w))
     os.close(w)
@@ -100,6 +105,7 @@ def test_the_spec_is_applied_inside(bundle):
     assert code == 1 and lines[0] == "runc" and lines[1] == "0", out
     assert lines[2].split() == ["CapEff:", "0000000020000420"] and lines[3].split() == ["NoNewPrivs:", "1"], out
     assert int(lines[4]) >= 1, out                        # in a cgroup namespace: its own group is "/"
+    assert lines[5] == "1", out                           # a mount of the spec's beyond the usual ones
     assert "Read-only file system" in out, out
 
 
@@ -107,11 +113,22 @@ def test_a_setup_error_is_a_create_error_and_leaves_nothing(bundle):
     from minidocker import runtime
     b, state, parent = bundle
     spec = write_spec(b, parent, "c3", ["true"])
-    spec["mounts"].append({"destination": "/data", "type": "nfs", "source": "x"})
+    spec["mounts"].append({"destination": "/data", "type": "no-such-fs", "source": "x"})
     (b / "config.json").write_text(json.dumps(spec))
     with pytest.raises(Exception, match="/data"):
         runtime.create(str(state), "c3", str(b))
     assert not os.path.exists(state / "c3" / runtime.STATE_FILE)
+    # Fields this runtime cannot honour are refused (or, harmless ones, named in a warning).
+    spec = write_spec(b, parent, "c3", ["true"])
+    spec["hooks"] = {"prestart": [{"path": "/bin/true"}]}
+    (b / "config.json").write_text(json.dumps(spec))
+    with pytest.raises(runtime.ContainerError, match="hooks"):
+        runtime.create(str(state), "c3", str(b))
+    from minidocker.runtime import spec as S
+    spec.pop("hooks")
+    spec["process"]["apparmorProfile"] = "x"
+    spec["linux"]["resources"]["hugepageLimits"] = [{"pageSize": "2MB", "limit": 1}]
+    assert S.unsupported(spec) == ([], ["process.apparmorProfile", "linux.resources.hugepageLimits"])
 
 
 def test_terminal_through_a_console_socket_and_exec(bundle):

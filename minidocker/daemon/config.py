@@ -1,12 +1,13 @@
-"""The one place where a Docker API "create" request becomes minidocker's internal container config.
+"""The daemon's record of a container: a Docker API "create" request merged with the image's config.
 
 What this teaches
 -----------------
 An engine receives a request in its API's vocabulary (docker's ``Config`` + ``HostConfig``: Cmd,
 Entrypoint, Env, WorkingDir, Tty, AutoRemove…) and the image brings defaults of its own (the OCI
-image config: Cmd, Entrypoint, Env, WorkingDir, User). runc's ``specconv`` merges these once into the
-runtime's own spec; everything below it — the monitor, the container's init — consumes only that.
-Here the result is :class:`ContainerConfig`, a plain dataclass saved as JSON beside the container.
+image config: Cmd, Entrypoint, Env, WorkingDir, User). They are merged once, here, into
+:class:`ContainerConfig`, the daemon's own record (name, labels, image, the merged command…, saved
+in ``container.json``); ``specconv.py`` turns it and the HostConfig into the OCI runtime spec, the
+only thing the runtime below reads.
 
 Rules followed (docker's): the command is Entrypoint + Cmd, where the request's Entrypoint replaces
 the image's *and* clears the image's Cmd; Env is the image's, overridden key by key by the request's;

@@ -34,7 +34,7 @@ from .config import ConfigError, ContainerConfig
 # HostConfig fields that need volumes (not implemented yet): refused, never ignored.
 UNSUPPORTED_MOUNTS = ("Binds", "Mounts", "Tmpfs", "VolumesFrom")
 # Other HostConfig fields with no effect yet: accepted with a warning when set.
-WARN_ONLY = {"ShmSize": "--shm-size", "OomScoreAdj": "--oom-score-adj", "Links": "--link",
+WARN_ONLY = {"ShmSize": "--shm-size", "Links": "--link",
              "ExtraHosts": "--add-host", "Dns": "--dns", "DnsSearch": "--dns-search",
              "DnsOptions": "--dns-option", "StorageOpt": "--storage-opt"}
 
@@ -215,6 +215,11 @@ def to_spec(cfg: ContainerConfig, host: dict | None, container_dir: str, *,
     for key, flag in WARN_ONLY.items():
         if host.get(key):
             warnings.append(f"{flag} is not supported by minidocker yet: ignored")
+    if host.get("DeviceRequests"):
+        raise ConfigError("HostConfig.DeviceRequests (--gpus): device requests are not supported by minidocker")
+    health = (config or {}).get("Healthcheck") or {}
+    if health.get("Test") and health["Test"] != ["NONE"]:
+        warnings.append("health checks (Config.Healthcheck) are not supported by minidocker yet: ignored")
     if config and config.get("Volumes"):
         warnings.append("anonymous volumes (Config.Volumes) are not supported by minidocker yet: "
                         "the paths stay part of the container's writable layer")
@@ -257,6 +262,10 @@ def to_spec(cfg: ContainerConfig, host: dict | None, container_dir: str, *,
         "capabilities": caps_mod.oci(caps),
         "noNewPrivileges": sec["no_new_privileges"],
     }
+    if host.get("OomScoreAdj"):
+        if not -1000 <= int(host["OomScoreAdj"]) <= 1000:
+            raise ConfigError(f"Invalid value {host['OomScoreAdj']}, range for oom score adj is [-1000, 1000]")
+        proc["oomScoreAdj"] = int(host["OomScoreAdj"])
     rlimits = ulimits(host.get("Ulimits"))
     if rlimits:
         proc["rlimits"] = rlimits
@@ -272,8 +281,10 @@ def to_spec(cfg: ContainerConfig, host: dict | None, container_dir: str, *,
     if sysctl:
         linux["sysctl"] = {str(k): str(v) for k, v in sysctl.items()}
     if not privileged and sec.get("systempaths") != "unconfined":
-        linux["maskedPaths"] = list(masks_mod.MASKED_PATHS)
-        linux["readonlyPaths"] = list(masks_mod.READONLY_PATHS)
+        # HostConfig.MaskedPaths / ReadonlyPaths, when given, replace Docker's lists (as moby does).
+        masked, ro = host.get("MaskedPaths"), host.get("ReadonlyPaths")
+        linux["maskedPaths"] = list(masks_mod.MASKED_PATHS) if masked is None else list(masked)
+        linux["readonlyPaths"] = list(masks_mod.READONLY_PATHS) if ro is None else list(ro)
     if not privileged and sec["seccomp"] != "unconfined":
         profile = sec["seccomp"] if isinstance(sec["seccomp"], dict) else seccomp_mod.docker_default()
         try:

@@ -15,7 +15,9 @@ API (``root``: the state directory, one subdirectory per container id; ``bundle`
 
     create(root, cid, bundle, *, stdio=(in, out, err), console_socket=None, pid_file=None,
            no_new_keyring=False, preserve_fds=0) -> namespaces.Process  # .pid, .wait(), .kill()
-        # the init exists, blocked before exec; raises RuntimeError with its setup error
+        # the init exists, blocked before exec; raises ContainerError with its setup error
+        # (spec.SpecError for a bad config.json). Call it in a process that may become a
+        # child subreaper: the init is re-parented to it and must be wait()ed for there.
     start(root, cid)                   # created -> running (the init execs process.args)
     state(root, cid) -> dict           # runc's state JSON: ociVersion id pid status bundle
                                        #   rootfs created annotations (+ owner "")
@@ -26,6 +28,10 @@ API (``root``: the state directory, one subdirectory per container id; ``bundle`
     pause(root, cid); resume(root, cid)   # the freezer
     update(root, cid, resources)       # new ``linux.resources`` (cgroup limits)
     list_containers(root) -> [state]; ps(root, cid) -> [host pids]
+    spec.example(args, terminal) -> dict   # what ``runc spec`` writes; spec.validate(spec) -> [problems]
+    init.explain(bundle) -> str        # the kernel calls create+start make, from the real code
+
+Every verb raises :class:`ContainerError` (a RuntimeError) with a runc-like message.
 
 Files in ``root/cid/``: ``runtime.json`` (what ``state`` needs) and ``exec.fifo`` (exists while
 "created"). The daemon uses its container directory as both bundle and state directory
@@ -34,32 +40,34 @@ Files in ``root/cid/``: ``runtime.json`` (what ``state`` needs) and ``exec.fifo`
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import select
 import signal as _signal
 import socket
 
 from ..util import atomic_write_json, now_rfc3339, read_json
-from . import monitor, resources, spec as S  # noqa: F401  (monitor: the engine's, above this API)
+from . import resources, spec as S  # monitor.py (the engine's, above this API) is imported by its users: not on the runtime CLI's path
 
+log = logging.getLogger("minidocker.runtime")
 STATE_FILE = "runtime.json"
 FIFO = "exec.fifo"
 
 
-class RuntimeError_(RuntimeError):
+class ContainerError(RuntimeError):
     """A verb that cannot be done; the message is runc-like and names the container."""
 
 
 def _dir(root: str, cid: str) -> str:
     if not cid or "/" in cid or cid in (".", ".."):
-        raise RuntimeError_(f"invalid container id {cid!r}")
+        raise ContainerError(f"invalid container id {cid!r}")
     return os.path.join(root, cid)
 
 
 def _load(root: str, cid: str) -> dict:
     st = read_json(os.path.join(_dir(root, cid), STATE_FILE))
     if st is None:
-        raise RuntimeError_(f"container {cid} does not exist")
+        raise ContainerError(f"container {cid} does not exist")
     return st
 
 
@@ -92,15 +100,20 @@ def create(root: str, cid: str, bundle: str, *, stdio=(None, None, None), consol
     spec = S.load(bundle)
     d = _dir(root, cid)
     if os.path.exists(os.path.join(d, STATE_FILE)):
-        raise RuntimeError_(f"container with id {cid} already exists")
+        raise ContainerError(f"container with id {cid} already exists")
     os.makedirs(d, mode=0o711, exist_ok=True)
+    refused, ignored = S.unsupported(spec)
+    if refused:
+        raise ContainerError(f"config.json: {', '.join(refused)}: not supported by minidocker's runtime")
+    for name in ignored:
+        log.warning("container %s: config.json %s is not supported: ignored", cid, name)
     kinds, join = S.namespaces(spec)
     if "user" in kinds:
-        raise RuntimeError_("user namespaces (linux.namespaces type \"user\") are not supported yet")
+        raise ContainerError("user namespaces (linux.namespaces type \"user\") are not supported yet")
     if "mnt" not in kinds:
-        raise RuntimeError_("a new mount namespace is required (linux.namespaces type \"mount\")")
+        raise ContainerError("a new mount namespace is required (linux.namespaces type \"mount\")")
     if spec["process"].get("terminal") and console_socket is None:
-        raise RuntimeError_("process.terminal is true: a console socket is required")
+        raise ContainerError("process.terminal is true: a console socket is required")
     fifo = os.path.join(d, FIFO)
     if os.path.exists(fifo):
         os.unlink(fifo)
@@ -131,7 +144,7 @@ def create(root: str, cid: str, bundle: str, *, stdio=(None, None, None), consol
         answer = ours.recv(4096).decode(errors="replace")
         if answer != "ready":
             msg = answer[len("error: "):] if answer.startswith("error: ") else "container init exited during setup"
-            raise RuntimeError_(msg)
+            raise ContainerError(msg)
         # The device cgroup, now that the init made its /dev (its mknods must not be refused).
         resources.set_devices(spec, cid)
     except BaseException:
@@ -195,7 +208,7 @@ def start(root: str, cid: str, timeout: float = 30.0) -> None:
     byte and execs. The init's pidfd is watched too, so a dead init is an error, not a hang."""
     st = state(root, cid)
     if st["status"] != "created":
-        raise RuntimeError_(f"cannot start a container that has {st['status']}" if st["status"] == "stopped"
+        raise ContainerError(f"cannot start a container that has {st['status']}" if st["status"] == "stopped"
                             else f"cannot start an already {st['status']} container")
     fifo = os.path.join(_dir(root, cid), FIFO)
     fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
@@ -203,7 +216,7 @@ def start(root: str, cid: str, timeout: float = 30.0) -> None:
         pidfd = os.pidfd_open(st["pid"])
     except ProcessLookupError:
         os.close(fd)
-        raise RuntimeError_(f"container {cid} is not running") from None
+        raise ContainerError(f"container {cid} is not running") from None
     try:
         r, _, _ = select.select([fd, pidfd], [], [], timeout)
         data = os.read(fd, 1) if fd in r else b""
@@ -211,7 +224,7 @@ def start(root: str, cid: str, timeout: float = 30.0) -> None:
         os.close(pidfd)
         os.close(fd)
     if data != b"0":
-        raise RuntimeError_(f"container {cid}: the init did not start (it exited, or timed out)")
+        raise ContainerError(f"container {cid}: the init did not start (it exited, or timed out)")
     os.unlink(fifo)
 
 
@@ -256,7 +269,7 @@ def kill(root: str, cid: str, sig: int = _signal.SIGTERM, all: bool = False) -> 
     """Send ``sig`` to the init (``all``: to every process of the container's cgroup)."""
     st = state(root, cid)
     if st["status"] == "stopped" and not all:
-        raise RuntimeError_(f"container {cid} is not running")
+        raise ContainerError(f"container {cid} is not running")
     cg = resources.cgroup_of(_load(root, cid)["cgroup"])
     if all and sig == _signal.SIGKILL and cg.exists():
         cg.kill()
@@ -271,7 +284,7 @@ def delete(root: str, cid: str, force: bool = False) -> None:
     raw = _load(root, cid)
     st = state(root, cid)
     if st["status"] not in ("stopped", "created") and not force:
-        raise RuntimeError_(f"cannot delete container {cid} that is not stopped: {st['status']}")
+        raise ContainerError(f"cannot delete container {cid} that is not stopped: {st['status']}")
     if st["status"] != "stopped":
         try:
             resources.kill_tree(raw["cgroup"])
@@ -307,7 +320,7 @@ def exec_process(root: str, cid: str, process: dict, *, stdio=(None, None, None)
     from .exec import spawn_exec
     st = state(root, cid)
     if st["status"] not in ("running", "paused"):
-        raise RuntimeError_(f"cannot exec in a {st['status']} container")
+        raise ContainerError(f"cannot exec in a {st['status']} container")
     spec = S.load(st["bundle"])
     return spawn_exec(spec, st["pid"], process, stdio=stdio, console_fd=_console_fd(console_socket),
                       wait_fd=wait_fd, privileged=privileged)
@@ -340,4 +353,4 @@ def ps(root: str, cid: str) -> list[int]:
 
 
 __all__ = ["create", "start", "state", "kill", "delete", "exec_process", "pause", "resume", "update",
-           "list_containers", "ps", "signal_pid", "RuntimeError_", "STATE_FILE", "FIFO"]
+           "list_containers", "ps", "signal_pid", "ContainerError", "STATE_FILE", "FIFO"]

@@ -22,7 +22,6 @@ Every kernel call goes through the ``kernel`` object (``kernel.Linux`` or its re
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import resource
 import socket
@@ -311,7 +310,11 @@ def container_main(spec: dict, bundle: str, sync_fd: int, fifo_fd: int, kernel=N
             mount_cgroupfs(k, plan, readonly=S.mount_readonly(spec, "/sys/fs/cgroup"))
         if not S.mount_readonly(spec, "/sys"):  # --privileged: /sys writable, as in Docker
             k.mount(None, "/sys", None, K.MS_REMOUNT | K.MS_NOSUID | K.MS_NODEV | K.MS_NOEXEC, None)
-        step = "4c. devices"
+        step = "4c. other mounts"
+        for m in S.other_mounts(spec):
+            k.mkdir(m.target, 0o755)
+            k.mount(m.source, m.target, m.fstype, m.flags, m.data)
+        step = "4d. devices"
         make_devices(k, [d for d in linux.get("devices") or []
                          if d["path"] not in {x.path for x in rootfs.DEFAULT_DEVICES}])
         for path in S.readonly_binds(spec):
@@ -338,6 +341,8 @@ def container_main(spec: dict, bundle: str, sync_fd: int, fifo_fd: int, kernel=N
         #    exist (docker creates it when the image lacks it); a bad user is a create error.
         step = "8. rlimits, working directory, user"
         set_rlimits(k, proc.get("rlimits"))
+        if proc.get("oomScoreAdj") is not None:   # inherited by the workload (proc(5))
+            k.write_file("/proc/self/oom_score_adj", str(int(proc["oomScoreAdj"])))
         if real and not os.path.isdir(proc["cwd"]):
             k.mkdir(proc["cwd"], 0o755)
         if real:
@@ -375,6 +380,8 @@ def run_process(k, proc: dict, linux: dict, hostname: str = "", init: bool = Fal
         row = next((u for u in _table("/etc/passwd") if u[2] == str(uid)), None) if real else None
         env["HOME"] = row[5] if row and len(row) > 5 and row[5] else ("/root" if uid == 0 else "/")
     args = proc["args"]
+    if proc.get("user", {}).get("umask") is not None:
+        os.umask(int(proc["user"]["umask"]))
     # 14. exec (or the small init that runs the workload as its child).
     try:
         path = find_executable(args[0], proc.get("env") or []) if real else args[0]

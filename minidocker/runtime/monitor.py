@@ -362,7 +362,7 @@ class Monitor:
         try:  # a container started again: the previous run's runtime state goes first
             if runtime.state(root, cid)["status"] == "stopped":
                 runtime.delete(root, cid)
-        except runtime.RuntimeError_:
+        except runtime.ContainerError:
             pass
         return runtime.create(root, cid, self.dir, stdio=(stdin, stdout, stderr),
                               console_socket=self.console_child)

@@ -92,9 +92,51 @@ def check(spec: dict) -> None:
             raise SpecError(f"config.json: unknown namespace type {ns.get('type')!r}")
 
 
-def validate(spec: dict) -> list[str]:
+# What this runtime does with the rest of a config.json: fields it refuses (running without them
+# would be less isolated or plainly different) and fields it ignores with a warning.
+_REFUSED = {("hooks",): "hooks", ("linux", "uidMappings"): "linux.uidMappings",
+            ("linux", "gidMappings"): "linux.gidMappings", ("linux", "intelRdt"): "linux.intelRdt"}
+_WARNED = {("process", "apparmorProfile"): "process.apparmorProfile",
+           ("process", "selinuxLabel"): "process.selinuxLabel", ("linux", "mountLabel"): "linux.mountLabel",
+           ("linux", "personality"): "linux.personality", ("linux", "timeOffsets"): "linux.timeOffsets",
+           ("process", "ioPriority"): "process.ioPriority", ("process", "scheduler"): "process.scheduler"}
+_RESOURCES = {"memory": {"limit", "swap"}, "cpu": {"shares", "quota", "period", "cpus"},
+              "pids": {"limit"}, "blockIO": {"weight"}, "devices": None}
+
+
+def unsupported(spec: dict) -> tuple[list[str], list[str]]:
+    """-> (refused, ignored): the spec's fields this runtime will not run, and those it runs
+    without (``runtime.create`` raises for the first, logs the second)."""
+    def get(path):
+        v = spec
+        for p in path:
+            v = v.get(p) if isinstance(v, dict) else None
+        return v
+
+    refused = [name for path, name in _REFUSED.items() if get(path)]
+    ignored = [name for path, name in _WARNED.items() if get(path)]
+    for key, value in ((spec.get("linux") or {}).get("resources") or {}).items():
+        if key not in _RESOURCES:
+            if value:
+                ignored.append(f"linux.resources.{key}")
+        elif _RESOURCES[key] is not None and isinstance(value, dict):
+            ignored += [f"linux.resources.{key}.{k}" for k, v in value.items() if v and k not in _RESOURCES[key]]
+    return refused, ignored
+
+
+def validate(spec: dict, schema: str = "config-schema.json") -> list[str]:
     """Problems found by the runtime-spec's JSON schemas (``schema/``, copied verbatim from the
-    spec; Draft 4, ``$ref``s to the files beside it); [] if none."""
+    spec); [] if none. ``config.json`` goes through the compiled validator of ``specschema.py``
+    (fast enough for every create; it stops at the first problem). Any other schema
+    (``schema="state-schema.json"`` checks a ``state`` answer) goes through jsonschema, which lists
+    every problem but costs ~0.2 s a call: the tests use it, never a start."""
+    if schema == "config-schema.json":
+        from .specschema import InvalidConfig, validate as check_schema
+        try:
+            check_schema(spec)
+        except InvalidConfig as e:
+            return [str(e)]
+        return []
     import jsonschema
     from referencing import Registry, Resource
     from referencing.jsonschema import DRAFT4
@@ -104,7 +146,7 @@ def validate(spec: dict) -> list[str]:
         with open(os.path.join(here, os.path.basename(uri))) as f:
             return Resource.from_contents(json.load(f), default_specification=DRAFT4)
 
-    v = jsonschema.Draft4Validator(retrieve("config-schema.json").contents, registry=Registry(retrieve=retrieve))
+    v = jsonschema.Draft4Validator(retrieve(schema).contents, registry=Registry(retrieve=retrieve))
     return [f"{'/'.join(map(str, e.path)) or '(top)'}: {e.message}" for e in v.iter_errors(spec)]
 
 
@@ -157,15 +199,29 @@ def rootfs_spec(spec: dict, bundle: str, console: str | None = None) -> "rootfs.
             continue
         flags, _, _ = mount_flags(m.get("options"))
         if m.get("type") == "bind" or flags & K.MS_BIND:
+            if not m.get("source", "").startswith("/"):
+                raise SpecError(f"mount {dest!r}: a bind mount needs an absolute source")
             binds[dest] = m["source"]
-        else:
-            raise SpecError(f"mount {dest!r} of type {m.get('type')!r}: only bind mounts are "
-                            "supported besides /proc, /sys, /dev and its submounts, /sys/fs/cgroup")
     kinds, _ = namespaces(spec)
     return rootfs.RootfsSpec(
         rootfs=root, mounts=mounts, readonly=bool(spec["root"].get("readonly")), bind_files=binds,
         user_namespace="user" in kinds, mqueue="/dev/mqueue" in destinations,
         console=console)
+
+
+def other_mounts(spec: dict) -> list["rootfs.Mount"]:
+    """Mounts that are neither the kernel filesystems the rootfs chapter makes nor binds (a tmpfs
+    on /run, say): made after pivot_root, at container paths, since they need no host path."""
+    out = []
+    for m in spec.get("mounts") or []:
+        dest = m.get("destination", "")
+        flags, data, _ = mount_flags(m.get("options"))
+        if dest in KERNEL_MOUNTS or m.get("type") == "bind" or flags & K.MS_BIND:
+            continue
+        if not dest.startswith("/") or not m.get("type"):
+            raise SpecError(f"mount {dest!r}: an absolute destination and a type are required")
+        out.append(rootfs.Mount(m.get("source") or m["type"], dest, m["type"], flags, data or None))
+    return out
 
 
 def readonly_binds(spec: dict) -> list[str]:
@@ -185,13 +241,16 @@ def wants_cgroupfs(spec: dict) -> bool:
 
 
 def example(args: list[str] | None = None, terminal: bool = True) -> dict:
-    """A default config.json, as ``runc spec`` writes one (rootfs "rootfs", sh, a terminal)."""
+    """The config.json ``runc spec`` writes (runc 1.1: spec 1.0.2-dev, a shell with a terminal, three
+    capabilities also ambient, a read-only root, new pid/network/ipc/uts/mount namespaces, Docker's
+    masked paths); ``minidocker-runtime spec`` writes it. ``args``/``terminal``: another process."""
     caps = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
     return {
-        "ociVersion": OCI_VERSION,
+        "ociVersion": "1.0.2-dev",
         "process": {"terminal": terminal, "user": {"uid": 0, "gid": 0}, "args": args or ["sh"],
                     "env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "TERM=xterm"],
-                    "cwd": "/", "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
+                    "cwd": "/",
+                    "capabilities": {k: list(caps) for k in ("bounding", "effective", "permitted", "ambient")},
                     "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
                     "noNewPrivileges": True},
         "root": {"path": "rootfs", "readonly": True},
@@ -213,7 +272,7 @@ def example(args: list[str] | None = None, terminal: bool = True) -> dict:
         ],
         "linux": {
             "resources": {"devices": [{"allow": False, "access": "rwm"}]},
-            "namespaces": [{"type": t} for t in ("pid", "network", "ipc", "uts", "mount", "cgroup")],
+            "namespaces": [{"type": t} for t in ("pid", "network", "ipc", "uts", "mount")],
             "maskedPaths": ["/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys",
                             "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats",
                             "/proc/sched_debug", "/sys/firmware", "/proc/scsi"],

@@ -140,8 +140,12 @@ def apply(kernel, caps: dict) -> None:
     kernel.capset(mask(caps.get("effective") or []), mask(caps.get("permitted") or []),
                   mask(caps.get("inheritable") or []))
     kernel.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL)
+    # The kernel raises an ambient capability only if it is permitted and inheritable (EPERM
+    # otherwise); runc skips the others: `runc spec` lists three ambient and no inheritable ones.
+    raisable = mask(caps.get("permitted") or []) & mask(caps.get("inheritable") or [])
     for name in normalize(caps.get("ambient") or []):
-        kernel.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, NUMBERS[name])
+        if raisable >> NUMBERS[name] & 1:
+            kernel.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, NUMBERS[name])
 
 
 def oci(names: Iterable[str]) -> dict:

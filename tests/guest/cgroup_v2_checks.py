@@ -23,17 +23,21 @@ PARENT = "minidocker-v2test"
 results = {}
 
 
-def cfg(name, host):
+def cfg(name, host, devices=None):
+    """The daemon's record (for the verbs) and the OCI spec the runtime reads (for setup)."""
     lim, warnings = cgroups.parse_host_config(host)
     c = ContainerConfig(id=name, name=name, image_id="", image_ref="", argv=[], env=[],
                         resources=lim.to_dict(), cgroup_parent=PARENT)
+    c.spec = {"linux": {"cgroupsPath": f"{PARENT}/{name}",
+                        "resources": {**lim.to_oci(), **({"devices": devices} if devices else {})}}}
     return c, warnings
 
 
-def start(c, script):
+def start(c, script, stdout=subprocess.DEVNULL):
     p = subprocess.Popen(["/bin/busybox", "sh", "-c", f"read go; exec /bin/busybox sh -c '{script}'"],
-                         stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    resources.setup(c, p.pid)
+                         stdin=subprocess.PIPE, stdout=stdout, stderr=subprocess.STDOUT)
+    resources.setup(c.spec, c.id, p.pid)
+    resources.set_devices(c.spec, c.id)
     p.stdin.write(b"go\n")
     p.stdin.close()
     return p
@@ -120,6 +124,20 @@ def _():
     return {"frozen": frozen, "thawed": thawed, "killed_returncode": code,
             "stats_memory_limit": stats["memory_stats"].get("limit"),
             "stats_pids": stats["pids_stats"].get("current"), "removed": not os.path.exists(d)}
+
+
+@check("devices")
+def _():
+    """The device cgroup on v2: an eBPF program (security chapter) from the rules: deny all, allow
+    /dev/null. Reading /dev/zero is refused, /dev/null works."""
+    rules = [{"allow": False, "access": "rwm"}, {"allow": True, "type": "c", "major": 1, "minor": 3, "access": "rwm"}]
+    c, _ = cfg("devices", {}, rules)
+    p = start(c, "head -c1 /dev/null && echo null-ok; head -c1 /dev/zero >/dev/null 2>&1 || echo zero-denied",
+              stdout=subprocess.PIPE)
+    out = p.stdout.read().decode()
+    p.wait(30)
+    resources.finish(c)
+    return {"output": out.split()}
 
 
 @check("daemon")

@@ -241,3 +241,17 @@ def test_nat_out_dnat_in_and_internal(nets, outside):
     finally:
         world.close()
         web.close()
+
+
+def test_mtu_option_and_refusals(nets):
+    from minidocker.network import links, manager
+    n = nets.create("mtu", subnet="10.205.0.0/24", options={"com.docker.network.driver.mtu": "1400"})
+    nets.connect("c1" * 32, "mtu")
+    assert open(f"/sys/class/net/{n['bridge']}/mtu").read().strip() == "1400"
+    assert links._in(nets.boxes["c1" * 32]["netns"], lambda ipr: ipr.get_links(ifname="eth0")[0].get_attr("IFLA_MTU")) == 1400
+    with pytest.raises(manager.NetworkError, match="not supported"):
+        nets.create("bad", options={"com.docker.network.bridge.enable_icc": "false"})
+    with pytest.raises(manager.NetworkError, match="invalid MTU"):
+        nets.create("bad", options={"com.docker.network.driver.mtu": "9"})
+    with pytest.raises(manager.Conflict, match="already exists"):
+        nets.create("mtu")

@@ -40,6 +40,11 @@ class Conflict(RuntimeError):
     pass
 
 
+def _mtu(net: dict) -> int:
+    """``-o com.docker.network.driver.mtu=N``: the bridge's and its veths' MTU (default 1500)."""
+    return int(net["Options"].get("com.docker.network.driver.mtu", 1500))
+
+
 class Networks:
     def __init__(self, settings: Settings):
         self.s = settings
@@ -129,6 +134,9 @@ class Networks:
                                                          "com.docker.network.driver.mtu")]
             if unknown:
                 raise NetworkError(f"network option {unknown[0]} is not supported by minidocker")
+            mtu = options.get("com.docker.network.driver.mtu", "1500")
+            if not str(mtu).isdigit() or not 68 <= int(mtu) <= 65535:
+                raise NetworkError(f"invalid MTU {mtu!r}: expected a number from 68 to 65535")
             bridge = options.get("com.docker.network.bridge.name", "")
             if bridge and (bridge == self.s.bridge or any(n["bridge"] == bridge for n in self.nets.values())):
                 raise Conflict(f"bridge name {bridge} is already in use")
@@ -183,7 +191,8 @@ class Networks:
                 pool = self.ipam.add_network(net["Id"], ipam.pick_subnet(others + routed))
                 net.update(Subnet=pool["subnet"], Gateway=pool["gateway"])
                 self._save()
-        links.create_bridge(net["bridge"], net["Gateway"], ipaddress.ip_network(net["Subnet"]).prefixlen)
+        links.create_bridge(net["bridge"], net["Gateway"], ipaddress.ip_network(net["Subnet"]).prefixlen,
+                            mtu=_mtu(net))
         sysctl.hold("net.ipv4.ip_forward", "1", self.s.table)
 
     def connect(self, cid: str, ref: str, name: str = "", aliases=(), ip: str = "", mac: str = "") -> dict:
@@ -208,7 +217,7 @@ class Networks:
                 first = not box["endpoints"]
                 got_mac = links.attach(path, net["bridge"], veth, ifname, addr,
                                        ipaddress.ip_network(net["Subnet"]).prefixlen, net["Gateway"], mac or None,
-                                       default_route=first and not net["Internal"])
+                                       mtu=_mtu(net), default_route=first and not net["Internal"])
             except BaseException:
                 self.ipam.release(nid, addr)
                 raise

@@ -47,6 +47,7 @@ TOOLS = {
     "busybox": "the offline base image (busybox-static)",
     "dot": "diagrams (graphviz)",
     "ip": "network chapter checks (iproute2)",
+    "nft": "network chapter: NAT and published ports (nftables)",
     "docker": "the real docker client, for compatibility tests",
     "runc": "reference runtime (bench, comparisons)",
     "crun": "reference runtime (bench)",
@@ -69,6 +70,7 @@ CHAPTERS = {
     "07": "registry",
     "08": "daemon/API",
     "10": "security",
+    "11": "networking",
     "12": "volumes and storage",
     "13": "build",
 }
@@ -531,6 +533,13 @@ def chapter_verdicts(info: dict) -> dict[str, dict]:
     out["13"] = (_verdict("runnable", "POST /build on a daemon of the notebook's own; "
                           + ("docker client present" if tools["docker"] else "no docker client (optional)"))
                  if caps["root"] else _verdict("not runnable", "RUN steps are containers: run as root"))
+    # 11 networking
+    nft_tool = shutil.which("nft")
+    net_ok = os.path.exists("/proc/sys/net/ipv4/ip_forward") and nft_tool
+    out["11"] = (_verdict("runnable", "veth, bridge and nftables (nft JSON) available; pyroute2 for netlink")
+                 if caps["root"] and net_ok else
+                 _verdict("limited", "needs root and the 'nft' command (nftables)" if not nft_tool
+                          else "needs root (namespaces, links, nftables)"))
 
     labs = lab_folders()
     for number, v in out.items():

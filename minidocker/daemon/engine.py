@@ -116,7 +116,8 @@ class Container:
 
 
 class Engine:
-    def __init__(self, root: str, driver: str = "overlay", cgroup_parent: str = "minidocker"):
+    def __init__(self, root: str, driver: str = "overlay", cgroup_parent: str = "minidocker",
+                 network=None):
         self.root = root
         self.cgroup_parent = cgroup_parent
         self.containers: dict[str, Container] = {}
@@ -129,6 +130,9 @@ class Engine:
         self.execs: dict = {}  # exec id -> daemon.execs.Exec (in memory, as dockerd keeps them)
         os.makedirs(os.path.join(root, "containers"), exist_ok=True)
         self.started = time.time()
+        from ..network import Settings
+        from .networks import Glue  # chapter 11: networks, endpoints, published ports
+        self.net = Glue(self, network or Settings(state_dir=os.path.join(root, "network")))
 
     def snapshotter_for(self, driver: str) -> unionfs.Snapshotter:
         """One snapshot root per driver: a daemon restarted with the other driver still finds the
@@ -184,6 +188,7 @@ class Engine:
         name = name or self.generate_name()
         directory = os.path.join(self.root, "containers", cid)
         warnings: list[str] = []
+        netns_path = self.net.plan(body, cid)
         try:
             cfg = from_create_request(body, cid=cid, name=name, image_id=image_id,
                                       image_ref=image_name, image_config=image_config,
@@ -221,7 +226,7 @@ class Engine:
         cfg.volume_mounts = [p.to_dict() for p in points]
         try:
             api_volumes.copy_up(self, points, mounts)
-            write_bundle(directory, cfg, body, console, warnings)
+            write_bundle(directory, cfg, body, console, warnings, netns_path)
         except ConfigError as e:
             drop_snapshots()
             api_volumes.release(self, cid, cfg.volume_mounts, remove_anonymous=True)
@@ -270,10 +275,13 @@ class Engine:
                 c.backoff = 0.0
                 if c.restart_task and asyncio.current_task() is not c.restart_task:
                     c.restart_task.cancel()
+            # 0. Its network namespace, wired (veth, address, route, names, ports): the runtime joins it.
+            await asyncio.to_thread(self.net.setup, c)
             # 1. The monitor creates the container and stops it just before exec.
             try:
                 pid = (await asyncio.to_thread(monitor.spawn_monitor, c.dir))["pid"]
             except RuntimeError as e:
+                await asyncio.to_thread(self.net.teardown, c)
                 c.state.update(Status="exited" if c.state["StartedAt"] != ZERO_TIME else "created",
                                Error=str(e), ExitCode=127 if "exec" in str(e) else 128)
                 c.save()
@@ -285,6 +293,7 @@ class Engine:
             # 3. Go: the container execs. Record the state before anyone can observe the exit.
             reply = await asyncio.to_thread(monitor.request, c.dir, {"op": "start"})
             if reply.get("error"):
+                await asyncio.to_thread(self.net.teardown, c)
                 c.state.update(Error=reply["error"], ExitCode=128)
                 c.save()
                 raise StartError(reply["error"])
@@ -325,6 +334,7 @@ class Engine:
 
     async def on_exit(self, c: Container, rec: dict) -> None:
         started = parse_rfc3339(c.state["StartedAt"]) if c.state["StartedAt"] != ZERO_TIME else time.time()
+        await asyncio.to_thread(self.net.teardown, c)  # its address goes back to the pool, as docker's
         c.state.update(Status="exited", Running=False, Paused=False, Restarting=False, Pid=0,
                        ExitCode=int(rec.get("exit_code", 255)), FinishedAt=rec.get("finished_at") or now_rfc3339(),
                        OOMKilled=bool(rec.get("oom_killed")), Error=rec.get("error") or "")
@@ -580,6 +590,7 @@ class Engine:
             conn[1].close()
             if not conn[3].done():
                 conn[3].set_result(None)
+        await asyncio.to_thread(self.net.teardown, c)
         await asyncio.to_thread(delete_container_dir, c.dir)
         await asyncio.to_thread(self.release_snapshot, c)
         from . import api_volumes
@@ -662,6 +673,9 @@ class Engine:
                 self.containers.pop(cid)
                 await asyncio.to_thread(delete_container_dir, d)
         await asyncio.to_thread(self.sweep_snapshots)
+        # Networking of containers still running is served again (DNS, proxies, rules); the rest goes.
+        await asyncio.to_thread(self.net.m.recover, {c.id for c in self.containers.values()
+                                                     if c.state["Status"] in ("running", "paused")})
         # dockerd starts the containers whose policy says so when it starts ("always", and
         # "unless-stopped" unless a user stopped them).
         for c in list(self.containers.values()):
@@ -736,8 +750,7 @@ class Engine:
                 "Entrypoint": req.get("Entrypoint") if req.get("Entrypoint") is not None else image_cfg.get("Entrypoint"),
                 "OnBuild": None, "Labels": c.cfg.labels, "StopSignal": c.cfg.stop_signal,
                 **({"StopTimeout": req["StopTimeout"]} if req.get("StopTimeout") is not None else {})},
-            "NetworkSettings": {"Bridge": "", "SandboxID": "", "Ports": {}, "Networks": {},
-                                "IPAddress": "", "Gateway": "", "MacAddress": ""},
+            "NetworkSettings": self.net.settings(c),
         }
 
     def summary(self, c: Container) -> dict:
@@ -753,8 +766,9 @@ class Engine:
             status = st["Status"].capitalize()
         return {"Id": c.id, "Names": ["/" + c.name], "Image": c.cfg.image_ref, "ImageID": c.cfg.image_id,
                 "Command": " ".join(c.cfg.argv), "Created": int(parse_rfc3339(c.created)),
-                "Ports": [], "Labels": c.cfg.labels, "State": st["Status"], "Status": status,
-                "HostConfig": {"NetworkMode": "default"}, "NetworkSettings": {"Networks": {}}, "Mounts": _mounts_of(c)}
+                "Ports": self.net.summary_ports(c), "Labels": c.cfg.labels, "State": st["Status"], "Status": status,
+                "HostConfig": {"NetworkMode": (c.request.get("HostConfig") or {}).get("NetworkMode") or "default"},
+                "NetworkSettings": {"Networks": self.net.summary_networks(c)}, "Mounts": _mounts_of(c)}
 
     def list(self, all_: bool = False, filters: dict | None = None, limit: int = -1) -> list[dict]:
         items = sorted(self.containers.values(), key=lambda c: c.created, reverse=True)
@@ -795,7 +809,8 @@ _background: set[asyncio.Task] = set()
 
 # ---- the bundle: specconv writes config.json (OCI); the daemon's own record is container.json ----
 
-def write_bundle(directory: str, cfg: ContainerConfig, request: dict, console, warnings: list[str]) -> None:
+def write_bundle(directory: str, cfg: ContainerConfig, request: dict, console, warnings: list[str],
+                 netns_path: str | None = None) -> None:
     """Lay out the container directory — the OCI bundle (config.json, rootfs/), the /etc files, the
     daemon's record — or nothing: a failure removes the directory. Nothing runs yet ("created")."""
     from .. import rootfs
@@ -804,7 +819,8 @@ def write_bundle(directory: str, cfg: ContainerConfig, request: dict, console, w
     try:
         os.mkdir(os.path.join(directory, "rootfs"), 0o755)  # the mount point; layers: the snapshot
         rootfs.write_etc_files(directory, cfg.hostname)
-        spec = specconv.to_spec(cfg, request.get("HostConfig"), directory, warnings=warnings, config=request)
+        spec = specconv.to_spec(cfg, request.get("HostConfig"), directory, warnings=warnings, config=request,
+                                netns_path=netns_path)
         atomic_write_json(os.path.join(directory, "config.json"), spec)
         atomic_write_json(os.path.join(directory, "container.json"), {
             "request": request, "runtime": cfg.to_dict(),

@@ -171,16 +171,20 @@ def user(spec_text: str, group_add) -> dict:
     return out
 
 
-def namespaces(host: dict) -> list[dict]:
+def namespaces(host: dict, netns_path: str | None = None) -> list[dict]:
     """Docker's namespace modes -> linux.namespaces. "host" leaves the host's; container:<id>
-    sharing needs the other container's pid (refused until the engine passes it)."""
+    sharing needs the other container's pid (refused until the engine passes it). The network
+    namespace is the daemon's (daemon/networks.py): made and wired before start, joined by path."""
     kinds = [("pid", "PidMode"), ("network", "NetworkMode"), ("ipc", "IpcMode"), ("uts", "UTSMode"),
              ("mount", None), ("cgroup", "CgroupnsMode")]
     out = []
     for kind, key in kinds:
         mode = (host.get(key) or "") if key else ""
-        if mode == "host":
+        if kind == "network" and netns_path:
+            out.append({"type": "network", "path": netns_path})
             continue
+        if mode == "host" or (kind == "network" and str(mode).startswith("container:")):
+            continue  # container:<id> whose namespace is the host's (netns_path None)
         if isinstance(mode, str) and mode.startswith("container:"):
             raise ConfigError(f"{key}={mode}: sharing another container's namespace is not supported by minidocker yet")
         if key == "IpcMode" and mode not in ("", "private", "shareable", "none"):
@@ -194,7 +198,8 @@ def namespaces(host: dict) -> list[dict]:
 
 
 def to_spec(cfg: ContainerConfig, host: dict | None, container_dir: str, *,
-            warnings: list[str] | None = None, config: dict | None = None) -> dict:
+            warnings: list[str] | None = None, config: dict | None = None,
+            netns_path: str | None = None) -> dict:
     """The container's OCI runtime spec. ``cfg``: the daemon's record (command, env, working dir,
     user, hostname, rootfs mounts, limits — already merged with the image's config by
     config.from_create_request); ``host``: the request's HostConfig; ``config``: the request body
@@ -217,7 +222,7 @@ def to_spec(cfg: ContainerConfig, host: dict | None, container_dir: str, *,
         caps = base if privileged else caps_mod.adjust(base, host.get("CapAdd") or [], host.get("CapDrop") or [])
     except ValueError as e:
         raise ConfigError(str(e)) from None
-    ns = namespaces(host)
+    ns = namespaces(host, netns_path)
     kinds = {n["type"] for n in ns}
     sysctl = host.get("Sysctls") or {}
     try:

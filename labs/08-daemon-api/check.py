@@ -1,4 +1,8 @@
-"""Checker for lab 08 (the daemon's rules). Pure functions: no root, no daemon needed.
+"""Checker for lab 08 (the daemon's rules). Pure functions first; the last checks plug your
+``split_version`` and ``version_error`` into a real minidockerd (its own root, socket, cgroup parent,
+bridge and nftables table, in a temporary directory) and compare its answers on the API's version
+negotiation (``/_ping``, ``/version``, ``/vX.Y/...``) with those of a minidockerd running the
+reference. Those need root (a daemon makes namespaces and mounts): as a user they fail, saying so.
 
     minidocker lab check 08                                    # your copy (after `minidocker lab start 08`)
     .venv/bin/python labs/08-daemon-api/check.py [FILE]        # checks FILE (default: the skeleton)
@@ -6,7 +10,15 @@
 """
 from __future__ import annotations
 
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -17,6 +29,7 @@ from minidocker.labs import expect, run_checks, script_main  # noqa: E402
 
 REFERENCE = "minidocker.daemon.rules"
 TIMEOUT = 10
+DAEMON_TIMEOUT = 60
 
 
 def _table(m, fn_name: str, cases) -> str:
@@ -95,6 +108,120 @@ def check_next_state(m) -> str:
         (("exited", "kill"), None)])
 
 
+def check_version_error(m) -> str:
+    return _table(m, "version_error", [
+        (("1.50",), None), (("1.24",), None), (("1.12",), _reference().version_error("1.12")),
+        (("1.51",), _reference().version_error("1.51")), (("2.0",), _reference().version_error("2.0")),
+        (("1.9",), _reference().version_error("1.9"))])
+
+
+# ---- a real minidockerd with your functions plugged in ---------------------------------------------
+
+def _reference():
+    from minidocker.daemon import rules
+    return rules
+
+
+def _serve(sock: str, base: str, split_version, version_error) -> None:
+    """In a forked child: plug the two functions into the wire module the daemon and its HTTP layer
+    call, then run minidockerd on a root, socket and network names of its own. Never returns."""
+    code = 1
+    try:
+        from minidocker import wire
+        from minidocker.daemon import main as daemon
+        wire.split_version, wire.version_error = split_version, version_error
+        log = os.open(os.path.join(base, "daemon.log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        os.dup2(log, 1)
+        os.dup2(log, 2)
+        tag = f"{os.getpid() % 100000:05d}"
+        code = daemon.main(["--root", os.path.join(base, "root"), "-H", "unix://" + sock, "--no-base-image",
+                            "--cgroup-parent", f"minidocker-lab08-{tag}", "--bridge", f"mdlab{tag}",
+                            "--nft-table", f"minidocker_lab08_{tag}"])
+    finally:
+        os._exit(code or 0)
+
+
+def _request(sock: str, path: str) -> tuple[int, object]:
+    class Conn(http.client.HTTPConnection):
+        def connect(self):
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.sock.settimeout(20)
+            self.sock.connect(sock)
+    c = Conn("localhost", timeout=20)
+    try:
+        c.request("GET", path)
+        r = c.getresponse()
+        raw = r.read()
+    except (http.client.HTTPException, ConnectionError) as e:  # the daemon failed on this request
+        return "no answer", f"{type(e).__name__} (your function raised inside the daemon?)"
+    finally:
+        c.close()
+    try:
+        return r.status, json.loads(raw) if raw else ""
+    except ValueError:
+        return r.status, raw.decode(errors="replace")
+
+
+def _answers(split_version, version_error, paths: list[str]) -> dict[str, tuple]:
+    """A real minidockerd with these two functions: GET each path, then stop it and remove its files.
+    The answer kept is (status, what matters: the error message, /version's ApiVersion, or the body)."""
+    if os.geteuid() != 0:
+        raise AssertionError("needs root: a real minidockerd (sudo minidocker lab check 08)")
+    base = tempfile.mkdtemp(prefix="lab08-")
+    sock = os.path.join(base, "d.sock")
+    pid = os.fork()
+    if pid == 0:
+        _serve(sock, base, split_version, version_error)
+    try:
+        deadline = time.monotonic() + DAEMON_TIMEOUT - 10
+        while not os.path.exists(sock):
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                pid = 0
+                log = open(os.path.join(base, "daemon.log"), errors="replace").read()[-1500:]
+                raise AssertionError(f"minidockerd exited (status {status}) before listening:\n{log}")
+            if time.monotonic() > deadline:
+                raise AssertionError("minidockerd did not listen on its socket in time")
+            time.sleep(0.05)  # polling for a socket file: there is nothing to wait on
+        out = {}
+        for path in paths:
+            status, body = _request(sock, path)
+            if isinstance(body, dict) and "message" in body:
+                body = body["message"]
+            elif isinstance(body, dict) and "ApiVersion" in body:
+                body = "ApiVersion " + body["ApiVersion"]
+            elif isinstance(body, list):
+                body = f"a list of {len(body)}"
+            out[path] = (status, body)
+        return out
+    finally:
+        if pid:
+            os.kill(pid, signal.SIGTERM)
+            os.waitpid(pid, 0)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _compare(m, paths: list[str]) -> str:
+    ref = _reference()
+    want = _answers(ref.split_version, ref.version_error, paths)
+    got = _answers(m.split_version, m.version_error, paths)
+    for path in paths:
+        expect(f"GET {path} (status, answer)", got[path], want[path])
+    return "; ".join(f"{p} -> {want[p][0]}" for p in paths)
+
+
+def check_daemon_unversioned(m) -> str:
+    return _compare(m, ["/_ping", "/version", "/containers/json"])
+
+
+def check_daemon_in_range(m) -> str:
+    return _compare(m, ["/v1.50/_ping", "/v1.24/version", "/v1.44/containers/json?all=1"])
+
+
+def check_daemon_out_of_range(m) -> str:
+    return _compare(m, ["/v1.12/version", "/v1.51/_ping", "/v2.0/containers/json", "/vx/version"])
+
+
 CHECKS = [
     ("encode_frame: stdout 'hi'", check_encode_small),
     ("encode_frame: big-endian u32 length", check_encode_big),
@@ -105,6 +232,10 @@ CHECKS = [
     ("next_backoff: 100 ms doubling up to 60 s", check_backoff),
     ("should_restart: the restart policies", check_should_restart),
     ("next_state: the container state machine", check_next_state),
+    ("version_error: the versions served, dockerd's messages", check_version_error),
+    ("a real minidockerd: /_ping, /version without a prefix", check_daemon_unversioned, DAEMON_TIMEOUT),
+    ("a real minidockerd: /v1.24 ... /v1.50 served", check_daemon_in_range, DAEMON_TIMEOUT),
+    ("a real minidockerd: too old, too new refused with 400", check_daemon_out_of_range, DAEMON_TIMEOUT),
 ]
 
 

@@ -32,6 +32,18 @@ def split_version(path: str) -> tuple[str | None, str]:
     raise NotImplementedError("TODO: a regular expression for /vX.Y/...")
 
 
+MIN_API_VERSION, API_VERSION = "1.24", "1.50"
+
+
+def version_error(version: str, minimum: str = MIN_API_VERSION, maximum: str = API_VERSION) -> str | None:
+    """dockerd's message when ``version`` ("1.12", "1.51", "2.0") is outside [minimum, maximum], None
+    when it is served. Compare numbers, not strings ("1.9" < "1.24"). The messages, word for word:
+    "client version V is too old. Minimum supported API version is MIN, please upgrade your client
+    to a newer version" and "client version V is too new. Maximum supported API version is MAX".
+    The checker plugs this and split_version into a real minidockerd and sends it requests."""
+    raise NotImplementedError("TODO: compare version tuples and return dockerd's message, or None")
+
+
 def next_backoff(previous: float, ran_for: float) -> float:
     """Seconds to wait before the next policy restart: 0.1 the first time (previous == 0), then twice
     the previous delay, never more than 60; back to 0.1 if the container ran for 10 s or more."""

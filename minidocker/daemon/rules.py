@@ -11,9 +11,12 @@ rewritten) without a kernel or a socket:
 * :func:`api_bool` — how dockerd reads a boolean query parameter (docker-py sends ``True``, the Go
   CLI ``1``);
 * :func:`split_version` — ``/v1.50/containers/json`` -> ("1.50", "/containers/json"); the range
-  of versions served is checked separately (``wire.version_error``);
+  of versions served is checked separately;
+* :func:`version_error` — dockerd's 400 for a ``/vX.Y`` outside [MIN_API_VERSION, API_VERSION]: the
+  daemon's HTTP server calls it on every request (``main.serve``), which is how a client's version
+  negotiation ends up in range;
 
-(these four live in ``minidocker/wire.py``, shared with the CLI and the monitor; they are
+(these five live in ``minidocker/wire.py``, shared with the CLI and the monitor; they are
 re-exported here so that lab 08 finds all the rules in one module)
 * :func:`next_backoff` / :func:`should_restart` — restart policies as docker's restartmanager
   applies them;
@@ -23,7 +26,8 @@ The engine (``engine.py``) and the HTTP layer call these; the lab's checker comp
 """
 from __future__ import annotations
 
-from ..wire import FALSE_WORDS, api_bool, decode_frames, encode_frame, split_version  # noqa: F401 (the lab checks them here)
+from ..wire import (FALSE_WORDS, api_bool, decode_frames, encode_frame, split_version,  # noqa: F401 (the lab
+                    version_error)  # checks them here)
 
 STDOUT, STDERR = 1, 2
 MIN_BACKOFF, MAX_BACKOFF, HEALTHY_AFTER = 0.1, 60.0, 10.0

@@ -59,6 +59,8 @@ import threading
 import zlib
 from dataclasses import dataclass, field
 
+from .walk import chain_ids, walk_image  # noqa: F401  (re-exported: lab 06 finds the walk with the layers)
+
 WHITEOUT_PREFIX = ".wh."
 OPAQUE_WHITEOUT = ".wh..wh..opq"
 GZIP_MAGIC = b"\x1f\x8b"
@@ -486,16 +488,6 @@ class _Applier:
             st = _lstat_at(pfd, base)
             if st is not None and st.st_ino == ino:  # still the directory we made
                 _set_mode_and_time(m, pfd, base)
-
-
-def chain_ids(diff_ids) -> list[str]:
-    """The ChainID of each layer stack (image-spec config.md, "Layer ChainID"): ChainID(L0) =
-    DiffID(L0); ChainID(L0..Ln) = sha256(ChainID(L0..Ln-1) + " " + DiffID(Ln)). It names a stack of
-    applied layers, what a snapshot is (chapter 5): the same DiffIDs in the same order, the same name."""
-    out: list[str] = []
-    for diff_id in diff_ids:
-        out.append(diff_id if not out else "sha256:" + hashlib.sha256(f"{out[-1]} {diff_id}".encode()).hexdigest())
-    return out
 
 
 def apply_layer(layer, target_dir: str, *, whiteouts: str = "copy") -> ApplyResult:

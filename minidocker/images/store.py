@@ -51,7 +51,9 @@ from dataclasses import dataclass, field
 from typing import BinaryIO, Iterable
 
 from ..util import Leases, atomic_write_json, parse_rfc3339, read_json
-from .layers import chain_ids  # noqa: F401  (one copy, with the layers; re-exported for the store's users)
+from .walk import (DigestMismatch, InvalidDigest, InvalidImage, _DIGEST_RE, check_config,  # noqa: F401
+                   check_manifest, chain_ids, parse_json, sha256_digest, validate_digest, walk_image)
+# (one copy of each, in walk.py; re-exported for the store's users)
 from .reference import InvalidReference, Reference, parse_reference
 
 MEDIA_TYPE_LAYOUT_VERSION = "1.0.0"
@@ -66,26 +68,16 @@ DOCKER_MEDIA_TYPE_LAYER_GZIP = "application/vnd.docker.image.rootfs.diff.tar.gzi
 MANIFEST_MEDIA_TYPES = (MEDIA_TYPE_MANIFEST, DOCKER_MEDIA_TYPE_MANIFEST)
 REF_NAME_ANNOTATION = "org.opencontainers.image.ref.name"
 
-_DIGEST_RE = re.compile(r"sha256:[a-f0-9]{64}")
 _FULL_ID_RE = re.compile(r"(?:sha256:)?([a-f0-9]{64})")
 _ID_PREFIX_RE = re.compile(r"(?:sha256:)?([a-f0-9]{4,64})")
 _CHUNK = 1 << 20
 
 
-class InvalidDigest(ValueError):
-    """Not a ``sha256:<64 lowercase hex>`` string."""
-
-
-class DigestMismatch(ValueError):
-    """Content does not match the digest (or size) it was announced with."""
 
 
 class BlobNotFound(LookupError):
     """A blob the caller needs is not in the content store."""
 
-
-class InvalidImage(ValueError):
-    """A manifest or config that is not a usable OCI image."""
 
 
 class ImageNotFound(LookupError):
@@ -94,16 +86,6 @@ class ImageNotFound(LookupError):
 
 class AmbiguousImage(ImageNotFound):
     """An id prefix that matches more than one image."""
-
-
-def validate_digest(digest: str) -> str:
-    if not isinstance(digest, str) or not _DIGEST_RE.fullmatch(digest):
-        raise InvalidDigest(f"invalid digest {digest!r}: want sha256:<64 lowercase hex digits>")
-    return digest
-
-
-def sha256_digest(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 def _fsync_dir(path: str) -> None:
@@ -283,42 +265,6 @@ def _ref_name(entry: dict) -> str | None:
     return (entry.get("annotations") or {}).get(REF_NAME_ANNOTATION)
 
 
-def _parse_json(data: bytes, what: str) -> dict:
-    try:
-        obj = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as e:
-        raise InvalidImage(f"{what} is not valid JSON: {e}") from None
-    if not isinstance(obj, dict):
-        raise InvalidImage(f"{what} is not a JSON object")
-    return obj
-
-
-def _check_manifest(m: dict) -> None:
-    """manifest.md: schemaVersion 2, a config descriptor and at least one layer descriptor."""
-    if m.get("schemaVersion") != 2:
-        raise InvalidImage(f"manifest schemaVersion must be 2, not {m.get('schemaVersion')!r}")
-    media_type = m.get("mediaType", MEDIA_TYPE_MANIFEST)
-    if media_type not in MANIFEST_MEDIA_TYPES:
-        raise InvalidImage(f"not an image manifest: mediaType {media_type!r}")
-    if not isinstance(m.get("config"), dict):
-        raise InvalidImage("manifest has no config descriptor")
-    if not isinstance(m.get("layers"), list) or not m["layers"]:
-        raise InvalidImage("manifest has no layers")
-
-
-def _check_config(config: dict, manifest: dict) -> None:
-    """config.md: rootfs.type is "layers" and there is one DiffID per layer."""
-    rootfs = config.get("rootfs") or {}
-    if rootfs.get("type") != "layers":
-        raise InvalidImage(f"image config rootfs.type must be 'layers', not {rootfs.get('type')!r}")
-    diff_ids = rootfs.get("diff_ids") or []
-    if len(diff_ids) != len(manifest["layers"]):
-        raise InvalidImage(f"image config lists {len(diff_ids)} diff_ids for "
-                           f"{len(manifest['layers'])} layers")
-    for d in diff_ids:
-        validate_digest(d)
-
-
 class ImageStore:
     """Images and their names in an OCI image layout at ``root``. With a ``snapshotter``
     (unionfs.Snapshotter), every image added has its layers extracted into it first."""
@@ -382,9 +328,8 @@ class ImageStore:
 
     def _parse(self, manifest_digest: str) -> tuple[dict, dict]:
         if manifest_digest not in self._parsed:  # blobs never change, so caching is safe
-            manifest = _parse_json(self.content.read(manifest_digest), "manifest")
-            config = _parse_json(self.content.read(manifest["config"]["digest"]), "image config")
-            self._parsed[manifest_digest] = (manifest, config)
+            walk = walk_image(self.content.read, manifest_digest)  # digests checked, as lab 06 does
+            self._parsed[manifest_digest] = (walk.manifest, walk.config)
         return self._parsed[manifest_digest]
 
     def _image(self, manifest_digest: str, refs: Iterable[str]) -> Image:
@@ -422,16 +367,16 @@ class ImageStore:
 
     def add_image(self, manifest_bytes: bytes, ref: str | None = None) -> Image:
         """Store a manifest whose config and layers are already blobs; tag it ``ref`` if given."""
-        manifest = _parse_json(manifest_bytes, "manifest")
-        _check_manifest(manifest)
+        manifest = parse_json(manifest_bytes, "manifest")
+        check_manifest(manifest)
         blobs = [d.get("digest") for d in [manifest["config"], *manifest["layers"]]
                  if isinstance(d, dict)]
         with self.lease([*blobs, sha256_digest(manifest_bytes)]):
             self._check_present(manifest["config"], "image config")
             for n, layer in enumerate(manifest["layers"], 1):
                 self._check_present(layer, f"layer {n} of {len(manifest['layers'])}")
-            config = _parse_json(self.content.read(manifest["config"]["digest"]), "image config")
-            _check_config(config, manifest)
+            config = parse_json(self.content.read(manifest["config"]["digest"]), "image config")
+            check_config(config, manifest)
             named = self._taggable(ref) if ref is not None else None
             digest = self.content.put(manifest_bytes)
             desc = {"mediaType": manifest.get("mediaType", MEDIA_TYPE_MANIFEST), "digest": digest,

@@ -16,6 +16,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import json
 import os
 import re
 import shutil
@@ -117,6 +118,127 @@ def check_chain_ids(m):
     return "ChainID(L0) = DiffID(L0), ChainID(L0|L1) = sha256(ChainID(L0) + ' ' + DiffID(L1))"
 
 
+# ---- the manifest walk ----------------------------------------------------------------------------
+
+def _digest(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def _image(n_layers: int = 2, arch: str | None = None):
+    """Blobs of a small image made here: (blobs, manifest digest, the layers' (digest, DiffID))."""
+    from minidocker.images.model import host_platform
+    arch = arch or host_platform().architecture
+    blobs, layers = {}, []
+    for i in range(n_layers):
+        tar = _tar(("file", f"f{i}", f"layer {i} {arch}"))
+        blob = gzip.compress(tar, mtime=0) if i % 2 else tar
+        blobs[_digest(blob)] = blob
+        layers.append((_digest(blob), _digest(tar), len(blob), i % 2))
+    config = json.dumps({"architecture": arch, "os": "linux",
+                         "rootfs": {"type": "layers", "diff_ids": [d for _, d, _, _ in layers]}}).encode()
+    blobs[_digest(config)] = config
+    manifest = json.dumps({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": _digest(config),
+                   "size": len(config)},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar" + ("+gzip" if gz else ""),
+                    "digest": d, "size": size} for d, _, size, gz in layers]}).encode()
+    blobs[_digest(manifest)] = manifest
+    return blobs, _digest(manifest), [(d, diff) for d, diff, _, _ in layers]
+
+
+def _chains(diff_ids):
+    out = []
+    for d in diff_ids:
+        out.append(d if not out else _digest(f"{out[-1]} {d}".encode()))
+    return out
+
+
+def _shape(walk):
+    return (walk.manifest_digest, [(lay.digest, lay.diff_id, lay.chain_id) for lay in walk.layers])
+
+
+def check_walk_manifest(m):
+    blobs, digest, layers = _image(3)
+    got = m.walk_image(blobs.__getitem__, digest)
+    diff_ids = [diff for _, diff in layers]
+    want = (digest, [(d, diff, chain) for (d, diff), chain in zip(layers, _chains(diff_ids))])
+    expect("walk_image(manifest): (manifest digest, [(layer digest, DiffID, ChainID)])", _shape(got), want)
+    expect("walk.config['rootfs']['diff_ids']", got.config["rootfs"]["diff_ids"], diff_ids)
+    return "3 layers (plain and gzip): digests, DiffIDs, ChainIDs"
+
+
+def check_walk_like_the_store(m):
+    """The image store (minidocker/images/store.py) reads every image with the reference walk: add
+    the image to a real store and compare its ID, DiffIDs and ChainIDs with your walk's."""
+    from minidocker.images.store import ImageStore
+    blobs, digest, _ = _image(2)
+    d = _workdir()
+    try:
+        store = ImageStore(os.path.join(d, "store"))
+        for blob in blobs.values():
+            store.content.put(blob)
+        img = store.add_image(blobs[digest], "lab06/walk:latest")
+        got = m.walk_image(store.content.read, digest)
+        expect("(image ID, DiffIDs, ChainIDs) from your walk",
+               (got.manifest["config"]["digest"], [x.diff_id for x in got.layers], [x.chain_id for x in got.layers]),
+               (img.id, img.diff_ids, img.chain_ids))
+        return f"image {img.id[:19]}: the same as the store's"
+    finally:
+        shutil.rmtree(d)
+
+
+def check_walk_index(m):
+    from minidocker.images.model import host_platform
+    mine, other = _image(1), _image(1, arch="s390x" if host_platform().architecture != "s390x" else "amd64")
+    blobs = {**other[0], **mine[0]}
+    entries = [{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": dg, "size": len(blobs[dg]),
+                "platform": {"os": "linux", "architecture": arch}}
+               for dg, arch in [(other[1], "s390x" if host_platform().architecture != "s390x" else "amd64"),
+                                (mine[1], host_platform().architecture)]]
+    index = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+                        "manifests": entries}).encode()
+    blobs[_digest(index)] = index
+    got = m.walk_image(blobs.__getitem__, _digest(index))
+    expect(f"manifest chosen from the index for linux/{host_platform().architecture}", got.manifest_digest, mine[1])
+    return "index -> this machine's manifest"
+
+
+def _tampered(m, which: str, **kw):
+    blobs, digest, layers = _image(2)
+    target = {"manifest": digest, "layer": layers[0][0]}.get(which) or json.loads(blobs[digest])["config"]["digest"]
+    blobs[target] = blobs[target] + b" "
+    return expect_raises(f"walk_image with a changed {which} blob", lambda: m.walk_image(blobs.__getitem__, digest, **kw),
+                         m.DigestMismatch, saying=target)
+
+
+def check_walk_tampered_manifest(m):
+    return f"refused: {_tampered(m, 'manifest')}"[:100]
+
+
+def check_walk_tampered_config(m):
+    return f"refused: {_tampered(m, 'config')}"[:100]
+
+
+def check_walk_tampered_layer(m):
+    return f"refused: {_tampered(m, 'layer', verify_layers=True)}"[:100]
+
+
+def check_walk_diff_ids(m):
+    blobs, digest, _ = _image(2)
+    manifest = json.loads(blobs[digest])
+    config = json.loads(blobs[manifest["config"]["digest"]])
+    config["rootfs"]["diff_ids"].pop()
+    raw = json.dumps(config).encode()
+    blobs[_digest(raw)] = raw
+    manifest["config"].update(digest=_digest(raw), size=len(raw))
+    raw_manifest = json.dumps(manifest).encode()
+    blobs[_digest(raw_manifest)] = raw_manifest
+    e = expect_raises("walk_image: a config with 1 DiffID for 2 layers",
+                      lambda: m.walk_image(blobs.__getitem__, _digest(raw_manifest)), m.InvalidImage)
+    return f"refused: {e}"[:100]
+
+
 def hostile(c):
     def run(m):
         if c.root_only and (os.geteuid() != 0 or in_sandbox()):
@@ -154,6 +276,13 @@ CHECKS = [(name, sandboxed(fn)) for name, fn in [
     ("a gzip layer", check_gzip),
     ("whiteouts", check_whiteouts),
     ("chain_ids: naming a stack of layers", check_chain_ids),
+    ("walk_image: manifest -> config -> layers", check_walk_manifest),
+    ("walk_image: the same image as the store's", check_walk_like_the_store),
+    ("walk_image: an index picks this machine's manifest", check_walk_index),
+    ("walk_image: a changed manifest is refused", check_walk_tampered_manifest),
+    ("walk_image: a changed config is refused", check_walk_tampered_config),
+    ("walk_image: a changed layer is refused (verify_layers)", check_walk_tampered_layer),
+    ("walk_image: one DiffID per layer", check_walk_diff_ids),
     *[(f"hostile: {c.name}", hostile(c)) for c in CORPUS],
 ]]
 

@@ -16,7 +16,10 @@ import shutil
 import stat
 import tarfile
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Callable
+
+from minidocker.images.model import INDEX_TYPES, select_manifest  # noqa: F401  (given: platform choice)
 
 WHITEOUT_PREFIX = ".wh."
 OPAQUE_WHITEOUT = ".wh..wh..opq"
@@ -103,6 +106,44 @@ def chain_ids(diff_ids: list[str]) -> list[str]:
     ChainID(L0) = DiffID(L0); ChainID(L0..Ln) = sha256 of ChainID(L0..Ln-1) + " " + DiffID(Ln),
     written "sha256:<hex>"."""
     raise NotImplementedError("TODO: chain_ids")
+
+
+# ---- the manifest walk: index -> manifest -> config -> layers -----------------------------------
+
+class DigestMismatch(ValueError):
+    """Content does not match the digest (or size) it was announced with."""
+
+
+class InvalidImage(ValueError):
+    """A manifest or config that is not a usable OCI image."""
+
+
+@dataclass
+class Layer:
+    digest: str      # of the blob as stored (maybe compressed): the manifest's descriptor
+    media_type: str
+    size: int
+    diff_id: str     # of the uncompressed tar: the config's rootfs.diff_ids
+    chain_id: str    # of the stack up to and including this layer
+
+
+@dataclass
+class ImageWalk:
+    manifest_digest: str  # the manifest's (not the index's)
+    manifest: dict
+    config: dict
+    layers: list[Layer] = field(default_factory=list)
+
+
+def walk_image(read_blob: Callable[[str], bytes], digest: str, platform=None,
+               verify_layers: bool = False) -> ImageWalk:
+    """Walk an image from ``digest`` (an index or a manifest) to its layers; ``read_blob(digest)``
+    returns a blob's bytes. Every document must hash to the digest that named it (and have the
+    descriptor's size): DigestMismatch otherwise, checked before parsing. An index (``mediaType``
+    in INDEX_TYPES) is resolved with ``select_manifest(index, platform)``. The manifest needs
+    schemaVersion 2, a config and at least one layer; the config ``rootfs.type == "layers"`` and one
+    DiffID per layer: InvalidImage otherwise. With ``verify_layers`` the layer blobs are hashed too."""
+    raise NotImplementedError("TODO: walk_image (verify, parse, follow the descriptors)")
 
 
 def apply_layer(layer, target_dir: str) -> ApplyResult:

@@ -59,7 +59,8 @@ import threading
 import zlib
 from dataclasses import dataclass, field
 
-from .walk import chain_ids, walk_image  # noqa: F401  (re-exported: lab 06 finds the walk with the layers)
+from .walk import (DigestMismatch, ImageWalk, InvalidImage, Layer, chain_ids,  # noqa: F401 (re-exported:
+                   walk_image)  # lab 06 finds the manifest walk with the layers)
 
 WHITEOUT_PREFIX = ".wh."
 OPAQUE_WHITEOUT = ".wh..wh..opq"

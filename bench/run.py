@@ -346,7 +346,7 @@ def minidocker_contender(ws: Workspace) -> Contender:
     root, sock = ws.path("minidocker", "root"), ws.dir / "minidocker" / "md.sock"
     host = f"unix://{sock}"
     log = open(ws.dir / "minidocker" / "minidockerd.log", "wb")
-    proc = subprocess.Popen([daemon, "--root", str(root), "--host", host], stdin=subprocess.DEVNULL,
+    proc = subprocess.Popen([daemon, "--root", str(root), "--host", host], stdin=subprocess.DEVNULL, env=python_env(),
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
     def stop_daemon():
@@ -372,8 +372,18 @@ def minidocker_contender(ws: Workspace) -> Contender:
         tail = (ws.dir / "minidocker" / "minidockerd.log").read_text(errors="replace").strip().splitlines()[-3:]
         state = f"exited with {proc.returncode}" if proc.poll() is not None else "did not answer in 30 s"
         return Contender(name, status="unavailable", why=f"minidockerd {state}: {' | '.join(tail)}")
-    env = dict(os.environ, MINIDOCKER_HOST=host, DOCKER_HOST=host)
+    env = python_env(MINIDOCKER_HOST=host, DOCKER_HOST=host)
     return Contender(name, [cli, "run", "--rm", "busybox", "true"], env=env)
+
+
+def python_env(**extra) -> dict:
+    """The environment minidocker's commands run in: this tree first on the path (the venv's entry
+    points would otherwise import the tree they were installed from), and bytecode written and
+    used — an installed tool has its ``.pyc`` files; PYTHONDONTWRITEBYTECODE (set in some shells)
+    would make every run compile every module from source (~2x the start-up)."""
+    env = dict(os.environ, PYTHONPATH=str(BENCH_DIR.parent), **extra)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    return env
 
 
 def oci_bundle(ws: Workspace, tool: str) -> Path:
@@ -521,7 +531,7 @@ def bench_runtime(ws: Workspace, args) -> list[Measurement]:
                                          "--bundle", str(bundle), cid]),
                   Contender("minidocker-runtime run", mdr + ["--root", str(ws.path("rt-md")), "run",
                                                             "--bundle", str(bundle), cid],
-                            env=dict(os.environ, PYTHONPATH=str(BENCH_DIR.parent)))]
+                            env=python_env())]
     crun = shutil.which("crun")
     unmount = ["/sys/fs/cgroup/unified"] if any(str(h) == "/sys/fs/cgroup/unified" for h in cgroup_hierarchies()) else []
     contenders.append(Contender("crun run", [crun, "--root", str(ws.path("rt-crun")), "run", "--bundle", str(bundle), cid],
@@ -605,7 +615,7 @@ def bench_registry(ws: Workspace, args) -> list[Measurement]:
     Registry(host).push("bench/pull", "1", store, image)
     size_mb = sum(int(layer["size"]) for layer in image.manifest["layers"]) / 1e6
     print(f"  image: {len(image.manifest['layers'])} layers, {size_mb:.0f} MB compressed, on {host}", file=sys.stderr)
-    env = dict(os.environ, PYTHONPATH=str(BENCH_DIR.parent))
+    env = python_env()
     # With a snapshotter the store extracts each layer as it downloads (images/unpack.py stream_layer).
     md = ("import sys; from minidocker.registry.client import Registry; from minidocker.images.store import ImageStore; "
           "from minidocker.unionfs import new_snapshotter; "

@@ -41,12 +41,10 @@ maskedPaths, readonlyPaths; runtime-linux.md: Dev symbolic links).
 from __future__ import annotations
 
 import errno
-import ipaddress
 import os
 import re
 import select
 import stat
-import subprocess
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator
@@ -473,6 +471,7 @@ DEFAULT_DNS = ("8.8.8.8", "8.8.4.4")
 
 def _is_loopback(addr: str) -> bool:
     try:
+        import ipaddress
         return ipaddress.ip_address(addr.split("%", 1)[0]).is_loopback
     except ValueError:
         return False
@@ -786,6 +785,7 @@ def make_busybox_rootfs(directory: str, busybox: str = "/bin/busybox") -> str:
         with open(busybox, "rb") as src, open(dest, "wb") as dst:
             dst.write(src.read())
         os.chmod(dest, 0o755)
+    import subprocess
     applets = subprocess.run([busybox, "--list-full"], capture_output=True, text=True, check=True).stdout
     for rel in applets.split():
         if rel == "bin/busybox":

@@ -40,7 +40,6 @@ Files in ``root/cid/``: ``runtime.json`` (what ``state`` needs) and ``exec.fifo`
 from __future__ import annotations
 
 import errno
-import logging
 import os
 import select
 import signal as _signal
@@ -49,9 +48,15 @@ import socket
 from ..util import atomic_write_json, now_rfc3339, read_json
 from . import resources, spec as S  # monitor.py (the engine's, above this API) is imported by its users: not on the runtime CLI's path
 
-log = logging.getLogger("minidocker.runtime")
 STATE_FILE = "runtime.json"
 FIFO = "exec.fifo"
+
+
+def _log():
+    """The runtime's logger, imported when first needed: ``logging`` costs more than a container's
+    mounts on the runtime CLI's start-up path, and only warnings use it."""
+    import logging
+    return logging.getLogger("minidocker.runtime")
 
 
 class ContainerError(RuntimeError):
@@ -106,7 +111,7 @@ def create(root: str, cid: str, bundle: str, *, stdio=(None, None, None), consol
     if refused:
         raise ContainerError(f"config.json: {', '.join(refused)}: not supported by minidocker's runtime")
     for name in ignored:
-        log.warning("container %s: config.json %s is not supported: ignored", cid, name)
+        _log().warning("container %s: config.json %s is not supported: ignored", cid, name)
     kinds, join = S.namespaces(spec)
     if "user" in kinds:
         raise ContainerError("user namespaces (linux.namespaces type \"user\") are not supported yet")

@@ -45,6 +45,7 @@ import select
 import signal as _signal
 import socket
 
+from ..timing import mark
 from ..util import atomic_write_json, now_rfc3339, read_json
 from . import resources, spec as S  # monitor.py (the engine's, above this API) is imported by its users: not on the runtime CLI's path
 
@@ -127,7 +128,9 @@ def create(root: str, cid: str, bundle: str, *, stdio=(None, None, None), consol
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     console_fd = _console_fd(console_socket)
     plan = cgroup_mount_plan() if S.wants_cgroupfs(spec) else []
+    mark("runtime", "create: load and check the spec")
     precompile_seccomp(spec)
+    mark("runtime", "create: seccomp compile (or cache)")
     cg_path = resources.cgroup_path(spec, cid)
     keep = (theirs.fileno(), fifo_fd) + ((console_fd,) if console_fd is not None else ())
     keep += tuple(range(3, 3 + preserve_fds))
@@ -141,9 +144,11 @@ def create(root: str, cid: str, bundle: str, *, stdio=(None, None, None), consol
             [k for k in kinds if k != "cgroup"], join=join, detach=True,
             stdin=stdio[0], stdout=stdio[1], stderr=stdio[2], pass_fds=keep)
         theirs.close()
+        mark("runtime", "create: fork the init into its namespaces")
         # The cgroup, before the init does anything: its cgroup namespace and the cgroupfs it
         # mounts are rooted here, and nothing it forks escapes the limits.
         resources.setup(spec, cid, proc.pid)
+        mark("runtime", "create: cgroup")
         ours.send(b"cgroup")
         ours.settimeout(60)
         answer = ours.recv(4096).decode(errors="replace")
@@ -152,6 +157,7 @@ def create(root: str, cid: str, bundle: str, *, stdio=(None, None, None), consol
             raise ContainerError(msg)
         # The device cgroup, now that the init made its /dev (its mknods must not be refused).
         resources.set_devices(spec, cid)
+        mark("runtime", "create: init ready, device rules")
     except BaseException:
         if proc is not None:
             proc.kill(_signal.SIGKILL)

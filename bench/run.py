@@ -336,18 +336,22 @@ def ping_unix(sock: Path, timeout: float = 0.5) -> bool:
         return False
 
 
-def minidocker_contender(ws: Workspace) -> Contender:
-    """Start our own minidockerd on a temporary root and socket; the CLI talks to it."""
-    name = "minidocker run --rm"
-    cli, daemon = venv_tool("minidocker"), venv_tool("minidockerd")
-    if not cli or not daemon:
-        return Contender(name, status="unavailable",
-                         why="minidocker/minidockerd not installed in the venv (make setup)")
+def start_minidockerd(ws: Workspace) -> tuple[str | None, str]:
+    """Start our own minidockerd on a temporary root and socket, once per run (the ``minidocker``
+    and ``docker`` contenders and the ``rss`` benchmark share it); returns (host URL, "") or
+    (None, why it is unavailable). ``ws.minidockerd_pid`` holds its pid."""
+    if hasattr(ws, "minidockerd"):
+        return ws.minidockerd
+    daemon = venv_tool("minidockerd")
+    if not daemon:
+        ws.minidockerd = (None, "minidockerd not installed in the venv (make setup)")
+        return ws.minidockerd
     root, sock = ws.path("minidocker", "root"), ws.dir / "minidocker" / "md.sock"
     host = f"unix://{sock}"
     log = open(ws.dir / "minidocker" / "minidockerd.log", "wb")
     proc = subprocess.Popen([daemon, "--root", str(root), "--host", host], stdin=subprocess.DEVNULL, env=python_env(),
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    ws.minidockerd_pid = proc.pid
 
     def stop_daemon():
         if proc.poll() is None:
@@ -371,9 +375,32 @@ def minidocker_contender(ws: Workspace) -> Contender:
     if not ping_unix(sock):
         tail = (ws.dir / "minidocker" / "minidockerd.log").read_text(errors="replace").strip().splitlines()[-3:]
         state = f"exited with {proc.returncode}" if proc.poll() is not None else "did not answer in 30 s"
-        return Contender(name, status="unavailable", why=f"minidockerd {state}: {' | '.join(tail)}")
+        ws.minidockerd = (None, f"minidockerd {state}: {' | '.join(tail)}")
+    else:
+        ws.minidockerd = (host, "")
+    return ws.minidockerd
+
+
+def minidocker_contender(ws: Workspace) -> Contender:
+    """``minidocker run --rm busybox true`` against our own minidockerd."""
+    name = "minidocker run --rm"
+    cli = venv_tool("minidocker")
+    host, why = start_minidockerd(ws)
+    if not cli or not host:
+        return Contender(name, status="unavailable", why=why or "minidocker not installed in the venv (make setup)")
     env = python_env(MINIDOCKER_HOST=host, DOCKER_HOST=host)
     return Contender(name, [cli, "run", "--rm", "busybox", "true"], env=env)
+
+
+def docker_contender(ws: Workspace) -> Contender:
+    """The real ``docker run --rm busybox true`` (Go CLI) against the same minidockerd."""
+    name = "docker run --rm (minidockerd)"
+    docker = shutil.which("docker")
+    host, why = start_minidockerd(ws)
+    if not docker or not host:
+        return Contender(name, status="unavailable" if docker else "not installed", why=why or "docker CLI")
+    env = dict(os.environ, DOCKER_HOST=host, DOCKER_CONFIG=str(ws.path("docker-config")))
+    return Contender(name, [docker, "run", "--rm", "busybox", "true"], env=env)
 
 
 def python_env(**extra) -> dict:
@@ -476,6 +503,7 @@ def unshare_contender(ws: Workspace) -> Contender:
 
 START_CONTENDERS: dict[str, Callable[[Workspace], Contender]] = {
     "minidocker": minidocker_contender,
+    "docker": docker_contender,
     "runc": lambda ws: runtime_contender(ws, "runc"),
     "crun": lambda ws: runtime_contender(ws, "crun"),
     "podman": podman_contender,
@@ -532,6 +560,10 @@ def bench_runtime(ws: Workspace, args) -> list[Measurement]:
                   Contender("minidocker-runtime run", mdr + ["--root", str(ws.path("rt-md")), "run",
                                                             "--bundle", str(bundle), cid],
                             env=python_env())]
+    if args.compare_tree:  # another checkout (e.g. main) side by side: a change measured in one run
+        contenders.append(Contender("minidocker-runtime run (--compare-tree)",
+                                    mdr + ["--root", str(ws.path("rt-md-other")), "run", "--bundle", str(bundle), cid],
+                                    env=dict(python_env(), PYTHONPATH=args.compare_tree)))
     crun = shutil.which("crun")
     unmount = ["/sys/fs/cgroup/unified"] if any(str(h) == "/sys/fs/cgroup/unified" for h in cgroup_hierarchies()) else []
     contenders.append(Contender("crun run", [crun, "--root", str(ws.path("rt-crun")), "run", "--bundle", str(bundle), cid],
@@ -656,9 +688,37 @@ def bench_registry(ws: Workspace, args) -> list[Measurement]:
 
 #: name -> (function, description). Add "unpack" (an image layer: tar / tarfile / umoci / minidocker)
 #: and "pull" (skopeo copy / minidocker pull from a local registry) here.
+def rss_kb(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+
+
+def bench_rss(ws: Workspace, args) -> list[Measurement]:
+    """minidockerd's resident memory: idle (after one container ran and was removed, so the
+    lazily imported start path is counted), then with 5 running containers (``sleep``)."""
+    host, why = start_minidockerd(ws)
+    cli = venv_tool("minidocker")
+    if not host or not cli:
+        return [Measurement("minidockerd RSS", status="unavailable", why=why)]
+    env = python_env(MINIDOCKER_HOST=host)
+    run = lambda *a: subprocess.run([cli, *a], env=env, check=True, capture_output=True, text=True).stdout.strip()
+    pid = ws.minidockerd_pid
+    fresh = rss_kb(pid)
+    run("run", "--rm", "busybox", "true")
+    idle = rss_kb(pid)
+    ids = [run("run", "-d", "busybox", "sleep", "600") for _ in range(5)]
+    busy = rss_kb(pid)
+    run("rm", "-f", *ids)
+    print(f"  minidockerd RSS: fresh {fresh / 1024:.1f} MB, idle after a run {idle / 1024:.1f} MB, "
+          f"5 running {busy / 1024:.1f} MB ({(busy - idle) / 5 / 1024:.2f} MB per container)", file=sys.stderr)
+    return [Measurement(n, status="measured", why=f"{kb / 1024:.1f} MB") for n, kb in
+            (("RSS fresh", fresh), ("RSS idle after one run", idle), ("RSS with 5 running", busy))]
+
+
 BENCHMARKS: dict[str, tuple[Callable[[Workspace, argparse.Namespace], list[Measurement]], str]] = {
     "start": (bench_start, "container start: `true` in busybox"),
     "runtime": (bench_runtime, "OCI runtime alone: `true` from one prepared bundle (minidocker-runtime, runc, crun)"),
+    "rss": (bench_rss, "minidockerd's RSS idle and with 5 running containers"),
     "registry": (bench_registry, "pull of a ~100 MB 5-layer image from a local registry (and pull + unpack)"),
     "unpack": (lambda ws, args: __import__("unpack_bench").bench(ws, args, sys.modules[__name__]),
                "image unpack: 100 MB / 5,000 files, 1 and 4 layers (bench/unpack_bench.py)"),
@@ -693,6 +753,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=2, help="untimed runs first (default 2)")
     p.add_argument("--tools", default=",".join(START_CONTENDERS),
                    help=f"comma-separated subset of {','.join(START_CONTENDERS)}")
+    p.add_argument("--compare-tree", metavar="DIR",
+                   help="runtime: also time minidocker-runtime from another checkout (e.g. main's)")
     p.add_argument("--json-dir", default=str(RESULTS_DIR), help="where NAME.json goes (default bench/results)")
     args = p.parse_args(argv)
     args.tools = [t.strip() for t in args.tools.split(",") if t.strip()]

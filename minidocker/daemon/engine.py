@@ -30,6 +30,7 @@ from ..images.store import ImageNotFound, ImageStore
 from ..images.unpack import collect, migrate, prune, unpack
 from ..runtime import monitor
 from .config import ConfigError, ContainerConfig, from_create_request, validate_name
+from ..timing import mark
 from ..units import human_duration
 from ..util import ZERO_TIME, atomic_write_json, new_id, now_rfc3339, parse_rfc3339, read_json
 from . import rules
@@ -175,6 +176,7 @@ class Engine:
                     raise Conflict(f'Conflict. The container name "/{name}" is already in use by container '
                                    f'"{c.id}". You have to remove (or rename) that container to be able to '
                                    "reuse that name.")
+        mark("daemon", "create: HTTP request to engine (resolve image)")
         cid = new_id()
         name = name or self.generate_name()
         directory = os.path.join(self.root, "containers", cid)
@@ -196,6 +198,7 @@ class Engine:
                 mounts = self.prepare_snapshots(cid, unpack(self.images, self.snapshotter, image))
         except (LayerError, unionfs.SnapshotError, OSError) as e:
             raise InvalidRequest(f"cannot prepare the root filesystem of {image_name}: {e}")
+        mark("daemon", "create: config, snapshot prepare")
         cfg.rootfs_mounts = [dict(vars(m)) for m in mounts]
         cfg.storage_driver = self.driver
         try:
@@ -208,10 +211,12 @@ class Engine:
             self.snapshotter.remove(cid)
             self.snapshotter.remove(cid + "-init")
             raise
+        mark("daemon", "create: specconv, bundle written")
         c = Container(cid, directory, cfg, body, now_rfc3339(), name)
         c.save()
         self.containers[cid] = c
         self.emit(c, "create")
+        mark("daemon", "create: record saved")
         return cid, warnings
 
     def emit(self, c: Container, action: str, **extra) -> None:
@@ -249,6 +254,7 @@ class Engine:
                 if c.restart_task and asyncio.current_task() is not c.restart_task:
                     c.restart_task.cancel()
             # 1. The monitor creates the container and stops it just before exec.
+            mark("daemon", "start: HTTP request to engine")
             try:
                 pid = (await asyncio.to_thread(monitor.spawn_monitor, c.dir))["pid"]
             except RuntimeError as e:
@@ -256,6 +262,7 @@ class Engine:
                                Error=str(e), ExitCode=127 if "exec" in str(e) else 128)
                 c.save()
                 raise StartError(str(e))
+            mark("daemon", "start: monitor spawned, runtime create done")
             # 2. Clients that attached before start are connected now, so no output is lost.
             pending, c.pending_attach = c.pending_attach, []
             for conn in pending:
@@ -272,6 +279,7 @@ class Engine:
             c.save()
             c.watcher = asyncio.create_task(self.watch(c))
             self.emit(c, "start")
+            mark("daemon", "start: exec'd, state saved")
 
     def reset_for_restart(self, c: Container) -> None:
         for f in ("exit.json", "monitor.json"):
@@ -557,8 +565,10 @@ class Engine:
             conn[1].close()
             if not conn[3].done():
                 conn[3].set_result(None)
+        mark("daemon", "remove: begin")
         await asyncio.to_thread(delete_container_dir, c.dir)
         await asyncio.to_thread(self.release_snapshot, c)
+        mark("daemon", "remove: directory and snapshots gone")
         for eid in c.exec_ids:
             self.execs.pop(eid, None)
         self.emit(c, "destroy")

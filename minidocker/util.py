@@ -62,10 +62,9 @@ def new_id() -> str:
 
 def now_rfc3339(t: float | None = None) -> str:
     """RFC 3339 with nanoseconds, UTC, as docker prints times: 2026-11-29T10:00:00.123456789Z."""
-    from datetime import datetime, timezone
     ns = time.time_ns() if t is None else int(t * 1e9)
     sec, frac = divmod(ns, 1_000_000_000)
-    base = datetime.fromtimestamp(sec, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    base = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))  # UTC; no datetime import needed
     return f"{base}.{frac:09d}Z"
 
 

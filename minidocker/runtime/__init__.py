@@ -178,10 +178,12 @@ def create(root: str, cid: str, bundle: str, *, stdio=(None, None, None), consol
         os.close(fifo_fd)
         if console_fd is not None and not isinstance(console_socket, int):
             os.close(console_fd)
+    # Atomic (rename) but not fsync'ed, as runc's state.json: it describes processes that a crash
+    # or reboot ends anyway, so durability buys nothing and two fsyncs cost more than the write.
     atomic_write_json(os.path.join(d, STATE_FILE), {
         "ociVersion": spec["ociVersion"], "id": cid, "pid": proc.pid, "starttime": _starttime(proc.pid),
         "bundle": bundle, "rootfs": S.root_path(spec, bundle), "created": now_rfc3339(),
-        "annotations": spec.get("annotations") or {}, "cgroup": cg_path})
+        "annotations": spec.get("annotations") or {}, "cgroup": cg_path}, fsync=False)
     if pid_file:
         atomic_write_text(pid_file, str(proc.pid))
     return proc

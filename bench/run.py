@@ -336,22 +336,27 @@ def ping_unix(sock: Path, timeout: float = 0.5) -> bool:
         return False
 
 
-def start_minidockerd(ws: Workspace) -> tuple[str | None, str]:
+def start_minidockerd(ws: Workspace, tree: str | None = None) -> tuple[str | None, str]:
     """Start our own minidockerd on a temporary root and socket, once per run (the ``minidocker``
     and ``docker`` contenders and the ``rss`` benchmark share it); returns (host URL, "") or
-    (None, why it is unavailable). ``ws.minidockerd_pid`` holds its pid."""
-    if hasattr(ws, "minidockerd"):
-        return ws.minidockerd
+    (None, why it is unavailable). ``ws.minidockerd_pid`` holds its pid. ``tree``: run another
+    checkout's code instead (``--compare-tree``), as a second daemon with its own root."""
+    attr = "minidockerd_other" if tree else "minidockerd"
+    if hasattr(ws, attr):
+        return getattr(ws, attr)
     daemon = venv_tool("minidockerd")
     if not daemon:
-        ws.minidockerd = (None, "minidockerd not installed in the venv (make setup)")
-        return ws.minidockerd
-    root, sock = ws.path("minidocker", "root"), ws.dir / "minidocker" / "md.sock"
+        setattr(ws, attr, (None, "minidockerd not installed in the venv (make setup)"))
+        return getattr(ws, attr)
+    sub = "minidocker-other" if tree else "minidocker"
+    root, sock = ws.path(sub, "root"), ws.dir / sub / "md.sock"
     host = f"unix://{sock}"
-    log = open(ws.dir / "minidocker" / "minidockerd.log", "wb")
-    proc = subprocess.Popen([daemon, "--root", str(root), "--host", host], stdin=subprocess.DEVNULL, env=python_env(),
+    log = open(ws.dir / sub / "minidockerd.log", "wb")
+    env = dict(python_env(), PYTHONPATH=tree) if tree else python_env()
+    proc = subprocess.Popen([daemon, "--root", str(root), "--host", host], stdin=subprocess.DEVNULL, env=env,
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    ws.minidockerd_pid = proc.pid
+    if not tree:
+        ws.minidockerd_pid = proc.pid
 
     def stop_daemon():
         if proc.poll() is None:
@@ -373,22 +378,25 @@ def start_minidockerd(ws: Workspace) -> tuple[str | None, str]:
     while time.monotonic() < deadline and proc.poll() is None and not ping_unix(sock):
         time.sleep(0.05)
     if not ping_unix(sock):
-        tail = (ws.dir / "minidocker" / "minidockerd.log").read_text(errors="replace").strip().splitlines()[-3:]
+        tail = (ws.dir / sub / "minidockerd.log").read_text(errors="replace").strip().splitlines()[-3:]
         state = f"exited with {proc.returncode}" if proc.poll() is not None else "did not answer in 30 s"
-        ws.minidockerd = (None, f"minidockerd {state}: {' | '.join(tail)}")
+        setattr(ws, attr, (None, f"minidockerd {state}: {' | '.join(tail)}"))
     else:
-        ws.minidockerd = (host, "")
-    return ws.minidockerd
+        setattr(ws, attr, (host, ""))
+    return getattr(ws, attr)
 
 
-def minidocker_contender(ws: Workspace) -> Contender:
-    """``minidocker run --rm busybox true`` against our own minidockerd."""
-    name = "minidocker run --rm"
+def minidocker_contender(ws: Workspace, tree: str | None = None) -> Contender:
+    """``minidocker run --rm busybox true`` against our own minidockerd (``tree``: CLI and daemon
+    from another checkout)."""
+    name = "minidocker run --rm" + (" (--compare-tree)" if tree else "")
     cli = venv_tool("minidocker")
-    host, why = start_minidockerd(ws)
+    host, why = start_minidockerd(ws, tree)
     if not cli or not host:
         return Contender(name, status="unavailable", why=why or "minidocker not installed in the venv (make setup)")
     env = python_env(MINIDOCKER_HOST=host, DOCKER_HOST=host)
+    if tree:
+        env["PYTHONPATH"] = tree
     return Contender(name, [cli, "run", "--rm", "busybox", "true"], env=env)
 
 
@@ -529,9 +537,13 @@ def measure(c: Contender, runs: int, warmup: int) -> Measurement:
 def bench_start(ws: Workspace, args) -> list[Measurement]:
     """Container start: `true` in busybox, each tool's whole command."""
     results = []
-    for key in args.tools:
+    keys = list(args.tools)
+    if args.compare_tree and "minidocker" in keys:
+        keys.insert(keys.index("minidocker") + 1, "minidocker-compare")
+    for key in keys:
         try:
-            contender = START_CONTENDERS[key](ws)
+            contender = (minidocker_contender(ws, args.compare_tree) if key == "minidocker-compare"
+                         else START_CONTENDERS[key](ws))
         except Exception as e:  # a broken setup is reported, not fatal
             contender = Contender(key, status="failed", why=f"setup: {type(e).__name__}: {e}")
         m = measure(contender, args.runs, args.warmup)
@@ -693,6 +705,17 @@ def rss_kb(pid: int) -> int:
         return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
 
 
+def monitor_pids(root: Path) -> list[int]:
+    """The per-container monitors (minidocker's conmon), from each container's monitor.json."""
+    pids = []
+    for rec in (root / "containers").glob("*/monitor.json"):
+        try:
+            pids.append(int(json.loads(rec.read_text())["monitor_pid"]))
+        except (OSError, ValueError, KeyError):
+            pass
+    return pids
+
+
 def bench_rss(ws: Workspace, args) -> list[Measurement]:
     """minidockerd's resident memory: idle (after one container ran and was removed, so the
     lazily imported start path is counted), then with 5 running containers (``sleep``)."""
@@ -708,11 +731,15 @@ def bench_rss(ws: Workspace, args) -> list[Measurement]:
     idle = rss_kb(pid)
     ids = [run("run", "-d", "busybox", "sleep", "600") for _ in range(5)]
     busy = rss_kb(pid)
+    monitors = [rss_kb(p) for p in monitor_pids(ws.dir / "minidocker" / "root")]
     run("rm", "-f", *ids)
     print(f"  minidockerd RSS: fresh {fresh / 1024:.1f} MB, idle after a run {idle / 1024:.1f} MB, "
-          f"5 running {busy / 1024:.1f} MB ({(busy - idle) / 5 / 1024:.2f} MB per container)", file=sys.stderr)
+          f"5 running {busy / 1024:.1f} MB ({(busy - idle) / 5 / 1024:.2f} MB per container); "
+          f"{len(monitors)} monitors {sum(monitors) / 1024:.1f} MB RSS in all (pages shared with the daemon's "
+          "launcher counted in each)", file=sys.stderr)
     return [Measurement(n, status="measured", why=f"{kb / 1024:.1f} MB") for n, kb in
-            (("RSS fresh", fresh), ("RSS idle after one run", idle), ("RSS with 5 running", busy))]
+            (("RSS fresh", fresh), ("RSS idle after one run", idle), ("RSS with 5 running", busy),
+             (f"RSS of the {len(monitors)} monitors", sum(monitors)))]
 
 
 BENCHMARKS: dict[str, tuple[Callable[[Workspace, argparse.Namespace], list[Measurement]], str]] = {
@@ -754,7 +781,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--tools", default=",".join(START_CONTENDERS),
                    help=f"comma-separated subset of {','.join(START_CONTENDERS)}")
     p.add_argument("--compare-tree", metavar="DIR",
-                   help="runtime: also time minidocker-runtime from another checkout (e.g. main's)")
+                   help="start, runtime: also time minidocker (its own daemon) / minidocker-runtime "
+                        "from another checkout, e.g. main's, side by side")
     p.add_argument("--json-dir", default=str(RESULTS_DIR), help="where NAME.json goes (default bench/results)")
     args = p.parse_args(argv)
     args.tools = [t.strip() for t in args.tools.split(",") if t.strip()]

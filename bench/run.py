@@ -421,10 +421,11 @@ def python_env(**extra) -> dict:
     return env
 
 
-def oci_bundle(ws: Workspace, tool: str) -> Path:
+def oci_bundle(ws: Workspace, tool: str, name: str | None = None) -> Path:
     """An OCI bundle over the busybox rootfs: ``TOOL spec``, then no terminal, args ["true"], the
-    absolute rootfs path (read-only, shared by runc and crun), and a cgroup under our own name."""
-    bundle = ws.path(f"bundle-{tool}")
+    absolute rootfs path (read-only, shared by runc and crun), and a cgroup under our own name.
+    ``name``: the bundle directory's, when one run of the benchmark needs two bundles of ``tool``."""
+    bundle = ws.path(f"bundle-{name or tool}")
     subprocess.run([tool, "spec"], cwd=bundle, check=True, capture_output=True)
     cfg_path = bundle / "config.json"
     cfg = json.loads(cfg_path.read_text())
@@ -561,7 +562,7 @@ def bench_runtime(ws: Workspace, args) -> list[Measurement]:
     validator is compiled on the first (warm-up) run and cached under its --root."""
     if not shutil.which("runc"):
         return [Measurement("runc run", status="not installed", why="bash bench/setup.sh")]
-    bundle = oci_bundle(ws, "runc")
+    bundle = oci_bundle(ws, "runc", "runtime")   # not start's bundle-runc: `runtime start` in one run
     cfg = json.loads((bundle / "config.json").read_text())
     cfg["linux"]["cgroupsPath"] = f"/{CGROUP_NAME}/runtime"
     (bundle / "config.json").write_text(json.dumps(cfg, indent=1))
@@ -705,6 +706,13 @@ def rss_kb(pid: int) -> int:
         return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
 
 
+def pss_kb(pid: int) -> int:
+    """Proportional set size: each shared page divided among the processes sharing it (the monitors
+    are forked from one pre-loaded launcher, so their RSS counts the same pages five times)."""
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("Pss:"))
+
+
 def monitor_pids(root: Path) -> list[int]:
     """The per-container monitors (minidocker's conmon), from each container's monitor.json."""
     pids = []
@@ -731,15 +739,17 @@ def bench_rss(ws: Workspace, args) -> list[Measurement]:
     idle = rss_kb(pid)
     ids = [run("run", "-d", "busybox", "sleep", "600") for _ in range(5)]
     busy = rss_kb(pid)
-    monitors = [rss_kb(p) for p in monitor_pids(ws.dir / "minidocker" / "root")]
+    mpids = monitor_pids(ws.dir / "minidocker" / "root")
+    monitors, monitors_pss = [rss_kb(p) for p in mpids], [pss_kb(p) for p in mpids]
     run("rm", "-f", *ids)
     print(f"  minidockerd RSS: fresh {fresh / 1024:.1f} MB, idle after a run {idle / 1024:.1f} MB, "
           f"5 running {busy / 1024:.1f} MB ({(busy - idle) / 5 / 1024:.2f} MB per container); "
-          f"{len(monitors)} monitors {sum(monitors) / 1024:.1f} MB RSS in all (pages shared with the daemon's "
-          "launcher counted in each)", file=sys.stderr)
+          f"{len(monitors)} monitors: RSS {sum(monitors) / 1024:.1f} MB in all, PSS {sum(monitors_pss) / 1024:.1f} MB",
+          file=sys.stderr)
     return [Measurement(n, status="measured", why=f"{kb / 1024:.1f} MB") for n, kb in
             (("RSS fresh", fresh), ("RSS idle after one run", idle), ("RSS with 5 running", busy),
-             (f"RSS of the {len(monitors)} monitors", sum(monitors)))]
+             (f"RSS of the {len(monitors)} monitors", sum(monitors)),
+             (f"PSS of the {len(monitors)} monitors", sum(monitors_pss)))]
 
 
 BENCHMARKS: dict[str, tuple[Callable[[Workspace, argparse.Namespace], list[Measurement]], str]] = {

@@ -28,6 +28,7 @@ runnable, limited, or not runnable, and why.
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -67,6 +68,7 @@ CHAPTERS = {
     "06": "images",
     "07": "registry",
     "08": "daemon/API",
+    "10": "security",
 }
 
 # capability(7) numbers worth naming in a report (linux/capability.h).
@@ -484,6 +486,17 @@ def chapter_verdicts(info: dict) -> dict[str, dict]:
     client = "docker client present" if tools["docker"] else "no docker client for the compatibility tests"
     out["08"] = (_verdict("runnable", f"{state}; {client}") if caps["root"]
                  else _verdict("limited", f"minidockerd needs root; {state}"))
+
+    # 10 security: real attacks in namespaces, against a loop-device disk; a static probe (gcc)
+    lacking = [what for what, ok in (("gcc (the static probe)", shutil.which("gcc")),
+                                     ("pyseccomp + libseccomp2", importlib.util.find_spec("pyseccomp")),
+                                     ("losetup", shutil.which("losetup"))) if not ok]
+    if not admin:
+        out["10"] = _verdict("not runnable", "the attacks and defences need root (namespaces, loop devices, cgroups)")
+    elif lacking:
+        out["10"] = _verdict("not runnable", f"missing {', '.join(lacking)} (make student installs them)")
+    else:
+        out["10"] = _verdict("runnable", "capabilities, seccomp, masks, device cgroup, against a loop-device disk")
 
     labs = lab_folders()
     for number, v in out.items():

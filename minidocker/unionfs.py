@@ -394,10 +394,8 @@ class OverlaySnapshotter(Snapshotter):
                                 f"{OVERLAY_MAX_LAYERS} lower layers (kernel OVL_MAX_STACK)")
 
         def options(paths):
-            o = "lowerdir=" + ":".join(paths(lowers))
-            if upper:
-                o += f",upperdir={paths([upper])[0]},workdir={paths([work])[0]}"
-            return o + ",index=off,redirect_dir=off,metacopy=off"
+            return overlay_options(paths(lowers), upper and paths([upper])[0], work and paths([work])[0]) \
+                + ",index=off,redirect_dir=off,metacopy=off"
 
         data = options(lambda ps: ps)
         if len(data) <= MOUNT_DATA_MAX:
@@ -516,6 +514,23 @@ def add_placeholders(snapshotter: Snapshotter, key: str, files=(), dirs=()) -> l
 
 
 # --- performing mounts ------------------------------------------------------------------------------
+
+def _escape(path: str) -> str:
+    """overlayfs splits options at ',' and lowerdir at ':'; a backslash escapes either (and itself)."""
+    return path.replace("\\", "\\\\").replace(",", "\\,").replace(":", "\\:")
+
+
+def overlay_options(lowers: list[str], upper: str | None = None, work: str | None = None) -> str:
+    """The data string of an overlay mount (kernel ``Documentation/filesystems/overlayfs.rst``):
+    ``lowerdir=`` the lower layers **top-most first**, separated by ':'; with ``upper``, also
+    ``upperdir=`` and ``workdir=`` (both on one filesystem; without them the mount is read-only)."""
+    if not lowers:
+        raise ValueError("an overlay needs at least one lower layer")
+    if bool(upper) != bool(work):
+        raise ValueError("upperdir and workdir go together")
+    o = "lowerdir=" + ":".join(_escape(p) for p in lowers)
+    return o + (f",upperdir={_escape(upper)},workdir={_escape(work)}" if upper else "")
+
 
 def mount_all(mounts: list[Mount], target: str, kernel=None) -> None:
     """Perform the mounts a snapshotter returned onto ``target`` (in order). A read-only bind takes

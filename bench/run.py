@@ -652,6 +652,8 @@ BENCHMARKS: dict[str, tuple[Callable[[Workspace, argparse.Namespace], list[Measu
     "registry": (bench_registry, "pull of a ~100 MB 5-layer image from a local registry (and pull + unpack)"),
     "unpack": (lambda ws, args: __import__("unpack_bench").bench(ws, args, sys.modules[__name__]),
                "image unpack: 100 MB / 5,000 files, 1 and 4 layers (bench/unpack_bench.py)"),
+    "build": (lambda ws, args: __import__("build_bench").bench(ws, args, sys.modules[__name__]),
+              "a 10-step Dockerfile, cold and cached: minidocker build vs podman build (bench/build_bench.py)"),
 }
 
 

@@ -69,6 +69,7 @@ CHAPTERS = {
     "07": "registry",
     "08": "daemon/API",
     "10": "security",
+    "13": "build",
 }
 
 # capability(7) numbers worth naming in a report (linux/capability.h).
@@ -497,6 +498,10 @@ def chapter_verdicts(info: dict) -> dict[str, dict]:
         out["10"] = _verdict("not runnable", f"missing {', '.join(lacking)} (make student installs them)")
     else:
         out["10"] = _verdict("runnable", "capabilities, seccomp, masks, device cgroup, against a loop-device disk")
+    # 13 build (a daemon of its own: RUN steps are containers)
+    out["13"] = (_verdict("runnable", "POST /build on a daemon of the notebook's own; "
+                          + ("docker client present" if tools["docker"] else "no docker client (optional)"))
+                 if caps["root"] else _verdict("not runnable", "RUN steps are containers: run as root"))
 
     labs = lab_folders()
     for number, v in out.items():

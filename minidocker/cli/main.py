@@ -560,6 +560,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     ps.set_defaults(fn=cmd_ps)
 
     add_image_verbs(sub)  # images, image ..., tag, rmi, history, save, load, import (cli/images.py)
+    from .build import add_verbs as build_verbs
+    build_verbs(sub)  # build (cli/build.py)
 
     ins = sub.add_parser("inspect", help="low-level information on objects")
     ins.add_argument("-f", "--format")

@@ -96,6 +96,8 @@ class API:
         api_registry.register(self, s)  # pull, push, login (the registry chapter)
         from . import api_swarm
         api_swarm.register(self, s)  # swarm and plugins: answered as a dockerd not in swarm mode
+        from . import api_build
+        api_build.register(self, s)  # POST /build (the classic builder), /build/prune (chapter 13)
 
     # ---- system ---------------------------------------------------------------------------------
     async def ping(self, req):

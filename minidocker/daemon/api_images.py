@@ -53,9 +53,8 @@ def register(api, server) -> None:
         ("POST", r"/images/create", handlers.create),
         ("POST", r"/images/prune", handlers.prune),
         # `docker system prune` = containers, networks, images and build cache, in that order.
-        # minidocker keeps no user networks and no build cache: those two have nothing to delete.
+        # minidocker keeps no user networks (nothing to delete); the build cache is api_build.py's.
         ("POST", r"/networks/prune", handlers.nothing_to_prune("NetworksDeleted")),
-        ("POST", r"/build/prune", handlers.nothing_to_prune("CachesDeleted")),
         ("GET", N + r"/json", handlers.inspect),
         ("GET", N + r"/history", handlers.history),
         ("GET", N + r"/get", handlers.save_one),
@@ -151,6 +150,10 @@ class ImageRoutes:
 
     async def list(self, req):
         images = self.filtered(parse_filters(req.query.get("filters")))
+        if not req.bool_param("all"):    # the builder's intermediate images: only with -a
+            from .api_build import intermediate_images
+            hidden = intermediate_images(self.api.engine)
+            images = [i for i in images if i.refs or i.id not in hidden]
         counts = {}
         for c in self.api.engine.containers.values():
             counts[c.cfg.image_id] = counts.get(c.cfg.image_id, 0) + 1

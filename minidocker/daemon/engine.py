@@ -148,18 +148,21 @@ class Engine:
         raise NotFound(f"No such container: {ref}")
 
     # ---- create ---------------------------------------------------------------------------------
-    def create(self, body: dict, name: str | None) -> tuple[str, list[str]]:
+    def create(self, body: dict, name: str | None, rootfs=None) -> tuple[str, list[str]]:
+        """``rootfs`` (the builder's hook): (image id, image run config, prepare(cid) -> mounts)
+        for a container on a writable snapshot the caller prepares under the key ``cid``."""
         if not isinstance(body, dict):
             raise InvalidRequest("invalid JSON: the request body must be an object")
         image_name = body.get("Image")
         if not image_name:
             raise InvalidRequest("No image was specified")
         try:
-            image = self.images.resolve(image_name)
+            image = self.images.resolve(image_name) if rootfs is None else None
         except ImageNotFound as e:
             raise NotFound(str(e))
         except ValueError as e:
             raise InvalidRequest(str(e))
+        image_id, image_config = (image.id, image.config.get("config", {})) if rootfs is None else rootfs[:2]
         if name:
             try:
                 name = validate_name(name)
@@ -175,8 +178,8 @@ class Engine:
         directory = os.path.join(self.root, "containers", cid)
         warnings: list[str] = []
         try:
-            cfg = from_create_request(body, cid=cid, name=name, image_id=image.id,
-                                      image_ref=image_name, image_config=image.config.get("config", {}),
+            cfg = from_create_request(body, cid=cid, name=name, image_id=image_id,
+                                      image_ref=image_name, image_config=image_config,
                                       lowerdirs=[], upperdir="", workdir="",
                                       cgroup_parent=self.cgroup_parent, warnings=warnings)
         except ConfigError as e:
@@ -187,8 +190,11 @@ class Engine:
         console = console if console and any(console) else None
         # The image's layers, unpacked once per ChainID, and a writable snapshot named after us.
         try:
-            with self.snapshotter.lease(*image.chain_ids):  # a concurrent rmi must not take them
-                mounts = self.prepare_snapshots(cid, unpack(self.images, self.snapshotter, image))
+            if rootfs is None:
+                with self.snapshotter.lease(*image.chain_ids):  # a concurrent rmi must not take them
+                    mounts = self.prepare_snapshots(cid, unpack(self.images, self.snapshotter, image))
+            else:
+                mounts = rootfs[2](cid)
         except (LayerError, unionfs.SnapshotError, OSError) as e:
             raise InvalidRequest(f"cannot prepare the root filesystem of {image_name}: {e}")
         cfg.rootfs_mounts = [dict(vars(m)) for m in mounts]
@@ -201,7 +207,8 @@ class Engine:
             raise InvalidRequest(str(e))
         except BaseException:
             self.snapshotter.remove(cid)
-            self.snapshotter.remove(cid + "-init")
+            if rootfs is None:
+                self.snapshotter.remove(cid + "-init")
             raise
         c = Container(cid, directory, cfg, body, now_rfc3339(), name)
         c.save()

@@ -53,8 +53,7 @@ def register(api, server) -> None:
         ("POST", r"/images/create", handlers.create),
         ("POST", r"/images/prune", handlers.prune),
         # `docker system prune` = containers, networks, images and build cache, in that order.
-        # minidocker keeps no user networks (nothing to delete); the build cache is api_build.py's.
-        ("POST", r"/networks/prune", handlers.nothing_to_prune("NetworksDeleted")),
+        # Networks are pruned by api_networks.py; the build cache is api_build.py's.
         ("GET", N + r"/json", handlers.inspect),
         ("GET", N + r"/history", handlers.history),
         ("GET", N + r"/get", handlers.save_one),
@@ -257,13 +256,6 @@ class ImageRoutes:
                 raise InvalidRequest(f"invalid filter '{key}'")
         result = await asyncio.to_thread(self.prune_sync, dangling_only, filters.get("label", []))
         return http.json_response(result)
-
-    @staticmethod
-    def nothing_to_prune(key: str):
-        async def handler(req):
-            parse_filters(req.query.get("filters"))   # a malformed filter is still a 400
-            return http.json_response({key: None, **({"SpaceReclaimed": 0} if key == "CachesDeleted" else {})})
-        return handler
 
     def prune_sync(self, dangling_only: bool, labels: list[str]) -> dict:
         in_use = {c.cfg.image_id for c in self.api.engine.containers.values()}

@@ -395,14 +395,14 @@ class Engine:
         """Returns a future that completes when the attach stream ends."""
         c = self.get(ref)
         done = asyncio.get_running_loop().create_future()
-        if c.state["Status"] == "created" or (c.state["Status"] == "exited" and c.lock.locked()):
+        if c.state["Status"] in ("created", "restarting") or (c.state["Status"] == "exited" and c.lock.locked()):
             c.pending_attach.append((reader, writer, opts, done))
         elif c.running:
             await self.connect_attach(c, reader, writer, opts, done)
         else:
-            # docker attaches to a stopped container and waits for its next start; keep it simple:
-            # the stream joins at the next start.
-            c.pending_attach.append((reader, writer, opts, done))
+            # Exited for good (no start under way): dockerd copies nothing and the stream ends at
+            # once; a client asking logs=1 has had its replay already.
+            done.set_result(None)
         return done
 
     async def wait(self, ref: str, condition: str) -> int:

@@ -98,3 +98,100 @@ def test_exec_framing_follows_the_start_requests_tty(daemon, client):
         assert client.api.exec_start(eid, tty=False, demux=True) == (b"to-out\n", b"to-err\n")
     finally:
         c.remove(force=True)
+
+
+# ---- health checks ----------------------------------------------------------------------------
+def until(cond, timeout=20.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = cond()
+        if v:
+            return v
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def health(daemon, name) -> dict:
+    return json.loads(ok(docker(daemon, "inspect", name)))[0]["State"].get("Health") or {}
+
+
+def test_health_cmd_flags_make_a_container_healthy(daemon):
+    since = str(time.time())
+    ok(docker(daemon, "run", "-d", "--name", "hc-ok", "--health-cmd", "echo probe-$((40+2))",
+              "--health-interval", "200ms", "--health-retries", "2", "busybox", "sleep", "60"))
+    try:
+        h = until(lambda: (x := health(daemon, "hc-ok")).get("Status") == "healthy" and x, what="healthy")
+        assert h["FailingStreak"] == 0 and h["Log"][-1]["ExitCode"] == 0
+        assert h["Log"][-1]["Output"] == "probe-42\n"  # the shell ran it: CMD-SHELL
+        assert "(healthy)" in ok(docker(daemon, "ps", "--filter", "name=hc-ok", "--format", "{{.Status}}"))
+        events = ok(docker(daemon, "events", "--since", since, "--until", str(time.time()),
+                           "--filter", "container=hc-ok", "--format", "{{.Action}}"))
+        assert "health_status: healthy" in events.splitlines(), events
+        # the probe is an exec with exec's confinement: same capabilities, seccomp, no_new_privs
+        probe = "grep -E '^(CapEff|CapBnd|Seccomp|NoNewPrivs)' /proc/self/status"
+        ok(docker(daemon, "rm", "-f", "hc-ok"))
+        ok(docker(daemon, "run", "-d", "--name", "hc-ok", "--health-cmd", probe,
+                  "--health-interval", "200ms", "busybox", "sleep", "60"))
+        h = until(lambda: (x := health(daemon, "hc-ok")).get("Status") == "healthy" and x, what="healthy")
+        assert h["Log"][-1]["Output"] == ok(docker(daemon, "exec", "hc-ok", "sh", "-c", probe))
+        assert "Seccomp:\t2" in h["Log"][-1]["Output"]
+    finally:
+        docker(daemon, "rm", "-f", "hc-ok")
+
+
+def test_failing_and_timed_out_checks_make_it_unhealthy(daemon, client):
+    c = client.containers.run("busybox", ["sleep", "60"], detach=True, healthcheck={
+        "Test": ["CMD", "sh", "-c", "echo bad >&2; exit 3"], "Interval": 100_000_000, "Retries": 2})
+    t = client.containers.run("busybox", ["sleep", "60"], detach=True, healthcheck={
+        "Test": ["CMD-SHELL", "sleep 10"], "Interval": 100_000_000, "Timeout": 200_000_000, "Retries": 1})
+    try:
+        h = until(lambda: len((x := client.api.inspect_container(c.id)["State"]["Health"])["Log"]) == 5
+                  and x["FailingStreak"] >= 6 and x, what="5 log entries")
+        assert h["Status"] == "unhealthy"
+        assert {e["ExitCode"] for e in h["Log"]} == {3} and h["Log"][0]["Output"] == "bad\n"
+        assert "(unhealthy)" in ok(docker(daemon, "ps", "--filter", f"id={c.id}", "--format", "{{.Status}}"))
+        h = until(lambda: (x := client.api.inspect_container(t.id)["State"]["Health"])["Status"] == "unhealthy"
+                  and x, what="timeout")
+        assert h["Log"][-1]["ExitCode"] == -1
+        assert h["Log"][-1]["Output"] == "Health check exceeded timeout (0.2s)"
+        # finished probes leave no exec record behind (at most the one in flight shows)
+        assert len(client.api.inspect_container(c.id)["ExecIDs"] or []) <= 1
+    finally:
+        c.remove(force=True)
+        t.remove(force=True)
+
+
+def test_start_period_failures_do_not_count(daemon, client):
+    c = client.containers.run("busybox", ["sleep", "60"], detach=True, healthcheck={
+        "Test": ["CMD", "false"], "Interval": 100_000_000, "StartInterval": 100_000_000,
+        "StartPeriod": 60_000_000_000, "Retries": 1})
+    try:
+        h = until(lambda: len((x := client.api.inspect_container(c.id)["State"]["Health"])["Log"]) >= 3 and x)
+        assert h["Status"] == "starting" and h["FailingStreak"] == 0
+    finally:
+        c.remove(force=True)
+
+
+def test_image_healthcheck_is_inherited_and_no_healthcheck_disables_it(daemon, client):
+    base = client.containers.run("busybox", ["true"], detach=True)
+    base.wait(timeout=20)
+    image = base.commit(repository="hc-image", tag="t", conf={
+        "Healthcheck": {"Test": ["CMD-SHELL", "echo from-image"], "Interval": 100_000_000}})
+    try:
+        assert client.api.inspect_image(image.id)["Config"]["Healthcheck"]["Test"] == ["CMD-SHELL", "echo from-image"]
+        ok(docker(daemon, "run", "-d", "--name", "hc-img", "hc-image:t", "sleep", "60"))
+        h = until(lambda: (x := health(daemon, "hc-img")).get("Status") == "healthy" and x, what="healthy")
+        assert h["Log"][-1]["Output"] == "from-image\n"
+        ok(docker(daemon, "run", "-d", "--name", "hc-none", "--no-healthcheck", "hc-image:t", "sleep", "60"))
+        assert "Health" not in json.loads(ok(docker(daemon, "inspect", "hc-none")))[0]["State"]
+        # minidocker's own CLI sends the same Healthcheck
+        r = daemon.cli("create", "--name", "hc-md", "--health-cmd", "true", "--health-interval", "1m30s",
+                       "--health-retries", "4", "busybox", "sleep", "60", check=True)
+        hc = json.loads(ok(docker(daemon, "inspect", "hc-md")))[0]["Config"]["Healthcheck"]
+        assert hc == {"Test": ["CMD-SHELL", "true"], "Interval": 90_000_000_000, "Retries": 4}, hc
+        assert "health" not in r.stderr.decode().lower()  # no "not supported" warning any more
+    finally:
+        for n in ("hc-img", "hc-none", "hc-md"):
+            docker(daemon, "rm", "-f", n)
+        base.remove(force=True)
+        client.images.remove("hc-image:t", force=True)

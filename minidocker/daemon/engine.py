@@ -32,7 +32,7 @@ from ..runtime import monitor
 from .config import ConfigError, ContainerConfig, from_create_request, validate_name
 from ..units import human_duration
 from ..util import ZERO_TIME, atomic_write_json, new_id, now_rfc3339, parse_rfc3339, read_json
-from . import rules
+from . import health, rules
 from .events import Events
 
 log = logging.getLogger("minidockerd")
@@ -98,6 +98,7 @@ class Container:
         self.restart_task: asyncio.Task | None = None
         self.backoff = 0.0
         self.exec_ids: list[str] = []
+        self.health_task: asyncio.Task | None = None  # the health check's timer (daemon/health.py)
 
     @property
     def restart_policy(self) -> tuple[str, int]:
@@ -175,6 +176,10 @@ class Engine:
                     raise Conflict(f'Conflict. The container name "/{name}" is already in use by container '
                                    f'"{c.id}". You have to remove (or rename) that container to be able to '
                                    "reuse that name.")
+        try:
+            health.validate(body.get("Healthcheck"))
+        except ValueError as e:
+            raise InvalidRequest(str(e))
         cid = new_id()
         name = name or self.generate_name()
         directory = os.path.join(self.root, "containers", cid)
@@ -272,6 +277,7 @@ class Engine:
             c.save()
             c.watcher = asyncio.create_task(self.watch(c))
             self.emit(c, "start")
+            self.arm_health(c)
 
     def reset_for_restart(self, c: Container) -> None:
         for f in ("exit.json", "monitor.json"):
@@ -301,7 +307,16 @@ class Engine:
                 "exit_code": 255, "finished_at": now_rfc3339(), "error": "the container's monitor disappeared"}
         await self.on_exit(c, exit_rec)
 
+    def arm_health(self, c: Container, resume: bool = False) -> None:
+        """The health check's timer (daemon/health.py) for a container that runs now."""
+        try:
+            image_cfg = self.images.resolve(c.cfg.image_id).config.get("config", {})
+        except Exception:
+            image_cfg = {}
+        health.begin(self, c, image_cfg, resume=resume)
+
     async def on_exit(self, c: Container, rec: dict) -> None:
+        health.end(c)
         started = parse_rfc3339(c.state["StartedAt"]) if c.state["StartedAt"] != ZERO_TIME else time.time()
         c.state.update(Status="exited", Running=False, Paused=False, Restarting=False, Pid=0,
                        ExitCode=int(rec.get("exit_code", 255)), FinishedAt=rec.get("finished_at") or now_rfc3339(),
@@ -621,6 +636,7 @@ class Engine:
             if c.state["Status"] in ("running", "paused"):
                 # Re-attach; if the monitor died meanwhile, watch() reads exit.json (reconcile).
                 c.watcher = asyncio.create_task(self.watch(c))
+                self.arm_health(c, resume=True)
             elif c.state["Status"] == "created":
                 # The daemon died between "create the process" and "start": that process still
                 # waits before exec under its monitor. Kill it; the container stays "created".
@@ -708,7 +724,8 @@ class Engine:
                 "Image": c.cfg.image_ref, "Volumes": req.get("Volumes"), "WorkingDir": c.cfg.working_dir,
                 "Entrypoint": req.get("Entrypoint") if req.get("Entrypoint") is not None else image_cfg.get("Entrypoint"),
                 "OnBuild": None, "Labels": c.cfg.labels, "StopSignal": c.cfg.stop_signal,
-                **({"StopTimeout": req["StopTimeout"]} if req.get("StopTimeout") is not None else {})},
+                **({"StopTimeout": req["StopTimeout"]} if req.get("StopTimeout") is not None else {}),
+                **({"Healthcheck": hc} if (hc := req.get("Healthcheck") or image_cfg.get("Healthcheck")) else {})},
             "NetworkSettings": {"Bridge": "", "SandboxID": "", "Ports": {}, "Networks": {},
                                 "IPAddress": "", "Gateway": "", "MacAddress": ""},
         }
@@ -717,7 +734,7 @@ class Engine:
         st = c.state
         if st["Status"] in ("running", "paused"):
             status = "Up " + human_duration(time.time() - parse_rfc3339(st["StartedAt"]))
-            status += " (Paused)" if st["Status"] == "paused" else ""
+            status += " (Paused)" if st["Status"] == "paused" else health.ps_suffix(st)
         elif st["Status"] == "restarting":
             status = f"Restarting ({st['ExitCode']}) " + human_duration(time.time() - parse_rfc3339(st["FinishedAt"])) + " ago"
         elif st["Status"] == "exited":

@@ -19,7 +19,7 @@ from .. import http
 from .engine import InvalidRequest
 
 RUN_CONFIG_KEYS = ("Cmd", "Entrypoint", "Env", "WorkingDir", "User", "Labels", "ExposedPorts",
-                   "Volumes", "StopSignal")
+                   "Volumes", "StopSignal", "Healthcheck")
 
 
 def register(api, server) -> None:
@@ -60,6 +60,8 @@ def run_config(engine, c, base_config: dict, body) -> dict:
         cfg["Entrypoint"] = req["Entrypoint"] if req["Entrypoint"] != [""] else None
     if req.get("WorkingDir"):
         cfg["WorkingDir"] = req["WorkingDir"]
+    if req.get("Healthcheck"):  # the container's own check goes into the image, as docker commits it
+        cfg["Healthcheck"] = req["Healthcheck"]
     if isinstance(body, dict):
         cfg.update({k: body[k] for k in RUN_CONFIG_KEYS if body.get(k) is not None})
     return cfg

@@ -1,28 +1,17 @@
 """API fidelity (issue 11 point 10): places where docker-py and the docker CLI used to see a
-difference from dockerd — attach to an exited container, exec framing, health checks, update,
-distribution/save/load/pull corners. Each through docker-py or the docker CLI against the session's
+difference from dockerd — attach to an exited container, exec framing, health checks.
+Each through docker-py or the docker CLI against the session's
 test daemon."""
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 
 import pytest
 
-from conftest import need_tool
+from test_daemon_api import docker, ok, until  # the same helpers as the daemon chapter's tests
 
 pytestmark = pytest.mark.privileged
-
-
-def docker(daemon, *args, input=None, timeout=60):
-    return subprocess.run([need_tool("docker"), *args], input=input, capture_output=True,
-                          env=daemon.env(), timeout=timeout)
-
-
-def ok(r) -> str:
-    assert r.returncode == 0, (r.args, r.stdout, r.stderr)
-    return r.stdout.decode()
 
 
 @pytest.fixture
@@ -101,16 +90,6 @@ def test_exec_framing_follows_the_start_requests_tty(daemon, client):
 
 
 # ---- health checks ----------------------------------------------------------------------------
-def until(cond, timeout=20.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = cond()
-        if v:
-            return v
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def health(daemon, name) -> dict:
     return json.loads(ok(docker(daemon, "inspect", name)))[0]["State"].get("Health") or {}
 
@@ -120,7 +99,7 @@ def test_health_cmd_flags_make_a_container_healthy(daemon):
     ok(docker(daemon, "run", "-d", "--name", "hc-ok", "--health-cmd", "echo probe-$((40+2))",
               "--health-interval", "200ms", "--health-retries", "2", "busybox", "sleep", "60"))
     try:
-        h = until(lambda: (x := health(daemon, "hc-ok")).get("Status") == "healthy" and x, what="healthy")
+        h = until(lambda: (x := health(daemon, "hc-ok")).get("Status") == "healthy" and x, what="healthy", timeout=30)
         assert h["FailingStreak"] == 0 and h["Log"][-1]["ExitCode"] == 0
         assert h["Log"][-1]["Output"] == "probe-42\n"  # the shell ran it: CMD-SHELL
         assert "(healthy)" in ok(docker(daemon, "ps", "--filter", "name=hc-ok", "--format", "{{.Status}}"))
@@ -132,7 +111,7 @@ def test_health_cmd_flags_make_a_container_healthy(daemon):
         ok(docker(daemon, "rm", "-f", "hc-ok"))
         ok(docker(daemon, "run", "-d", "--name", "hc-ok", "--health-cmd", probe,
                   "--health-interval", "200ms", "busybox", "sleep", "60"))
-        h = until(lambda: (x := health(daemon, "hc-ok")).get("Status") == "healthy" and x, what="healthy")
+        h = until(lambda: (x := health(daemon, "hc-ok")).get("Status") == "healthy" and x, what="healthy", timeout=30)
         assert h["Log"][-1]["Output"] == ok(docker(daemon, "exec", "hc-ok", "sh", "-c", probe))
         assert "Seccomp:\t2" in h["Log"][-1]["Output"]
     finally:
@@ -146,12 +125,12 @@ def test_failing_and_timed_out_checks_make_it_unhealthy(daemon, client):
         "Test": ["CMD-SHELL", "sleep 10"], "Interval": 100_000_000, "Timeout": 200_000_000, "Retries": 1})
     try:
         h = until(lambda: len((x := client.api.inspect_container(c.id)["State"]["Health"])["Log"]) == 5
-                  and x["FailingStreak"] >= 6 and x, what="5 log entries")
+                  and x["FailingStreak"] >= 6 and x, what="5 log entries", timeout=30)
         assert h["Status"] == "unhealthy"
         assert {e["ExitCode"] for e in h["Log"]} == {3} and h["Log"][0]["Output"] == "bad\n"
         assert "(unhealthy)" in ok(docker(daemon, "ps", "--filter", f"id={c.id}", "--format", "{{.Status}}"))
         h = until(lambda: (x := client.api.inspect_container(t.id)["State"]["Health"])["Status"] == "unhealthy"
-                  and x, what="timeout")
+                  and x, what="timeout", timeout=30)
         assert h["Log"][-1]["ExitCode"] == -1
         assert h["Log"][-1]["Output"] == "Health check exceeded timeout (0.2s)"
         # finished probes leave no exec record behind (at most the one in flight shows)
@@ -166,7 +145,8 @@ def test_start_period_failures_do_not_count(daemon, client):
         "Test": ["CMD", "false"], "Interval": 100_000_000, "StartInterval": 100_000_000,
         "StartPeriod": 60_000_000_000, "Retries": 1})
     try:
-        h = until(lambda: len((x := client.api.inspect_container(c.id)["State"]["Health"])["Log"]) >= 3 and x)
+        h = until(lambda: len((x := client.api.inspect_container(c.id)["State"]["Health"])["Log"]) >= 2 and x,
+                  timeout=30, what="probes in the start period")
         assert h["Status"] == "starting" and h["FailingStreak"] == 0
     finally:
         c.remove(force=True)
@@ -180,7 +160,7 @@ def test_image_healthcheck_is_inherited_and_no_healthcheck_disables_it(daemon, c
     try:
         assert client.api.inspect_image(image.id)["Config"]["Healthcheck"]["Test"] == ["CMD-SHELL", "echo from-image"]
         ok(docker(daemon, "run", "-d", "--name", "hc-img", "hc-image:t", "sleep", "60"))
-        h = until(lambda: (x := health(daemon, "hc-img")).get("Status") == "healthy" and x, what="healthy")
+        h = until(lambda: (x := health(daemon, "hc-img")).get("Status") == "healthy" and x, what="healthy", timeout=30)
         assert h["Log"][-1]["Output"] == "from-image\n"
         ok(docker(daemon, "run", "-d", "--name", "hc-none", "--no-healthcheck", "hc-image:t", "sleep", "60"))
         assert "Health" not in json.loads(ok(docker(daemon, "inspect", "hc-none")))[0]["State"]

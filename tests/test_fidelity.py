@@ -10,6 +10,7 @@ import time
 import pytest
 
 from test_daemon_api import docker, ok, until  # the same helpers as the daemon chapter's tests
+from test_daemon_persistence import own_daemon  # noqa: F401 (a fixture: a daemon of the test's own)
 
 pytestmark = pytest.mark.privileged
 
@@ -175,3 +176,25 @@ def test_image_healthcheck_is_inherited_and_no_healthcheck_disables_it(daemon, c
             docker(daemon, "rm", "-f", n)
         base.remove(force=True)
         client.images.remove("hc-image:t", force=True)
+
+
+def test_health_timers_are_rearmed_after_a_daemon_restart(own_daemon):
+    import signal as sig
+    from conftest import Daemon
+    from test_daemon_persistence import start_with
+    d = own_daemon()
+    ok(docker(d, "run", "-d", "--name", "hc-keep", "--health-cmd", "true", "--health-interval", "200ms",
+              "busybox", "sleep", "120"))
+    until(lambda: health(d, "hc-keep").get("Status") == "healthy", timeout=30, what="healthy")
+    d.proc.send_signal(sig.SIGKILL)
+    d.proc.wait()
+    d2 = start_with(Daemon(d.base))
+    try:
+        restarted = health(d2, "hc-keep")
+        assert restarted["Status"] == "healthy"  # what was recorded is kept
+        last = restarted["Log"][-1]["Start"]
+        # and the new daemon probes again: newer log entries appear
+        until(lambda: health(d2, "hc-keep")["Log"][-1]["Start"] > last, timeout=30, what="a new probe")
+    finally:
+        d2.remove_all()
+        d2.stop()

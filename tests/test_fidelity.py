@@ -198,3 +198,42 @@ def test_health_timers_are_rearmed_after_a_daemon_restart(own_daemon):
     finally:
         d2.remove_all()
         d2.stop()
+
+
+# ---- update -----------------------------------------------------------------------------------
+def test_docker_update_changes_limits_live_and_the_restart_policy(daemon, client):
+    from minidocker.cgroups.driver import read
+    from test_cgroups import cgroup_of, control_dir
+    cid = ok(docker(daemon, "run", "-d", "-m", "48m", "--pids-limit", "20", "busybox", "sleep", "100")).strip()
+    try:
+        cg = cgroup_of(daemon, cid)
+        mem_file = "memory.limit_in_bytes" if cg.version == "v1" else "memory.max"
+        assert read(control_dir(cg, "memory"), mem_file) == str(48 << 20)
+        ok(docker(daemon, "update", "-m", "96m", "--memory-swap", "-1", "--pids-limit", "33",
+                  "--restart", "on-failure:4", cid))
+        # the running container's cgroup says the new values at once
+        assert read(control_dir(cg, "memory"), mem_file) == str(96 << 20)
+        assert read(control_dir(cg, "pids"), "pids.max") == "33"
+        host = client.api.inspect_container(cid)["HostConfig"]
+        assert host["Memory"] == 96 << 20 and host["PidsLimit"] == 33
+        assert host["RestartPolicy"] == {"Name": "on-failure", "MaximumRetryCount": 4}
+        # docker-py: the response carries docker's Warnings; bad values get create's errors
+        assert "Warnings" in client.api.update_container(cid, cpu_shares=512)
+        import docker as dockerpy
+        with pytest.raises(dockerpy.errors.APIError, match="Minimum memory limit allowed is 6MB"):
+            client.api.update_container(cid, mem_limit="1m")
+        with pytest.raises(dockerpy.errors.APIError, match="cannot update KernelMemory"):
+            client.api.update_container(cid, kernel_memory=1 << 26)
+        # the next start applies the recorded limits (the bundle says them too)
+        ok(docker(daemon, "restart", "-t", "1", cid))
+        cg = cgroup_of(daemon, cid)
+        assert read(control_dir(cg, "memory"), mem_file) == str(96 << 20)
+        assert read(control_dir(cg, "pids"), "pids.max") == "33"
+    finally:
+        docker(daemon, "rm", "-f", cid)
+    rm = ok(docker(daemon, "run", "-d", "--rm", "busybox", "sleep", "100")).strip()
+    try:
+        r = docker(daemon, "update", "--restart", "always", rm)
+        assert r.returncode != 0 and b"AutoRemove is enabled" in r.stderr
+    finally:
+        docker(daemon, "rm", "-f", rm)

@@ -92,6 +92,8 @@ class API:
         api_cow.register(self, s)
         from . import api_cgroups
         api_cgroups.register(self, s)  # pause, unpause, stats (the cgroups chapter)
+        from . import api_update
+        api_update.register(self, s)  # docker update: live limits and restart policy
         from . import api_registry
         api_registry.register(self, s)  # pull, push, login (the registry chapter)
         from . import api_swarm

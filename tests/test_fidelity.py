@@ -237,3 +237,80 @@ def test_docker_update_changes_limits_live_and_the_restart_policy(daemon, client
         assert r.returncode != 0 and b"AutoRemove is enabled" in r.stderr
     finally:
         docker(daemon, "rm", "-f", rm)
+
+
+# ---- images: Parent, save by ID, load errors, distribution, unreachable registries --------------
+def test_committed_image_has_its_parent(daemon, client):
+    base_id = client.images.get("busybox").id
+    c = client.containers.run("busybox", ["touch", "/made"], detach=True)
+    try:
+        c.wait(timeout=20)
+        image = c.commit(repository="fid-parent", tag="1")
+        assert image.attrs["Parent"] == base_id
+        assert client.images.get("busybox").attrs["Parent"] == ""  # built, not committed: no parent
+        listed = {i["Id"]: i for i in client.api.images()}
+        assert listed[image.id]["ParentId"] == base_id
+        assert ok(docker(daemon, "image", "inspect", "-f", "{{.Parent}}", "fid-parent:1")).strip() == base_id
+    finally:
+        c.remove(force=True)
+        client.images.remove("fid-parent:1", force=True)
+
+
+def test_save_by_id_writes_no_tags_and_bad_load_reports_in_the_stream(daemon, client, tmp_path):
+    import tarfile
+    image = client.images.get("busybox")
+    ok(docker(daemon, "tag", "busybox", "fid-save:1"))
+    try:
+        for name, want in ((image.id, None), ("fid-save:1", ["fid-save:1"])):
+            out = tmp_path / "save.tar"
+            ok(docker(daemon, "save", "-o", str(out), name))
+            with tarfile.open(out) as tar:
+                manifest = json.load(tar.extractfile("manifest.json"))
+                names = tar.getnames()
+            assert [m["RepoTags"] for m in manifest] == [want], (name, manifest)
+            assert ("repositories" in names) == (want is not None)
+    finally:
+        docker(daemon, "rmi", "fid-save:1")
+    junk = tmp_path / "junk.tar"
+    junk.write_bytes(b"definitely not a tar" * 100)
+    r = docker(daemon, "load", "-i", str(junk))
+    assert r.returncode != 0 and b"failed to load the archive" in r.stderr, r.stderr
+    status, body = daemon.api("POST", "/images/load", junk.read_bytes(), ctype="application/x-tar")
+    assert status == 200  # as dockerd: the head is out, the error is the stream's last message
+    last = json.loads(body.strip().splitlines()[-1]) if isinstance(body, bytes) else body
+    assert "failed to load the archive" in last["errorDetail"]["message"] == last["error"]
+
+
+def test_pull_from_an_unreachable_registry_says_so_in_dockers_words(daemon):
+    # conftest points Docker Hub names at a closed port on loopback (--default-registry)
+    r = docker(daemon, "pull", "alpine:3")
+    assert r.returncode != 0
+    assert (b'Error response from daemon: Get "https://127.0.0.1:1/v2/": dial tcp 127.0.0.1:1: '
+            b"connect: connection refused") in r.stderr, r.stderr
+    r = docker(daemon, "pull", "127.0.0.1:1/some/thing")
+    assert b'Get "https://127.0.0.1:1/v2/": dial tcp 127.0.0.1:1: connect: connection refused' in r.stderr
+
+
+def test_distribution_inspect_of_local_and_registry_images(daemon, client, tmp_path):
+    from conftest import need_tool as need_tool_
+    from registries import DistributionRegistry
+    local = client.images.get("busybox")
+    data = client.images.get_registry_data("busybox")  # built offline: the local store answers
+    assert data.id == local.attrs["Descriptor"]["digest"] and data.has_platform("linux/amd64")
+    need_tool_("docker-registry")
+    with DistributionRegistry(str(tmp_path / "reg")) as reg:
+        ref = f"{reg.host}/fid/bb:1"
+        ok(docker(daemon, "tag", "busybox", ref))
+        try:
+            out = ok(docker(daemon, "push", ref))
+            pushed = out.split("digest: ", 1)[1].split()[0]
+            ok(docker(daemon, "rmi", ref))  # not local any more: the registry answers
+            status, body = daemon.api("GET", f"/distribution/{ref}/json")
+            assert status == 200, body
+            assert body["Descriptor"]["digest"] == pushed
+            assert body["Platforms"] == [{"architecture": local.attrs["Architecture"], "os": "linux"}]
+            import docker as dockerpy
+            with pytest.raises(dockerpy.errors.NotFound):
+                client.images.get_registry_data(f"{reg.host}/fid/bb:nope")
+        finally:
+            docker(daemon, "rmi", ref)

@@ -13,6 +13,7 @@ import os
 import tempfile
 
 from .. import cow
+from ..images import parents
 from ..images.commit import ChangeError, commit_image
 from ..images.reference import InvalidReference, parse_reference
 from .. import http
@@ -78,6 +79,7 @@ def _commit(engine, c, ref, changes_list, comment, author, body) -> str:
         image = commit_image(engine.images, base, tmp, run_config(engine, c, base.config.get("config"), body),
                              changes=changes_list, comment=comment, author=author,
                              created_by=f"minidocker commit {c.name}", ref=ref)
+        parents.record(engine.images.root, image.id, base.id)  # dockerd's local "parent" metadata
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)

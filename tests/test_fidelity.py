@@ -104,6 +104,8 @@ def test_health_cmd_flags_make_a_container_healthy(daemon):
         assert h["FailingStreak"] == 0 and h["Log"][-1]["ExitCode"] == 0
         assert h["Log"][-1]["Output"] == "probe-42\n"  # the shell ran it: CMD-SHELL
         assert "(healthy)" in ok(docker(daemon, "ps", "--filter", "name=hc-ok", "--format", "{{.Status}}"))
+        assert "hc-ok" in ok(docker(daemon, "ps", "--filter", "health=healthy", "--format", "{{.Names}}"))
+        assert "hc-ok" not in ok(docker(daemon, "ps", "--filter", "health=none", "--format", "{{.Names}}"))
         events = ok(docker(daemon, "events", "--since", since, "--until", str(time.time()),
                            "--filter", "container=hc-ok", "--format", "{{.Action}}"))
         assert "health_status: healthy" in events.splitlines(), events

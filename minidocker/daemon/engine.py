@@ -917,6 +917,8 @@ def matches_filters(c: Container, filters: dict) -> bool:
                     return False
         if key == "ancestor" and not any(v in (c.cfg.image_ref, c.cfg.image_id) for v in vals):
             return False
+        if key == "health" and (c.state.get("Health") or {}).get("Status", "none") not in vals:
+            return False  # starting, healthy, unhealthy, or none (no health check)
     return True
 
 

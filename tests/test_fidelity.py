@@ -316,3 +316,19 @@ def test_distribution_inspect_of_local_and_registry_images(daemon, client, tmp_p
                 client.images.get_registry_data(f"{reg.host}/fid/bb:nope")
         finally:
             docker(daemon, "rmi", ref)
+
+
+def test_default_registry_is_where_docker_hub_names_come_from(own_daemon, tmp_path):
+    from conftest import need_tool as need_tool_
+    from registries import DistributionRegistry
+    need_tool_("docker-registry")
+    with DistributionRegistry(str(tmp_path / "reg")) as reg:
+        d = own_daemon("--default-registry", reg.host)
+        ok(docker(d, "tag", "busybox", f"{reg.host}/library/fid-hub:1"))
+        ok(docker(d, "push", f"{reg.host}/library/fid-hub:1"))
+        # a Docker Hub name ("fid-hub" = docker.io/library/fid-hub) is fetched from the configured host
+        out = ok(docker(d, "pull", "fid-hub:1"))
+        assert "Downloaded newer image for fid-hub:1" in out or "Image is up to date for fid-hub:1" in out
+        assert ok(docker(d, "run", "--rm", "fid-hub:1", "echo", "from the mirror")) == "from the mirror\n"
+        r = docker(d, "pull", "fid-hub:nope")
+        assert r.returncode != 0 and b"not found" in r.stderr

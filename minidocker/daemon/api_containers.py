@@ -193,8 +193,9 @@ def register(api, server) -> None:
             s["SharedSize"] = 0
             layers += img.size
             images.append(s)
+        vols = [engine.volumes.inspect(n, usage=True) for n in engine.volumes.names()]
         return http.json_response({"LayersSize": layers, "Images": images, "Containers": cs,
-                                   "Volumes": [], "BuildCache": []})
+                                   "Volumes": vols, "BuildCache": []})
 
     for method, pattern, handler in (
             ("POST", C + r"/restart", restart),

@@ -31,6 +31,7 @@ from ..images.unpack import collect, migrate, prune, unpack
 from ..runtime import monitor
 from .config import ConfigError, ContainerConfig, from_create_request, validate_name
 from ..units import human_duration
+from ..volumes import VolumeStore
 from ..util import ZERO_TIME, atomic_write_json, new_id, now_rfc3339, parse_rfc3339, read_json
 from . import health, rules
 from .events import Events
@@ -116,18 +117,23 @@ class Container:
 
 
 class Engine:
-    def __init__(self, root: str, driver: str = "overlay", cgroup_parent: str = "minidocker"):
+    def __init__(self, root: str, driver: str = "overlay", cgroup_parent: str = "minidocker",
+                 network=None):
         self.root = root
         self.cgroup_parent = cgroup_parent
         self.containers: dict[str, Container] = {}
         self.driver = driver
         self.snapshotter = self.snapshotter_for(driver)
+        self.volumes = VolumeStore(os.path.join(root, "volumes"))
         # Layers are extracted into the snapshotter once, when an image arrives (images/unpack.py).
         self.images = ImageStore(os.path.join(root, "images"), snapshotter=self.snapshotter)
         self.events = Events()
         self.execs: dict = {}  # exec id -> daemon.execs.Exec (in memory, as dockerd keeps them)
         os.makedirs(os.path.join(root, "containers"), exist_ok=True)
         self.started = time.time()
+        from ..network import Settings
+        from .networks import Glue  # chapter 11: networks, endpoints, published ports
+        self.net = Glue(self, network or Settings(state_dir=os.path.join(root, "network")))
 
     def snapshotter_for(self, driver: str) -> unionfs.Snapshotter:
         """One snapshot root per driver: a daemon restarted with the other driver still finds the
@@ -154,18 +160,21 @@ class Engine:
         raise NotFound(f"No such container: {ref}")
 
     # ---- create ---------------------------------------------------------------------------------
-    def create(self, body: dict, name: str | None) -> tuple[str, list[str]]:
+    def create(self, body: dict, name: str | None, rootfs=None) -> tuple[str, list[str]]:
+        """``rootfs`` (the builder's hook): (image id, image run config, prepare(cid) -> mounts)
+        for a container on a writable snapshot the caller prepares under the key ``cid``."""
         if not isinstance(body, dict):
             raise InvalidRequest("invalid JSON: the request body must be an object")
         image_name = body.get("Image")
         if not image_name:
             raise InvalidRequest("No image was specified")
         try:
-            image = self.images.resolve(image_name)
+            image = self.images.resolve(image_name) if rootfs is None else None
         except ImageNotFound as e:
             raise NotFound(str(e))
         except ValueError as e:
             raise InvalidRequest(str(e))
+        image_id, image_config = (image.id, image.config.get("config", {})) if rootfs is None else rootfs[:2]
         if name:
             try:
                 name = validate_name(name)
@@ -184,9 +193,10 @@ class Engine:
         name = name or self.generate_name()
         directory = os.path.join(self.root, "containers", cid)
         warnings: list[str] = []
+        netns_path = self.net.plan(body, cid)
         try:
-            cfg = from_create_request(body, cid=cid, name=name, image_id=image.id,
-                                      image_ref=image_name, image_config=image.config.get("config", {}),
+            cfg = from_create_request(body, cid=cid, name=name, image_id=image_id,
+                                      image_ref=image_name, image_config=image_config,
                                       lowerdirs=[], upperdir="", workdir="",
                                       cgroup_parent=self.cgroup_parent, warnings=warnings)
         except ConfigError as e:
@@ -197,21 +207,38 @@ class Engine:
         console = console if console and any(console) else None
         # The image's layers, unpacked once per ChainID, and a writable snapshot named after us.
         try:
-            with self.snapshotter.lease(*image.chain_ids):  # a concurrent rmi must not take them
-                mounts = self.prepare_snapshots(cid, unpack(self.images, self.snapshotter, image))
+            if rootfs is None:
+                with self.snapshotter.lease(*image.chain_ids):  # a concurrent rmi must not take them
+                    mounts = self.prepare_snapshots(cid, unpack(self.images, self.snapshotter, image))
+            else:
+                mounts = rootfs[2](cid)
         except (LayerError, unionfs.SnapshotError, OSError) as e:
             raise InvalidRequest(f"cannot prepare the root filesystem of {image_name}: {e}")
         cfg.rootfs_mounts = [dict(vars(m)) for m in mounts]
         cfg.storage_driver = self.driver
-        try:
-            write_bundle(directory, cfg, body, console, warnings)
-        except ConfigError as e:
+        from . import api_volumes   # the volumes chapter: -v, --mount, --tmpfs, image VOLUMEs
+
+        def drop_snapshots():
             self.snapshotter.remove(cid)
-            self.snapshotter.remove(cid + "-init")
+            if rootfs is None:
+                self.snapshotter.remove(cid + "-init")
+        # (The builder's RUN containers get no anonymous volumes for the image's VOLUMEs.)
+        try:
+            points = api_volumes.resolve(self, body, image_config if rootfs is None else {}, cid)
+        except BaseException:
+            drop_snapshots()
+            raise
+        cfg.volume_mounts = [p.to_dict() for p in points]
+        try:
+            api_volumes.copy_up(self, points, mounts)
+            write_bundle(directory, cfg, body, console, warnings, netns_path)
+        except ConfigError as e:
+            drop_snapshots()
+            api_volumes.release(self, cid, cfg.volume_mounts, remove_anonymous=True)
             raise InvalidRequest(str(e))
         except BaseException:
-            self.snapshotter.remove(cid)
-            self.snapshotter.remove(cid + "-init")
+            drop_snapshots()
+            api_volumes.release(self, cid, cfg.volume_mounts, remove_anonymous=True)
             raise
         c = Container(cid, directory, cfg, body, now_rfc3339(), name)
         c.save()
@@ -253,10 +280,13 @@ class Engine:
                 c.backoff = 0.0
                 if c.restart_task and asyncio.current_task() is not c.restart_task:
                     c.restart_task.cancel()
+            # 0. Its network namespace, wired (veth, address, route, names, ports): the runtime joins it.
+            await asyncio.to_thread(self.net.setup, c)
             # 1. The monitor creates the container and stops it just before exec.
             try:
                 pid = (await asyncio.to_thread(monitor.spawn_monitor, c.dir))["pid"]
             except RuntimeError as e:
+                await asyncio.to_thread(self.net.teardown, c)
                 c.state.update(Status="exited" if c.state["StartedAt"] != ZERO_TIME else "created",
                                Error=str(e), ExitCode=127 if "exec" in str(e) else 128)
                 c.save()
@@ -268,6 +298,7 @@ class Engine:
             # 3. Go: the container execs. Record the state before anyone can observe the exit.
             reply = await asyncio.to_thread(monitor.request, c.dir, {"op": "start"})
             if reply.get("error"):
+                await asyncio.to_thread(self.net.teardown, c)
                 c.state.update(Error=reply["error"], ExitCode=128)
                 c.save()
                 raise StartError(reply["error"])
@@ -318,6 +349,7 @@ class Engine:
     async def on_exit(self, c: Container, rec: dict) -> None:
         health.end(c)
         started = parse_rfc3339(c.state["StartedAt"]) if c.state["StartedAt"] != ZERO_TIME else time.time()
+        await asyncio.to_thread(self.net.teardown, c)  # its address goes back to the pool, as docker's
         c.state.update(Status="exited", Running=False, Paused=False, Restarting=False, Pid=0,
                        ExitCode=int(rec.get("exit_code", 255)), FinishedAt=rec.get("finished_at") or now_rfc3339(),
                        OOMKilled=bool(rec.get("oom_killed")), Error=rec.get("error") or "")
@@ -333,7 +365,7 @@ class Engine:
         if c.id in self.containers and self.should_restart(c, code):
             self.schedule_restart(c, time.time() - started)
         elif c.cfg.auto_remove and c.id in self.containers:
-            await self.remove(c.id, force=True)
+            await self.remove(c.id, force=True, volumes=True)   # --rm: anonymous volumes too
 
     # ---- restart policies -----------------------------------------------------------------------
     def should_restart(self, c: Container, code: int) -> bool:
@@ -540,7 +572,8 @@ class Engine:
             deleted.append(c.id)
         return deleted, reclaimed
 
-    async def remove(self, ref: str, force: bool = False) -> None:
+    async def remove(self, ref: str, force: bool = False, volumes: bool = False) -> None:
+        """docker rm [-f] [-v]: ``volumes`` removes the container's anonymous volumes too."""
         c = self.get(ref)
         await self.settle_restart(c)
         if c.lock.locked() and c.state["Status"] == "created":
@@ -572,8 +605,11 @@ class Engine:
             conn[1].close()
             if not conn[3].done():
                 conn[3].set_result(None)
+        await asyncio.to_thread(self.net.teardown, c)
         await asyncio.to_thread(delete_container_dir, c.dir)
         await asyncio.to_thread(self.release_snapshot, c)
+        from . import api_volumes
+        await asyncio.to_thread(api_volumes.release, self, c.id, c.cfg.volume_mounts, volumes)
         for eid in c.exec_ids:
             self.execs.pop(eid, None)
         self.emit(c, "destroy")
@@ -633,6 +669,8 @@ class Engine:
             c.restart_count = st.get("restart_count", 0)
             c.manually_stopped = st.get("manually_stopped", False)
             self.containers[cid] = c
+            from . import api_volumes
+            api_volumes.reacquire(self, cid, c.cfg.volume_mounts)
             if c.state["Status"] in ("running", "paused"):
                 # Re-attach; if the monitor died meanwhile, watch() reads exit.json (reconcile).
                 c.watcher = asyncio.create_task(self.watch(c))
@@ -651,6 +689,9 @@ class Engine:
                 self.containers.pop(cid)
                 await asyncio.to_thread(delete_container_dir, d)
         await asyncio.to_thread(self.sweep_snapshots)
+        # Networking of containers still running is served again (DNS, proxies, rules); the rest goes.
+        await asyncio.to_thread(self.net.m.recover, {c.id for c in self.containers.values()
+                                                     if c.state["Status"] in ("running", "paused")})
         # dockerd starts the containers whose policy says so when it starts ("always", and
         # "unless-stopped" unless a user stopped them).
         for c in list(self.containers.values()):
@@ -714,7 +755,7 @@ class Engine:
             "MountLabel": "", "ProcessLabel": "", "AppArmorProfile": "", "ExecIDs": list(c.exec_ids) or None,
             "HostConfig": host,
             "GraphDriver": graph_driver(c),
-            "Mounts": [],
+            "Mounts": _mounts_of(c),
             "Config": {
                 "Hostname": c.cfg.hostname, "Domainname": c.cfg.domainname, "User": c.cfg.user,
                 "AttachStdin": bool(req.get("AttachStdin")), "AttachStdout": bool(req.get("AttachStdout")),
@@ -726,8 +767,7 @@ class Engine:
                 "OnBuild": None, "Labels": c.cfg.labels, "StopSignal": c.cfg.stop_signal,
                 **({"StopTimeout": req["StopTimeout"]} if req.get("StopTimeout") is not None else {}),
                 **({"Healthcheck": hc} if (hc := req.get("Healthcheck") or image_cfg.get("Healthcheck")) else {})},
-            "NetworkSettings": {"Bridge": "", "SandboxID": "", "Ports": {}, "Networks": {},
-                                "IPAddress": "", "Gateway": "", "MacAddress": ""},
+            "NetworkSettings": self.net.settings(c),
         }
 
     def summary(self, c: Container) -> dict:
@@ -743,8 +783,9 @@ class Engine:
             status = st["Status"].capitalize()
         return {"Id": c.id, "Names": ["/" + c.name], "Image": c.cfg.image_ref, "ImageID": c.cfg.image_id,
                 "Command": " ".join(c.cfg.argv), "Created": int(parse_rfc3339(c.created)),
-                "Ports": [], "Labels": c.cfg.labels, "State": st["Status"], "Status": status,
-                "HostConfig": {"NetworkMode": "default"}, "NetworkSettings": {"Networks": {}}, "Mounts": []}
+                "Ports": self.net.summary_ports(c), "Labels": c.cfg.labels, "State": st["Status"], "Status": status,
+                "HostConfig": {"NetworkMode": (c.request.get("HostConfig") or {}).get("NetworkMode") or "default"},
+                "NetworkSettings": {"Networks": self.net.summary_networks(c)}, "Mounts": _mounts_of(c)}
 
     def list(self, all_: bool = False, filters: dict | None = None, limit: int = -1) -> list[dict]:
         items = sorted(self.containers.values(), key=lambda c: c.created, reverse=True)
@@ -756,6 +797,11 @@ class Engine:
                 continue
             out.append(self.summary(c))
         return out[:limit] if limit and limit > 0 else out
+
+
+def _mounts_of(c: Container) -> list[dict]:
+    from .api_volumes import inspect_mounts
+    return inspect_mounts(c.cfg.volume_mounts)
 
 
 def graph_driver(c: Container) -> dict:
@@ -780,7 +826,8 @@ _background: set[asyncio.Task] = set()
 
 # ---- the bundle: specconv writes config.json (OCI); the daemon's own record is container.json ----
 
-def write_bundle(directory: str, cfg: ContainerConfig, request: dict, console, warnings: list[str]) -> None:
+def write_bundle(directory: str, cfg: ContainerConfig, request: dict, console, warnings: list[str],
+                 netns_path: str | None = None) -> None:
     """Lay out the container directory — the OCI bundle (config.json, rootfs/), the /etc files, the
     daemon's record — or nothing: a failure removes the directory. Nothing runs yet ("created")."""
     from .. import rootfs
@@ -789,7 +836,8 @@ def write_bundle(directory: str, cfg: ContainerConfig, request: dict, console, w
     try:
         os.mkdir(os.path.join(directory, "rootfs"), 0o755)  # the mount point; layers: the snapshot
         rootfs.write_etc_files(directory, cfg.hostname)
-        spec = specconv.to_spec(cfg, request.get("HostConfig"), directory, warnings=warnings, config=request)
+        spec = specconv.to_spec(cfg, request.get("HostConfig"), directory, warnings=warnings, config=request,
+                                netns_path=netns_path)
         atomic_write_json(os.path.join(directory, "config.json"), spec)
         atomic_write_json(os.path.join(directory, "container.json"), {
             "request": request, "runtime": cfg.to_dict(),

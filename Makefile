@@ -6,11 +6,13 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 # Debian packages the notebooks and labs need (`make student`). busybox-static: the offline base
-# image; graphviz: diagrams; iproute2: networking chapter and checks; python3-venv: the venv;
+# image; graphviz: diagrams; iproute2, nftables: networking chapter and checks; python3-venv: the venv;
 # docker-registry, apache2-utils (htpasswd), openssl: the registry chapter (notebook 07, lab 07);
-# libseccomp2: the seccomp compiler behind pyseccomp, gcc: the static attack probe (security chapter).
-STUDENT_APT_PACKAGES := busybox-static graphviz iproute2 python3-venv ca-certificates make \
-                        docker-registry apache2-utils openssl libseccomp2 gcc
+# libseccomp2: the seccomp compiler behind pyseccomp, gcc: the static attack probe (security chapter);
+# nftables: the networking chapter's packet filter (one table minidocker owns);
+# btrfs-progs: the btrfs storage driver on a loop device (volumes and storage chapter, notebook 12).
+STUDENT_APT_PACKAGES := busybox-static graphviz iproute2 nftables python3-venv ca-certificates make \
+                        docker-registry apache2-utils openssl libseccomp2 gcc btrfs-progs
 # Everything the whole test suite needs (`make setup`): the above, plus qemu-system-x86 for the cgroup
 # v2 guest test (tests/guest/vm.py; it downloads a Debian kernel package into .cache/cgroup-v2 once);
 # skopeo, umoci, oci-image-tool, podman: interop tests (podman only saves an image there, with its own

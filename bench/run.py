@@ -353,7 +353,10 @@ def start_minidockerd(ws: Workspace, tree: str | None = None) -> tuple[str | Non
     host = f"unix://{sock}"
     log = open(ws.dir / sub / "minidockerd.log", "wb")
     env = dict(python_env(), PYTHONPATH=tree) if tree else python_env()
-    proc = subprocess.Popen([daemon, "--root", str(root), "--host", host], stdin=subprocess.DEVNULL, env=env,
+    n = 1 if tree else 0  # its own bridge, nft table and cgroup parent (two daemons with --compare-tree)
+    proc = subprocess.Popen([daemon, "--root", str(root), "--host", host,
+                             "--bridge", f"mdbench{n}", "--nft-table", "minidocker_bench" + ("_other" if tree else ""),
+                             "--cgroup-parent", f"{CGROUP_NAME}/{sub}"], stdin=subprocess.DEVNULL, env=env,
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     if not tree:
         ws.minidockerd_pid = proc.pid
@@ -759,6 +762,8 @@ BENCHMARKS: dict[str, tuple[Callable[[Workspace, argparse.Namespace], list[Measu
     "registry": (bench_registry, "pull of a ~100 MB 5-layer image from a local registry (and pull + unpack)"),
     "unpack": (lambda ws, args: __import__("unpack_bench").bench(ws, args, sys.modules[__name__]),
                "image unpack: 100 MB / 5,000 files, 1 and 4 layers (bench/unpack_bench.py)"),
+    "network": (lambda ws, args: __import__("network_bench").bench(ws, args, sys.modules[__name__]),
+                "networking: start on the bridge vs none vs podman's bridge; published port vs direct (bench/network_bench.py)"),
     "build": (lambda ws, args: __import__("build_bench").bench(ws, args, sys.modules[__name__]),
               "a 10-step Dockerfile, cold and cached: minidocker build vs podman build (bench/build_bench.py)"),
 }

@@ -33,6 +33,7 @@ from ..timing import mark
 from ..units import ago
 from . import cgroups as cgroups_cli
 from . import security as security_cli
+from . import volumes as volumes_cli
 from .client import APIError, Client, DaemonNotRunning, read_frames
 from .images import add_verbs as add_image_verbs
 from .signals import Interrupted, exit_on_interrupt, proxy_signals
@@ -74,10 +75,16 @@ def create_body(a) -> dict:
     }
     body["HostConfig"].update(cgroups_cli.host_config(a))
     body["HostConfig"].update(security_cli.host_config(a))
+    body["HostConfig"].update(volumes_cli.host_config(a))
+    from . import networks as networks_cli
+    networks_cli.apply(body, a)  # -p, -P, --ip, --network-alias, --dns*, --add-host (chapter 11)
     if a.stop_signal:
         body["StopSignal"] = a.stop_signal
     if a.stop_timeout is not None:
         body["StopTimeout"] = a.stop_timeout
+    health = healthcheck(a)
+    if health is not None:
+        body["Healthcheck"] = health
     if a.entrypoint is not None:
         body["Entrypoint"] = [a.entrypoint] if a.entrypoint else [""]
     if a.tty:
@@ -87,6 +94,34 @@ def create_body(a) -> dict:
         except OSError:
             pass
     return body
+
+
+def healthcheck(a) -> dict | None:
+    """``--health-*`` / ``--no-healthcheck`` -> ``Config.Healthcheck`` (durations in nanoseconds), with
+    the docker CLI's refusals."""
+    from ..units import parse_go_duration
+    given = {k: getattr(a, "health_" + k.lower()) for k in ("Interval", "Timeout", "StartPeriod", "StartInterval")}
+    if a.no_healthcheck:
+        if a.health_cmd or any(v is not None for v in given.values()) or a.health_retries is not None:
+            raise SystemExit("minidocker: --no-healthcheck conflicts with --health-* options")
+        return {"Test": ["NONE"]}
+    if not a.health_cmd and all(v is None for v in given.values()) and a.health_retries is None:
+        return None
+    hc: dict = {"Test": ["CMD-SHELL", a.health_cmd] if a.health_cmd else []}
+    for key, text in given.items():
+        if text is not None:
+            try:
+                ns = parse_go_duration(text)
+            except ValueError as e:
+                raise SystemExit(f"minidocker: invalid argument \"{text}\" for \"--health-*\" flag: {e}")
+            if ns < 0:
+                raise SystemExit(f"minidocker: --health-{key.lower()} cannot be negative")
+            hc[key] = ns
+    if a.health_retries is not None:
+        if a.health_retries < 0:
+            raise SystemExit("minidocker: --health-retries cannot be negative")
+        hc["Retries"] = a.health_retries
+    return hc
 
 
 def restart_policy(spec: str | None) -> dict:
@@ -343,9 +378,8 @@ def ps_row(it: dict, trunc: bool = True):
     if trunc and len(command) > 20:
         command = command[:19] + "…"
     labels = it.get("Labels") or {}
-    ports = ", ".join(f"{p['IP']}:{p['PublicPort']}->{p['PrivatePort']}/{p.get('Type', 'tcp')}"
-                      if p.get("PublicPort") else f"{p['PrivatePort']}/{p.get('Type', 'tcp')}"
-                      for p in it.get("Ports") or [])
+    from .networks import format_ports
+    ports = format_ports(it.get("Ports"))
     size = human_size(it.get("SizeRw") or 0)
     if it.get("SizeRootFs"):
         size += f" (virtual {human_size(it['SizeRootFs'])})"
@@ -366,7 +400,6 @@ def ps_row(it: dict, trunc: bool = True):
 
 
 def cmd_inspect(c, a):
-    from .output import objects
     out, rc = [], 0
     for ref in a.objects:
         found = None
@@ -382,11 +415,17 @@ def cmd_inspect(c, a):
             rc = 1
             continue
         out.append(found)
-    if a.format:
-        sys.stdout.write(objects(a.format, out))
-    else:
-        print(json.dumps(out, indent=4))
+    print_inspected(out, a.format)
     return rc
+
+
+def print_inspected(items: list, fmt: str | None) -> None:
+    """``inspect``'s output: a template per object with ``-f``, else the JSON array (as docker)."""
+    from .output import objects
+    if fmt:
+        sys.stdout.write(objects(fmt, items))
+    else:
+        print(json.dumps(items, indent=4))
 
 
 def cmd_logs(c, a):
@@ -469,11 +508,23 @@ def container_opts(p):
     p.add_argument("--init", action="store_true", help="run a small init as pid 1 that reaps zombies and forwards signals")
     p.add_argument("--read-only", action="store_true")
     p.add_argument("--network", "--net")
+    from . import networks as networks_cli
+    networks_cli.net_opts(p)
     cgroups_cli.limit_opts(p)
     security_cli.security_opts(p)
+    volumes_cli.run_flags(p)
     p.add_argument("--restart", help="no, on-failure[:max-retries], always, unless-stopped")
     p.add_argument("--stop-signal")
     p.add_argument("--stop-timeout", type=int)
+    p.add_argument("--health-cmd", help="command to run to check health (run with /bin/sh -c)")
+    p.add_argument("--health-interval", help="time between running the check (e.g. 30s)")
+    p.add_argument("--health-timeout", help="maximum time a check may run (e.g. 30s)")
+    p.add_argument("--health-start-period", dest="health_startperiod",
+                   help="start period: failures then do not count before a first success")
+    p.add_argument("--health-start-interval", dest="health_startinterval",
+                   help="time between checks during the start period")
+    p.add_argument("--health-retries", type=int, help="consecutive failures needed to report unhealthy")
+    p.add_argument("--no-healthcheck", action="store_true", help="disable any container-specified HEALTHCHECK")
     p.add_argument("image")
     p.add_argument("command", nargs=argparse.REMAINDER)
 
@@ -601,8 +652,11 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     lab.set_defaults(fn=cmd_lab, local=True)
     from . import cow
     cow.add_verbs(sub)
+    from . import networks as networks_cli
+    networks_cli.add_verbs(sub)  # network ls/create/inspect/rm/prune/connect/disconnect, port
     from .registry import add_verbs as registry_verbs
     registry_verbs(sub)  # pull, push, login, logout, registry serve (the registry chapter)
+    volumes_cli.add_verbs(sub)  # volume create/ls/inspect/rm/prune (the volumes chapter)
     return p
 
 

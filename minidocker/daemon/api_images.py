@@ -31,7 +31,7 @@ import json
 import os
 import tempfile
 
-from ..images import archive
+from ..images import archive, parents
 from ..images.layers import LayerError
 from ..images.reference import InvalidReference, familiar, parse_reference
 from ..images.store import ImageNotFound
@@ -53,8 +53,7 @@ def register(api, server) -> None:
         ("POST", r"/images/create", handlers.create),
         ("POST", r"/images/prune", handlers.prune),
         # `docker system prune` = containers, networks, images and build cache, in that order.
-        # minidocker keeps no user networks (nothing to delete); the build cache is api_build.py's.
-        ("POST", r"/networks/prune", handlers.nothing_to_prune("NetworksDeleted")),
+        # Networks are pruned by api_networks.py; the build cache is api_build.py's.
         ("GET", N + r"/json", handlers.inspect),
         ("GET", N + r"/history", handlers.history),
         ("GET", N + r"/get", handlers.save_one),
@@ -157,14 +156,17 @@ class ImageRoutes:
         counts = {}
         for c in self.api.engine.containers.values():
             counts[c.cfg.image_id] = counts.get(c.cfg.image_id, 0) + 1
-        return http.json_response([summary(i, counts.get(i.id, 0)) for i in images])
+        ids = {i.id for i in self.store.list()}
+        return http.json_response([dict(summary(i, counts.get(i.id, 0)),
+                                        ParentId=parents.parent_of(self.store.root, i.id, ids.__contains__))
+                                   for i in images])
 
     async def inspect(self, req):
         img = self.store.resolve(req.match["name"])
         cfg = img.config
         return http.json_response({
             "Id": img.id, "RepoTags": [familiar(r) for r in img.refs],
-            "RepoDigests": repo_digests(img), "Parent": "", "Comment": _comment(cfg),
+            "RepoDigests": repo_digests(img), "Parent": self.parent(img.id), "Comment": _comment(cfg),
             "Created": cfg.get("created", ""), "DockerVersion": cfg.get("docker_version", ""),
             "Author": cfg.get("author", ""), "Config": cfg.get("config") or {},
             "Architecture": cfg.get("architecture", ""), "Variant": cfg.get("variant", ""),
@@ -174,6 +176,10 @@ class ImageRoutes:
             "Descriptor": {"mediaType": img.manifest.get("mediaType", ""),
                            "digest": img.manifest_digest},
             "Metadata": {"LastTagTime": "0001-01-01T00:00:00Z"}})  # Go's zero time: never
+
+    def parent(self, image_id: str) -> str:
+        ids = {i.id for i in self.store.list()}
+        return parents.parent_of(self.store.root, image_id, present=ids.__contains__)
 
     async def history(self, req):
         img = self.store.resolve(req.match["name"])
@@ -258,13 +264,6 @@ class ImageRoutes:
         result = await asyncio.to_thread(self.prune_sync, dangling_only, filters.get("label", []))
         return http.json_response(result)
 
-    @staticmethod
-    def nothing_to_prune(key: str):
-        async def handler(req):
-            parse_filters(req.query.get("filters"))   # a malformed filter is still a 400
-            return http.json_response({key: None, **({"SpaceReclaimed": 0} if key == "CachesDeleted" else {})})
-        return handler
-
     def prune_sync(self, dangling_only: bool, labels: list[str]) -> dict:
         in_use = {c.cfg.image_id for c in self.api.engine.containers.values()}
         deleted = []
@@ -317,13 +316,17 @@ class ImageRoutes:
                                  "or -i FILE)")
         path = await self._spool(req)
         try:
+            stream = await req.start_stream(200, "application/json")
             try:
                 result = await asyncio.to_thread(archive.load, self.store, path)
             except (archive.ArchiveError, ValueError, LookupError, OSError, LayerError) as e:
-                raise http.HTTPError(400, f"failed to load the archive: {e}")
-            stream = await req.start_stream(200, "application/json")
-            for msg in result.messages:  # docker prints these even with --quiet
-                await stream.write_json({"stream": msg + "\n"})
+                # dockerd has answered 200 already: the error is the stream's last message
+                # (streamformatter.FormatError), which the docker CLI prints and exits 1 on.
+                msg = f"failed to load the archive: {e}"
+                await stream.write_json({"errorDetail": {"message": msg}, "error": msg})
+            else:
+                for msg in result.messages:  # docker prints these even with --quiet
+                    await stream.write_json({"stream": msg + "\n"})
             await stream.close()
         finally:
             os.unlink(path)

@@ -23,12 +23,11 @@ walk itself touches no files, so it is the same for a store, a registry or an OC
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from dataclasses import dataclass, field
 from typing import Callable
 
-from .model import INDEX_TYPES, MANIFEST_TYPES, Platform, select_manifest
+from .model import INDEX_TYPES, MANIFEST_TYPES, InvalidDocument, Platform, parse, select_manifest
 
 MANIFEST_MEDIA_TYPES = MANIFEST_TYPES
 _DIGEST_RE = re.compile(r"sha256:[a-f0-9]{64}")
@@ -67,13 +66,11 @@ def chain_ids(diff_ids) -> list[str]:
 
 
 def parse_json(data: bytes, what: str) -> dict:
+    """model.parse, with the store's error (InvalidImage: callers catch that one)."""
     try:
-        obj = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as e:
-        raise InvalidImage(f"{what} is not valid JSON: {e}") from None
-    if not isinstance(obj, dict):
-        raise InvalidImage(f"{what} is not a JSON object")
-    return obj
+        return parse(data, what)
+    except InvalidDocument as e:
+        raise InvalidImage(str(e)) from None
 
 
 def check_manifest(m: dict) -> None:

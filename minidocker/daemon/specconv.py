@@ -28,6 +28,7 @@ import os
 import re
 import stat
 
+from .. import rootfs as rootfs_mod
 from ..runtime import spec as S
 from ..volumes import MountPoint, oci_mounts
 from .config import ConfigError, ContainerConfig
@@ -294,7 +295,11 @@ def to_spec(cfg: ContainerConfig, host: dict | None, container_dir: str, *,
             mounts.append({"destination": f"/etc/{name}", "type": "bind", "source": os.path.join(container_dir, name),
                            "options": ["rbind", "rprivate"]})
     # Volumes, binds, tmpfs (resolved by the daemon: api_volumes.resolve), parents first.
-    mounts += oci_mounts([MountPoint.from_dict(d) for d in cfg.volume_mounts])
+    points = [MountPoint.from_dict(d) for d in cfg.volume_mounts]
+    mounts += oci_mounts(points)
+    root_pg = rootfs_propagation(points)
+    if root_pg:
+        linux["rootfsPropagation"] = root_pg
     spec = {
         "ociVersion": S.OCI_VERSION,
         "process": proc,
@@ -342,3 +347,37 @@ def ulimits(items) -> list[dict]:
             raise ConfigError(f"ulimit soft limit must be less than or equal to hard limit: {soft} > {hard}")
         out.append({"type": _RLIMITS[name], "soft": soft, "hard": hard})
     return out
+
+
+def rootfs_propagation(points: list[MountPoint], table: list | None = None) -> str:
+    """``linux.rootfsPropagation`` for these mounts, checking their sources as moby does (WithMounts):
+
+    * a ``shared``/``rshared`` bind needs its source on a *shared* mount (else nothing could
+      propagate back) and makes the root ``shared``;
+    * a ``slave``/``rslave`` bind needs a shared or slave source and makes the root ``rslave``
+      (unless it is already shared);
+    * private binds need nothing: "" (the runtime's default, every mount private).
+    """
+    root = ""
+    mounts = table if table is not None else None
+    for p in points:
+        mode = p.propagation if p.type == "bind" else ""
+        if mode not in ("shared", "rshared", "slave", "rslave"):
+            continue
+        if mounts is None:
+            mounts = rootfs_mod.mountinfo()
+        path = p.host_path or p.source
+        entry = rootfs_mod.mount_of(path, mounts)
+        tags = entry.propagation.split() if entry else []
+        shared = any(t.startswith("shared:") for t in tags)
+        slave = any(t.startswith("master:") for t in tags)
+        where = entry.mountpoint if entry else "/"
+        if mode.endswith("shared"):
+            if not shared:
+                raise ConfigError(f"path {path} is mounted on {where} but it is not a shared mount")
+            root = "shared"
+        else:
+            if not (shared or slave):
+                raise ConfigError(f"path {path} is mounted on {where} but it is not a shared or slave mount")
+            root = root or "rslave"
+    return root

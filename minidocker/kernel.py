@@ -404,6 +404,10 @@ class Linux:
     def chdir(self, path: str) -> None:
         os.chdir(path)
 
+    def fchdir(self, fd: int) -> None:
+        """chdir to an open directory (fchdir(2)): the way back to a mount no path reaches any more."""
+        os.fchdir(fd)
+
     def chroot(self, path: str) -> None:
         """Change the root *directory* of this process only (chroot(2)). Not a security boundary:
         the mount tree is unchanged, and a root process can chroot(".") deeper and chdir("..") out."""

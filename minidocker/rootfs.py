@@ -403,10 +403,16 @@ def pivot_into(kernel, rootfs: str, shield_old_root: bool = False) -> None:
       old root rslave first, so the detach does not propagate to the host (runc does the same).
     * ``chdir("/")``: our cwd pointed into the detached tree; come home.
     """
+    old_root = kernel.open("/", os.O_DIRECTORY | os.O_RDONLY) if shield_old_root else None
     kernel.chdir(rootfs)
     kernel.pivot_root(".", ".")
-    if shield_old_root:   # the old root may still have host peers: do not unmount *their* mounts
+    if old_root is not None:
+        # The old root may still have host peers: make it rslave so the detach does not unmount the
+        # host's mounts. mount(2) on "." would hit the new root (the cwd's mount, under the old root
+        # stacked on it) and turn our rshared binds into slaves: go *to* the old root by its fd.
+        kernel.fchdir(old_root)
         kernel.mount(None, ".", None, K.MS_SLAVE | K.MS_REC, None)
+        kernel.close(old_root)
     kernel.umount2(".", MNT_DETACH)
     kernel.chdir("/")
 

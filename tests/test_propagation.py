@@ -14,7 +14,7 @@ from minidocker import kernel as K, rootfs
 from minidocker.daemon.specconv import rootfs_propagation
 from minidocker.daemon.config import ConfigError
 from minidocker.runtime import spec as S
-from minidocker.volumes import MountPoint
+from minidocker.volumes import MountPoint, parse_bind
 
 
 def docker(d: Daemon, *args, check=True):
@@ -113,3 +113,13 @@ def test_rslave_receives_private_neither(daemon, own_tmpfs, mode):
         assert not is_mount(src / "c") and not (src / "c" / "f").exists()
     finally:
         docker(daemon, "rm", "-f", cid, check=False)
+
+
+def test_v_propagation_on_a_private_source_is_refused_with_dockers_message(daemon, own_tmpfs):
+    src, make = own_tmpfs
+    make("private")
+    assert parse_bind(f"{src}:/s:rslave,ro").propagation == "rslave"
+    r = docker(daemon, "run", "--rm", "-v", f"{src}:/s:rshared", "busybox", "true", check=False)
+    assert r.returncode != 0 and f"path {src} is mounted on {src} but it is not a shared mount" in r.stderr
+    r = docker(daemon, "run", "--rm", "-v", f"{src}:/s:slave", "busybox", "true", check=False)
+    assert r.returncode != 0 and "but it is not a shared or slave mount" in r.stderr

@@ -8,7 +8,9 @@ of image layers). Three things turn it into "the whole world" for the processes 
 1. a **mount namespace** (already made by unshare(CLONE_NEWNS) before we run): a private copy of the
    host's mount table, so that mounting and unmounting here does not change the host's view —
    *provided* propagation is switched off first (mount_namespaces(7): mounts made under a *shared*
-   mount propagate to its peers, and a new namespace's copies are peers of the host's);
+   mount propagate to its peers, and a new namespace's copies are peers of the host's). With OCI
+   ``linux.rootfsPropagation`` (docker sets it for ``rshared``/``rslave`` binds) step 1 keeps the
+   asked-for ties instead, only the rootfs's own mount made private, as runc does;
 2. the **kernel filesystems** a Linux program expects (OCI runtime spec, config-linux.md "Default
    Filesystems" and "Default Devices", runtime-linux.md "Dev symbolic links"): /proc for *this* pid
    namespace, a read-only /sys, and a small /dev with null, zero, full, random, urandom, tty, a private

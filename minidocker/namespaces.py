@@ -348,6 +348,37 @@ def become_root(kernel, uid_map: Sequence[IdMap] | None, gid_map: Sequence[IdMap
     return done
 
 
+def userns_fd(uid_map: Sequence[IdMap], gid_map: Sequence[IdMap], kernel=None) -> int:
+    """An fd of a new user namespace with these maps, and no process in it: what an idmapped mount
+    needs (mount_setattr(2) MOUNT_ATTR_IDMAP takes a user namespace, not a map). A child unshares
+    CLONE_NEWUSER and waits; we write its maps, open /proc/CHILD/ns/user, and let it exit — the
+    open fd keeps the namespace alive (crun and podman do the same)."""
+    kernel = kernel or Linux()
+    ready_r, ready_w = os.pipe()
+    go_r, go_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(ready_r)
+            os.close(go_w)
+            kernel.unshare(CLONE_FLAGS["user"])
+            os.write(ready_w, b"1")
+            os.read(go_r, 1)
+        finally:
+            os._exit(0)
+    os.close(ready_w)
+    os.close(go_r)
+    try:
+        if os.read(ready_r, 1) != b"1":
+            raise OSError(errno.EPERM, "unshare(CLONE_NEWUSER) failed in the helper process")
+        write_id_maps(pid, uid_map, gid_map, kernel)
+        return os.open(f"/proc/{pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
+    finally:
+        os.close(go_w)
+        os.close(ready_r)
+        os.waitpid(pid, 0)
+
+
 def read_id_map(pid: int | str, which: str = "uid") -> list[IdMap]:
     """Parse ``/proc/PID/uid_map`` (or gid_map) back into :class:`IdMap` ranges."""
     with open(f"/proc/{pid}/{which}_map") as f:

@@ -895,7 +895,21 @@ def enter(pid: int | str, kinds: Iterable[str] | None = None, kernel=None) -> li
     try:
         for kind in todo:
             fds[kind] = os.open(f"/proc/{pid}/ns/{PROC_NAMES[kind]}", os.O_RDONLY | os.O_CLOEXEC)
+        # Two passes, as util-linux nsenter: a namespace owned by an *outer* user namespace (a
+        # network namespace the daemon made, joined by a container with a user namespace) can
+        # only be joined before we enter the container's user namespace, where we lose our
+        # capabilities over the outer one; one owned by the container's can wait until after.
+        deferred = []
         for kind in todo:
+            if kind == "user":
+                continue
+            try:
+                kernel.setns(fds[kind], CLONE_FLAGS[kind])
+            except OSError as e:
+                if e.errno != errno.EPERM or "user" not in todo:
+                    raise
+                deferred.append(kind)
+        for kind in (["user"] if "user" in todo else []) + deferred:
             kernel.setns(fds[kind], CLONE_FLAGS[kind])
     finally:
         for fd in fds.values():

@@ -114,8 +114,7 @@ def test_info_shows_userns(remap):
 
 def test_container_root_is_the_mapped_id(remap):
     d, uid_start, gid_start = remap
-    cid, info = _run(d, ["sh", "-c", "id -u; id -g; stat -c '%u:%g' /bin/busybox /etc; touch /made-here; "
-                         "exec sleep 60"])
+    cid, info = _run(d, ["sleep", "60"])
     try:
         pid = info["State"]["Pid"]
         uid_map = open(f"/proc/{pid}/uid_map").read().split()
@@ -125,12 +124,19 @@ def test_container_root_is_the_mapped_id(remap):
         # Outside, the container's root is the mapped id ...
         status = dict(line.split(":", 1) for line in open(f"/proc/{pid}/status"))
         assert status["Uid"].split()[0] == str(uid_start)
+        assert status["Gid"].split()[0] == str(gid_start)
         assert os.readlink(f"/proc/{pid}/ns/user") != os.readlink("/proc/self/ns/user")
-        # ... inside it is 0, and the image's (host-root-owned) files look root-owned.
-        d.api("POST", f"/containers/{cid}/kill")
-        _wait(d, cid)
+    finally:
+        d.api("DELETE", f"/containers/{cid}?force=1")
+
+
+def test_image_looks_root_owned_and_writes_belong_to_the_mapped_id(remap):
+    d, uid_start, gid_start = remap
+    cid, _ = _run(d, ["sh", "-c", "id -u; id -g; stat -c '%u:%g' /bin/busybox /etc; touch /made-here"])
+    try:
+        assert _wait(d, cid) == 0, _logs(d, cid)
         out = _logs(d, cid).split()
-        assert out[:4] == ["0", "0", "0:0", "0:0"], out
+        assert out == ["0", "0", "0:0", "0:0"], out    # inside: root, and the image is root's
         # The file it created is the mapped id's on the host's writable layer.
         st, body = d.api("GET", f"/containers/{cid}/json")
         upper = body["GraphDriver"]["Data"]["UpperDir"]
@@ -158,3 +164,47 @@ def test_bad_userns_mode_is_refused(remap):
     d, _, _ = remap
     st, body = d.api("POST", "/containers/create", {"Image": "busybox:latest", "HostConfig": {"UsernsMode": "nope"}})
     assert st == 400 and "invalid USER mode" in body["message"], body
+
+
+def test_exec_joins_the_user_namespace(remap):
+    d, uid_start, _ = remap
+    cid, info = _run(d, ["sleep", "60"])
+    try:
+        r = d.cli("exec", cid, "sh", "-c", "id -u; cat /proc/self/uid_map; touch /from-exec", check=True)
+        out = r.stdout.decode().split()
+        assert out[:4] == ["0", "0", str(uid_start), "65536"], out
+        st, body = d.api("GET", f"/containers/{cid}/json")
+        made = os.stat(os.path.join(body["GraphDriver"]["Data"]["UpperDir"], "from-exec"))
+        assert made.st_uid == uid_start
+    finally:
+        d.api("DELETE", f"/containers/{cid}?force=1")
+
+
+def test_chowned_copy_shifts_owners_and_keeps_modes(tmp_path):
+    """The fallback for kernels or filesystems without idmapped mounts (runtime/idmap.py)."""
+    need_root()
+    from minidocker.namespaces import IdMap
+    from minidocker.runtime.idmap import chowned_copy
+    src = tmp_path / "layer"
+    (src / "bin").mkdir(parents=True)
+    (src / "bin" / "su").write_text("x")
+    os.chown(src / "bin" / "su", 0, 0)
+    os.chmod(src / "bin" / "su", 0o4755)
+    (src / "home").mkdir()
+    os.chown(src / "home", 1000, 1000)
+    os.symlink("/bin/su", src / "link")
+    uid_map, gid_map = [IdMap(0, 300000, 65536)], [IdMap(0, 400000, 65536)]
+    dst = chowned_copy(str(src), uid_map, gid_map)
+    assert dst.endswith(".300000.400000")
+    su = os.stat(os.path.join(dst, "bin", "su"))
+    assert (su.st_uid, su.st_gid, su.st_mode & 0o7777) == (300000, 400000, 0o4755)
+    home = os.stat(os.path.join(dst, "home"))
+    assert (home.st_uid, home.st_gid) == (301000, 401000)
+    assert os.lstat(os.path.join(dst, "link")).st_uid == 300000
+    assert os.stat(src / "home").st_uid == 1000          # the original is untouched
+    assert chowned_copy(str(src), uid_map, gid_map) == dst   # made once per mapping
+    # whiteouts (0/0 character devices) survive the copy
+    os.mknod(src / "gone", 0o600 | __import__("stat").S_IFCHR, os.makedev(0, 0))
+    dst2 = chowned_copy(str(src), uid_map, [IdMap(0, 500000, 65536)])
+    wh = os.lstat(os.path.join(dst2, "gone"))
+    assert __import__("stat").S_ISCHR(wh.st_mode) and wh.st_rdev == 0 and wh.st_uid == 300000

@@ -17,6 +17,8 @@ DEFAULT_USER = "dockremap"
 
 
 def _table(path: str) -> list[list[str]]:
+    """Colon-separated rows of any of the four files (runtime/init.py's reader keeps only passwd
+    and group rows, 4+ fields; subuid rows have 3)."""
     with open(path) as f:
         return [line.rstrip("\n").split(":") for line in f if line.strip() and not line.startswith("#")]
 

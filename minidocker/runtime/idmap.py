@@ -31,6 +31,7 @@ import json
 import logging
 import os
 import shutil
+import subprocess
 
 from .. import kernel as K
 from ..namespaces import IdMap, maps_id, userns_fd
@@ -64,14 +65,15 @@ def chowned_copy(src: str, uid_map: list[IdMap], gid_map: list[IdMap]) -> str:
         return dst
     tmp = f"{dst}.tmp{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(src, tmp, symlinks=True)
+    # cp -a, not shutil.copytree: a layer holds overlay whiteouts (0/0 character devices), opaque
+    # directories (trusted.overlay.opaque xattrs) and hard links, which copytree does not copy.
+    subprocess.run(["cp", "-a", "--", src, tmp], check=True, capture_output=True)
     for top, dirs, files in os.walk(tmp):
-        for name in [top] + [os.path.join(top, n) for n in dirs + files]:
-            st = os.lstat(name)
-            mode = st.st_mode
+        for name in ([top] if top == tmp else []) + [os.path.join(top, n) for n in dirs + files]:
+            st = os.lstat(name)   # each entry once: shifting twice would leave the range
             os.lchown(name, _shift(st.st_uid, uid_map), _shift(st.st_gid, gid_map))
             if not os.path.islink(name):
-                os.chmod(name, mode & 0o7777)  # chown clears setuid/setgid bits: put them back
+                os.chmod(name, st.st_mode & 0o7777)  # chown clears setuid/setgid bits: put them back
     os.rename(tmp, dst)
     return dst
 

@@ -40,6 +40,7 @@ namespaces belong to a *thread*, and a Jupyter kernel or the daemon has many thr
 from __future__ import annotations
 
 import errno
+import fcntl
 import io
 import json
 import os
@@ -876,6 +877,33 @@ def enter_plan(pid: int | str, kinds: Iterable[str] | None = None) -> list[str]:
     return [k for k in ENTER_ORDER if k in wanted and k in theirs and theirs[k] != mine.get(k)]
 
 
+NS_GET_USERNS = 0xB701   # ioctl_ns(2): _IO(0xb7, 0x1), an fd of the user namespace owning a namespace
+
+
+def join_order(todo: list[str], fds: dict[str, int]) -> list[str]:
+    """User first (it grants CAP_SYS_ADMIN over the namespaces it owns) — except namespaces owned
+    by an *outer* user namespace (a network namespace the daemon made, joined by a container with a
+    user namespace of its own): those only before the user namespace, where we would lose our
+    capabilities over them (ioctl_ns(2) NS_GET_USERNS tells the owner)."""
+    if "user" not in todo:
+        return todo
+    user_ino = os.fstat(fds["user"]).st_ino
+    outer = []
+    for kind in todo:
+        if kind == "user":
+            continue
+        try:
+            owner = fcntl.ioctl(fds[kind], NS_GET_USERNS)
+        except OSError:
+            continue
+        try:
+            if os.fstat(owner).st_ino != user_ino:
+                outer.append(kind)
+        finally:
+            os.close(owner)
+    return outer + [k for k in todo if k not in outer]
+
+
 def enter(pid: int | str, kinds: Iterable[str] | None = None, kernel=None) -> list[str]:
     """setns(2) into the namespaces of process ``pid``; returns the kinds joined, in order.
 
@@ -895,21 +923,7 @@ def enter(pid: int | str, kinds: Iterable[str] | None = None, kernel=None) -> li
     try:
         for kind in todo:
             fds[kind] = os.open(f"/proc/{pid}/ns/{PROC_NAMES[kind]}", os.O_RDONLY | os.O_CLOEXEC)
-        # Two passes, as util-linux nsenter: a namespace owned by an *outer* user namespace (a
-        # network namespace the daemon made, joined by a container with a user namespace) can
-        # only be joined before we enter the container's user namespace, where we lose our
-        # capabilities over the outer one; one owned by the container's can wait until after.
-        deferred = []
-        for kind in todo:
-            if kind == "user":
-                continue
-            try:
-                kernel.setns(fds[kind], CLONE_FLAGS[kind])
-            except OSError as e:
-                if e.errno != errno.EPERM or "user" not in todo:
-                    raise
-                deferred.append(kind)
-        for kind in (["user"] if "user" in todo else []) + deferred:
+        for kind in join_order(todo, fds):
             kernel.setns(fds[kind], CLONE_FLAGS[kind])
     finally:
         for fd in fds.values():

@@ -7,13 +7,12 @@ The daemon reads /etc/passwd, /etc/group, /etc/subuid, /etc/subgid: it runs in a
 namespace (``unshare -m``) where temporary copies are bind-mounted over them — the host's files
 are never touched."""
 import os
-import shutil
 import subprocess
 import tempfile
 
 import pytest
 
-from conftest import Daemon, leftovers, need_root, need_tool, cgroup_leftovers, remove_cgroup_parent
+from conftest import Daemon, need_root, need_tool, cgroup_leftovers, remove_cgroup_parent
 
 _WRAP = ('mount --bind "$1" /etc/subuid && mount --bind "$2" /etc/subgid && mount --bind "$3" /etc/passwd'
          ' && mount --bind "$4" /etc/group && shift 4 && exec "$@"')
@@ -69,17 +68,11 @@ def remap():
         d.start()
         yield d, start, start + 65536
     finally:
-        try:
-            if d.proc and d.proc.poll() is None:
-                d.remove_all()
-        finally:
-            d.stop()
-            left = leftovers(base)
-            shutil.rmtree(base, ignore_errors=True)
-            cg_left = cgroup_leftovers(d.cgroup_parent)
-            remove_cgroup_parent(d.cgroup_parent)
-            assert {n: open(f"/etc/{n}").read() for n in files} == host_before, "the host's /etc files changed"
-            assert not left and not cg_left, (left, cg_left)
+        left = d.shutdown()   # removes its containers, stops it, deletes base
+        cg_left = cgroup_leftovers(d.cgroup_parent)
+        remove_cgroup_parent(d.cgroup_parent)
+        assert {n: open(f"/etc/{n}").read() for n in files} == host_before, "the host's /etc files changed"
+        assert not left and not cg_left, (left, cg_left)
 
 
 def _run(d, cmd, host=None, name=None):

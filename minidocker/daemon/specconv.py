@@ -172,7 +172,7 @@ def user(spec_text: str, group_add) -> dict:
     return out
 
 
-def namespaces(host: dict, netns_path: str | None = None) -> list[dict]:
+def namespaces(host: dict, netns_path: str | None = None, remap: dict | None = None) -> list[dict]:
     """Docker's namespace modes -> linux.namespaces. "host" leaves the host's; container:<id>
     sharing needs the other container's pid (refused until the engine passes it). The network
     namespace is the daemon's (daemon/networks.py): made and wired before start, joined by path."""
@@ -193,14 +193,17 @@ def namespaces(host: dict, netns_path: str | None = None) -> list[dict]:
         if key in ("PidMode", "UTSMode") and mode not in ("", "private"):
             raise ConfigError(f"invalid {key[:-4].upper()} mode: {mode}")
         out.append({"type": kind})
-    if (host.get("UsernsMode") or "host") != "host":
-        raise ConfigError(f"--userns={host['UsernsMode']}: user namespaces are not supported by minidocker yet")
+    mode = host.get("UsernsMode") or ""
+    if mode not in ("", "host"):
+        raise ConfigError(f"invalid USER mode: {mode}")
+    if remap and mode != "host":   # minidockerd --userns-remap (daemon/userns.py); --userns=host opts out
+        out.append({"type": "user"})
     return out
 
 
 def to_spec(cfg: ContainerConfig, host: dict | None, container_dir: str, *,
             warnings: list[str] | None = None, config: dict | None = None,
-            netns_path: str | None = None) -> dict:
+            netns_path: str | None = None, userns_remap: dict | None = None) -> dict:
     """The container's OCI runtime spec. ``cfg``: the daemon's record (command, env, working dir,
     user, hostname, rootfs mounts, limits — already merged with the image's config by
     config.from_create_request); ``host``: the request's HostConfig; ``config``: the request body
@@ -220,7 +223,7 @@ def to_spec(cfg: ContainerConfig, host: dict | None, container_dir: str, *,
         caps = base if privileged else caps_mod.adjust(base, host.get("CapAdd") or [], host.get("CapDrop") or [])
     except ValueError as e:
         raise ConfigError(str(e)) from None
-    ns = namespaces(host, netns_path)
+    ns = namespaces(host, netns_path, userns_remap)
     kinds = {n["type"] for n in ns}
     sysctl = host.get("Sysctls") or {}
     try:
@@ -268,6 +271,9 @@ def to_spec(cfg: ContainerConfig, host: dict | None, container_dir: str, *,
         "resources": {**limits_of(cfg), "devices": rules},
         "devices": devs,
     }
+    if "user" in kinds:
+        linux["uidMappings"] = userns_remap["uidMappings"]
+        linux["gidMappings"] = userns_remap["gidMappings"]
     if sysctl:
         linux["sysctl"] = {str(k): str(v) for k, v in sysctl.items()}
     if not privileged and sec.get("systempaths") != "unconfined":

@@ -98,8 +98,7 @@ def check(spec: dict) -> None:
 
 # What this runtime does with the rest of a config.json: fields it refuses (running without them
 # would be less isolated or plainly different) and fields it ignores with a warning.
-_REFUSED = {("hooks",): "hooks", ("linux", "uidMappings"): "linux.uidMappings",
-            ("linux", "gidMappings"): "linux.gidMappings", ("linux", "intelRdt"): "linux.intelRdt"}
+_REFUSED = {("hooks",): "hooks", ("linux", "intelRdt"): "linux.intelRdt"}
 _WARNED = {("process", "apparmorProfile"): "process.apparmorProfile",
            ("process", "selinuxLabel"): "process.selinuxLabel", ("linux", "mountLabel"): "linux.mountLabel",
            ("linux", "personality"): "linux.personality", ("linux", "timeOffsets"): "linux.timeOffsets",

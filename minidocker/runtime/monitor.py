@@ -45,14 +45,9 @@ import time
 
 from .. import kernel as K
 from ..util import atomic_write_json, now_rfc3339, read_json
+from ..wire import STDERR, STDOUT, encode_frame
 
-STDOUT, STDERR = 1, 2
 LOG_LINE_MAX = 16 * 1024  # docker's json-file splits longer lines into partial messages too
-
-
-def frame(stream: int, payload: bytes) -> bytes:
-    """Docker's multiplexed-stream frame: [stream u8][0 0 0][length u32 big-endian] payload."""
-    return struct.pack(">BxxxI", stream, len(payload)) + payload
 
 
 def short_unix_path(directory: str, name: str) -> tuple[str, int]:
@@ -240,7 +235,7 @@ class Monitor:
             if self.tty:
                 ok = a.send(data)
             elif (stream == STDOUT and a.stdout) or (stream == STDERR and a.stderr):
-                ok = a.send(frame(stream, data))
+                ok = a.send(encode_frame(stream, data))
             else:
                 ok = True
             if not ok:

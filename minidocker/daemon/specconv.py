@@ -29,7 +29,7 @@ import re
 import stat
 
 from ..runtime import spec as S
-from .config import ConfigError, ContainerConfig
+from .config import ConfigError, ContainerConfig, process_env
 
 # HostConfig fields that need volumes (not implemented yet): refused, never ignored.
 UNSUPPORTED_MOUNTS = ("Binds", "Mounts", "Tmpfs", "VolumesFrom")
@@ -251,8 +251,7 @@ def to_spec(cfg: ContainerConfig, host: dict | None, container_dir: str, *,
 
     proc = {
         "terminal": cfg.tty, "user": user(cfg.user, host.get("GroupAdd")), "args": list(cfg.argv),
-        "env": list(cfg.env) + ([] if any(e.startswith("HOSTNAME=") for e in cfg.env) else [f"HOSTNAME={cfg.hostname}"])
-        + (["TERM=xterm"] if cfg.tty and not any(e.startswith("TERM=") for e in cfg.env) else []),
+        "env": process_env(cfg.env, [f"HOSTNAME={cfg.hostname}"] + (["TERM=xterm"] if cfg.tty else [])),
         "cwd": cfg.working_dir,
         "capabilities": caps_mod.oci(caps),
         "noNewPrivileges": sec["no_new_privileges"],

@@ -100,7 +100,7 @@ def exec_main(spec: dict, process: dict, cgroup_fds: tuple[int, ...], console_fd
     linux = dict(spec.get("linux") or {})
     if privileged:
         linux.pop("seccomp", None)
-    return run_process(k, process, linux, spec.get("hostname") or "")
+    return run_process(k, process, linux)
 
 
 def spawn_exec(spec: dict, target_pid: int, process: dict, *, stdio, console_fd=None, wait_fd=None,

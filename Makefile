@@ -6,17 +6,19 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 # Debian packages the notebooks and labs need (`make student`). busybox-static: the offline base
-# image; graphviz: diagrams; iproute2: networking chapter and checks; python3-venv: the venv;
+# image; graphviz: diagrams; iproute2, nftables: networking chapter and checks; python3-venv: the venv;
 # docker-registry, apache2-utils (htpasswd), openssl: the registry chapter (notebook 07, lab 07);
-# libseccomp2: the seccomp compiler behind pyseccomp (security chapter).
-STUDENT_APT_PACKAGES := busybox-static graphviz iproute2 python3-venv ca-certificates make \
-                        docker-registry apache2-utils openssl libseccomp2
+# libseccomp2: the seccomp compiler behind pyseccomp, gcc: the static attack probe (security chapter);
+# nftables: the networking chapter's packet filter (one table minidocker owns);
+# btrfs-progs: the btrfs storage driver on a loop device (volumes and storage chapter, notebook 12).
+STUDENT_APT_PACKAGES := busybox-static graphviz iproute2 nftables python3-venv ca-certificates make \
+                        docker-registry apache2-utils openssl libseccomp2 gcc btrfs-progs
 # Everything the whole test suite needs (`make setup`): the above, plus qemu-system-x86 for the cgroup
 # v2 guest test (tests/guest/vm.py; it downloads a Debian kernel package into .cache/cgroup-v2 once);
 # skopeo, umoci, oci-image-tool, podman: interop tests (podman only saves an image there, with its own
 # storage); runc, crun: the reference OCI runtimes beside minidocker-runtime (tests/test_runtime_cli.py,
-# notebook 09, bench); python3-dev, gcc: building wheels.
-APT_PACKAGES := $(STUDENT_APT_PACKAGES) python3-dev gcc qemu-system-x86 skopeo umoci oci-image-tool podman runc crun
+# notebook 09, bench); python3-dev (and gcc, above): building wheels.
+APT_PACKAGES := $(STUDENT_APT_PACKAGES) python3-dev qemu-system-x86 skopeo umoci oci-image-tool podman runc crun
 STAMP_APT := $(VENV)/.apt-$(shell echo $(APT_PACKAGES) | md5sum | cut -c1-8)
 STAMP_STUDENT_APT := $(VENV)/.apt-student-$(shell echo $(STUDENT_APT_PACKAGES) | md5sum | cut -c1-8)
 STAMP_PIP := $(VENV)/.pip-$(shell cat pyproject.toml | md5sum | cut -c1-8)
@@ -25,7 +27,7 @@ STAMP_STUDENT_PIP := $(VENV)/.pip-student-$(shell cat pyproject.toml | md5sum | 
 KERNEL_INSTALL := $(BIN)/python -m ipykernel install --sys-prefix --name minidocker --display-name "minidocker (venv)"
 JUPYTER_PORT ?= 8888
 
-.PHONY: setup student jupyter run test test-fast daemon stop bench clean-state doctor
+.PHONY: setup student jupyter run test test-fast daemon stop bench clean-state doctor book
 
 setup: $(STAMP_APT) $(STAMP_PIP) $(BIN)/docker
 	@# The daemon's socket is 0660 root:minidocker: members of this group may use the API (= root).
@@ -118,3 +120,9 @@ doctor: setup
 bench: setup
 	bash bench/setup.sh
 	$(BIN)/python bench/run.py
+
+# The course rendered for readers who run nothing (minidocker/book.py): runs every notebook as root
+# (as the suite does) into docs/book/ and refreshes the gallery diagrams/gallery/. Commit both.
+# `make book CHAPTERS="03 10"` re-renders only those chapters.
+book: setup
+	PYTHONPATH=$(CURDIR) $(BIN)/python -m minidocker.book $(CHAPTERS)

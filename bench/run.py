@@ -346,7 +346,9 @@ def minidocker_contender(ws: Workspace) -> Contender:
     root, sock = ws.path("minidocker", "root"), ws.dir / "minidocker" / "md.sock"
     host = f"unix://{sock}"
     log = open(ws.dir / "minidocker" / "minidockerd.log", "wb")
-    proc = subprocess.Popen([daemon, "--root", str(root), "--host", host], stdin=subprocess.DEVNULL,
+    proc = subprocess.Popen([daemon, "--root", str(root), "--host", host,  # its own bridge and nft table
+                             "--bridge", "mdbench0", "--nft-table", "minidocker_bench",
+                             "--cgroup-parent", f"{CGROUP_NAME}/minidocker"], stdin=subprocess.DEVNULL,
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
     def stop_daemon():
@@ -652,6 +654,10 @@ BENCHMARKS: dict[str, tuple[Callable[[Workspace, argparse.Namespace], list[Measu
     "registry": (bench_registry, "pull of a ~100 MB 5-layer image from a local registry (and pull + unpack)"),
     "unpack": (lambda ws, args: __import__("unpack_bench").bench(ws, args, sys.modules[__name__]),
                "image unpack: 100 MB / 5,000 files, 1 and 4 layers (bench/unpack_bench.py)"),
+    "network": (lambda ws, args: __import__("network_bench").bench(ws, args, sys.modules[__name__]),
+                "networking: start on the bridge vs none vs podman's bridge; published port vs direct (bench/network_bench.py)"),
+    "build": (lambda ws, args: __import__("build_bench").bench(ws, args, sys.modules[__name__]),
+              "a 10-step Dockerfile, cold and cached: minidocker build vs podman build (bench/build_bench.py)"),
 }
 
 

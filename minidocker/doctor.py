@@ -28,6 +28,7 @@ runnable, limited, or not runnable, and why.
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -46,6 +47,7 @@ TOOLS = {
     "busybox": "the offline base image (busybox-static)",
     "dot": "diagrams (graphviz)",
     "ip": "network chapter checks (iproute2)",
+    "nft": "network chapter: NAT and published ports (nftables)",
     "docker": "the real docker client, for compatibility tests",
     "runc": "reference runtime (bench, comparisons)",
     "crun": "reference runtime (bench)",
@@ -67,6 +69,10 @@ CHAPTERS = {
     "06": "images",
     "07": "registry",
     "08": "daemon/API",
+    "10": "security",
+    "11": "networking",
+    "12": "volumes and storage",
+    "13": "build",
 }
 
 # capability(7) numbers worth naming in a report (linux/capability.h).
@@ -204,6 +210,23 @@ def overlay_info(filesystems: str, mounts: list[dict], root: str) -> dict:
     problem = BAD_UPPER_FS.get(fstype) or ("FUSE upper is unsupported" if fstype.startswith("fuse") else None)
     return {"supported": supported, "root": root, "checked": checked, "fstype": fstype,
             "upper_ok": supported and problem is None, "problem": problem}
+
+
+def storage_driver_info(filesystems: str, overlay: dict) -> dict:
+    """Which storage drivers (minidocker/unionfs.py) minidockerd could use with this state directory:
+    driver -> "" if usable, else why not. copy works everywhere."""
+    has = {line.split()[-1] for line in filesystems.splitlines() if line.split()}
+    out = {"overlay": "" if overlay["upper_ok"] else (overlay["problem"] or "no overlay in the kernel"),
+           "copy": ""}
+    if "btrfs" not in has:
+        out["btrfs"] = "no btrfs in the kernel"
+    elif shutil.which("btrfs") is None:
+        out["btrfs"] = "the 'btrfs' command is missing (btrfs-progs)"
+    elif overlay["fstype"] != "btrfs":
+        out["btrfs"] = f"{overlay['checked']} is on {overlay['fstype']}, not btrfs"
+    else:
+        out["btrfs"] = ""
+    return out
 
 
 def userns_info() -> dict:
@@ -485,6 +508,39 @@ def chapter_verdicts(info: dict) -> dict[str, dict]:
     out["08"] = (_verdict("runnable", f"{state}; {client}") if caps["root"]
                  else _verdict("limited", f"minidockerd needs root; {state}"))
 
+    # 10 security: real attacks in namespaces, against a loop-device disk; a static probe (gcc)
+    lacking = [what for what, ok in (("gcc (the static probe)", shutil.which("gcc")),
+                                     ("pyseccomp + libseccomp2", importlib.util.find_spec("pyseccomp")),
+                                     ("losetup", shutil.which("losetup"))) if not ok]
+    if not admin:
+        out["10"] = _verdict("not runnable", "the attacks and defences need root (namespaces, loop devices, cgroups)")
+    elif lacking:
+        out["10"] = _verdict("not runnable", f"missing {', '.join(lacking)} (make student installs them)")
+    else:
+        out["10"] = _verdict("runnable", "capabilities, seccomp, masks, device cgroup, against a loop-device disk")
+
+    # 12 volumes and storage (btrfs on a loop device: the state directory need not be on btrfs)
+    kernel_btrfs = "no btrfs in the kernel" not in info.get("storage_drivers", {}).get("btrfs", "")
+    if not caps["root"]:
+        out["12"] = _verdict("not runnable", "minidockerd, mounts and loop devices need root (sudo)")
+    elif not (kernel_btrfs and shutil.which("mkfs.btrfs") and os.path.exists("/dev/loop-control")):
+        out["12"] = _verdict("limited", "volumes yes; no btrfs on a loop device here (kernel btrfs, "
+                                        "btrfs-progs, /dev/loop-control): overlay and copy drivers only")
+    else:
+        out["12"] = _verdict("runnable", "volumes, binds, tmpfs; btrfs on a loop device beside overlay and copy")
+
+    # 13 build (a daemon of its own: RUN steps are containers)
+    out["13"] = (_verdict("runnable", "POST /build on a daemon of the notebook's own; "
+                          + ("docker client present" if tools["docker"] else "no docker client (optional)"))
+                 if caps["root"] else _verdict("not runnable", "RUN steps are containers: run as root"))
+    # 11 networking
+    nft_tool = shutil.which("nft")
+    net_ok = os.path.exists("/proc/sys/net/ipv4/ip_forward") and nft_tool
+    out["11"] = (_verdict("runnable", "veth, bridge and nftables (nft JSON) available; pyroute2 for netlink")
+                 if caps["root"] and net_ok else
+                 _verdict("limited", "needs root and the 'nft' command (nftables)" if not nft_tool
+                          else "needs root (namespaces, links, nftables)"))
+
     labs = lab_folders()
     for number, v in out.items():
         v["topic"] = CHAPTERS[number]
@@ -557,6 +613,7 @@ def collect(daemon_host: str | None = None, root: str | None = None) -> dict:
         "tools": tool_info(),
         "daemon": daemon_info(daemon_host),
     }
+    info["storage_drivers"] = storage_driver_info(read_text("/proc/filesystems", ""), info["overlayfs"])
     info["chapters"] = chapter_verdicts(info)
     return info
 
@@ -606,6 +663,9 @@ def report(info: dict) -> str:
         ("can be overlay upper", upper),
         ("storage driver", "overlay (minidockerd's default)" if ov["upper_ok"]
          else "copy (minidockerd falls back to it: --storage-driver copy)")]))
+
+    sections.append(_section("storage drivers", [
+        (name, "usable" if not why else f"no ({why})") for name, why in info["storage_drivers"].items()]))
 
     clone = un["unprivileged_userns_clone"]
     sections.append(_section("user namespaces", [

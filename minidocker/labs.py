@@ -39,6 +39,15 @@ from .labcheck import (DEFAULT_TIMEOUT, SANDBOX_ID, Mismatch, Result, _error_tex
                        run_one, run_sandboxed, sandboxed)
 
 LAB_DIR_RE = re.compile(r"^(\d\d)-([A-Za-z0-9_.-]+)$")
+CAPSTONE = "capstone"    # labs/capstone: the labs put together (number and topic "capstone")
+
+
+def _lab_in(d: Path) -> Lab | None:
+    """The lab a folder holds (``NN-topic`` or ``capstone``), by its name; else None."""
+    if d.name == CAPSTONE:
+        return Lab(CAPSTONE, CAPSTONE, d)
+    m = LAB_DIR_RE.match(d.name)
+    return Lab(m.group(1), m.group(2), d) if m else None
 _runs = itertools.count(1)  # unique module names per run
 REFERENCE_RE = re.compile(r"""^REFERENCE\s*=\s*["']([\w.]+)["']""", re.M)
 
@@ -101,9 +110,9 @@ def find_labs(root: str | os.PathLike | None = None) -> list[Lab]:
         return []
     labs = []
     for d in sorted(base.iterdir()):
-        m = LAB_DIR_RE.match(d.name)
-        if m and d.is_dir() and (d / "check.py").is_file():
-            labs.append(Lab(number=m.group(1), topic=m.group(2), path=d))
+        lab = _lab_in(d)
+        if lab and d.is_dir() and (d / "check.py").is_file():
+            labs.append(lab)
     return labs
 
 
@@ -111,7 +120,7 @@ def get_lab(which: str, root: str | os.PathLike | None = None) -> Lab:
     """A lab by number ("1", "01"), folder name ("01-namespaces") or topic ("namespaces")."""
     labs = find_labs(root)
     for lab in labs:
-        if which in (lab.number, lab.path.name, lab.topic) or (which.isdigit() and int(which) == int(lab.number)):
+        if which in (lab.number, lab.path.name, lab.topic) or (which.isdigit() and lab.number.isdigit() and int(which) == int(lab.number)):
             return lab
     have = ", ".join(lab.path.name for lab in labs) or f"none (looked in {labs_root(root)})"
     raise LookupError(f"no lab {which!r}; labs here: {have}")
@@ -267,8 +276,7 @@ def script_main(argv: list[str], check: Callable, reference: str, skeleton: str 
     runner, report and exit status as ``minidocker lab check NN`` (``title`` is kept for old callers;
     the heading is the lab's own)."""
     lab_dir = Path(skeleton).resolve().parent
-    m = LAB_DIR_RE.match(lab_dir.name)
-    lab = Lab(m.group(1), m.group(2), lab_dir) if m else Lab("??", lab_dir.name, lab_dir)
+    lab = _lab_in(lab_dir) or Lab("??", lab_dir.name, lab_dir)
     if "--reference" in argv:
         target, shown = "reference", reference
     else:
@@ -330,6 +338,7 @@ def start(lab: Lab, directory: str | os.PathLike | None = None, force: bool = Fa
         if src.name in ("check.py", "__pycache__") or not src.is_file():
             continue
         shutil.copyfile(src, dest / src.name)
+        shutil.copymode(src, dest / src.name)   # the capstone's ./mydocker stays executable
         if user:
             os.chown(dest / src.name, user[0], user[1])
     if user:

@@ -478,9 +478,14 @@ def _is_loopback(addr: str) -> bool:
         return False
 
 
-def _resolv_conf(dns: Iterable[str] | None, host_resolv: str) -> str:
-    if dns:
-        return "".join(f"nameserver {ns}\n" for ns in dns)
+def _resolv_conf(dns: Iterable[str] | None, host_resolv: str, search: Iterable[str] = (),
+                 options: Iterable[str] = ()) -> str:
+    if dns or search or options:
+        servers = list(dns or ()) or [line.split()[1] for line in _resolv_conf(None, host_resolv).splitlines()
+                                      if line.startswith("nameserver ")]
+        return ("".join(f"nameserver {ns}\n" for ns in servers)
+                + (f"search {' '.join(search)}\n" if search else "")
+                + (f"options {' '.join(options)}\n" if options else ""))
     # Copy the host's file, minus loopback nameservers: 127.0.0.53 (systemd-resolved) or 127.0.0.1
     # (dnsmasq) would be the *container's* loopback after the network namespace changes.
     try:
@@ -503,7 +508,8 @@ def _resolv_conf(dns: Iterable[str] | None, host_resolv: str) -> str:
 
 def write_etc_files(directory: str, hostname: str, hosts_extra: Iterable[str | tuple[str, str]] = (),
                     dns: Iterable[str] | None = None, ip: str | None = None,
-                    host_resolv: str = "/etc/resolv.conf") -> dict[str, str]:
+                    host_resolv: str = "/etc/resolv.conf", dns_search: Iterable[str] = (),
+                    dns_options: Iterable[str] = ()) -> dict[str, str]:
     """Write ``hostname``, ``hosts`` and ``resolv.conf`` into ``directory`` (atomically) and return
     ``{"/etc/hostname": path, "/etc/hosts": path, "/etc/resolv.conf": path}`` for ``bind_files``.
 
@@ -511,7 +517,8 @@ def write_etc_files(directory: str, hostname: str, hosts_extra: Iterable[str | t
       ``ip`` (or 127.0.1.1 without one, as Debian does), then ``hosts_extra`` entries, each
       ``"name:ip"`` (docker's ``--add-host`` syntax, split at the first colon) or ``(name, ip)``.
     * resolv.conf: ``dns`` servers if given; else the host's file without loopback nameservers,
-      falling back to 8.8.8.8/8.8.4.4 if none is left (what docker does).
+      falling back to 8.8.8.8/8.8.4.4 if none is left (what docker does); ``dns_search`` and
+      ``dns_options`` (``--dns-search``, ``--dns-option``) as ``search``/``options`` lines.
     """
     os.makedirs(directory, exist_ok=True)
     paths = {c: os.path.join(directory, os.path.basename(c))
@@ -522,7 +529,7 @@ def write_etc_files(directory: str, hostname: str, hosts_extra: Iterable[str | t
         hosts.append(f"{addr}\t{name}\n")
     atomic_write(paths["/etc/hostname"], hostname + "\n")
     atomic_write(paths["/etc/hosts"], "".join(hosts))
-    atomic_write(paths["/etc/resolv.conf"], _resolv_conf(dns, host_resolv))
+    atomic_write(paths["/etc/resolv.conf"], _resolv_conf(dns, host_resolv, dns_search, dns_options))
     return paths
 
 

@@ -61,10 +61,18 @@ class Daemon:
         self.proc = None
         # Container cgroups of this test session go under their own parent, so a leak is easy to see.
         self.cgroup_parent = f"minidocker-test-{os.getpid()}"
+        # Network objects too: a bridge and an nftables table of this daemon's own (chapter 11).
+        # Named after the base directory: a daemon restarted on the same root finds its own again.
+        import hashlib
+        tag = hashlib.sha256(os.path.abspath(base).encode()).hexdigest()[:8]
+        self.bridge = f"mdt{tag}"
+        self.table = f"minidocker_test_{tag}"
+        self.net_flags = ["--bridge", self.bridge, "--nft-table", self.table]
 
     def start(self, timeout: float = 60) -> "Daemon":
         self.proc = subprocess.Popen([sys.executable, "-m", "minidocker.daemon.main", "--root", self.root,
                                       "-H", self.host, "--debug", "--cgroup-parent", self.cgroup_parent,
+                                      *self.net_flags,
                                       *(["--storage-driver", self.driver] if self.driver else [])],
                                      stdout=self.log, stderr=self.log, cwd=REPO)
         deadline = time.monotonic() + timeout
@@ -153,6 +161,20 @@ class Daemon:
         self.log.close()
 
 
+def network_leftovers(d: "Daemon") -> list[str]:
+    """The daemon's bridge, nftables table and ip_forward hold: all gone after a clean stop with
+    no containers (netns pins live under its root: ``leftovers`` sees them as mounts)."""
+    found = []
+    if os.path.exists(f"/sys/class/net/{d.bridge}"):
+        found.append(f"link {d.bridge}")
+    r = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True)
+    if f"table ip {d.table}" in r.stdout.split("\n"):
+        found.append(f"nft table ip {d.table}")
+    if os.path.exists(f"/run/minidocker-sysctl/net.ipv4.ip_forward/{d.table}"):
+        found.append(f"ip_forward hold {d.table}")
+    return found
+
+
 def leftovers(path: str) -> list[str]:
     """Mounts and processes that mention ``path``: what a test must not leave behind."""
     found = []
@@ -210,7 +232,9 @@ def _session_daemon(driver, cgroup_tag: str = ""):
             shutil.rmtree(base, ignore_errors=True)
             cgroups_left = cgroup_leftovers(d.cgroup_parent)
             remove_cgroup_parent(d.cgroup_parent)
+            net_left = network_leftovers(d)
             assert not left, f"left behind by the session's daemon: {left}"
+            assert not net_left, f"network objects left behind by the session's daemon: {net_left}"
             assert not cgroups_left, f"container cgroups left behind by the session: {cgroups_left}"
 
 
@@ -246,3 +270,17 @@ def no_cgroup_parent_left():
         left = cgroup_leftovers(parent)
         remove_cgroup_parent(parent)
         assert not left, f"container cgroups left behind: {left}"
+
+
+@pytest.fixture(scope="session")
+def btrfs_dir():
+    """A directory on a btrfs file system on a loop device (minidocker/scratchfs.py: gone after the run,
+    also a killed one)."""
+    need_root()
+    need_tool("mkfs.btrfs")
+    need_tool("btrfs")
+    with open("/proc/filesystems") as f:
+        need("btrfs" in f.read(), "btrfs in the kernel (/proc/filesystems)")
+    from minidocker import scratchfs
+    with scratchfs.btrfs_mount() as where:
+        yield where

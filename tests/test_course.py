@@ -13,7 +13,7 @@ from conftest import REPO
 
 # Chapters that landed before they were converted to the conventions: each test on them is expected
 # to fail (strict: once a chapter conforms, its xfail fails too — then delete its line here).
-PENDING = {"10-security.ipynb": "chapter 10 landed before docs/COURSE.md; its owner converts it (§3)"}
+PENDING: dict[str, str] = {}
 
 
 def _params(paths):

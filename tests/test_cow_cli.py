@@ -202,7 +202,7 @@ def test_daemon_on_overlayfs_falls_back_to_copy_and_runs(tmp_path):
     d = Daemon(base)
     script = (f"mount -t overlay overlay -o lowerdir={base}/l,upperdir={base}/u,workdir={base}/w {base}/m && "
               f"exec {sys.executable} -m minidocker.daemon.main --root {base}/m/root -H {d.host} --debug "
-              f"--cgroup-parent {d.cgroup_parent}")
+              f"--cgroup-parent {d.cgroup_parent} {' '.join(d.net_flags)}")
     d.proc = subprocess.Popen([unshare, "--mount", "--propagation", "private", "sh", "-c", script],
                               stdout=d.log, stderr=d.log, cwd=REPO)
     try:

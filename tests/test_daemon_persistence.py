@@ -52,7 +52,7 @@ def start_with(d: Daemon, extra=()):
     if not extra:
         return d.start()
     d.proc = subprocess.Popen([sys.executable, "-m", "minidocker.daemon.main", "--root", d.root, "-H", d.host,
-                               "--debug", "--cgroup-parent", d.cgroup_parent, *extra], stdout=d.log, stderr=d.log, cwd=REPO)
+                               "--debug", "--cgroup-parent", d.cgroup_parent, *d.net_flags, *extra], stdout=d.log, stderr=d.log, cwd=REPO)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not d.ping():
         assert d.proc.poll() is None, d.logtext()[-2000:]

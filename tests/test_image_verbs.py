@@ -12,6 +12,7 @@ import tempfile
 
 import pytest
 
+from podman_conf import podman_env
 from conftest import Daemon, leftovers, need, need_root, need_tool
 from test_image_archives import no_host_traces  # noqa: F401 (a fixture)
 
@@ -196,15 +197,7 @@ def test_podman_saved_image_loads_and_runs(d, tmp_path, no_host_traces):
     """podman with its own vfs storage and configuration in tmp_path; it never runs a container
     (so no network, no cgroups): import a rootfs, save as docker-archive."""
     podman = need_tool("podman")
-    conf = tmp_path / "podman"
-    conf.mkdir()
-    (conf / "storage.conf").write_text(f'[storage]\ndriver = "vfs"\ngraphroot = "{conf}/graph"\n'
-                                       f'runroot = "{conf}/run"\n')
-    (conf / "containers.conf").write_text(f'[containers]\nnetns = "none"\n[network]\nnetwork_config_dir'
-                                          f' = "{conf}/net"\n[engine]\ncgroup_manager = "cgroupfs"\n'
-                                          f'events_logger = "none"\ntmp_dir = "{conf}/tmp"\n')
-    env = dict(os.environ, CONTAINERS_CONF=str(conf / "containers.conf"),
-               CONTAINERS_STORAGE_CONF=str(conf / "storage.conf"))
+    env = podman_env(tmp_path / "podman")
     rootfs = tmp_path / "rootfs"
     (rootfs / "bin").mkdir(parents=True)
     shutil.copy("/bin/busybox", rootfs / "bin" / "busybox")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import need
+from conftest import need, need_root
 from minidocker import labs
 
 REF_MODULE = "_labfixture_adder_ref"
@@ -393,3 +393,35 @@ def test_checker_fails_on_skeleton_and_passes_on_reference(which, request):
         need(os.geteuid() == 0, f"root, to run lab {lab.number}'s checks against the reference")
     assert on_reference and all(r.ok for r in on_reference), (
         f"the checker fails on the reference {lab.reference}:\n" + labs.format_results(on_reference))
+
+
+# --- the capstone: a black-box stage tester of the student's own mydocker ---------------------------
+
+@pytest.mark.privileged
+def test_capstone_tester_fails_every_stage_on_the_empty_solution_and_passes_on_the_reference(monkeypatch):
+    """With minidocker's modules standing in for the lab solutions, only the glue is judged: the
+    untouched skeleton fails every stage, each saying what it expected; the reference passes all."""
+    need_root()
+    lab = labs.get_lab("capstone")
+    monkeypatch.setenv("MYDOCKER_LABS", "reference")
+    empty = labs.run_check(lab, "skeleton")
+    assert len(empty) >= 10 and not any(r.ok for r in empty), labs.format_results(empty)
+    assert all("expected" in r.detail for r in empty), labs.format_results(empty)
+    assert any("TODO: run" in r.detail for r in empty), labs.format_results(empty)
+    reference = labs.run_check(lab, "reference")
+    assert all(r.ok for r in reference), labs.format_results(reference)
+
+
+@pytest.mark.privileged
+def test_capstone_says_which_lab_solution_is_missing(monkeypatch, tmp_path):
+    need_root()
+    lab = labs.get_lab("capstone")
+    monkeypatch.setenv("MYDOCKER_LABS", str(tmp_path))
+    (first, *_) = labs.run_check(lab, "reference")
+    assert not first.ok and f"no solution of lab 01 at {tmp_path}/01-namespaces/skeleton.py" in first.detail
+
+
+def test_capstone_is_a_lab_by_name_and_has_hints():
+    lab = labs.get_lab("capstone")
+    assert lab.number == lab.topic == "capstone" and lab in labs.find_labs()
+    assert len(labs.hints(lab)) >= 3

@@ -74,7 +74,8 @@ def test_host_mounts_are_invisible(daemon):
 
 
 def test_only_loopback_network(daemon):
-    r = run(daemon, "--rm", "busybox", "sh", "-c", "ls /sys/class/net; cat /proc/net/dev | tail -n +3 | cut -d: -f1")
+    r = run(daemon, "--rm", "--network", "none", "busybox", "sh", "-c",
+            "ls /sys/class/net; cat /proc/net/dev | tail -n +3 | cut -d: -f1")
     names = set(out(r).split())
     assert names == {"lo"}, names
 

@@ -1,4 +1,5 @@
-"""Union mounts and copy-on-write: one suite, run against both snapshotter drivers (real kernel).
+"""Union mounts and copy-on-write: one suite, run against every snapshotter driver (real kernel;
+btrfs on a loop device of the test session's own, see minidocker/scratchfs.py).
 
 Every merged view is mounted in a forked child's private mount namespace (unionfs.run_mounted), so
 nothing stays mounted whatever happens."""
@@ -10,18 +11,19 @@ import json
 import os
 import shutil
 import stat
+import subprocess
 import tarfile
 
 import pytest
 
-from conftest import need, need_root
+from conftest import need, need_root, need_tool
 from minidocker import cow, kernel as K, rootfs, unionfs
 from minidocker.images.commit import ChangeError, apply_changes, commit_image
 from minidocker.images.store import MEDIA_TYPE_CONFIG, MEDIA_TYPE_LAYER, MEDIA_TYPE_MANIFEST, ImageStore
 from minidocker.images.unpack import prune, unpack
 
 pytestmark = pytest.mark.privileged
-DRIVERS = ["overlay", "copy"]
+DRIVERS = ["overlay", "copy", "btrfs"]
 
 
 def sha(data: bytes) -> str:
@@ -135,19 +137,30 @@ def merged(snap, key: str) -> dict:
             snap.remove(view)
 
 
+def snap_root(request, tmp_path, driver: str) -> str:
+    """Where a test's snapshotter of ``driver`` keeps its snapshots (btrfs: on the loop device's
+    file system, removed after the test)."""
+    if driver == "overlay":
+        ok, why = unionfs.overlay_usable(str(tmp_path / "probe"))
+        need(ok, f"overlayfs usable here ({why})")
+    if driver != "btrfs":
+        return str(tmp_path / f"snaps-{driver}")
+    base = os.path.join(request.getfixturevalue("btrfs_dir"), os.urandom(6).hex())
+    os.mkdir(base)
+    request.addfinalizer(lambda: shutil.rmtree(base))    # rmdir(2) deletes emptied subvolumes
+    return os.path.join(base, "snaps")
+
+
 @pytest.fixture
 def env(tmp_path, request):
     need_root()
     driver = request.param if hasattr(request, "param") else "overlay"
-    if driver == "overlay":
-        ok, why = unionfs.overlay_usable(str(tmp_path / "probe"))
-        need(ok, f"overlayfs usable here ({why})")
     store = ImageStore(str(tmp_path / "images"))
-    snap = unionfs.new_snapshotter(driver, str(tmp_path / f"snaps-{driver}"))
+    snap = unionfs.new_snapshotter(driver, snap_root(request, tmp_path, driver))
     return store, snap
 
 
-both = pytest.mark.parametrize("env", DRIVERS, indirect=True)
+both = pytest.mark.parametrize("env", DRIVERS, indirect=True)   # every driver, not only two
 
 
 def mutate(t: str) -> dict:
@@ -225,15 +238,15 @@ def test_unpack_once_shared_whiteouts_and_metadata(env):
         assert not os.path.lexists(f"{fs}/etc/keep") and sorted(os.listdir(f"{fs}/opq")) == ["new"]
 
 
-def test_both_drivers_unpack_the_same_tree(tmp_path):
+def test_all_drivers_unpack_the_same_tree(tmp_path, request):
     need_root()
     store = ImageStore(str(tmp_path / "images"))
     image = add_image(store, [BASE, TOP])
     views = []
     for driver in DRIVERS:
-        snap = unionfs.new_snapshotter(driver, str(tmp_path / driver))
+        snap = unionfs.new_snapshotter(driver, snap_root(request, tmp_path / driver, driver))
         views.append(merged(snap, unpack(store, snap, image)))
-    assert views[0] == views[1]
+    assert views[0] == views[1] == views[2]
 
 
 @both
@@ -380,6 +393,37 @@ def test_apply_changes():
         apply_changes({}, ["ENV A=1 B"])
 
 
+def test_btrfs_snapshots_are_subvolumes_sharing_extents(request, tmp_path):
+    need_root()
+    store = ImageStore(str(tmp_path / "images"))
+    snap = unionfs.new_snapshotter("btrfs", snap_root(request, tmp_path, "btrfs"))
+    big = make_tar(("file", "big", os.urandom(4 << 20)))
+    top = unpack(store, snap, add_image(store, [BASE, big]))
+    snap.prepare("c", top)
+    assert snap.is_subvolume(top) and snap.is_subvolume("c")
+    fs = snap.fs("c")
+    # The snapshot's file shares its extents with the layer's (btrfs filesystem du: "Set shared").
+    out = subprocess.run(["btrfs", "filesystem", "du", "--raw", "-s", os.path.join(fs, "big")],
+                         capture_output=True, text=True, check=True).stdout.split("\n")[1].split()
+    total, exclusive = int(out[0]), int(out[1])
+    assert total >= 4 << 20 and exclusive == 0
+    with open(os.path.join(fs, "big"), "r+b") as f:           # writing one block unshares that block only
+        f.write(b"x" * 4096)
+        os.fsync(f.fileno())
+    subprocess.run(["btrfs", "filesystem", "sync", fs], check=True, capture_output=True)
+    out = subprocess.run(["btrfs", "filesystem", "du", "--raw", "-s", os.path.join(fs, "big")],
+                         capture_output=True, text=True, check=True).stdout.split("\n")[1].split()
+    assert 0 < int(out[1]) < 1 << 20
+    with open(os.path.join(snap.fs(top), "big"), "rb") as f:  # the layer did not change
+        assert f.read(4) != b"xxxx"
+
+
+def test_btrfs_driver_refuses_a_root_not_on_btrfs(tmp_path):
+    need_root()
+    with pytest.raises(unionfs.SnapshotError, match="not btrfs"):
+        unionfs.new_snapshotter("btrfs", str(tmp_path / "snaps"))
+
+
 def test_unknown_driver_is_a_clear_error(tmp_path):
     with pytest.raises(unionfs.SnapshotError, match="unknown storage driver 'zfs'"):
         unionfs.new_snapshotter("zfs", str(tmp_path))
@@ -394,12 +438,13 @@ def test_daemon_falls_back_to_copy_when_overlay_cannot_work(monkeypatch, tmp_pat
 
 
 @pytest.mark.parametrize("driver", DRIVERS)
-def test_engine_sweeps_snapshots_left_by_a_crash(tmp_path, driver):
+def test_engine_sweeps_snapshots_left_by_a_crash(tmp_path, driver, request):
     need_root()
     need(os.path.exists("/bin/busybox"), "/bin/busybox (busybox-static)")
     from minidocker.daemon.engine import Engine
     from minidocker.images import busybox
-    engine = Engine(str(tmp_path), driver)
+    root = str(tmp_path) if driver != "btrfs" else os.path.dirname(snap_root(request, tmp_path, driver))
+    engine = Engine(root, driver)
     image = busybox.build_busybox(engine.images)
     cid, _ = engine.create({"Image": "busybox", "Cmd": ["true"]}, "kept")
     top = image.chain_ids[-1]
@@ -409,3 +454,48 @@ def test_engine_sweeps_snapshots_left_by_a_crash(tmp_path, driver):
     assert {i.key for i in engine.snapshotter.list()} == {top, cid + "-init", cid}
     engine.release_snapshot(engine.containers[cid])
     assert {i.key for i in engine.snapshotter.list()} == {top}   # the image still names its layer
+
+
+def test_doctor_reports_which_storage_drivers_are_usable():
+    from minidocker import doctor
+    ov = {"upper_ok": True, "problem": None, "fstype": "ext4", "checked": "/var/lib"}
+    got = doctor.storage_driver_info("nodev\toverlay\n\tbtrfs\n", ov)
+    assert got["overlay"] == "" and got["copy"] == ""
+    assert got["btrfs"] == ("/var/lib is on ext4, not btrfs" if shutil.which("btrfs") else
+                            "the 'btrfs' command is missing (btrfs-progs)")
+    assert doctor.storage_driver_info("nodev\toverlay\n", ov)["btrfs"] == "no btrfs in the kernel"
+    assert doctor.storage_driver_info("", {**ov, "upper_ok": False, "problem": "upper on overlayfs"})[
+        "overlay"] == "upper on overlayfs"
+
+
+def test_a_killed_run_leaves_no_btrfs_mount_nor_loop_device(tmp_path):
+    """SIGKILL runs no teardown: the private mount namespace dies with the process, the mount with
+    it, and the autoclear loop device detaches itself."""
+    need_root()
+    need_tool("mkfs.btrfs")
+    import signal
+    import sys
+    here = os.path.dirname(os.path.abspath(__file__))
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import sys\nfrom minidocker import scratchfs\n"
+         "with scratchfs.btrfs_mount() as d:\n"
+         "    print(d, scratchfs.device_of(d), flush=True); sys.stdin.read()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=here,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([here, os.path.dirname(here)])})
+    where, loop = child.stdout.readline().split()
+    assert loop.startswith("/dev/loop")
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    import time
+    deadline = time.monotonic() + 20          # the kernel detaches the device asynchronously
+    while loop in _loop_devices() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert loop not in _loop_devices()
+    with open("/proc/self/mountinfo") as f:
+        assert where not in f.read()
+    os.rmdir(where)                           # an empty directory in /tmp is all that remains
+
+
+def _loop_devices() -> list[str]:
+    r = subprocess.run(["losetup", "-l", "-n", "-O", "NAME"], capture_output=True, text=True)
+    return r.stdout.split()

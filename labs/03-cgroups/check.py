@@ -158,9 +158,62 @@ def check_set_frozen(m) -> str:
         _cleanup(layout, path, proc)
 
 
+def _read(path: str) -> str:
+    with open(path) as f:
+        return f.read().strip()
+
+
+def _limit_file(layout, path: str, controller: str, v1_name: str, v2_name: str) -> str:
+    if controller in layout.v1:
+        return os.path.join(layout.v1[controller], path.strip("/"), v1_name)
+    return os.path.join(layout.unified, path.strip("/"), v2_name)
+
+
+def check_set_limits_files(m) -> str:
+    layout = ref.detect()
+    path = f"/minidocker-lab03-{os.getpid()}/limits"
+    proc = _child("sleep 30")
+    try:
+        ref.join(layout, path, proc.pid)
+        m.set_limits(layout, path, memory=48 << 20, pids=7)
+        mem = _limit_file(layout, path, "memory", "memory.limit_in_bytes", "memory.max")
+        pids = _limit_file(layout, path, "pids", "pids.max", "pids.max")
+        expect(os.path.basename(mem), _read(mem), str(48 << 20))
+        expect(os.path.basename(pids), _read(pids), "7")
+        return f"{os.path.basename(mem)} = 48 MiB, pids.max = 7"
+    finally:
+        _cleanup(layout, path, proc)
+
+
+def check_set_limits_oom(m) -> str:
+    """A shell that doubles a string forever, in a group limited to 16 MiB: the kernel's OOM killer
+    must end it with SIGKILL (not swap it out, not let it run)."""
+    layout = ref.detect()
+    path = f"/minidocker-lab03-{os.getpid()}/oom"
+    proc = subprocess.Popen(["/bin/busybox", "sh", "-c", "read go; x=a; while :; do x=$x$x; done"],
+                            stdin=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:
+        ref.join(layout, path, proc.pid)
+        m.set_limits(layout, path, memory=16 << 20)
+        proc.stdin.write(b"go\n")
+        proc.stdin.close()
+        try:
+            code = proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            code = "still running after 20 s (swapping? memsw / memory.swap.max)"
+        expect("the memory hog's end (returncode)", code, -9)
+        kills = ref.open_cgroup(path, layout).oom_kills()
+        _fail(kills >= 1, f"the group's oom_kill count: expected at least 1, got {kills}")
+        return f"killed by the OOM killer (oom_kill {kills})"
+    finally:
+        _cleanup(layout, path, proc)
+
+
 CHECKS = [("detect (fake mountinfo)", check_detect_fake), ("detect (this host)", check_detect_real),
           ("parse_cpu_list", check_parse_cpu_list), ("shares_to_weight", check_shares_to_weight),
-          ("join (real cgroups)", check_join), ("set_frozen (real freezer)", check_set_frozen)]
+          ("join (real cgroups)", check_join), ("set_frozen (real freezer)", check_set_frozen),
+          ("set_limits: the limit files", check_set_limits_files),
+          ("set_limits: an OOM kill at 16 MiB", check_set_limits_oom)]
 
 
 def check(module) -> list[Result]:

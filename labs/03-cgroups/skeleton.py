@@ -1,6 +1,6 @@
-"""Lab 03 — control groups: your own version of five pieces of minidocker/cgroups/.
+"""Lab 03 — control groups: your own version of six pieces of minidocker/cgroups/.
 
-Fill in the five functions marked TODO. The data type ``Layout`` is given (where the cgroup
+Fill in the six functions marked TODO. The data type ``Layout`` is given (where the cgroup
 filesystems are mounted: ``mode`` "v1"/"v2"/"hybrid", ``v1`` = {controller: mount point},
 ``unified`` = the cgroup2 mount point or None).
 
@@ -16,7 +16,7 @@ import time  # noqa: F401
 
 from minidocker.cgroups import Layout  # noqa: F401
 
-__all__ = ["Layout", "detect", "parse_cpu_list", "shares_to_weight", "join", "set_frozen"]
+__all__ = ["Layout", "detect", "parse_cpu_list", "shares_to_weight", "join", "set_frozen", "set_limits"]
 
 V1_CONTROLLERS = ("cpu", "cpuacct", "cpuset", "memory", "pids", "blkio", "freezer", "devices")
 
@@ -68,3 +68,14 @@ def set_frozen(layout: Layout, path: str, frozen: bool) -> None:
     """Freeze (``frozen=True``) or thaw the cgroup ``path``. Freezing returns only once every task
     is frozen. v1: the freezer hierarchy's ``freezer.state``; v2: ``cgroup.freeze``."""
     raise NotImplementedError("TODO task 5: set_frozen")
+
+
+# --- Task 6 ---------------------------------------------------------------------------------------------
+
+def set_limits(layout: Layout, path: str, memory: int = 0, pids: int = 0) -> None:
+    """Limit the existing cgroup ``path``: at most ``memory`` bytes of memory **and no swap beyond
+    them** (going over must mean the OOM killer, not swapping), at most ``pids`` tasks; 0 = leave
+    that limit alone. v1: ``memory.limit_in_bytes`` then ``memory.memsw.limit_in_bytes`` (if the file
+    exists) in the memory hierarchy, ``pids.max`` in the pids one; v2: ``memory.max``,
+    ``memory.swap.max`` (the swap *beyond* memory.max), ``pids.max``."""
+    raise NotImplementedError("TODO task 6: set_limits")

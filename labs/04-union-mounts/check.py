@@ -22,7 +22,7 @@ from minidocker import kernel as K  # noqa: E402
 from minidocker import unionfs as ref  # noqa: E402
 from minidocker.rootfs import Mount  # noqa: E402
 
-from minidocker.labs import expect, in_tempdir, run_checks  # noqa: E402
+from minidocker.labs import expect, expect_raises, in_tempdir, run_checks  # noqa: E402
 
 REFERENCE = "minidocker.unionfs"
 Result = tuple[str, bool, str]
@@ -119,12 +119,52 @@ def check_mount_all_real(m, base) -> str:
     return "overlay with relative lowerdirs mounted: " + " ".join(listing)
 
 
+def check_overlay_options_string(m, base) -> str:
+    expect("overlay_options(['/l/top', '/l/bottom'], '/u', '/w')",
+           m.overlay_options(["/l/top", "/l/bottom"], "/u", "/w"), "lowerdir=/l/top:/l/bottom,upperdir=/u,workdir=/w")
+    expect("overlay_options(['/l/top', '/l/bottom']) (read-only: no upper)",
+           m.overlay_options(["/l/top", "/l/bottom"]), "lowerdir=/l/top:/l/bottom")
+    expect_raises("overlay_options([])", lambda: m.overlay_options([]), ValueError)
+    expect_raises("overlay_options(['/l'], '/u') (an upper without a workdir)",
+                  lambda: m.overlay_options(["/l"], "/u"), ValueError)
+    return "lowerdir top first, upperdir + workdir, errors"
+
+
+def check_overlay_options_mount(m, base) -> str:
+    """The student's string, mounted for real: layer directories whose names hold ':' (the lowerdir
+    separator) must be escaped, top first must win, writes must land in the upper."""
+    layers = _stack(base)
+    odd = [os.path.join(base, f"layer:{i}") for i in range(len(layers))]
+    for src, dst in zip(layers, odd):
+        os.rename(src, dst)
+    up, work, target = (os.path.join(base, n) for n in ("up", "work", "merged"))
+    for d in (up, work, target):
+        os.makedirs(d)
+    data = m.overlay_options(odd, up, work)
+
+    def inside():
+        K.Linux().mount("overlay", target, "overlay", 0, data)
+        with open(os.path.join(target, "new"), "w") as f:
+            f.write("x")
+        return sorted(os.listdir(target))
+
+    try:
+        listing = _forked_ns(inside)
+    except Exception as e:  # noqa: BLE001 — the kernel's refusal is the student's answer here
+        raise AssertionError(f"mount -t overlay -o {data!r}: expected it to mount, got {e}") from None
+    expect("the merged listing", listing, ["b", "c", "d", "e", "new", "only-top"])
+    expect("the upper directory after writing /new", sorted(os.listdir(up)), ["new"])
+    return "mounted with ':' in layer names; /new landed in the upper"
+
+
 CHECKS = [(name, in_tempdir(fn, "md-lab04-")) for name, fn in [
     ("1 is_whiteout", check_is_whiteout),
     ("2 lookup", check_lookup),
     ("3 merged_listdir", check_merged_listdir),
     ("4 mount_all: recorded", check_mount_all_recorded),
     ("4 mount_all: a real overlay", check_mount_all_real),
+    ("5 overlay_options: the string", check_overlay_options_string),
+    ("5 overlay_options: mounted for real", check_overlay_options_mount),
 ]]
 
 

@@ -54,3 +54,12 @@ def mount_all(mounts: list[Mount], target: str, kernel=None) -> None:
     field is empty). Honour ``Mount.cwd`` and make read-only binds really read-only. Restore the
     process's working directory afterwards."""
     raise NotImplementedError("TODO task 4: mount_all")
+
+
+# --- Task 5 ---------------------------------------------------------------------------------------------
+
+def overlay_options(lowers: list[str], upper: str | None = None, work: str | None = None) -> str:
+    """The data string of an overlay mount: ``lowerdir=`` the ``lowers`` top-most first, joined by ':';
+    with ``upper`` also ``upperdir=`` and ``workdir=`` (without them the mount is read-only).
+    ValueError for no lowers, or an upper without a workdir (or the reverse)."""
+    raise NotImplementedError("TODO task 5: overlay_options")

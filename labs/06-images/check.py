@@ -97,6 +97,26 @@ def check_whiteouts(m):
         shutil.rmtree(d)
 
 
+def check_chain_ids(m):
+    """Two layers applied in order: their DiffIDs (from your apply_layer) and the ChainIDs of the
+    stacks they make, computed here from the spec's formula."""
+    one, two = _tar(("file", "a", "1")), _tar(("file", "b", "2"))
+    d = _workdir()
+    try:
+        target = os.path.join(d, "t")
+        os.mkdir(target)
+        diff_ids = [m.apply_layer(io.BytesIO(layer), target).diff_id for layer in (one, two)]
+    finally:
+        shutil.rmtree(d)
+    want_diff = ["sha256:" + hashlib.sha256(layer).hexdigest() for layer in (one, two)]
+    expect("the two layers' DiffIDs", diff_ids, want_diff)
+    expect("chain_ids([])", m.chain_ids([]), [])
+    expect("chain_ids([D0])", m.chain_ids(want_diff[:1]), want_diff[:1])
+    chain1 = "sha256:" + hashlib.sha256(f"{want_diff[0]} {want_diff[1]}".encode()).hexdigest()
+    expect("chain_ids([D0, D1])", m.chain_ids(want_diff), [want_diff[0], chain1])
+    return "ChainID(L0) = DiffID(L0), ChainID(L0|L1) = sha256(ChainID(L0) + ' ' + DiffID(L1))"
+
+
 def hostile(c):
     def run(m):
         if c.root_only and (os.geteuid() != 0 or in_sandbox()):
@@ -133,6 +153,7 @@ CHECKS = [(name, sandboxed(fn)) for name, fn in [
     ("a plain layer", check_basic_layer),
     ("a gzip layer", check_gzip),
     ("whiteouts", check_whiteouts),
+    ("chain_ids: naming a stack of layers", check_chain_ids),
     *[(f"hostile: {c.name}", hostile(c)) for c in CORPUS],
 ]]
 

@@ -98,6 +98,13 @@ def whiteout(pfd: int, name: str, member: str) -> None:
     raise NotImplementedError("TODO: whiteout")
 
 
+def chain_ids(diff_ids: list[str]) -> list[str]:
+    """The ChainID of each stack of layers, bottom first (image-spec config.md "Layer ChainID"):
+    ChainID(L0) = DiffID(L0); ChainID(L0..Ln) = sha256 of ChainID(L0..Ln-1) + " " + DiffID(Ln),
+    written "sha256:<hex>"."""
+    raise NotImplementedError("TODO: chain_ids")
+
+
 def apply_layer(layer, target_dir: str) -> ApplyResult:
     """Apply a layer (a binary file object, plain tar or gzip) onto ``target_dir``.
 

@@ -190,7 +190,9 @@ def check_delete_created(m, lab: Lab) -> str:
     return f"a created container is deleted without force (its init ended: {code})"
 
 
-CHECKS = [("state: created", check_state_created), ("state: a recycled pid", check_state_recycled_pid),
+# The steps share one Lab (containers made by one step are used by the next), so they run in order
+# in one child with check() below, not one child each as CHECKS would.
+STEPS = [("state: created", check_state_created), ("state: a recycled pid", check_state_recycled_pid),
           ("state: no such container", check_state_missing), ("start: the exec fifo", check_start),
           ("start: not twice", check_start_twice), ("start: a dead init is an error, not a hang", check_start_dead_init),
           ("state: paused", check_state_paused), ("kill", check_kill),
@@ -207,7 +209,7 @@ def _run_checks(module) -> list[Result]:
     lab = None
     try:
         lab = Lab()
-        for name, fn in CHECKS:
+        for name, fn in STEPS:
             signal.alarm(STEP_TIMEOUT)
             try:
                 results.append((name, True, fn(module, lab)))

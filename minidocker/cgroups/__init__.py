@@ -107,6 +107,15 @@ def join(layout: Layout, path: str, pid: int) -> None:
     cg.add(pid)
 
 
+def set_limits(layout: Layout, path: str, memory: int = 0, pids: int = 0) -> None:
+    """Limit the cgroup ``path`` by hand (lab 03, the capstone): ``memory`` bytes with no swap beyond
+    them (so that going over means the OOM killer, not swapping) and ``pids`` tasks; 0 leaves a limit
+    alone. The driver writes the files (v1 ``memory.limit_in_bytes`` + ``memory.memsw.limit_in_bytes``,
+    v2 ``memory.max`` + ``memory.swap.max``; ``pids.max`` in both)."""
+    from .limits import Limits
+    open_cgroup(path, layout).apply(Limits(memory=memory, memory_swap=memory, pids_limit=pids))
+
+
 def set_frozen(layout: Layout, path: str, frozen: bool) -> None:
     """Freeze (and wait until every task is frozen) or thaw the cgroup ``path``."""
     cg = open_cgroup(path, layout)

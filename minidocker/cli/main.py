@@ -31,6 +31,7 @@ import time
 from ..units import ago
 from . import cgroups as cgroups_cli
 from . import security as security_cli
+from . import volumes as volumes_cli
 from .client import APIError, Client, DaemonNotRunning, read_frames
 from .images import add_verbs as add_image_verbs
 from .signals import Interrupted, exit_on_interrupt, proxy_signals
@@ -72,6 +73,9 @@ def create_body(a) -> dict:
     }
     body["HostConfig"].update(cgroups_cli.host_config(a))
     body["HostConfig"].update(security_cli.host_config(a))
+    body["HostConfig"].update(volumes_cli.host_config(a))
+    from . import networks as networks_cli
+    networks_cli.apply(body, a)  # -p, -P, --ip, --network-alias, --dns*, --add-host (chapter 11)
     if a.stop_signal:
         body["StopSignal"] = a.stop_signal
     if a.stop_timeout is not None:
@@ -335,9 +339,8 @@ def ps_row(it: dict, trunc: bool = True):
     if trunc and len(command) > 20:
         command = command[:19] + "…"
     labels = it.get("Labels") or {}
-    ports = ", ".join(f"{p['IP']}:{p['PublicPort']}->{p['PrivatePort']}/{p.get('Type', 'tcp')}"
-                      if p.get("PublicPort") else f"{p['PrivatePort']}/{p.get('Type', 'tcp')}"
-                      for p in it.get("Ports") or [])
+    from .networks import format_ports
+    ports = format_ports(it.get("Ports"))
     size = human_size(it.get("SizeRw") or 0)
     if it.get("SizeRootFs"):
         size += f" (virtual {human_size(it['SizeRootFs'])})"
@@ -358,7 +361,6 @@ def ps_row(it: dict, trunc: bool = True):
 
 
 def cmd_inspect(c, a):
-    from .output import objects
     out, rc = [], 0
     for ref in a.objects:
         found = None
@@ -374,11 +376,17 @@ def cmd_inspect(c, a):
             rc = 1
             continue
         out.append(found)
-    if a.format:
-        sys.stdout.write(objects(a.format, out))
-    else:
-        print(json.dumps(out, indent=4))
+    print_inspected(out, a.format)
     return rc
+
+
+def print_inspected(items: list, fmt: str | None) -> None:
+    """``inspect``'s output: a template per object with ``-f``, else the JSON array (as docker)."""
+    from .output import objects
+    if fmt:
+        sys.stdout.write(objects(fmt, items))
+    else:
+        print(json.dumps(items, indent=4))
 
 
 def cmd_logs(c, a):
@@ -461,8 +469,11 @@ def container_opts(p):
     p.add_argument("--init", action="store_true", help="run a small init as pid 1 that reaps zombies and forwards signals")
     p.add_argument("--read-only", action="store_true")
     p.add_argument("--network", "--net")
+    from . import networks as networks_cli
+    networks_cli.net_opts(p)
     cgroups_cli.limit_opts(p)
     security_cli.security_opts(p)
+    volumes_cli.run_flags(p)
     p.add_argument("--restart", help="no, on-failure[:max-retries], always, unless-stopped")
     p.add_argument("--stop-signal")
     p.add_argument("--stop-timeout", type=int)
@@ -560,6 +571,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     ps.set_defaults(fn=cmd_ps)
 
     add_image_verbs(sub)  # images, image ..., tag, rmi, history, save, load, import (cli/images.py)
+    from .build import add_verbs as build_verbs
+    build_verbs(sub)  # build (cli/build.py)
 
     ins = sub.add_parser("inspect", help="low-level information on objects")
     ins.add_argument("-f", "--format")
@@ -591,8 +604,11 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     lab.set_defaults(fn=cmd_lab, local=True)
     from . import cow
     cow.add_verbs(sub)
+    from . import networks as networks_cli
+    networks_cli.add_verbs(sub)  # network ls/create/inspect/rm/prune/connect/disconnect, port
     from .registry import add_verbs as registry_verbs
     registry_verbs(sub)  # pull, push, login, logout, registry serve (the registry chapter)
+    volumes_cli.add_verbs(sub)  # volume create/ls/inspect/rm/prune (the volumes chapter)
     return p
 
 

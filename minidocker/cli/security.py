@@ -3,9 +3,8 @@
 ``--privileged``, ``--cap-add``/``--cap-drop``, ``--security-opt``, ``--device``,
 ``--device-cgroup-rule``, ``--group-add``, ``--pid``/``--ipc``/``--uts``, ``--sysctl``, ``--ulimit``.
 The daemon validates them (daemon/specconv.py). Like the docker CLI, ``--security-opt
-seccomp=FILE`` reads the profile here and sends its contents; ``-v``/``--mount``/``--tmpfs`` are
-parsed and sent too, so that the daemon can refuse them with its message instead of the CLI
-dropping them.
+seccomp=FILE`` reads the profile here and sends its contents. (``-v``/``--mount``/``--tmpfs``:
+cli/volumes.py.)
 """
 from __future__ import annotations
 
@@ -28,9 +27,6 @@ def security_opts(p) -> None:
     p.add_argument("--sysctl", action="append", default=[], help="namespaced kernel parameters: net.ipv4.ip_forward=1")
     p.add_argument("--ulimit", action="append", default=[], help="ulimit options: nofile=1024:2048")
     p.add_argument("--oom-score-adj", type=int, help="tune the OOM killer's preference (-1000 to 1000)")
-    p.add_argument("-v", "--volume", action="append", default=[], help="bind mount a volume (refused: not implemented yet)")
-    p.add_argument("--mount", action="append", default=[], help="attach a filesystem mount (refused: not implemented yet)")
-    p.add_argument("--tmpfs", action="append", default=[], help="mount a tmpfs (refused: not implemented yet)")
 
 
 def parse_device(text: str) -> dict:
@@ -62,22 +58,6 @@ def parse_ulimit(text: str) -> dict:
     return {"Name": name, "Soft": s, "Hard": h}
 
 
-_MOUNT_KEYS = {"type": "Type", "source": "Source", "src": "Source", "target": "Target", "destination": "Target",
-               "dst": "Target", "readonly": "ReadOnly", "ro": "ReadOnly"}
-
-
-def parse_mount(text: str) -> dict:
-    """``--mount type=bind,source=/x,target=/y[,readonly]`` -> an API Mount object (its field names)."""
-    out: dict = {}
-    for kv in text.split(","):
-        key, sep, value = kv.partition("=")
-        if key.lower() not in _MOUNT_KEYS:
-            raise SystemExit(f"invalid field '{key}' must be a key=value pair")
-        field = _MOUNT_KEYS[key.lower()]
-        out[field] = (value.lower() in ("", "1", "true")) if field == "ReadOnly" else value
-    return out
-
-
 def read_security_opts(opts: list[str]) -> list[str]:
     """``seccomp=FILE`` -> ``seccomp=<the file's JSON>`` as the docker CLI sends it."""
     out = []
@@ -100,13 +80,9 @@ def host_config(a) -> dict:
     if getattr(a, "privileged", False):
         hc["Privileged"] = True
     for key, attr in (("CapAdd", "cap_add"), ("CapDrop", "cap_drop"), ("GroupAdd", "group_add"),
-                      ("DeviceCgroupRules", "device_cgroup_rule"), ("Binds", "volume")):
+                      ("DeviceCgroupRules", "device_cgroup_rule")):
         if getattr(a, attr, None):
             hc[key] = list(getattr(a, attr))
-    if getattr(a, "tmpfs", None):
-        hc["Tmpfs"] = {t.partition(":")[0]: t.partition(":")[2] for t in a.tmpfs}
-    if getattr(a, "mount", None):
-        hc["Mounts"] = [parse_mount(m) for m in a.mount]
     if getattr(a, "security_opt", None):
         hc["SecurityOpt"] = read_security_opts(a.security_opt)
     if getattr(a, "device", None):

@@ -92,10 +92,16 @@ class API:
         api_cow.register(self, s)
         from . import api_cgroups
         api_cgroups.register(self, s)  # pause, unpause, stats (the cgroups chapter)
+        from . import api_networks
+        api_networks.register(self, s)  # networks: list, inspect, create, connect, disconnect, rm, prune
         from . import api_registry
         api_registry.register(self, s)  # pull, push, login (the registry chapter)
         from . import api_swarm
         api_swarm.register(self, s)  # swarm and plugins: answered as a dockerd not in swarm mode
+        from . import api_build
+        api_build.register(self, s)  # POST /build (the classic builder), /build/prune (chapter 13)
+        from . import api_volumes
+        api_volumes.register(self, s)  # /volumes (the volumes chapter)
 
     # ---- system ---------------------------------------------------------------------------------
     async def ping(self, req):
@@ -242,7 +248,7 @@ class API:
         return http.Response(200, b"", content_type="text/plain; charset=utf-8")
 
     async def container_delete(self, req):
-        await self.engine.remove(req.match["id"], force=req.bool_param("force"))
+        await self.engine.remove(req.match["id"], force=req.bool_param("force"), volumes=req.bool_param("v"))
         return http.empty(204)
 
     async def container_logs(self, req):

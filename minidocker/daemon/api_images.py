@@ -53,9 +53,7 @@ def register(api, server) -> None:
         ("POST", r"/images/create", handlers.create),
         ("POST", r"/images/prune", handlers.prune),
         # `docker system prune` = containers, networks, images and build cache, in that order.
-        # minidocker keeps no user networks and no build cache: those two have nothing to delete.
-        ("POST", r"/networks/prune", handlers.nothing_to_prune("NetworksDeleted")),
-        ("POST", r"/build/prune", handlers.nothing_to_prune("CachesDeleted")),
+        # Networks are pruned by api_networks.py; the build cache is api_build.py's.
         ("GET", N + r"/json", handlers.inspect),
         ("GET", N + r"/history", handlers.history),
         ("GET", N + r"/get", handlers.save_one),
@@ -151,6 +149,10 @@ class ImageRoutes:
 
     async def list(self, req):
         images = self.filtered(parse_filters(req.query.get("filters")))
+        if not req.bool_param("all"):    # the builder's intermediate images: only with -a
+            from .api_build import intermediate_images
+            hidden = intermediate_images(self.api.engine)
+            images = [i for i in images if i.refs or i.id not in hidden]
         counts = {}
         for c in self.api.engine.containers.values():
             counts[c.cfg.image_id] = counts.get(c.cfg.image_id, 0) + 1
@@ -254,13 +256,6 @@ class ImageRoutes:
                 raise InvalidRequest(f"invalid filter '{key}'")
         result = await asyncio.to_thread(self.prune_sync, dangling_only, filters.get("label", []))
         return http.json_response(result)
-
-    @staticmethod
-    def nothing_to_prune(key: str):
-        async def handler(req):
-            parse_filters(req.query.get("filters"))   # a malformed filter is still a 400
-            return http.json_response({key: None, **({"SpaceReclaimed": 0} if key == "CachesDeleted" else {})})
-        return handler
 
     def prune_sync(self, dangling_only: bool, labels: list[str]) -> dict:
         in_use = {c.cfg.image_id for c in self.api.engine.containers.values()}

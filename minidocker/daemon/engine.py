@@ -4,10 +4,11 @@ What this teaches
 -----------------
 The daemon is the single owner of state. It validates a request, records the new state atomically
 (temp + fsync + rename), and asks the runtime to do the kernel work. It keeps no kernel logic of its
-own. A container moves through docker's states::
+own. A container moves through docker's states (``rules.TRANSITIONS``; every move goes through
+``state.transition``, which checks the table, persists and emits the event)::
 
     created --start--> running --exit--> exited --start--> running ...
-       \\______________________________ rm ____________________________/--> (removed)
+       \\______________________________ rm ___________________________/--> removing --> (removed)
 
 Waiting is the interesting part: ``docker run`` asks to be told of the *next* exit (``wait``
 with ``condition=next-exit``) before it starts the container, and ``--rm`` waits for ``removed``.
@@ -31,9 +32,11 @@ from ..images.unpack import collect, migrate, prune, unpack
 from ..runtime import monitor
 from .config import ConfigError, ContainerConfig, from_create_request, validate_name
 from ..units import human_duration
+from ..volumes import VolumeStore
 from ..util import ZERO_TIME, atomic_write_json, new_id, now_rfc3339, parse_rfc3339, read_json
-from . import rules
+from . import rules, state as states
 from .events import Events
+from .state import Conflict, NotModified  # noqa: F401 (the API maps them to 409 and 304)
 
 log = logging.getLogger("minidockerd")
 
@@ -44,14 +47,6 @@ PLACEHOLDER_DIRS = ("/proc", "/sys", "/dev")
 
 
 class NotFound(LookupError):
-    pass
-
-
-class Conflict(Exception):
-    pass
-
-
-class NotModified(Exception):
     pass
 
 
@@ -98,6 +93,7 @@ class Container:
         self.restart_task: asyncio.Task | None = None
         self.backoff = 0.0
         self.exec_ids: list[str] = []
+        self.after_exit: list = []  # events owed once the process has exited (state.AFTER_EXIT)
 
     @property
     def restart_policy(self) -> tuple[str, int]:
@@ -106,7 +102,7 @@ class Container:
 
     @property
     def running(self) -> bool:
-        return self.state["Status"] in ("running", "paused")
+        return self.state["Status"] in states.LIVE
 
     def save(self) -> None:
         atomic_write_json(os.path.join(self.dir, "state.json"),
@@ -115,18 +111,23 @@ class Container:
 
 
 class Engine:
-    def __init__(self, root: str, driver: str = "overlay", cgroup_parent: str = "minidocker"):
+    def __init__(self, root: str, driver: str = "overlay", cgroup_parent: str = "minidocker",
+                 network=None):
         self.root = root
         self.cgroup_parent = cgroup_parent
         self.containers: dict[str, Container] = {}
         self.driver = driver
         self.snapshotter = self.snapshotter_for(driver)
+        self.volumes = VolumeStore(os.path.join(root, "volumes"))
         # Layers are extracted into the snapshotter once, when an image arrives (images/unpack.py).
         self.images = ImageStore(os.path.join(root, "images"), snapshotter=self.snapshotter)
         self.events = Events()
         self.execs: dict = {}  # exec id -> daemon.execs.Exec (in memory, as dockerd keeps them)
         os.makedirs(os.path.join(root, "containers"), exist_ok=True)
         self.started = time.time()
+        from ..network import Settings
+        from .networks import Glue  # chapter 11: networks, endpoints, published ports
+        self.net = Glue(self, network or Settings(state_dir=os.path.join(root, "network")))
 
     def snapshotter_for(self, driver: str) -> unionfs.Snapshotter:
         """One snapshot root per driver: a daemon restarted with the other driver still finds the
@@ -153,18 +154,21 @@ class Engine:
         raise NotFound(f"No such container: {ref}")
 
     # ---- create ---------------------------------------------------------------------------------
-    def create(self, body: dict, name: str | None) -> tuple[str, list[str]]:
+    def create(self, body: dict, name: str | None, rootfs=None) -> tuple[str, list[str]]:
+        """``rootfs`` (the builder's hook): (image id, image run config, prepare(cid) -> mounts)
+        for a container on a writable snapshot the caller prepares under the key ``cid``."""
         if not isinstance(body, dict):
             raise InvalidRequest("invalid JSON: the request body must be an object")
         image_name = body.get("Image")
         if not image_name:
             raise InvalidRequest("No image was specified")
         try:
-            image = self.images.resolve(image_name)
+            image = self.images.resolve(image_name) if rootfs is None else None
         except ImageNotFound as e:
             raise NotFound(str(e))
         except ValueError as e:
             raise InvalidRequest(str(e))
+        image_id, image_config = (image.id, image.config.get("config", {})) if rootfs is None else rootfs[:2]
         if name:
             try:
                 name = validate_name(name)
@@ -179,9 +183,10 @@ class Engine:
         name = name or self.generate_name()
         directory = os.path.join(self.root, "containers", cid)
         warnings: list[str] = []
+        netns_path = self.net.plan(body, cid)
         try:
-            cfg = from_create_request(body, cid=cid, name=name, image_id=image.id,
-                                      image_ref=image_name, image_config=image.config.get("config", {}),
+            cfg = from_create_request(body, cid=cid, name=name, image_id=image_id,
+                                      image_ref=image_name, image_config=image_config,
                                       lowerdirs=[], upperdir="", workdir="",
                                       cgroup_parent=self.cgroup_parent, warnings=warnings)
         except ConfigError as e:
@@ -192,27 +197,48 @@ class Engine:
         console = console if console and any(console) else None
         # The image's layers, unpacked once per ChainID, and a writable snapshot named after us.
         try:
-            with self.snapshotter.lease(*image.chain_ids):  # a concurrent rmi must not take them
-                mounts = self.prepare_snapshots(cid, unpack(self.images, self.snapshotter, image))
+            if rootfs is None:
+                with self.snapshotter.lease(*image.chain_ids):  # a concurrent rmi must not take them
+                    mounts = self.prepare_snapshots(cid, unpack(self.images, self.snapshotter, image))
+            else:
+                mounts = rootfs[2](cid)
         except (LayerError, unionfs.SnapshotError, OSError) as e:
             raise InvalidRequest(f"cannot prepare the root filesystem of {image_name}: {e}")
         cfg.rootfs_mounts = [dict(vars(m)) for m in mounts]
         cfg.storage_driver = self.driver
-        try:
-            write_bundle(directory, cfg, body, console, warnings)
-        except ConfigError as e:
+        from . import api_volumes   # the volumes chapter: -v, --mount, --tmpfs, image VOLUMEs
+
+        def drop_snapshots():
             self.snapshotter.remove(cid)
-            self.snapshotter.remove(cid + "-init")
+            if rootfs is None:
+                self.snapshotter.remove(cid + "-init")
+        # (The builder's RUN containers get no anonymous volumes for the image's VOLUMEs.)
+        try:
+            points = api_volumes.resolve(self, body, image_config if rootfs is None else {}, cid)
+        except BaseException:
+            drop_snapshots()
+            raise
+        cfg.volume_mounts = [p.to_dict() for p in points]
+        try:
+            api_volumes.copy_up(self, points, mounts)
+            write_bundle(directory, cfg, body, console, warnings, netns_path)
+        except ConfigError as e:
+            drop_snapshots()
+            api_volumes.release(self, cid, cfg.volume_mounts, remove_anonymous=True)
             raise InvalidRequest(str(e))
         except BaseException:
-            self.snapshotter.remove(cid)
-            self.snapshotter.remove(cid + "-init")
+            drop_snapshots()
+            api_volumes.release(self, cid, cfg.volume_mounts, remove_anonymous=True)
             raise
         c = Container(cid, directory, cfg, body, now_rfc3339(), name)
         c.save()
         self.containers[cid] = c
         self.emit(c, "create")
         return cid, warnings
+
+    def transition(self, c: Container, action: str, fields: dict | None = None, **attrs) -> str:
+        """The one way a container changes status (``state.transition``): table, persist, event."""
+        return states.transition(c, action, self.emit, fields, **attrs)
 
     def emit(self, c: Container, action: str, **extra) -> None:
         attrs = {**c.cfg.labels, "image": c.cfg.image_ref, "name": c.name, **extra}
@@ -236,11 +262,8 @@ class Engine:
     async def start(self, ref: str, restarting: bool = False) -> None:
         c = self.get(ref)
         async with c.lock:
-            if c.running:
-                raise NotModified()
-            if c.state["Status"] == "removing":
-                raise Conflict(f"container {c.id} is marked for removal and cannot be started")
-            if c.state["Status"] in ("exited", "restarting"):
+            states.check(c, "start")  # 304 when running, 409 when paused or being removed
+            if c.state["Status"] in (states.EXITED, states.RESTARTING):
                 await asyncio.to_thread(self.reset_for_restart, c)
             if not restarting:  # a user's start re-arms the restart policy
                 c.manually_stopped = False
@@ -248,13 +271,14 @@ class Engine:
                 c.backoff = 0.0
                 if c.restart_task and asyncio.current_task() is not c.restart_task:
                     c.restart_task.cancel()
+            # 0. Its network namespace, wired (veth, address, route, names, ports): the runtime joins it.
+            await asyncio.to_thread(self.net.setup, c)
             # 1. The monitor creates the container and stops it just before exec.
             try:
                 pid = (await asyncio.to_thread(monitor.spawn_monitor, c.dir))["pid"]
             except RuntimeError as e:
-                c.state.update(Status="exited" if c.state["StartedAt"] != ZERO_TIME else "created",
-                               Error=str(e), ExitCode=127 if "exec" in str(e) else 128)
-                c.save()
+                await asyncio.to_thread(self.net.teardown, c)
+                states.record(c, Error=str(e), ExitCode=127 if "exec" in str(e) else 128)
                 raise StartError(str(e))
             # 2. Clients that attached before start are connected now, so no output is lost.
             pending, c.pending_attach = c.pending_attach, []
@@ -263,15 +287,12 @@ class Engine:
             # 3. Go: the container execs. Record the state before anyone can observe the exit.
             reply = await asyncio.to_thread(monitor.request, c.dir, {"op": "start"})
             if reply.get("error"):
-                c.state.update(Error=reply["error"], ExitCode=128)
-                c.save()
+                await asyncio.to_thread(self.net.teardown, c)
+                states.record(c, Error=reply["error"], ExitCode=128)
                 raise StartError(reply["error"])
-            c.state.update(Status="running", Running=True, Pid=pid, ExitCode=0, Error="",
-                           StartedAt=reply.get("started_at") or now_rfc3339(), FinishedAt=ZERO_TIME,
-                           OOMKilled=False)
-            c.save()
             c.watcher = asyncio.create_task(self.watch(c))
-            self.emit(c, "start")
+            self.transition(c, "start", dict(Pid=pid, ExitCode=0, Error="", FinishedAt=ZERO_TIME, OOMKilled=False,
+                                             StartedAt=reply.get("started_at") or now_rfc3339()))
 
     def reset_for_restart(self, c: Container) -> None:
         for f in ("exit.json", "monitor.json"):
@@ -303,14 +324,14 @@ class Engine:
 
     async def on_exit(self, c: Container, rec: dict) -> None:
         started = parse_rfc3339(c.state["StartedAt"]) if c.state["StartedAt"] != ZERO_TIME else time.time()
-        c.state.update(Status="exited", Running=False, Paused=False, Restarting=False, Pid=0,
-                       ExitCode=int(rec.get("exit_code", 255)), FinishedAt=rec.get("finished_at") or now_rfc3339(),
-                       OOMKilled=bool(rec.get("oom_killed")), Error=rec.get("error") or "")
-        if os.path.isdir(c.dir):
-            c.save()
-        code = c.state["ExitCode"]
-        if c.id in self.containers:
-            self.emit(c, "die", exitCode=code)
+        await asyncio.to_thread(self.net.teardown, c)  # its address goes back to the pool, as docker's
+        fields = dict(Pid=0, ExitCode=int(rec.get("exit_code", 255)), OOMKilled=bool(rec.get("oom_killed")),
+                      FinishedAt=rec.get("finished_at") or now_rfc3339(), Error=rec.get("error") or "")
+        code = fields["ExitCode"]
+        if c.id in self.containers and c.state["Status"] in states.LIVE:
+            self.transition(c, "exit", fields, exitCode=code)
+        else:  # already removed (or being removed): only the exit's facts are kept
+            states.record(c, **fields)
         for f in c.next_exit:
             if not f.done():
                 f.set_result(code)
@@ -318,13 +339,13 @@ class Engine:
         if c.id in self.containers and self.should_restart(c, code):
             self.schedule_restart(c, time.time() - started)
         elif c.cfg.auto_remove and c.id in self.containers:
-            await self.remove(c.id, force=True)
+            await self.remove(c.id, force=True, volumes=True)   # --rm: anonymous volumes too
 
     # ---- restart policies -----------------------------------------------------------------------
     def should_restart(self, c: Container, code: int) -> bool:
         """docker's restartmanager.ShouldRestart: never after a user's stop/kill."""
         name, max_retries = c.restart_policy
-        if c.state["Status"] == "removing":
+        if c.state["Status"] == states.REMOVING:
             return False
         return rules.should_restart(name, max_retries, c.restart_count, code, c.manually_stopped)
 
@@ -332,12 +353,11 @@ class Engine:
         """Back-off: 100 ms, doubled after every restart, at most a minute; back to 100 ms when the
         container had run for 10 s or more (it was healthy for a while)."""
         c.backoff = rules.next_backoff(c.backoff, ran_for)
-        c.state.update(Status="restarting", Restarting=True, Running=True)
-        c.save()
+        self.transition(c, "policy")
 
         async def later(delay=c.backoff):
             await asyncio.sleep(delay)
-            if c.state["Status"] != "restarting" or c.id not in self.containers:
+            if c.state["Status"] != states.RESTARTING or c.id not in self.containers:
                 return
             c.restart_count += 1
             c.restart_starting = True
@@ -345,11 +365,12 @@ class Engine:
                 # Shielded: a start cut in half would leave a paused process behind. stop/rm wait
                 # for it instead (see stop()).
                 await asyncio.shield(self.start(c.id, restarting=True))
-                self.emit(c, "restart")
+                if c.state["Status"] == states.RUNNING:  # (it may have exited already)
+                    self.transition(c, "restart")
             except Exception as e:
                 log.warning("restart of %s failed: %s", c.id[:12], e)
-                c.state.update(Status="exited", Restarting=False, Running=False, Error=str(e))
-                c.save()
+                if c.state["Status"] == states.RESTARTING:
+                    self.transition(c, "exit", dict(Error=str(e)), exitCode=c.state["ExitCode"])
             finally:
                 c.restart_starting = False
 
@@ -365,12 +386,11 @@ class Engine:
 
     def cancel_restart(self, c: Container) -> bool:
         """Stop a pending restart (stop/rm during the back-off). True if there was one."""
-        if c.state["Status"] != "restarting":
+        if c.state["Status"] != states.RESTARTING:
             return False
         if c.restart_task:
             c.restart_task.cancel()
-        c.state.update(Status="exited", Restarting=False, Running=False)
-        c.save()
+        self.transition(c, "stop")
         return True
 
     async def connect_attach(self, c: Container, reader, writer, opts: dict, done: asyncio.Future) -> None:
@@ -395,7 +415,7 @@ class Engine:
         """Returns a future that completes when the attach stream ends."""
         c = self.get(ref)
         done = asyncio.get_running_loop().create_future()
-        if c.state["Status"] == "created" or (c.state["Status"] == "exited" and c.lock.locked()):
+        if c.state["Status"] == states.CREATED or (c.state["Status"] == states.EXITED and c.lock.locked()):
             c.pending_attach.append((reader, writer, opts, done))
         elif c.running:
             await self.connect_attach(c, reader, writer, opts, done)
@@ -409,9 +429,9 @@ class Engine:
         c = self.get(ref)
         loop = asyncio.get_running_loop()
         if condition in ("", "not-running"):
-            if not c.running and c.state["Status"] != "created":
+            if not c.running and c.state["Status"] != states.CREATED:
                 return c.state["ExitCode"]
-            if c.state["Status"] == "created" and condition == "not-running":
+            if c.state["Status"] == states.CREATED and condition == "not-running":
                 return c.state["ExitCode"]
             f = loop.create_future()
             c.next_exit.append(f)
@@ -430,51 +450,45 @@ class Engine:
     def kill(self, ref: str, sig) -> None:
         c = self.get(ref)
         num = signal_number(sig)
-        if c.state["Status"] == "restarting":
-            raise Conflict(f"Cannot kill container: {c.id}: Container {c.id} is restarting, "
-                           "wait until the container is running")
-        if not c.running:
-            raise Conflict(f"Cannot kill container: {c.id}: Container {c.id} is not running")
+        states.check(c, "kill")
         if num in (signal.SIGKILL, signal.SIGTERM, signal.SIGINT):  # as dockerd: no restart after a kill
             c.manually_stopped = True
-            c.save()
-        self.emit(c, "kill", signal=num)
+        self.transition(c, "kill", signal=num)
         signal_container(c, num)
         self.thaw_after_signal(c)
 
     def thaw_after_signal(self, c: Container) -> None:
         """A frozen process cannot act on a signal: a signalled paused container is thawed."""
-        if c.state["Status"] == "paused":
+        if c.state["Status"] == states.PAUSED:
             runtime.resources.unpause(c.cfg)
-            c.state.update(Status="running", Paused=False)
-            c.save()
+            self.transition(c, "unpause")
 
     async def stop(self, ref: str, timeout: int | None, sig=None) -> None:
         c = self.get(ref)
         c.manually_stopped = True
         await self.settle_restart(c)
-        if self.cancel_restart(c):
-            self.emit(c, "stop")
+        if self.cancel_restart(c):  # restarting -> exited, event "stop"
             return
         if not c.running:
             c.save()
-            raise NotModified()
+        states.check(c, "stop")  # 304 when it is stopped already
         num = signal_number(sig or c.cfg.stop_signal)
         if timeout is None:
             timeout = (c.request.get("StopTimeout") if isinstance(c.request.get("StopTimeout"), int) else 10)
         f = asyncio.get_running_loop().create_future()
         c.next_exit.append(f)
-        self.emit(c, "kill", signal=num)
+        self.transition(c, "stop")  # a request: its event follows the "die"
+        self.transition(c, "kill", signal=num)
         signal_container(c, num)
         self.thaw_after_signal(c)
         try:
             # A negative timeout waits for ever (docker's -1).
             await asyncio.wait_for(asyncio.shield(f), None if timeout < 0 else timeout)
         except asyncio.TimeoutError:
-            self.emit(c, "kill", signal=int(signal.SIGKILL))
+            if c.running:
+                self.transition(c, "kill", signal=int(signal.SIGKILL))
             signal_container(c, signal.SIGKILL)
             await f
-        self.emit(c, "stop")
 
     async def restart(self, ref: str, timeout: int | None, sig=None) -> None:
         c = self.get(ref)
@@ -483,7 +497,7 @@ class Engine:
         except NotModified:
             pass
         await self.start(c.id)
-        self.emit(c, "restart")
+        self.transition(c, "restart")
 
     def rename(self, ref: str, new_name: str) -> None:
         c = self.get(ref)
@@ -514,7 +528,7 @@ class Engine:
             until = parse_timestamp(v)
         deleted, reclaimed = [], 0
         for c in list(self.containers.values()):
-            if c.state["Status"] not in ("created", "exited", "dead"):
+            if c.state["Status"] not in states.STOPPED:
                 continue
             if filters and "label" in filters and not matches_filters(c, {"label": filters["label"]}):
                 continue
@@ -525,22 +539,20 @@ class Engine:
             deleted.append(c.id)
         return deleted, reclaimed
 
-    async def remove(self, ref: str, force: bool = False) -> None:
+    async def remove(self, ref: str, force: bool = False, volumes: bool = False) -> None:
+        """docker rm [-f] [-v]: ``volumes`` removes the container's anonymous volumes too."""
         c = self.get(ref)
         await self.settle_restart(c)
-        if c.lock.locked() and c.state["Status"] == "created":
+        if c.lock.locked() and c.state["Status"] == states.CREATED:
             async with c.lock:  # a start in progress: let it finish rather than pull the floor away
                 pass
-        if c.state["Status"] == "restarting":
-            if not force:
-                raise Conflict(f"You cannot remove a restarting container {c.id}. Stop the container "
-                               "before attempting removal or force remove")
-            self.cancel_restart(c)
+        if c.state["Status"] == states.REMOVING:  # a removal is under way (auto-remove, another rm)
+            return
+        states.check(c, "rm -f" if force else "rm")  # docker's 409 for a live container without -f
+        self.cancel_restart(c)
         if c.running:
             c.manually_stopped = True
-            if not force:
-                raise Conflict(f"You cannot remove a running container {c.id}. Stop the container before "
-                               "attempting removal or force remove")
+            self.transition(c, "rm -f")  # a request: the exit below makes it "exited"
             f = asyncio.get_running_loop().create_future()
             c.next_exit.append(f)
             # The whole tree through its cgroup: works on a paused container too.
@@ -549,19 +561,22 @@ class Engine:
             await f
             if c.id not in self.containers:  # auto-removed meanwhile
                 return
-        if c.state["Status"] == "removing":
+        if c.state["Status"] == states.REMOVING:
             return
-        c.state["Status"] = "removing"
+        self.transition(c, "rm")
         self.containers.pop(c.id, None)
         for conn in c.pending_attach:
             conn[1].close()
             if not conn[3].done():
                 conn[3].set_result(None)
+        await asyncio.to_thread(self.net.teardown, c)
         await asyncio.to_thread(delete_container_dir, c.dir)
         await asyncio.to_thread(self.release_snapshot, c)
+        from . import api_volumes
+        await asyncio.to_thread(api_volumes.release, self, c.id, c.cfg.volume_mounts, volumes)
         for eid in c.exec_ids:
             self.execs.pop(eid, None)
-        self.emit(c, "destroy")
+        self.transition(c, "destroy")
         for f in c.removed + c.next_exit:
             if not f.done():
                 f.set_result(c.state["ExitCode"])
@@ -618,10 +633,12 @@ class Engine:
             c.restart_count = st.get("restart_count", 0)
             c.manually_stopped = st.get("manually_stopped", False)
             self.containers[cid] = c
-            if c.state["Status"] in ("running", "paused"):
+            from . import api_volumes
+            api_volumes.reacquire(self, cid, c.cfg.volume_mounts)
+            if c.state["Status"] in states.LIVE:
                 # Re-attach; if the monitor died meanwhile, watch() reads exit.json (reconcile).
                 c.watcher = asyncio.create_task(self.watch(c))
-            elif c.state["Status"] == "created":
+            elif c.state["Status"] == states.CREATED:
                 # The daemon died between "create the process" and "start": that process still
                 # waits before exec under its monitor. Kill it; the container stays "created".
                 mon = read_json(os.path.join(d, "monitor.json"))
@@ -629,17 +646,20 @@ class Engine:
                     runtime.signal_pid(mon["pid"], signal.SIGKILL)
                     await asyncio.sleep(0.1)
                     await asyncio.to_thread(self.reset_for_restart, c)
-            elif c.state["Status"] == "restarting":
-                c.state.update(Status="exited", Restarting=False, Running=False)
-            elif c.state["Status"] == "removing":
+            elif c.state["Status"] == states.RESTARTING:  # the pending restart died with the daemon
+                self.transition(c, "stop")
+            elif c.state["Status"] == states.REMOVING:
                 self.containers.pop(cid)
                 await asyncio.to_thread(delete_container_dir, d)
         await asyncio.to_thread(self.sweep_snapshots)
+        # Networking of containers still running is served again (DNS, proxies, rules); the rest goes.
+        await asyncio.to_thread(self.net.m.recover, {c.id for c in self.containers.values()
+                                                     if c.state["Status"] in ("running", "paused")})
         # dockerd starts the containers whose policy says so when it starts ("always", and
         # "unless-stopped" unless a user stopped them).
         for c in list(self.containers.values()):
             name, _ = c.restart_policy
-            if c.state["Status"] == "exited" and not (c.watcher and not c.watcher.done()) and (
+            if c.state["Status"] == states.EXITED and not (c.watcher and not c.watcher.done()) and (
                     name == "always" or (name == "unless-stopped" and not c.manually_stopped)):
                 try:
                     await self.start(c.id, restarting=True)
@@ -698,7 +718,7 @@ class Engine:
             "MountLabel": "", "ProcessLabel": "", "AppArmorProfile": "", "ExecIDs": list(c.exec_ids) or None,
             "HostConfig": host,
             "GraphDriver": graph_driver(c),
-            "Mounts": [],
+            "Mounts": _mounts_of(c),
             "Config": {
                 "Hostname": c.cfg.hostname, "Domainname": c.cfg.domainname, "User": c.cfg.user,
                 "AttachStdin": bool(req.get("AttachStdin")), "AttachStdout": bool(req.get("AttachStdout")),
@@ -709,8 +729,7 @@ class Engine:
                 "Entrypoint": req.get("Entrypoint") if req.get("Entrypoint") is not None else image_cfg.get("Entrypoint"),
                 "OnBuild": None, "Labels": c.cfg.labels, "StopSignal": c.cfg.stop_signal,
                 **({"StopTimeout": req["StopTimeout"]} if req.get("StopTimeout") is not None else {})},
-            "NetworkSettings": {"Bridge": "", "SandboxID": "", "Ports": {}, "Networks": {},
-                                "IPAddress": "", "Gateway": "", "MacAddress": ""},
+            "NetworkSettings": self.net.settings(c),
         }
 
     def summary(self, c: Container) -> dict:
@@ -726,8 +745,9 @@ class Engine:
             status = st["Status"].capitalize()
         return {"Id": c.id, "Names": ["/" + c.name], "Image": c.cfg.image_ref, "ImageID": c.cfg.image_id,
                 "Command": " ".join(c.cfg.argv), "Created": int(parse_rfc3339(c.created)),
-                "Ports": [], "Labels": c.cfg.labels, "State": st["Status"], "Status": status,
-                "HostConfig": {"NetworkMode": "default"}, "NetworkSettings": {"Networks": {}}, "Mounts": []}
+                "Ports": self.net.summary_ports(c), "Labels": c.cfg.labels, "State": st["Status"], "Status": status,
+                "HostConfig": {"NetworkMode": (c.request.get("HostConfig") or {}).get("NetworkMode") or "default"},
+                "NetworkSettings": {"Networks": self.net.summary_networks(c)}, "Mounts": _mounts_of(c)}
 
     def list(self, all_: bool = False, filters: dict | None = None, limit: int = -1) -> list[dict]:
         items = sorted(self.containers.values(), key=lambda c: c.created, reverse=True)
@@ -739,6 +759,11 @@ class Engine:
                 continue
             out.append(self.summary(c))
         return out[:limit] if limit and limit > 0 else out
+
+
+def _mounts_of(c: Container) -> list[dict]:
+    from .api_volumes import inspect_mounts
+    return inspect_mounts(c.cfg.volume_mounts)
 
 
 def graph_driver(c: Container) -> dict:
@@ -763,7 +788,8 @@ _background: set[asyncio.Task] = set()
 
 # ---- the bundle: specconv writes config.json (OCI); the daemon's own record is container.json ----
 
-def write_bundle(directory: str, cfg: ContainerConfig, request: dict, console, warnings: list[str]) -> None:
+def write_bundle(directory: str, cfg: ContainerConfig, request: dict, console, warnings: list[str],
+                 netns_path: str | None = None) -> None:
     """Lay out the container directory — the OCI bundle (config.json, rootfs/), the /etc files, the
     daemon's record — or nothing: a failure removes the directory. Nothing runs yet ("created")."""
     from .. import rootfs
@@ -772,7 +798,8 @@ def write_bundle(directory: str, cfg: ContainerConfig, request: dict, console, w
     try:
         os.mkdir(os.path.join(directory, "rootfs"), 0o755)  # the mount point; layers: the snapshot
         rootfs.write_etc_files(directory, cfg.hostname)
-        spec = specconv.to_spec(cfg, request.get("HostConfig"), directory, warnings=warnings, config=request)
+        spec = specconv.to_spec(cfg, request.get("HostConfig"), directory, warnings=warnings, config=request,
+                                netns_path=netns_path)
         atomic_write_json(os.path.join(directory, "config.json"), spec)
         atomic_write_json(os.path.join(directory, "container.json"), {
             "request": request, "runtime": cfg.to_dict(),

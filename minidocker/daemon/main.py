@@ -36,11 +36,19 @@ def parse_args(argv):
     p.add_argument("--tlskey", help="the daemon's private key")
     p.add_argument("--group", "-G", default="minidocker", help="group owning the socket (if it exists)")
     p.add_argument("--no-base-image", action="store_true", help="do not build busybox:latest at start")
-    p.add_argument("-s", "--storage-driver", choices=("overlay", "copy"),
+    p.add_argument("-s", "--storage-driver", choices=("overlay", "copy", "btrfs"),
                    default=os.environ.get("MINIDOCKER_STORAGE_DRIVER", "overlay"),
-                   help="overlay (default; falls back to copy where overlay cannot work) or copy")
+                   help="overlay (default; falls back to copy where overlay cannot work), copy, or btrfs "
+                        "(the root must be on btrfs)")
     p.add_argument("--cgroup-parent", default="minidocker",
                    help="parent cgroup of every container's cgroup (default minidocker)")
+    p.add_argument("-b", "--bridge", default="minidocker0", help="the default network's bridge (chapter 11)")
+    p.add_argument("--bip", default="", help="the default bridge's address and prefix, e.g. 172.17.0.1/16 "
+                   "(default: the first pool subnet the host does not route)")
+    p.add_argument("--nft-table", default="minidocker", help="the nftables table this daemon owns")
+    p.add_argument("--dns", action="append", default=[],
+                   help="DNS server for containers on the default bridge and upstream of the embedded "
+                   "DNS server (default: the host's for the former, none for the latter)")
     p.add_argument("-D", "--debug", action="store_true")
     return p.parse_args(argv)
 
@@ -74,7 +82,7 @@ async def serve(args) -> None:
     from ..runtime import launcher
     launcher.enable()  # monitors are forked from a pre-loaded process: fast container starts
     driver, warning = choose_storage_driver(args.storage_driver, args.root)
-    engine = Engine(args.root, driver, cgroup_parent=args.cgroup_parent)
+    engine = Engine(args.root, driver, cgroup_parent=args.cgroup_parent, network=network_settings(args))
     await engine.load()
     if not args.no_base_image:
         try:
@@ -114,12 +122,35 @@ async def serve(args) -> None:
     for lsock in listeners:
         lsock.close()
     server.close()
+    await asyncio.to_thread(engine.net.m.shutdown)  # bridges no running container uses, table, sysctls
     launcher.disable()
+
+
+def network_settings(args):
+    """The per-daemon network names (tests run daemons of their own beside the user's)."""
+    import ipaddress
+    from ..network import Settings
+    subnet = gateway = ""
+    if args.bip:
+        try:
+            iface = ipaddress.ip_interface(args.bip)
+        except ValueError:
+            raise SystemExit(f"minidockerd: invalid --bip {args.bip!r}: expected an address/prefix like 172.17.0.1/16")
+        subnet, gateway = str(iface.network), str(iface.ip)
+    if len(args.bridge) > 15:
+        raise SystemExit(f"minidockerd: bridge name {args.bridge!r} is longer than 15 characters")
+    return Settings(state_dir=os.path.join(args.root, "network"), bridge=args.bridge, table=args.nft_table,
+                    default_subnet=subnet, default_gateway=gateway, upstreams=list(args.dns))
 
 
 def choose_storage_driver(wanted: str, root: str) -> tuple[str, str]:
     """The overlay driver needs a kernel with overlayfs and a state directory that may be an upper
     layer (not itself on overlayfs, e.g. inside a container): probe it for real, else fall back."""
+    if wanted == "btrfs":
+        from ..unionfs import btrfs_usable
+        ok, why = btrfs_usable(os.path.join(root, "snapshots"))
+        if not ok:   # asked for explicitly: refuse rather than quietly use another driver
+            raise SystemExit(f"minidockerd: the btrfs storage driver cannot work here: {why}")
     if wanted != "overlay":
         return wanted, ""
     from ..unionfs import overlay_usable

@@ -29,10 +29,9 @@ import re
 import stat
 
 from ..runtime import spec as S
+from ..volumes import MountPoint, oci_mounts
 from .config import ConfigError, ContainerConfig, process_env
 
-# HostConfig fields that need volumes (not implemented yet): refused, never ignored.
-UNSUPPORTED_MOUNTS = ("Binds", "Mounts", "Tmpfs", "VolumesFrom")
 # Other HostConfig fields with no effect yet: accepted with a warning when set.
 WARN_ONLY = {"ShmSize": "--shm-size", "Links": "--link",
              "ExtraHosts": "--add-host", "Dns": "--dns", "DnsSearch": "--dns-search",
@@ -172,16 +171,20 @@ def user(spec_text: str, group_add) -> dict:
     return out
 
 
-def namespaces(host: dict) -> list[dict]:
+def namespaces(host: dict, netns_path: str | None = None) -> list[dict]:
     """Docker's namespace modes -> linux.namespaces. "host" leaves the host's; container:<id>
-    sharing needs the other container's pid (refused until the engine passes it)."""
+    sharing needs the other container's pid (refused until the engine passes it). The network
+    namespace is the daemon's (daemon/networks.py): made and wired before start, joined by path."""
     kinds = [("pid", "PidMode"), ("network", "NetworkMode"), ("ipc", "IpcMode"), ("uts", "UTSMode"),
              ("mount", None), ("cgroup", "CgroupnsMode")]
     out = []
     for kind, key in kinds:
         mode = (host.get(key) or "") if key else ""
-        if mode == "host":
+        if kind == "network" and netns_path:
+            out.append({"type": "network", "path": netns_path})
             continue
+        if mode == "host" or (kind == "network" and str(mode).startswith("container:")):
+            continue  # container:<id> whose namespace is the host's (netns_path None)
         if isinstance(mode, str) and mode.startswith("container:"):
             raise ConfigError(f"{key}={mode}: sharing another container's namespace is not supported by minidocker yet")
         if key == "IpcMode" and mode not in ("", "private", "shareable", "none"):
@@ -195,7 +198,8 @@ def namespaces(host: dict) -> list[dict]:
 
 
 def to_spec(cfg: ContainerConfig, host: dict | None, container_dir: str, *,
-            warnings: list[str] | None = None, config: dict | None = None) -> dict:
+            warnings: list[str] | None = None, config: dict | None = None,
+            netns_path: str | None = None) -> dict:
     """The container's OCI runtime spec. ``cfg``: the daemon's record (command, env, working dir,
     user, hostname, rootfs mounts, limits — already merged with the image's config by
     config.from_create_request); ``host``: the request's HostConfig; ``config``: the request body
@@ -203,10 +207,6 @@ def to_spec(cfg: ContainerConfig, host: dict | None, container_dir: str, *,
     caps_mod, seccomp_mod, masks_mod, devices_mod, sysctls_mod = _security()
     host = host or {}
     warnings = warnings if warnings is not None else []
-    for key in UNSUPPORTED_MOUNTS:
-        if host.get(key):
-            raise ConfigError(f"HostConfig.{key}: volumes and bind mounts (-v, --mount, --tmpfs, "
-                              "--volumes-from) are not supported by minidocker yet")
     for key, flag in WARN_ONLY.items():
         if host.get(key):
             warnings.append(f"{flag} is not supported by minidocker yet: ignored")
@@ -215,9 +215,6 @@ def to_spec(cfg: ContainerConfig, host: dict | None, container_dir: str, *,
     health = (config or {}).get("Healthcheck") or {}
     if health.get("Test") and health["Test"] != ["NONE"]:
         warnings.append("health checks (Config.Healthcheck) are not supported by minidocker yet: ignored")
-    if config and config.get("Volumes"):
-        warnings.append("anonymous volumes (Config.Volumes) are not supported by minidocker yet: "
-                        "the paths stay part of the container's writable layer")
     privileged = bool(host.get("Privileged"))
     sec = security_opts(host.get("SecurityOpt"))
     try:
@@ -225,7 +222,7 @@ def to_spec(cfg: ContainerConfig, host: dict | None, container_dir: str, *,
         caps = base if privileged else caps_mod.adjust(base, host.get("CapAdd") or [], host.get("CapDrop") or [])
     except ValueError as e:
         raise ConfigError(str(e)) from None
-    ns = namespaces(host)
+    ns = namespaces(host, netns_path)
     kinds = {n["type"] for n in ns}
     sysctl = host.get("Sysctls") or {}
     try:
@@ -295,6 +292,8 @@ def to_spec(cfg: ContainerConfig, host: dict | None, container_dir: str, *,
         if os.path.exists(os.path.join(container_dir, name)):
             mounts.append({"destination": f"/etc/{name}", "type": "bind", "source": os.path.join(container_dir, name),
                            "options": ["rbind", "rprivate"]})
+    # Volumes, binds, tmpfs (resolved by the daemon: api_volumes.resolve), parents first.
+    mounts += oci_mounts([MountPoint.from_dict(d) for d in cfg.volume_mounts])
     spec = {
         "ociVersion": S.OCI_VERSION,
         "process": proc,

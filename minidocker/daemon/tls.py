@@ -21,6 +21,8 @@ import socket
 import ssl
 import threading
 
+from ..network.proxy import pump as _pump  # one copy loop: the published-port proxy's
+
 log = logging.getLogger("minidockerd")
 
 
@@ -31,19 +33,6 @@ def make_context(cafile: str, certfile: str, keyfile: str) -> ssl.SSLContext:
     ctx.load_verify_locations(cafile=cafile)
     ctx.verify_mode = ssl.CERT_REQUIRED  # no client certificate signed by our CA, no API
     return ctx
-
-
-def _pump(src, dst, half_close) -> None:
-    try:
-        while True:
-            data = src.recv(65536)
-            if not data:
-                break
-            dst.sendall(data)
-    except (OSError, ssl.SSLError):
-        pass
-    finally:
-        half_close()
 
 
 def _serve(conn: socket.socket, ctx: ssl.SSLContext, unix_path: str) -> None:

@@ -68,6 +68,11 @@ class Gen:
 
     def node(self, schema: dict, owner: str, field: str = ""):
         name, schema = self.deref(schema)
+        parts = schema.get("allOf") or []
+        if len(parts) == 1 and not schema.get("properties"):
+            # A field typed by one named definition (``Type: allOf: [$ref MountType]``, a string
+            # enum): the field is of that type, not a struct embedding it.
+            return self.node(parts[0], owner, field)
         if (owner, field) in STRSLICE:
             return "strslice"
         parts = schema.get("allOf") or []

@@ -133,11 +133,17 @@ def commit_image(store: ImageStore, base: Image, layer_path: str, run_config: di
     if comment:
         entry["comment"] = comment
     config["history"] = list(config.get("history") or []) + [entry]
+    layers = list(base.manifest["layers"]) + [{"mediaType": MEDIA_TYPE_LAYER, "digest": diff_id, "size": size}]
+    return write_image(store, config, layers, ref)
+
+
+def write_image(store: ImageStore, config: dict, layers: list[dict], ref: str | None = None) -> Image:
+    """Store an image config and a manifest naming it and ``layers`` (blobs already stored);
+    tag it ``ref`` if given. Used by commit and by the builder (build/builder.py)."""
     config_bytes = json.dumps(config, sort_keys=True, separators=(",", ":")).encode()
     config_digest = store.content.put(config_bytes)
     manifest = {"schemaVersion": 2, "mediaType": MEDIA_TYPE_MANIFEST,
                 "config": {"mediaType": MEDIA_TYPE_CONFIG, "digest": config_digest,
                            "size": len(config_bytes)},
-                "layers": list(base.manifest["layers"]) + [
-                    {"mediaType": MEDIA_TYPE_LAYER, "digest": diff_id, "size": size}]}
+                "layers": list(layers)}
     return store.add_image(json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode(), ref)

@@ -488,6 +488,16 @@ class _Applier:
                 _set_mode_and_time(m, pfd, base)
 
 
+def chain_ids(diff_ids) -> list[str]:
+    """The ChainID of each layer stack (image-spec config.md, "Layer ChainID"): ChainID(L0) =
+    DiffID(L0); ChainID(L0..Ln) = sha256(ChainID(L0..Ln-1) + " " + DiffID(Ln)). It names a stack of
+    applied layers, what a snapshot is (chapter 5): the same DiffIDs in the same order, the same name."""
+    out: list[str] = []
+    for diff_id in diff_ids:
+        out.append(diff_id if not out else "sha256:" + hashlib.sha256(f"{out[-1]} {diff_id}".encode()).hexdigest())
+    return out
+
+
 def apply_layer(layer, target_dir: str, *, whiteouts: str = "copy") -> ApplyResult:
     """Apply an OCI layer (a path or a binary file object; plain tar or gzip) onto ``target_dir``.
 

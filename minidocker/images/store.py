@@ -51,6 +51,7 @@ from dataclasses import dataclass, field
 from typing import BinaryIO, Iterable
 
 from ..util import Leases, atomic_write_json, parse_rfc3339, read_json
+from .layers import chain_ids  # noqa: F401  (one copy, with the layers; re-exported for the store's users)
 from .reference import InvalidReference, Reference, parse_reference
 
 MEDIA_TYPE_LAYOUT_VERSION = "1.0.0"
@@ -103,14 +104,6 @@ def validate_digest(digest: str) -> str:
 
 def sha256_digest(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
-def chain_ids(diff_ids: Iterable[str]) -> list[str]:
-    """ChainID(L0) = DiffID(L0); ChainID(L0..Ln) = sha256(ChainID(L0..Ln-1) + " " + DiffID(Ln))."""
-    out: list[str] = []
-    for diff_id in diff_ids:
-        out.append(diff_id if not out else sha256_digest(f"{out[-1]} {diff_id}".encode()))
-    return out
 
 
 def _fsync_dir(path: str) -> None:

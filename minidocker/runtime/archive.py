@@ -93,8 +93,12 @@ def _enter_root(k, container_dir: str, pid: int, oci: dict) -> None:
     k.mount(None, "/", None, K.MS_REC | K.MS_PRIVATE, None)  # nothing we mount leaks to the host
     for m in spec.mounts:
         k.mount(m.source, m.target, m.fstype, m.flags, m.data)
+    # Volumes and binds too (docker cp reads and writes through them), read-only ones read-only.
+    from .. import rootfs
+    rootfs.bind_mount_files(k, spec.rootfs, spec.bind_files)
     os.chroot(spec.rootfs)
     os.chdir("/")
+    rootfs.make_paths_readonly(k, S.readonly_binds(oci))
 
 
 def main(argv: list[str]) -> int:

@@ -1,0 +1,94 @@
+"""Benchmark ``network`` (chapter 11): what networking costs a container start, and what the
+userland proxy costs a published port.
+
+* **start**: ``minidocker run --rm busybox true`` on the default bridge (a netns pinned, a veth pair
+  wired by netlink, an address, a route, /etc files, the nft table rewritten, and all of it removed
+  at exit) against ``--network none``, and against ``podman run --rm --network bridge`` — podman run
+  inside a throwaway network namespace (``unshare --net``), so that netavark's bridge, its firewall
+  rules and its ``ip_forward`` change all happen in that namespace and die with it. Target: ≤ 0.5×
+  podman's median.
+* **throughput**: 64 MiB sent by a stdlib client into a busybox ``nc`` sink in a container, once
+  through the published port on 127.0.0.1 (the userland proxy: two extra copies through user
+  space) and once directly to the container's address (bridge only). Times in ms (lower is better).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+
+PAYLOAD = 64 << 20
+
+
+def send(addr: tuple[str, int], size: int = PAYLOAD, timeout: float = 20) -> float:
+    """Connect, send ``size`` bytes, close; ms for the send. Retried (timer restarted) while the sink
+    re-listens between connections: the proxy accepts at once and resets when the container refuses."""
+    deadline = time.monotonic() + timeout
+    chunk = b"x" * (1 << 20)
+    while True:
+        try:
+            with socket.create_connection(addr, timeout=5) as s:
+                t0 = time.perf_counter()
+                for _ in range(size // len(chunk)):
+                    s.sendall(chunk)
+                s.shutdown(socket.SHUT_WR)
+                s.recv(1)  # the sink closes after reading everything
+                return (time.perf_counter() - t0) * 1000
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
+def bench(ws, args, run) -> list:
+    """``run`` is bench/run.py (Contender, measure, Measurement, summarize, podman_contender)."""
+    results = []
+    md = run.minidocker_contender(ws)
+    if md.status != "ok":
+        return [run.Measurement(md.name, "", md.status, md.why)]
+    cli, env = md.argv[0], md.env
+    for name, argv in (("minidocker run --rm (bridge)", [cli, "run", "--rm", "busybox", "true"]),
+                       ("minidocker run --rm --network none", [cli, "run", "--rm", "--network", "none", "busybox", "true"])):
+        results.append(run.measure(run.Contender(name, argv, env=env), args.runs, args.warmup))
+    pod = run.podman_contender(ws)
+    if pod.status == "ok":
+        unshare = shutil.which("unshare")
+        # A private mount namespace too: podman pins its netns under /run/netns (a bind mount it
+        # would otherwise leave in the host's mount table).
+        argv = [unshare, "--net", "--mount", "--propagation", "private", "--",
+                *[a if a != "--network=none" else "--network=bridge" for a in pod.argv]]
+        results.append(run.measure(run.Contender("podman run --rm --network bridge (own netns)", argv, env=pod.env),
+                                   args.runs, args.warmup))
+    else:
+        results.append(run.Measurement(pod.name, "", pod.status, pod.why))
+
+    sink = "while true; do nc -l -p 5000 > /dev/null; done"
+    r = subprocess.run([cli, "run", "-d", "-p", "127.0.0.1::5000", "busybox", "sh", "-c", sink],
+                       env=env, capture_output=True, text=True)
+    if r.returncode != 0:
+        return results + [run.Measurement("throughput", "", "failed", r.stderr.strip()[-200:])]
+    cid = r.stdout.strip()
+    try:
+        port = int(subprocess.run([cli, "port", cid, "5000"], env=env, capture_output=True, text=True)
+                   .stdout.strip().rsplit(":", 1)[1])
+        info = json.loads(subprocess.run([cli, "inspect", cid], env=env, capture_output=True, text=True).stdout)[0]
+        ip = info["NetworkSettings"]["IPAddress"]
+        for name, addr in ((f"{PAYLOAD >> 20} MiB via published 127.0.0.1 port (proxy)", ("127.0.0.1", port)),
+                           (f"{PAYLOAD >> 20} MiB direct to the container's address", (ip, 5000))):
+            m = run.Measurement(name, f"send to {addr[0]}:{addr[1]}")
+            try:
+                for _ in range(args.warmup):
+                    send(addr)
+                m.samples_ms = [send(addr) for _ in range(max(3, args.runs // 4))]
+            except OSError as e:
+                m.status, m.why = "failed", str(e)
+            results.append(run.summarize(m))
+    finally:
+        subprocess.run([cli, "rm", "-f", cid], env=env, capture_output=True)
+    for m in results:
+        print(f"  {m.name}: {m.status}" + (f" ({m.median_ms} ms)" if m.median_ms else ""), file=sys.stderr)
+    return results

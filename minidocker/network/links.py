@@ -1,0 +1,148 @@
+"""Links, addresses and routes through netlink (rtnetlink(7)), via pyroute2 — the same messages
+``ip link``/``ip addr``/``ip route`` send; a library because netlink's attribute encoding is long and
+unilluminating to write by hand, and pyroute2 is the maintained Python binding.
+
+* a **bridge** is a virtual switch: a host device that forwards frames between its ports; it gets
+  the network's gateway address, so the host routes the subnet through it;
+* a **veth pair** is a virtual cable: what enters one end leaves the other. One end (``md…``) is
+  enslaved to the bridge; the other is moved into the container's namespace *by fd* and renamed
+  ``eth0`` there, given its address, brought up with ``lo``, and a default route via the gateway.
+
+pyroute2 is imported inside ``_ipr`` only: importing it costs most of a second (host-facts).
+Man pages: ip-link(8), veth(4), bridge(8), ip-address(8), ip-route(8).
+"""
+from __future__ import annotations
+
+import ipaddress
+import os
+
+from . import netns
+
+
+def _ipr():
+    import logging
+    from pyroute2 import IPRoute  # lazy: see the module docstring
+    logging.getLogger("pyroute2").setLevel(logging.WARNING)  # its DEBUG traces every message
+    return IPRoute()
+
+
+def _in(netns_path: str | None, fn):
+    """``fn(ipr)`` with a netlink socket of the namespace at ``netns_path`` (None: the caller's).
+
+    A netlink socket talks to the namespace of the thread that *created* it, so the socket is made
+    by a thread that joined the namespace (``netns.in_netns``). pyroute2's own ``netns=`` argument
+    forks a helper process instead, and a signal to that fork of a daemon would reach the
+    daemon's asyncio signal handling through the inherited wake-up fd. Always a fresh thread:
+    pyroute2's synchronous API runs an asyncio loop, which fails in a thread already running one
+    (a Jupyter kernel's)."""
+    def run():
+        with _ipr() as ipr:
+            return fn(ipr)
+    return netns.in_netns(netns_path, run)
+
+
+def _index(ipr, name: str) -> int | None:
+    found = ipr.link_lookup(ifname=name)
+    return found[0] if found else None
+
+
+def exists(name: str, ns: str | None = None) -> bool:
+    """Whether the link exists; in the caller's namespace /sys/class/net says so without netlink."""
+    if ns is None:
+        return os.path.exists(f"/sys/class/net/{name}")
+    return _in(ns, lambda ipr: _index(ipr, name) is not None)
+
+
+def names(prefix: str = "", ns: str | None = None) -> list[str]:
+    """Every link name starting with ``prefix`` (the leak check: ``names("md")``)."""
+    return _in(ns, lambda ipr: sorted(n for n in (l.get("ifname") for l in ipr.get_links())
+                                      if n and n.startswith(prefix)))
+
+
+def create_bridge(name: str, gateway: str, prefixlen: int, mtu: int = 1500) -> None:
+    """A bridge with the gateway address, up. An existing one (after a restart) is reused."""
+    def go(ipr):
+        idx = _index(ipr, name)
+        if idx is None:
+            ipr.link("add", ifname=name, kind="bridge", mtu=mtu)
+            idx = _index(ipr, name)
+        have = {(a.get_attr("IFA_ADDRESS"), a["prefixlen"]) for a in ipr.get_addr(index=idx, family=2)}
+        if (gateway, prefixlen) not in have:
+            ipr.addr("add", index=idx, address=gateway, prefixlen=prefixlen)
+        ipr.link("set", index=idx, state="up")
+    _in(None, go)
+
+
+def loopback_up(ns: str) -> None:
+    """``ip link set lo up`` inside the namespace (a new one has lo down: 127.0.0.1 would fail)."""
+    _in(ns, lambda ipr: ipr.link("set", index=_index(ipr, "lo"), state="up"))
+
+
+def delete(name: str, ns: str | None = None) -> None:
+    """Delete a link (a veth takes its peer along). Missing is not an error."""
+    def go(ipr):
+        idx = _index(ipr, name)
+        if idx is not None:
+            ipr.link("del", index=idx)
+    _in(ns, go)
+
+
+def attach(netns_path: str, bridge: str, host_name: str, ifname: str, address: str, prefixlen: int,
+           gateway: str | None, mac: str | None = None, mtu: int = 1500, default_route: bool = True) -> str:
+    """Wire a namespace to a bridge: veth ``host_name`` (on the bridge) <-> ``ifname`` (inside).
+    Returns the inner end's MAC address."""
+    peer_tmp = "mdp" + host_name[2:]
+
+    def outside(ipr):
+        if _index(ipr, host_name) is not None:  # a leftover of a crash: start clean
+            ipr.link("del", index=_index(ipr, host_name))
+        ipr.link("add", ifname=host_name, kind="veth", peer={"ifname": peer_tmp, "mtu": mtu}, mtu=mtu)
+        try:
+            host_idx = _index(ipr, host_name)
+            ipr.link("set", index=host_idx, master=_index(ipr, bridge))
+            ipr.link("set", index=host_idx, state="up")
+            fd = os.open(netns_path, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                ipr.link("set", index=_index(ipr, peer_tmp), net_ns_fd=fd)
+            finally:
+                os.close(fd)
+        except BaseException:
+            ipr.link("del", index=_index(ipr, host_name))
+            raise
+    _in(None, outside)
+
+    def inside(ns):
+        idx = _index(ns, peer_tmp)
+        kw = {"ifname": ifname}
+        if mac:
+            kw["address"] = mac
+        ns.link("set", index=idx, **kw)
+        ns.addr("add", index=idx, address=address, prefixlen=prefixlen)
+        ns.link("set", index=idx, state="up")
+        ns.link("set", index=_index(ns, "lo"), state="up")
+        if gateway and default_route:
+            ns.route("add", dst="0.0.0.0/0", gateway=gateway)
+        return ns.get_links(idx)[0].get_attr("IFLA_ADDRESS")
+    return _in(netns_path, inside)
+
+
+def routes(ns: str | None = None) -> list[str]:
+    """IPv4 routes as ``dst/len`` (``default`` for 0/0) — what the topology drawing shows."""
+    return _in(ns, lambda ipr: [f"{r.get_attr('RTA_DST')}/{r['dst_len']}" if r.get_attr("RTA_DST") else "default"
+                                for r in ipr.get_routes(family=2, table=254)])
+
+
+def host_subnets() -> list[ipaddress.IPv4Network]:
+    """Networks the host already routes (main table), read from /proc/net/route — no netlink needed,
+    so IPAM does not pay pyroute2's import."""
+    out = []
+    with open("/proc/net/route") as f:
+        next(f)
+        for line in f:
+            p = line.split()
+            dst, mask = int(p[1], 16), int(p[7], 16)
+            if mask == 0:
+                continue  # the default route covers everything; it does not make a subnet taken
+            to_ip = lambda v: ipaddress.IPv4Address(int.from_bytes(v.to_bytes(4, "little"), "big"))
+            out.append(ipaddress.IPv4Network(f"{to_ip(dst)}/{to_ip(mask)}", strict=False))
+    return out

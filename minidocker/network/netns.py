@@ -1,0 +1,89 @@
+"""Network namespaces that outlive their processes, as ``ip netns add`` makes them — but in our own
+directory, and removed again (``ip netns add`` leaves a /run/netns bind mount behind on this host).
+
+A namespace lives while a process is in it *or* something holds a reference: an open fd, or a bind
+mount of its ``/proc/PID/ns/net`` file. So: fork a child, let it ``unshare(CLONE_NEWNET)`` and bind
+mount its own ``/proc/self/ns/net`` onto an empty file; the child exits, the mount keeps the
+namespace. The path is what OCI's ``linux.namespaces`` takes (``{"type": "network", "path": …}``):
+the runtime ``setns``es into it, so the namespace is wired *before* the container starts.
+``umount2(path, MNT_DETACH)`` and ``unlink`` drop the last reference; the kernel then destroys the
+namespace and every device in it (the veth's inner end takes its peer along).
+
+Namespaces belong to a thread: ``in_netns`` runs a function in a fresh thread that joins the
+namespace (allowed for network namespaces in a multi-threaded process), e.g. to open the DNS
+server's socket at 127.0.0.11 *inside* the container. Man pages: ip-netns(8), setns(2), unshare(2).
+"""
+from __future__ import annotations
+
+import os
+import threading
+
+from .. import kernel as K
+
+
+def create(path: str, kernel=None) -> str:
+    """A new, empty network namespace pinned at ``path`` (the file must not be in use)."""
+    k = kernel or K.Linux()
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "x"):
+        pass
+    pid = os.fork()
+    if pid == 0:  # child: single-threaded, so unshare moves the whole process
+        code = 1
+        try:
+            k.unshare(K.CLONE_NEWNET)
+            k.mount("/proc/self/ns/net", path, None, K.MS_BIND)
+            code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    if status != 0:
+        os.unlink(path)
+        raise OSError(f"cannot create a network namespace at {path} (child status {status})")
+    return path
+
+
+def is_pinned(path: str) -> bool:
+    """Whether ``path`` is a mount point holding a namespace (an nsfs file)."""
+    try:
+        with open("/proc/self/mountinfo") as f:
+            return any(line.split()[4] == path for line in f)
+    except OSError:
+        return False
+
+
+def remove(path: str, kernel=None) -> None:
+    """Unpin and delete; the namespace dies with its last reference. Missing is not an error."""
+    k = kernel or K.Linux()
+    while is_pinned(path):
+        k.umount2(path, K.MNT_DETACH)
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def in_netns(path: str | None, fn, kernel=None):
+    """``fn()`` run by a thread that joined the namespace at ``path`` (None: a thread that stays in
+    the caller's namespace); returns its result or raises its exception."""
+    k = kernel or K.Linux()
+    box: dict = {}
+
+    def run():
+        try:
+            if path is not None:
+                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+                try:
+                    k.setns(fd, K.CLONE_NEWNET)
+                finally:
+                    os.close(fd)
+            box["value"] = fn()
+        except BaseException as e:  # handed to the caller's thread
+            box["error"] = e
+
+    t = threading.Thread(target=run, name="in-netns")
+    t.start()
+    t.join()
+    if "error" in box:
+        raise box["error"]
+    return box.get("value")

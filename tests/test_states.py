@@ -87,10 +87,15 @@ def test_no_op_moves_are_not_modified(status, action):
 
 def _status_writes(tree: ast.AST) -> list[int]:
     """Lines that write a status flag: ``x.state.update(Status=…)``, ``x.state["Status"] = …``,
-    ``x.state.update({"Status": …})``."""
+    ``x.state.update({"Status": …})``. Only a container's ``.state`` counts (a health record has a
+    "Status" of its own: daemon/health.py)."""
+    def is_state(expr) -> bool:
+        return isinstance(expr, ast.Attribute) and expr.attr == "state"
+
     lines = []
     for node in ast.walk(tree):
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "update":
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "update"
+                and is_state(node.func.value)):
             if any(k.arg in STATUS_FLAGS for k in node.keywords):
                 lines.append(node.lineno)
             for a in node.args:
@@ -99,7 +104,8 @@ def _status_writes(tree: ast.AST) -> list[int]:
                     lines.append(node.lineno)
         if isinstance(node, (ast.Assign, ast.AugAssign)):
             for t in node.targets if isinstance(node, ast.Assign) else [node.target]:
-                if isinstance(t, ast.Subscript) and isinstance(t.slice, ast.Constant) and t.slice.value in STATUS_FLAGS:
+                if (isinstance(t, ast.Subscript) and is_state(t.value) and isinstance(t.slice, ast.Constant)
+                        and t.slice.value in STATUS_FLAGS):
                     lines.append(node.lineno)
     return sorted(lines)
 
@@ -116,6 +122,7 @@ def test_the_engine_changes_a_status_only_through_transition():
     assert offenders == {}
     # ... and the checker does catch one (it would pass vacuously otherwise).
     assert _status_writes(ast.parse('c.state.update(Status="running")\nc.state["Paused"] = True')) == [1, 2]
+    assert _status_writes(ast.parse('health.update(Status="healthy")\nhealth["Status"] = "unhealthy"')) == []
 
 
 def test_every_action_the_engine_takes_is_in_the_table():

@@ -34,7 +34,7 @@ from .config import ConfigError, ContainerConfig, from_create_request, validate_
 from ..units import human_duration
 from ..volumes import VolumeStore
 from ..util import ZERO_TIME, atomic_write_json, new_id, now_rfc3339, parse_rfc3339, read_json
-from . import rules, state as states
+from . import health, rules, state as states
 from .events import Events
 from .state import Conflict, NotModified  # noqa: F401 (the API maps them to 409 and 304)
 
@@ -94,6 +94,7 @@ class Container:
         self.backoff = 0.0
         self.exec_ids: list[str] = []
         self.after_exit: list = []  # events owed once the process has exited (state.AFTER_EXIT)
+        self.health_task: asyncio.Task | None = None  # the health check's timer (daemon/health.py)
 
     @property
     def restart_policy(self) -> tuple[str, int]:
@@ -179,6 +180,10 @@ class Engine:
                     raise Conflict(f'Conflict. The container name "/{name}" is already in use by container '
                                    f'"{c.id}". You have to remove (or rename) that container to be able to '
                                    "reuse that name.")
+        try:
+            health.validate(body.get("Healthcheck"))
+        except ValueError as e:
+            raise InvalidRequest(str(e))
         cid = new_id()
         name = name or self.generate_name()
         directory = os.path.join(self.root, "containers", cid)
@@ -293,6 +298,7 @@ class Engine:
             c.watcher = asyncio.create_task(self.watch(c))
             self.transition(c, "start", dict(Pid=pid, ExitCode=0, Error="", FinishedAt=ZERO_TIME, OOMKilled=False,
                                              StartedAt=reply.get("started_at") or now_rfc3339()))
+            self.arm_health(c)
 
     def reset_for_restart(self, c: Container) -> None:
         for f in ("exit.json", "monitor.json"):
@@ -322,7 +328,16 @@ class Engine:
                 "exit_code": 255, "finished_at": now_rfc3339(), "error": "the container's monitor disappeared"}
         await self.on_exit(c, exit_rec)
 
+    def arm_health(self, c: Container, resume: bool = False) -> None:
+        """The health check's timer (daemon/health.py) for a container that runs now."""
+        try:
+            image_cfg = self.images.resolve(c.cfg.image_id).config.get("config", {})
+        except Exception:
+            image_cfg = {}
+        health.begin(self, c, image_cfg, resume=resume)
+
     async def on_exit(self, c: Container, rec: dict) -> None:
+        health.end(c)
         started = parse_rfc3339(c.state["StartedAt"]) if c.state["StartedAt"] != ZERO_TIME else time.time()
         await asyncio.to_thread(self.net.teardown, c)  # its address goes back to the pool, as docker's
         fields = dict(Pid=0, ExitCode=int(rec.get("exit_code", 255)), OOMKilled=bool(rec.get("oom_killed")),
@@ -415,14 +430,14 @@ class Engine:
         """Returns a future that completes when the attach stream ends."""
         c = self.get(ref)
         done = asyncio.get_running_loop().create_future()
-        if c.state["Status"] == states.CREATED or (c.state["Status"] == states.EXITED and c.lock.locked()):
+        if c.state["Status"] in (states.CREATED, states.RESTARTING) or (c.state["Status"] == states.EXITED and c.lock.locked()):
             c.pending_attach.append((reader, writer, opts, done))
         elif c.running:
             await self.connect_attach(c, reader, writer, opts, done)
         else:
-            # docker attaches to a stopped container and waits for its next start; keep it simple:
-            # the stream joins at the next start.
-            c.pending_attach.append((reader, writer, opts, done))
+            # Exited for good (no start under way): dockerd copies nothing and the stream ends at
+            # once; a client asking logs=1 has had its replay already.
+            done.set_result(None)
         return done
 
     async def wait(self, ref: str, condition: str) -> int:
@@ -638,6 +653,7 @@ class Engine:
             if c.state["Status"] in states.LIVE:
                 # Re-attach; if the monitor died meanwhile, watch() reads exit.json (reconcile).
                 c.watcher = asyncio.create_task(self.watch(c))
+                self.arm_health(c, resume=True)
             elif c.state["Status"] == states.CREATED:
                 # The daemon died between "create the process" and "start": that process still
                 # waits before exec under its monitor. Kill it; the container stays "created".
@@ -728,7 +744,8 @@ class Engine:
                 "Image": c.cfg.image_ref, "Volumes": req.get("Volumes"), "WorkingDir": c.cfg.working_dir,
                 "Entrypoint": req.get("Entrypoint") if req.get("Entrypoint") is not None else image_cfg.get("Entrypoint"),
                 "OnBuild": None, "Labels": c.cfg.labels, "StopSignal": c.cfg.stop_signal,
-                **({"StopTimeout": req["StopTimeout"]} if req.get("StopTimeout") is not None else {})},
+                **({"StopTimeout": req["StopTimeout"]} if req.get("StopTimeout") is not None else {}),
+                **({"Healthcheck": hc} if (hc := req.get("Healthcheck") or image_cfg.get("Healthcheck")) else {})},
             "NetworkSettings": self.net.settings(c),
         }
 
@@ -736,7 +753,7 @@ class Engine:
         st = c.state
         if st["Status"] in ("running", "paused"):
             status = "Up " + human_duration(time.time() - parse_rfc3339(st["StartedAt"]))
-            status += " (Paused)" if st["Status"] == "paused" else ""
+            status += " (Paused)" if st["Status"] == "paused" else health.ps_suffix(st)
         elif st["Status"] == "restarting":
             status = f"Restarting ({st['ExitCode']}) " + human_duration(time.time() - parse_rfc3339(st["FinishedAt"])) + " ago"
         elif st["Status"] == "exited":
@@ -927,6 +944,8 @@ def matches_filters(c: Container, filters: dict) -> bool:
                     return False
         if key == "ancestor" and not any(v in (c.cfg.image_ref, c.cfg.image_id) for v in vals):
             return False
+        if key == "health" and (c.state.get("Health") or {}).get("Status", "none") not in vals:
+            return False  # starting, healthy, unhealthy, or none (no health check)
     return True
 
 

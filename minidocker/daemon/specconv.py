@@ -31,7 +31,7 @@ import stat
 from .. import rootfs as rootfs_mod
 from ..runtime import spec as S
 from ..volumes import MountPoint, oci_mounts
-from .config import ConfigError, ContainerConfig
+from .config import ConfigError, ContainerConfig, process_env
 
 # Other HostConfig fields with no effect yet: accepted with a warning when set.
 WARN_ONLY = {"ShmSize": "--shm-size", "Links": "--link",
@@ -249,8 +249,7 @@ def to_spec(cfg: ContainerConfig, host: dict | None, container_dir: str, *,
 
     proc = {
         "terminal": cfg.tty, "user": user(cfg.user, host.get("GroupAdd")), "args": list(cfg.argv),
-        "env": list(cfg.env) + ([] if any(e.startswith("HOSTNAME=") for e in cfg.env) else [f"HOSTNAME={cfg.hostname}"])
-        + (["TERM=xterm"] if cfg.tty and not any(e.startswith("TERM=") for e in cfg.env) else []),
+        "env": process_env(cfg.env, [f"HOSTNAME={cfg.hostname}"] + (["TERM=xterm"] if cfg.tty else [])),
         "cwd": cfg.working_dir,
         "capabilities": caps_mod.oci(caps),
         "noNewPrivileges": sec["no_new_privileges"],

@@ -69,6 +69,7 @@ CHAPTERS = {
     "06": "images",
     "07": "registry",
     "08": "daemon/API",
+    "09": "OCI runtime",
     "10": "security",
     "11": "networking",
     "12": "volumes and storage",
@@ -507,6 +508,11 @@ def chapter_verdicts(info: dict) -> dict[str, dict]:
     client = "docker client present" if tools["docker"] else "no docker client for the compatibility tests"
     out["08"] = (_verdict("runnable", f"{state}; {client}") if caps["root"]
                  else _verdict("limited", f"minidockerd needs root; {state}"))
+
+    # 09 OCI runtime: minidocker-runtime next to runc, on the same bundles
+    runc = "runc present for the comparison" if shutil.which("runc") else "runc not installed (make setup): no comparison"
+    out["09"] = (_verdict("runnable" if shutil.which("runc") else "limited", f"namespaces, mounts, cgroups as root; {runc}")
+                 if caps["root"] else _verdict("not runnable", "creating containers needs root (sudo)"))
 
     # 10 security: real attacks in namespaces, against a loop-device disk; a static probe (gcc)
     lacking = [what for what, ok in (("gcc (the static probe)", shutil.which("gcc")),

@@ -21,7 +21,7 @@ NOTEBOOKS = book.notebooks()
 IDS = [book.stem(p) for p in NOTEBOOKS]
 # Notebooks whose owners have not yet added the "What you will see" line (docs/COURSE.md §2.4): the
 # test on them is expected to fail (strict: once the line is there, delete the entry here).
-LINK_PENDING = {"09-oci-runtime": "chapter 9 landed before §2.4; its owner adds the line"}
+LINK_PENDING: dict[str, str] = {}
 MAX_PAGE = 400_000     # bytes: a page with embedded images or a runaway output would be larger
 
 

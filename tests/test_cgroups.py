@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import time
 
@@ -210,6 +211,12 @@ def test_docker_cli_stats_no_stream(daemon):
         assert r.returncode == 0, r.stderr
         line = [l for l in r.stdout.decode().splitlines() if "dockerstats" in l][0]
         assert "/ 40MiB" in line and cid[:12] in line
+        # Real numbers in every column (docker prints "--" for a sample it could not use).
+        cols = line.split()
+        assert "--" not in cols, line
+        assert cols[2].endswith("%") and float(cols[2][:-1]) >= 0, line             # CPU %
+        assert re.fullmatch(r"[0-9.]+[KMG]?i?B", cols[3]) and not cols[3].startswith("0B"), line  # MEM USAGE
+        assert cols[-1] == "1", line                                                   # PIDS
         r = subprocess.run([docker, "pause", "dockerstats"], capture_output=True, env=daemon.env(), timeout=60)
         assert r.returncode == 0, r.stderr
         assert inspect(daemon, cid)["State"]["Paused"] is True

@@ -185,6 +185,25 @@ def test_exec_flags_and_exit_codes(daemon):
     assert r.returncode != 0 and b"No such container" in r.stderr
 
 
+def test_env_without_equals_is_kept_and_unsets(daemon):
+    """``-e FOO`` (FOO unset on the client) reaches the daemon as ``FOO``: docker keeps it so in
+    Config.Env, and for the process it means "no FOO" (also for HOSTNAME, and for an exec)."""
+    env = {k: v for k, v in daemon.env().items() if k not in ("FOO", "HOSTNAME")}
+    r = subprocess.run([need_tool("docker"), "run", "-d", "--name", "envbare", "-e", "FOO", "-e", "BAR=1",
+                        "-e", "HOSTNAME", "busybox", "sleep", "300"], capture_output=True, env=env, timeout=60)
+    ok(r)
+    try:
+        cfg_env = daemon.api("GET", "/containers/envbare/json")[1]["Config"]["Env"]
+        assert "FOO" in cfg_env and "HOSTNAME" in cfg_env and "BAR=1" in cfg_env, cfg_env
+        assert not any(e.startswith(("FOO=", "HOSTNAME=")) for e in cfg_env), cfg_env
+        seen = ok(docker(daemon, "exec", "envbare", "env")).splitlines()
+        assert "BAR=1" in seen and not any(e.startswith(("FOO", "HOSTNAME")) for e in seen), seen
+        seen = ok(docker(daemon, "exec", "-e", "BAR", "-e", "BAZ=2", "envbare", "env")).splitlines()
+        assert "BAZ=2" in seen and not any(e.startswith(("BAR", "FOO")) for e in seen), seen
+    finally:
+        docker(daemon, "rm", "-f", "envbare")
+
+
 def test_exec_in_a_stopped_container_is_a_conflict(daemon):
     ok(docker(daemon, "create", "--name", "exstopped", "busybox", "true"))
     try:

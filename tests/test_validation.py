@@ -156,6 +156,24 @@ def test_the_docker_cli_sees_dockers_words(daemon):
         daemon.api("DELETE", "/containers/val-cli?force=1")
 
 
+def test_mount_type_is_a_string_for_the_validator(daemon, tmp_path):
+    """``Mount.Type`` is ``allOf: [$ref: MountType]``, a named *string* (an enum), not a struct: the
+    docker CLI's ``--mount type=bind`` must reach the daemon's own answer (success, or the clear
+    refusal of what it does not support), never a decoding error."""
+    docker = need_tool("docker")
+    r = subprocess.run([docker, "create", "--name", "val-mount", "--mount", f"type=bind,src={tmp_path},dst=/x",
+                        "busybox", "true"], capture_output=True, text=True, env=daemon.env(), timeout=60)
+    try:
+        assert "cannot unmarshal" not in r.stderr, r.stderr
+        assert r.returncode == 0 or "HostConfig.Mounts" in r.stderr, r
+    finally:
+        daemon.api("DELETE", "/containers/val-mount?force=1")
+    st, reply = daemon.api("POST", "/containers/create", {"Image": "busybox", "HostConfig": {
+        "Mounts": [{"Type": {"x": 1}, "Target": "/x"}]}})
+    assert st == 400 and "cannot unmarshal object into Go struct field" in message(reply), reply
+    assert "HostConfig.Mounts.Type of type string" in message(reply), reply
+
+
 # ---- exec --------------------------------------------------------------------------------------
 
 def test_exec_create_and_start_bodies(daemon, running):

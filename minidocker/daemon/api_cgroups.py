@@ -56,13 +56,18 @@ def register(api, server) -> None:
             return http.json_response(s)
         stream = await req.start_stream(200, "application/json")
         pre = None
+        loop = asyncio.get_running_loop()
         while not req.disconnected.is_set():
+            # One sample per interval from its start, as dockerd's collector ticks: the docker CLI
+            # shows "--" for a container whose next sample is over 2 s late, so the time a sample
+            # takes on a loaded host must not add up to the interval.
+            due = loop.time() + SAMPLE_INTERVAL
             pre = await asyncio.to_thread(sample, pre)
             await stream.write(json.dumps(pre).encode() + b"\n")
             if not c.running:
                 break
             try:
-                await asyncio.wait_for(req.disconnected.wait(), SAMPLE_INTERVAL)
+                await asyncio.wait_for(req.disconnected.wait(), max(0.0, due - loop.time()))
             except asyncio.TimeoutError:
                 pass
         if not req.disconnected.is_set():

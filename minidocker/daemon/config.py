@@ -87,19 +87,25 @@ def validate_name(name: str) -> str:
 
 
 def merge_env(image_env: list[str], request_env: list[str] | None) -> list[str]:
-    """Image env first, then the request's, a later KEY replacing an earlier one in place."""
-    order: list[str] = []
+    """Image env first, then the request's, a later KEY replacing an earlier one in place. Entries
+    are kept as given: a bare ``FOO`` stays ``FOO`` in ``Config.Env`` (docker shows it so); it means
+    "unset FOO" for the process (:func:`process_env`)."""
     values: dict[str, str] = {}
     for item in list(image_env or []) + list(request_env or []):
         if not isinstance(item, str):
             raise ConfigError(f"invalid environment variable: {item!r}")
-        key, sep, value = item.partition("=")
+        key = item.partition("=")[0]
         if not key or not ENV_KEY_RE.match(key):
             raise ConfigError(f"invalid environment variable: {item!r}")
-        if key not in values:
-            order.append(key)
-        values[key] = value if sep else ""
-    return [f"{k}={values[k]}" for k in order]
+        values[key] = item  # a dict keeps the first insertion's place
+    return list(values.values())
+
+
+def process_env(env: list[str], defaults: list[str] = ()) -> list[str]:
+    """The environment a process gets: ``env`` (the record's) over ``defaults`` (HOSTNAME, TERM...),
+    where a bare ``FOO`` removes FOO (moby's ReplaceOrAppendEnvValues)."""
+    named = {e.partition("=")[0] for e in env}
+    return [e for e in env if "=" in e] + [d for d in defaults if d.partition("=")[0] not in named]
 
 
 def _as_list(v, what: str) -> list[str] | None:

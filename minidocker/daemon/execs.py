@@ -17,7 +17,7 @@ import os
 
 from ..runtime import exec as rexec
 from ..runtime import monitor
-from .config import ConfigError, ContainerConfig, _as_list, merge_env
+from .config import ConfigError, ContainerConfig, _as_list, merge_env, process_env
 from ..util import new_id, read_json
 from .engine import Conflict, Container, Engine, InvalidRequest, NotFound, background
 from . import state as states
@@ -135,7 +135,8 @@ def exec_process(c: Container, cfg: ContainerConfig, body: dict) -> dict:
     spec = read_json(os.path.join(c.dir, "config.json"))
     process = dict(spec["process"])
     process.pop("consoleSize", None)
-    process.update(args=list(cfg.argv), env=list(cfg.env), cwd=cfg.working_dir, terminal=cfg.tty)
+    defaults = [f"HOSTNAME={cfg.hostname}"] + (["TERM=xterm"] if cfg.tty else [])  # dockerd's, as for pid 1
+    process.update(args=list(cfg.argv), env=process_env(cfg.env, defaults), cwd=cfg.working_dir, terminal=cfg.tty)
     if body.get("User"):
         host = c.request.get("HostConfig") or {}
         process["user"] = specconv.user(body["User"], host.get("GroupAdd"))

@@ -75,6 +75,11 @@ class Gen:
             return self.node(parts[0], owner, field)
         if (owner, field) in STRSLICE:
             return "strslice"
+        parts = schema.get("allOf") or []
+        if len(parts) == 1 and not schema.get("properties") and not self.is_struct(self.deref(parts[0])[1]):
+            # ``Type: {description, allOf: [$ref: MountType]}``: swagger's way to describe a field whose
+            # type is a named *string* (a Go ``type MountType string`` enum), not an embedded struct.
+            return self.node(parts[0], owner, field)
         if name is not None and self.is_struct(schema):
             if name not in self.defs:
                 self.defs[name] = ()  # placeholder: recursive definitions refer to themselves
@@ -103,7 +108,8 @@ class Gen:
         return "any"
 
     def is_struct(self, schema: dict) -> bool:
-        return bool(schema.get("properties") or schema.get("allOf"))
+        """Has fields of its own, or embeds (``allOf``) a definition that has them."""
+        return bool(schema.get("properties")) or any(self.is_struct(self.deref(p)[1]) for p in schema.get("allOf", []))
 
     def struct(self, schema: dict, name: str) -> tuple:
         return ("o", name, self.fields(schema, name))

@@ -137,7 +137,7 @@ def host_subnets() -> list[ipaddress.IPv4Network]:
     so IPAM does not pay pyroute2's import."""
     out = []
     with open("/proc/net/route") as f:
-        next(f)
+        next(f, None)  # the header; a host with no IPv4 routes at all may give an empty file
         for line in f:
             p = line.split()
             dst, mask = int(p[1], 16), int(p[7], 16)

@@ -30,6 +30,7 @@ import termios
 
 from .. import kernel as K
 from ..namespaces import close_fds_except
+from ..rootfs import mountinfo
 from ..util import atomic_write_json, read_json
 from .init import make_console, run_process
 from .monitor import Monitor, spawn_monitor
@@ -40,19 +41,16 @@ from .monitor import Monitor, spawn_monitor
 
 def cgroup_mounts() -> dict[str, str]:
     """Hierarchy key -> mount point: "memory" -> /sys/fs/cgroup/memory, "name=systemd" -> ..., and
-    "" -> the cgroup2 mount (hybrid hosts have both kinds, see /proc/self/mountinfo)."""
+    "" -> the cgroup2 mount (hybrid hosts have both kinds, see /proc/self/mountinfo). A v1
+    hierarchy's controllers are in the super-block options ("rw,memory")."""
     out = {}
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            pre, _, post = line.partition(" - ")
-            fstype, _, opts = post.split()[:3]
-            mnt = pre.split()[4]
-            if fstype == "cgroup2":
-                out.setdefault("", mnt)
-            elif fstype == "cgroup":
-                for o in opts.split(","):
-                    if o not in ("rw", "ro") and not o.startswith(("relatime", "nosuid", "nodev", "noexec")):
-                        out.setdefault(o, mnt)
+    for m in mountinfo():
+        if m.fstype == "cgroup2":
+            out.setdefault("", m.mountpoint)
+        elif m.fstype == "cgroup":
+            for o in m.super_options.split(","):
+                if o not in ("rw", "ro") and not o.startswith(("relatime", "nosuid", "nodev", "noexec")):
+                    out.setdefault(o, m.mountpoint)
     return out
 
 
@@ -102,7 +100,7 @@ def exec_main(spec: dict, process: dict, cgroup_fds: tuple[int, ...], console_fd
     linux = dict(spec.get("linux") or {})
     if privileged:
         linux.pop("seccomp", None)
-    return run_process(k, process, linux, spec.get("hostname") or "")
+    return run_process(k, process, linux)
 
 
 def spawn_exec(spec: dict, target_pid: int, process: dict, *, stdio, console_fd=None, wait_fd=None,

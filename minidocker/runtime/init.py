@@ -362,11 +362,11 @@ def container_main(spec: dict, bundle: str, sync_fd: int, fifo_fd: int, kernel=N
         os.close(sync_fd)
         wait_for_start(fifo_fd)
         mark("init", "blocked until start")
-    return run_process(k, proc, linux, spec.get("hostname") or "",
+    return run_process(k, proc, linux,
                        init=(spec.get("annotations") or {}).get(S.ANNOTATION_INIT) == "true")
 
 
-def run_process(k, proc: dict, linux: dict, hostname: str = "", init: bool = False) -> int:
+def run_process(k, proc: dict, linux: dict, init: bool = False) -> int:
     """Steps 10-14, shared with ``exec`` (runtime/exec.py): confinement, cwd, exec."""
     real = not isinstance(k, K.Recorder)
     try:
@@ -378,9 +378,9 @@ def run_process(k, proc: dict, linux: dict, hostname: str = "", init: bool = Fal
         if not real:
             raise
         _fail(EXIT_CANNOT_INVOKE, str(e))
+    # The process env is the spec's, as runc: HOSTNAME is the daemon's default to add (a bare
+    # ``-e HOSTNAME`` removes it), not the runtime's.
     env = {kv.partition("=")[0]: kv.partition("=")[2] for kv in proc.get("env") or []}
-    if hostname:
-        env.setdefault("HOSTNAME", hostname)
     if "HOME" not in env:  # runc: HOME from the user's passwd entry, "/" without one
         row = next((u for u in _table("/etc/passwd") if u[2] == str(uid)), None) if real else None
         env["HOME"] = row[5] if row and len(row) > 5 and row[5] else ("/root" if uid == 0 else "/")

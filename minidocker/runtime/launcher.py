@@ -70,10 +70,13 @@ def serve(fd: int) -> int:
 def python_argv(statement: str, *args: str) -> list[str]:
     """``python -S -c …`` running ``statement`` with this package and our site-packages importable.
     ``-S`` skips the site module (its .pth scanning halves the start-up time), so the paths the
-    site module would add — where pyseccomp lives, for the security chapter — are given by hand."""
+    site module would add — where h11 and pyseccomp live — are given by hand: the site-packages
+    already on our path (a ``-S`` process got them from its parent or PYTHONPATH), then the site
+    module's own list (under ``-S`` in a venv that is the base interpreter's, not the venv's)."""
     import site
     pkg_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    paths = [pkg_parent] + [p for p in site.getsitepackages() if os.path.isdir(p)]
+    ours = [p for p in sys.path if os.path.basename(p) in ("site-packages", "dist-packages")]
+    paths = list(dict.fromkeys([pkg_parent] + [p for p in ours + site.getsitepackages() if os.path.isdir(p)]))
     code = f"import sys; sys.path[:0] = {paths!r}; {statement}"
     return [sys.executable, "-S", "-c", code, *args]
 

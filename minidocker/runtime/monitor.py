@@ -45,14 +45,9 @@ import time
 
 from .. import kernel as K
 from ..util import atomic_write_json, now_rfc3339, read_json
+from ..wire import STDERR, STDOUT, encode_frame
 
-STDOUT, STDERR = 1, 2
 LOG_LINE_MAX = 16 * 1024  # docker's json-file splits longer lines into partial messages too
-
-
-def frame(stream: int, payload: bytes) -> bytes:
-    """Docker's multiplexed-stream frame: [stream u8][0 0 0][length u32 big-endian] payload."""
-    return struct.pack(">BxxxI", stream, len(payload)) + payload
 
 
 def short_unix_path(directory: str, name: str) -> tuple[str, int]:
@@ -243,7 +238,7 @@ class Monitor:
             if not self.tty and not ((stream == STDOUT and a.stdout) or (stream == STDERR and a.stderr)):
                 continue
             raw = self.tty if a.raw is None else a.raw
-            if not a.send(data if raw else frame(stream, data)):
+            if not a.send(data if raw else encode_frame(stream, data)):
                 self.drop(a)
         return True
 

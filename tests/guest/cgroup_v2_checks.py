@@ -145,14 +145,15 @@ def _():
     """End to end: a minidockerd in the guest and the monitor — the same path as on the host, driven
     through the API from this process (every Python start costs seconds under emulation)."""
     from minidocker.cli.client import Client
-    repo = sys.argv[1]
+    from minidocker.runtime.launcher import python_argv
     host = "unix:///tmp/md/d.sock"
-    env = dict(os.environ, PYTHONPATH=repo, MINIDOCKER_HOST=host)
+    env = dict(os.environ, MINIDOCKER_HOST=host)  # PYTHONPATH: the checkout and the venv (vm.guest_env)
     os.makedirs("/tmp/md", exist_ok=True)
     log = open("/tmp/md/daemon.log", "wb")
     parent = PARENT + "-daemon"
-    d = subprocess.Popen([sys.executable, "-S", "-m", "minidocker.daemon.main", "--root", "/tmp/md/root",
-                          "-H", host, "--cgroup-parent", parent], env=env, stdout=log, stderr=log)
+    d = subprocess.Popen(python_argv("from minidocker.daemon.main import main; sys.exit(main())",
+                                     "--root", "/tmp/md/root", "-H", host, "--cgroup-parent", parent),
+                         env=env, stdout=log, stderr=log)
     api = Client(host)
     out, t0 = {}, time.monotonic()
 

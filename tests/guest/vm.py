@@ -49,7 +49,7 @@ mkdir -p /repo && mount -o bind /host__REPO__ /repo
 mount -t tmpfs tmpfs /host/tmp
 mount -t tmpfs tmpfs /host/run
 mkdir -p /host__REPO__ 2>/dev/null; mount -o bind /repo /host__REPO__
-chroot /host /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/tmp __PYTHON__ -S -B __CHECKS__ __REPO__
+chroot /host /usr/bin/env -i __ENV__ __PYTHON__ -S -B __CHECKS__ __REPO__
 echo "guest checks exited $?"
 poweroff -f
 """
@@ -120,6 +120,16 @@ def cpio_newc(entries: list[tuple[str, int, bytes]]) -> bytes:
     return bytes(out)
 
 
+def guest_env() -> dict[str, str]:
+    """The environment the checks (and the minidockerd they start) get in the guest. ``python -S``
+    skips the site module, so the packages the daemon needs beyond the standard library (h11 for its
+    HTTP layer, pyseccomp) are found through PYTHONPATH: this checkout, then the site-packages of
+    the interpreter running the tests (the project's venv)."""
+    import site
+    paths = [REPO] + [p for p in site.getsitepackages() if os.path.isdir(p)]
+    return {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/tmp", "PYTHONPATH": ":".join(paths)}
+
+
 def build_initramfs(tree: str, path: str, python: str) -> None:
     mods = module_order(tree)
     d, f = stat.S_IFDIR | 0o755, stat.S_IFREG
@@ -131,7 +141,8 @@ def build_initramfs(tree: str, path: str, python: str) -> None:
             entries.append((f"modules/{os.path.basename(m)}", f | 0o644, fh.read()))
     order = "\n".join(os.path.basename(m)[:-3] for m in mods) + "\n"
     entries.append(("modules/order", f | 0o644, order.encode()))
-    init = (INIT.replace("__PYTHON__", python).replace("__REPO__", REPO)
+    env = " ".join(f"{k}={v}" for k, v in guest_env().items())
+    init = (INIT.replace("__PYTHON__", python).replace("__REPO__", REPO).replace("__ENV__", env)
             .replace("__CHECKS__", os.path.join(REPO, "tests", "guest", "cgroup_v2_checks.py")))
     entries.append(("init", f | 0o755, init.encode()))
     with open(path, "wb") as fh:

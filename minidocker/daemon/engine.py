@@ -459,7 +459,7 @@ class Engine:
         raise InvalidRequest(f"invalid condition: {condition!r}")
 
     # ---- kill, stop, remove ---------------------------------------------------------------------
-    def kill(self, ref: str, sig) -> None:
+    async def kill(self, ref: str, sig) -> None:
         c = self.get(ref)
         num = signal_number(sig)
         if c.state["Status"] == "restarting":
@@ -471,7 +471,7 @@ class Engine:
             c.manually_stopped = True
             c.save()
         self.emit(c, "kill", signal=num)
-        signal_container(c, num)
+        await signal_container(c, num)
         self.thaw_after_signal(c)
 
     def thaw_after_signal(self, c: Container) -> None:
@@ -497,14 +497,14 @@ class Engine:
         f = asyncio.get_running_loop().create_future()
         c.next_exit.append(f)
         self.emit(c, "kill", signal=num)
-        signal_container(c, num)
+        await signal_container(c, num)
         self.thaw_after_signal(c)
         try:
             # A negative timeout waits for ever (docker's -1).
             await asyncio.wait_for(asyncio.shield(f), None if timeout < 0 else timeout)
         except asyncio.TimeoutError:
             self.emit(c, "kill", signal=int(signal.SIGKILL))
-            signal_container(c, signal.SIGKILL)
+            await signal_container(c, signal.SIGKILL)
             await f
         self.emit(c, "stop")
 
@@ -578,7 +578,7 @@ class Engine:
             c.next_exit.append(f)
             # The whole tree through its cgroup: works on a paused container too.
             await asyncio.to_thread(runtime.resources.kill_tree, c.cfg)
-            signal_container(c, signal.SIGKILL)
+            await signal_container(c, signal.SIGKILL)
             await f
             if c.id not in self.containers:  # auto-removed meanwhile
                 return
@@ -873,10 +873,13 @@ def delete_container_dir(d: str) -> None:
     shutil.rmtree(d, ignore_errors=True)
 
 
-def signal_container(c: "Container", sig: int) -> None:
-    """Through the monitor, which holds the container's pidfd; if it is gone, a pidfd of our own."""
+async def signal_container(c: "Container", sig: int) -> None:
+    """Through the monitor, which holds the container's pidfd; if it is gone, a pidfd of our own.
+
+    In a thread, never on the event loop: the loop is what carries the ``wait`` this container's
+    watcher sends the same monitor, and every other client's requests."""
     try:
-        monitor.request(c.dir, {"op": "kill", "signal": int(sig)}, timeout=5)
+        await asyncio.to_thread(monitor.request, c.dir, {"op": "kill", "signal": int(sig)}, timeout=5)
     except OSError:
         runtime.signal_pid(c.state["Pid"], sig)
 

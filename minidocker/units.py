@@ -64,3 +64,21 @@ def human_duration(seconds: float) -> str:
 def ago(timestamp: float, now: float | None = None) -> str:
     """``6 months ago`` for a unix time (the CREATED column of ``docker ps`` and ``docker images``)."""
     return human_duration(max(0.0, (time.time() if now is None else now) - timestamp)) + " ago"
+
+
+_GO_UNITS = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 1_000_000_000,
+             "m": 60_000_000_000, "h": 3_600_000_000_000}
+
+
+def parse_go_duration(text: str) -> int:
+    """Go's time.ParseDuration, in nanoseconds: ``1m30s``, ``500ms``, ``1.5h``, ``0`` (what
+    ``--health-interval`` and friends take). ValueError names the bad input as Go does."""
+    import re
+    s = text.strip()
+    if s in ("0", "+0", "-0"):
+        return 0
+    parts = re.fullmatch(r"[+-]?((\d+(\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h))+", s)
+    if not parts:
+        raise ValueError(f'time: invalid duration "{text}"')
+    total = sum(float(n) * _GO_UNITS[u] for n, _, u in re.findall(r"(\d+(\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)", s))
+    return -int(total) if s.startswith("-") else int(total)

@@ -46,6 +46,9 @@ import tempfile
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Tests never reach Docker Hub: the daemons they start fetch Docker Hub names (other than busybox,
+# built offline) from a closed port on loopback (minidockerd --default-registry).
+os.environ.setdefault("MINIDOCKER_DEFAULT_REGISTRY", "127.0.0.1:1")
 
 
 class Daemon:

@@ -89,8 +89,8 @@ def check_should_restart(m) -> str:
 def check_next_state(m) -> str:
     return _table(m, "next_state", [
         (("created", "start"), "running"), (("running", "exit"), "exited"), (("running", "start"), None),
-        (("running", "rm"), None), (("running", "rm -f"), "removed"), (("exited", "start"), "running"),
-        (("exited", "rm"), "removed"), (("running", "pause"), "paused"), (("paused", "unpause"), "running"),
+        (("running", "rm"), None), (("running", "rm -f"), "removing"), (("exited", "start"), "running"),
+        (("exited", "rm"), "removing"), (("removing", "destroy"), "removed"), (("removing", "start"), None), (("running", "pause"), "paused"), (("paused", "unpause"), "running"),
         (("exited", "policy"), "restarting"), (("restarting", "stop"), "exited"), (("created", "pause"), None),
         (("exited", "kill"), None)])
 

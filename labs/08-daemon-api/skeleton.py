@@ -46,8 +46,8 @@ def should_restart(policy: str, max_retries: int, restart_count: int, exit_code:
 
 
 def next_state(state: str, verb: str) -> str | None:
-    """The container state machine. States: created, running, paused, restarting, exited, dead.
-    Verbs: start, stop, kill, exit (the process ended), pause, unpause, restart, policy (a restart
-    policy fires), rm, "rm -f". Return the next state ("removed" after a removal), or None when docker
-    refuses the verb in that state (e.g. "rm" of a running container, "start" of a running one)."""
+    """The container state machine. States: created, running, paused, restarting, exited, dead,
+    removing. Verbs: start, stop, kill, exit (the process ended), pause, unpause, restart, policy (a
+    restart policy fires), rm, "rm -f" (both lead to "removing"), destroy (a removal is done: "removed").
+    Return the next state, or None when docker refuses the verb in that state (e.g. "rm" of a running container, "start" of a running one)."""
     raise NotImplementedError("TODO: a table state -> verb -> next state")

@@ -80,6 +80,9 @@ def create_body(a) -> dict:
         body["StopSignal"] = a.stop_signal
     if a.stop_timeout is not None:
         body["StopTimeout"] = a.stop_timeout
+    health = healthcheck(a)
+    if health is not None:
+        body["Healthcheck"] = health
     if a.entrypoint is not None:
         body["Entrypoint"] = [a.entrypoint] if a.entrypoint else [""]
     if a.tty:
@@ -89,6 +92,34 @@ def create_body(a) -> dict:
         except OSError:
             pass
     return body
+
+
+def healthcheck(a) -> dict | None:
+    """``--health-*`` / ``--no-healthcheck`` -> ``Config.Healthcheck`` (durations in nanoseconds), with
+    the docker CLI's refusals."""
+    from ..units import parse_go_duration
+    given = {k: getattr(a, "health_" + k.lower()) for k in ("Interval", "Timeout", "StartPeriod", "StartInterval")}
+    if a.no_healthcheck:
+        if a.health_cmd or any(v is not None for v in given.values()) or a.health_retries is not None:
+            raise SystemExit("minidocker: --no-healthcheck conflicts with --health-* options")
+        return {"Test": ["NONE"]}
+    if not a.health_cmd and all(v is None for v in given.values()) and a.health_retries is None:
+        return None
+    hc: dict = {"Test": ["CMD-SHELL", a.health_cmd] if a.health_cmd else []}
+    for key, text in given.items():
+        if text is not None:
+            try:
+                ns = parse_go_duration(text)
+            except ValueError as e:
+                raise SystemExit(f"minidocker: invalid argument \"{text}\" for \"--health-*\" flag: {e}")
+            if ns < 0:
+                raise SystemExit(f"minidocker: --health-{key.lower()} cannot be negative")
+            hc[key] = ns
+    if a.health_retries is not None:
+        if a.health_retries < 0:
+            raise SystemExit("minidocker: --health-retries cannot be negative")
+        hc["Retries"] = a.health_retries
+    return hc
 
 
 def restart_policy(spec: str | None) -> dict:
@@ -477,6 +508,15 @@ def container_opts(p):
     p.add_argument("--restart", help="no, on-failure[:max-retries], always, unless-stopped")
     p.add_argument("--stop-signal")
     p.add_argument("--stop-timeout", type=int)
+    p.add_argument("--health-cmd", help="command to run to check health (run with /bin/sh -c)")
+    p.add_argument("--health-interval", help="time between running the check (e.g. 30s)")
+    p.add_argument("--health-timeout", help="maximum time a check may run (e.g. 30s)")
+    p.add_argument("--health-start-period", dest="health_startperiod",
+                   help="start period: failures then do not count before a first success")
+    p.add_argument("--health-start-interval", dest="health_startinterval",
+                   help="time between checks during the start period")
+    p.add_argument("--health-retries", type=int, help="consecutive failures needed to report unhealthy")
+    p.add_argument("--no-healthcheck", action="store_true", help="disable any container-specified HEALTHCHECK")
     p.add_argument("image")
     p.add_argument("command", nargs=argparse.REMAINDER)
 

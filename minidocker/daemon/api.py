@@ -92,6 +92,8 @@ class API:
         api_cow.register(self, s)
         from . import api_cgroups
         api_cgroups.register(self, s)  # pause, unpause, stats (the cgroups chapter)
+        from . import api_update
+        api_update.register(self, s)  # docker update: live limits and restart policy
         from . import api_networks
         api_networks.register(self, s)  # networks: list, inspect, create, connect, disconnect, rm, prune
         from . import api_registry
@@ -180,13 +182,21 @@ class API:
 
     async def container_attach(self, req):
         c = self.engine.get(req.match["id"])
-        if not req.bool_param("stream", False) and not req.bool_param("logs", False):
-            raise http.HTTPError(400, "either stream or logs must be set")
+        stream, logs = req.bool_param("stream", False), req.bool_param("logs", False)
         ctype = "application/vnd.docker.raw-stream" if c.cfg.tty else "application/vnd.docker.multiplexed-stream"
         reader, writer = await req.hijack(ctype)
         opts = {"stdin": req.bool_param("stdin"), "stdout": req.bool_param("stdout"),
                 "stderr": req.bool_param("stderr"), "detach_keys": req.query.get("detachKeys")}
+        if logs:  # dockerd replays the container's log first (daemon/attach.go), then streams
+            for entry in parse_log_lines(read_from(os.path.join(c.dir, "container.log"), 0)[0]):
+                s = entry.get("stream")
+                if (s == "stdout" and opts["stdout"]) or (s == "stderr" and opts["stderr"]):
+                    data = entry.get("log", "").encode()
+                    writer.write(data if c.cfg.tty else wire.encode_frame(1 if s == "stdout" else 2, data))
+            await writer.drain()
         self.engine.emit(c, "attach")
+        if not stream:
+            return None
         done = await self.engine.attach(c.id, reader, writer, opts)
         await done
         return None

@@ -1,7 +1,8 @@
 """API routes of the cgroups chapter: pause, unpause, stats (Docker Engine API v1.50).
 
 * ``POST /containers/{id}/pause`` / ``unpause`` -> 204; the freezer (v1) or ``cgroup.freeze`` (v2)
-  stops every process of the container without a signal it could notice; state "paused".
+  stops every process of the container without a signal it could notice; state "paused" (a
+  move of the state machine, ``state.transition``: events ``pause`` / ``unpause``).
 * ``GET /containers/{id}/stats?stream=1|0&one-shot=0|1`` -> docker's StatsResponse, one JSON object
   per second while streaming. Without ``one-shot``, ``stream=0`` waits for a second sample so that
   ``precpu_stats`` is filled (docker's behaviour: the CPU % needs two samples).
@@ -13,7 +14,7 @@ import json
 
 from .. import runtime
 from .. import http
-from .engine import Conflict
+from .state import check
 
 SAMPLE_INTERVAL = 1.0
 
@@ -26,23 +27,17 @@ def register(api, server) -> None:
     async def pause(req):
         c = engine.get(req.match["id"])
         async with c.lock:
-            if c.state["Status"] == "paused":
-                raise Conflict(f"Container {c.id} is already paused")
-            if not c.running:
-                raise Conflict(f"Container {c.id} is not running")
+            check(c, "pause")  # docker's 409: not running, already paused, restarting
             await asyncio.to_thread(runtime.resources.pause, c.cfg)
-            c.state.update(Status="paused", Paused=True)
-            c.save()
+            engine.transition(c, "pause")
         return http.empty(204)
 
     async def unpause(req):
         c = engine.get(req.match["id"])
         async with c.lock:
-            if c.state["Status"] != "paused":
-                raise Conflict(f"Container {c.id} is not paused")
+            check(c, "unpause")
             await asyncio.to_thread(runtime.resources.unpause, c.cfg)
-            c.state.update(Status="running", Paused=False)
-            c.save()
+            engine.transition(c, "unpause")
         return http.empty(204)
 
     async def stats(req):

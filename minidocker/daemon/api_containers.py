@@ -18,6 +18,7 @@ import time
 
 from ..runtime import archive
 from . import events as ev
+from . import state as states
 from .. import http
 from .engine import dir_size, graph_driver
 from .validate import Invalid, check_tar_head
@@ -42,7 +43,7 @@ def register(api, server) -> None:
 
     async def top(req):
         c = engine.get(req.match["id"])
-        if c.state["Status"] not in ("running", "paused"):
+        if c.state["Status"] not in states.LIVE:
             raise http.HTTPError(409, f"Container {c.id} is not running")
         return http.json_response(await asyncio.to_thread(processes, c.state["Pid"]))
 
@@ -55,7 +56,7 @@ def register(api, server) -> None:
         return http.json_response({"ContainersDeleted": deleted or None, "SpaceReclaimed": reclaimed})
 
     async def run_helper(c, mode: str, path: str, stdin: bool = False):
-        pid = c.state["Pid"] if c.state["Status"] in ("running", "paused") else 0
+        pid = c.state["Pid"] if c.state["Status"] in states.LIVE else 0
         proc = await asyncio.create_subprocess_exec(
             *archive.helper_argv(mode, c.dir, pid, path), stdin=asyncio.subprocess.PIPE if stdin else
             asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)

@@ -13,13 +13,14 @@ import os
 import tempfile
 
 from .. import cow
+from ..images import parents
 from ..images.commit import ChangeError, commit_image
 from ..images.reference import InvalidReference, parse_reference
 from .. import http
 from .engine import InvalidRequest
 
 RUN_CONFIG_KEYS = ("Cmd", "Entrypoint", "Env", "WorkingDir", "User", "Labels", "ExposedPorts",
-                   "Volumes", "StopSignal")
+                   "Volumes", "StopSignal", "Healthcheck")
 
 
 def register(api, server) -> None:
@@ -60,6 +61,8 @@ def run_config(engine, c, base_config: dict, body) -> dict:
         cfg["Entrypoint"] = req["Entrypoint"] if req["Entrypoint"] != [""] else None
     if req.get("WorkingDir"):
         cfg["WorkingDir"] = req["WorkingDir"]
+    if req.get("Healthcheck"):  # the container's own check goes into the image, as docker commits it
+        cfg["Healthcheck"] = req["Healthcheck"]
     if isinstance(body, dict):
         cfg.update({k: body[k] for k in RUN_CONFIG_KEYS if body.get(k) is not None})
     return cfg
@@ -76,6 +79,7 @@ def _commit(engine, c, ref, changes_list, comment, author, body) -> str:
         image = commit_image(engine.images, base, tmp, run_config(engine, c, base.config.get("config"), body),
                              changes=changes_list, comment=comment, author=author,
                              created_by=f"minidocker commit {c.name}", ref=ref)
+        parents.record(engine.images.root, image.id, base.id)  # dockerd's local "parent" metadata
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)

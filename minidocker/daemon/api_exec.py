@@ -34,15 +34,20 @@ def register(api, server) -> None:
             raise http.HTTPError(409, f"Error: Exec command {ex.id} has already run")
         if ex.container.state["Status"] != "running":
             raise http.HTTPError(409, f"Container {ex.container.id} is not running")
-        reader, writer = await req.hijack(http.RAW_STREAM if ex.cfg.tty else http.MULTIPLEXED)
+        # dockerd frames (or not) by the Tty of THIS request, whatever the exec was created with
+        # (api/server/router/container/exec.go): the process gets its pty from the create, the
+        # client its framing from the start.
+        raw = bool(body.get("Tty"))
+        reader, writer = await req.hijack(http.RAW_STREAM if raw else http.MULTIPLEXED)
         opts = {"stdin": ex.cfg.open_stdin, "stdout": bool(ex.body.get("AttachStdout", True)),
-                "stderr": bool(ex.body.get("AttachStderr", True)), "detach_keys": ex.body.get("DetachKeys")}
+                "stderr": bool(ex.body.get("AttachStderr", True)), "detach_keys": ex.body.get("DetachKeys"),
+                "raw": raw}
         try:
             done = await execs.start(engine, ex, (reader, writer, opts), console)
         except (execs.ExecStartError, Exception) as e:
             # Too late for a status code: say it on the stream (stderr frame, or raw with a TTY).
             msg = f"OCI runtime exec failed: {e}\n".encode()
-            writer.write(msg if ex.cfg.tty else wire.encode_frame(2, msg))
+            writer.write(msg if raw else wire.encode_frame(2, msg))
             await writer.drain()
             return None
         await done

@@ -31,7 +31,7 @@ import json
 import os
 import tempfile
 
-from ..images import archive
+from ..images import archive, parents
 from ..images.layers import LayerError
 from ..images.reference import InvalidReference, familiar, parse_reference
 from ..images.store import ImageNotFound
@@ -156,14 +156,17 @@ class ImageRoutes:
         counts = {}
         for c in self.api.engine.containers.values():
             counts[c.cfg.image_id] = counts.get(c.cfg.image_id, 0) + 1
-        return http.json_response([summary(i, counts.get(i.id, 0)) for i in images])
+        ids = {i.id for i in self.store.list()}
+        return http.json_response([dict(summary(i, counts.get(i.id, 0)),
+                                        ParentId=parents.parent_of(self.store.root, i.id, ids.__contains__))
+                                   for i in images])
 
     async def inspect(self, req):
         img = self.store.resolve(req.match["name"])
         cfg = img.config
         return http.json_response({
             "Id": img.id, "RepoTags": [familiar(r) for r in img.refs],
-            "RepoDigests": repo_digests(img), "Parent": "", "Comment": _comment(cfg),
+            "RepoDigests": repo_digests(img), "Parent": self.parent(img.id), "Comment": _comment(cfg),
             "Created": cfg.get("created", ""), "DockerVersion": cfg.get("docker_version", ""),
             "Author": cfg.get("author", ""), "Config": cfg.get("config") or {},
             "Architecture": cfg.get("architecture", ""), "Variant": cfg.get("variant", ""),
@@ -173,6 +176,10 @@ class ImageRoutes:
             "Descriptor": {"mediaType": img.manifest.get("mediaType", ""),
                            "digest": img.manifest_digest},
             "Metadata": {"LastTagTime": "0001-01-01T00:00:00Z"}})  # Go's zero time: never
+
+    def parent(self, image_id: str) -> str:
+        ids = {i.id for i in self.store.list()}
+        return parents.parent_of(self.store.root, image_id, present=ids.__contains__)
 
     async def history(self, req):
         img = self.store.resolve(req.match["name"])
@@ -309,13 +316,17 @@ class ImageRoutes:
                                  "or -i FILE)")
         path = await self._spool(req)
         try:
+            stream = await req.start_stream(200, "application/json")
             try:
                 result = await asyncio.to_thread(archive.load, self.store, path)
             except (archive.ArchiveError, ValueError, LookupError, OSError, LayerError) as e:
-                raise http.HTTPError(400, f"failed to load the archive: {e}")
-            stream = await req.start_stream(200, "application/json")
-            for msg in result.messages:  # docker prints these even with --quiet
-                await stream.write_json({"stream": msg + "\n"})
+                # dockerd has answered 200 already: the error is the stream's last message
+                # (streamformatter.FormatError), which the docker CLI prints and exits 1 on.
+                msg = f"failed to load the archive: {e}"
+                await stream.write_json({"errorDetail": {"message": msg}, "error": msg})
+            else:
+                for msg in result.messages:  # docker prints these even with --quiet
+                    await stream.write_json({"stream": msg + "\n"})
             await stream.close()
         finally:
             os.unlink(path)

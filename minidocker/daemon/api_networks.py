@@ -24,11 +24,23 @@ from .engine import Conflict, InvalidRequest, NotFound
 BUILTIN = ("bridge", "host", "none")
 
 
+class _Deferred:
+    """Attribute access forwarded to an object found only when first used."""
+
+    def __init__(self, find):
+        self._find = find
+
+    def __getattr__(self, name):
+        return getattr(self._find(), name)
+
+
 def register(api, server) -> None:
     from .api import errors
     engine = api.engine
-    glue = engine.net
-    m = glue.m
+    # Looked up per request, not here: routes are also listed without an engine (the validation
+    # tests walk every served route).
+    glue = _Deferred(lambda: engine.net)
+    m = _Deferred(lambda: engine.net.m)
 
     def translate(fn):
         async def wrapped(req):

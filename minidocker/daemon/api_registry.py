@@ -55,6 +55,11 @@ def _registry_status(e: Exception) -> int:
 class RegistryRoutes:
     def __init__(self, api):
         self.engine = api.engine
+        # Where Docker Hub names are fetched from (--default-registry): Docker Hub itself unless set.
+        self.hub = api.info_extra.get("default_registry") or DOCKER_HUB
+
+    def registry_host(self, ref) -> str:
+        return self.hub if ref.domain == DOCKER_HUB else ref.domain
 
     # ---- helpers -----------------------------------------------------------------------------
     @staticmethod
@@ -110,9 +115,9 @@ class RegistryRoutes:
             platform = parse_platform(req.query.get("platform") or None)
         except ValueError as e:
             raise http.HTTPError(400, str(e))
-        if ref.domain == DOCKER_HUB:
+        if ref.repository == "docker.io/library/busybox":
             return await self._offline_busybox(req, ref)
-        registry = Registry(ref.domain, self.credentials(req))
+        registry = Registry(self.registry_host(ref), self.credentials(req))
         reference = ref.digest or ref.tag
         try:  # resolve first, so that "not found" and "unauthorized" are HTTP statuses as dockerd's are
             manifest_bytes, manifest, digest = await asyncio.to_thread(registry.resolve, ref.path, reference, platform)
@@ -165,9 +170,6 @@ class RegistryRoutes:
     async def _offline_busybox(self, req, ref):
         """Docker Hub is out of reach here: busybox is built offline from Debian's busybox-static."""
         from ..images import busybox
-        if ref.repository != "docker.io/library/busybox":
-            raise http.HTTPError(404, f"pull access denied for {ref.familiar()}: Docker Hub is not reachable "
-                                      "from minidocker here (only busybox is built offline); use a local registry")
 
         def work(emit):
             img = busybox.build_busybox(self.engine.images, ref=str(ref))
@@ -175,6 +177,38 @@ class RegistryRoutes:
                     {"status": f"Status: Downloaded newer image for {ref.familiar()}"}]
         await self._run_streaming(req, work, [{"status": f"Building {ref.familiar()} offline from busybox-static"}])
         return None
+
+    # ---- distribution inspect ------------------------------------------------------------------
+    async def distribution(self, req):
+        """``GET /distribution/NAME/json`` (``docker manifest``/buildx, docker-py's
+        ``get_registry_data``): asks the registry, as dockerd does; a name the registry cannot
+        answer for (busybox, built offline; a registry out of reach) is answered from the local
+        store when the image is there."""
+        name = req.match["name"]
+        try:
+            ref = parse_reference(name)
+        except ValueError as e:
+            raise http.HTTPError(400, str(e))
+        try:
+            local = self.engine.images.resolve(name)
+        except (ImageNotFound, ValueError):
+            local = None
+        if ref.repository != "docker.io/library/busybox" or local is None:
+            registry = Registry(self.registry_host(ref), self.credentials(req))
+            try:
+                return http.json_response(await asyncio.to_thread(registry.describe, ref.path,
+                                                                  ref.digest or ref.tag))
+            except (RegistryError, AuthError, DigestMismatch, ValueError, OSError) as e:
+                if local is None:
+                    status = _registry_status(e)
+                    raise http.HTTPError(status, f"manifest for {ref.familiar()} not found: manifest unknown"
+                                         if status == 404 else str(e))
+        cfg = local.config
+        return http.json_response({
+            "Descriptor": {"mediaType": local.manifest.get("mediaType") or "application/vnd.oci.image.manifest.v1+json",
+                           "digest": local.manifest_digest,
+                           "size": self.engine.images.content.size(local.manifest_digest)},
+            "Platforms": [{k: cfg[k] for k in ("architecture", "os", "variant") if cfg.get(k)}]})
 
     # ---- push ------------------------------------------------------------------------------------
     async def image_push(self, req):
@@ -263,5 +297,6 @@ def register(api, server: http.Server) -> None:
         ("POST", r"/images/create", r.images_create),
         ("POST", r"/images/(?P<name>.+)/push", r.image_push),
         ("POST", r"/auth", r.auth),
+        ("GET", r"/distribution/(?P<name>.+)/json", r.distribution),
     ]:
         server.route(method, pattern, errors(handler))

@@ -4,10 +4,11 @@ What this teaches
 -----------------
 The daemon is the single owner of state. It validates a request, records the new state atomically
 (temp + fsync + rename), and asks the runtime to do the kernel work. It keeps no kernel logic of its
-own. A container moves through docker's states::
+own. A container moves through docker's states (``rules.TRANSITIONS``; every move goes through
+``state.transition``, which checks the table, persists and emits the event)::
 
     created --start--> running --exit--> exited --start--> running ...
-       \\______________________________ rm ____________________________/--> (removed)
+       \\______________________________ rm ___________________________/--> removing --> (removed)
 
 Waiting is the interesting part: ``docker run`` asks to be told of the *next* exit (``wait``
 with ``condition=next-exit``) before it starts the container, and ``--rm`` waits for ``removed``.
@@ -33,8 +34,9 @@ from .config import ConfigError, ContainerConfig, from_create_request, validate_
 from ..units import human_duration
 from ..volumes import VolumeStore
 from ..util import ZERO_TIME, atomic_write_json, new_id, now_rfc3339, parse_rfc3339, read_json
-from . import rules
+from . import health, rules, state as states
 from .events import Events
+from .state import Conflict, NotModified  # noqa: F401 (the API maps them to 409 and 304)
 
 log = logging.getLogger("minidockerd")
 
@@ -45,14 +47,6 @@ PLACEHOLDER_DIRS = ("/proc", "/sys", "/dev")
 
 
 class NotFound(LookupError):
-    pass
-
-
-class Conflict(Exception):
-    pass
-
-
-class NotModified(Exception):
     pass
 
 
@@ -99,6 +93,8 @@ class Container:
         self.restart_task: asyncio.Task | None = None
         self.backoff = 0.0
         self.exec_ids: list[str] = []
+        self.after_exit: list = []  # events owed once the process has exited (state.AFTER_EXIT)
+        self.health_task: asyncio.Task | None = None  # the health check's timer (daemon/health.py)
 
     @property
     def restart_policy(self) -> tuple[str, int]:
@@ -107,7 +103,7 @@ class Container:
 
     @property
     def running(self) -> bool:
-        return self.state["Status"] in ("running", "paused")
+        return self.state["Status"] in states.LIVE
 
     def save(self) -> None:
         atomic_write_json(os.path.join(self.dir, "state.json"),
@@ -184,6 +180,10 @@ class Engine:
                     raise Conflict(f'Conflict. The container name "/{name}" is already in use by container '
                                    f'"{c.id}". You have to remove (or rename) that container to be able to '
                                    "reuse that name.")
+        try:
+            health.validate(body.get("Healthcheck"))
+        except ValueError as e:
+            raise InvalidRequest(str(e))
         cid = new_id()
         name = name or self.generate_name()
         directory = os.path.join(self.root, "containers", cid)
@@ -241,6 +241,10 @@ class Engine:
         self.emit(c, "create")
         return cid, warnings
 
+    def transition(self, c: Container, action: str, fields: dict | None = None, **attrs) -> str:
+        """The one way a container changes status (``state.transition``): table, persist, event."""
+        return states.transition(c, action, self.emit, fields, **attrs)
+
     def emit(self, c: Container, action: str, **extra) -> None:
         attrs = {**c.cfg.labels, "image": c.cfg.image_ref, "name": c.name, **extra}
         self.events.emit("container", action, c.id, attrs)
@@ -263,11 +267,8 @@ class Engine:
     async def start(self, ref: str, restarting: bool = False) -> None:
         c = self.get(ref)
         async with c.lock:
-            if c.running:
-                raise NotModified()
-            if c.state["Status"] == "removing":
-                raise Conflict(f"container {c.id} is marked for removal and cannot be started")
-            if c.state["Status"] in ("exited", "restarting"):
+            states.check(c, "start")  # 304 when running, 409 when paused or being removed
+            if c.state["Status"] in (states.EXITED, states.RESTARTING):
                 await asyncio.to_thread(self.reset_for_restart, c)
             if not restarting:  # a user's start re-arms the restart policy
                 c.manually_stopped = False
@@ -282,9 +283,7 @@ class Engine:
                 pid = (await asyncio.to_thread(monitor.spawn_monitor, c.dir))["pid"]
             except RuntimeError as e:
                 await asyncio.to_thread(self.net.teardown, c)
-                c.state.update(Status="exited" if c.state["StartedAt"] != ZERO_TIME else "created",
-                               Error=str(e), ExitCode=127 if "exec" in str(e) else 128)
-                c.save()
+                states.record(c, Error=str(e), ExitCode=127 if "exec" in str(e) else 128)
                 raise StartError(str(e))
             # 2. Clients that attached before start are connected now, so no output is lost.
             pending, c.pending_attach = c.pending_attach, []
@@ -294,15 +293,12 @@ class Engine:
             reply = await asyncio.to_thread(monitor.request, c.dir, {"op": "start"})
             if reply.get("error"):
                 await asyncio.to_thread(self.net.teardown, c)
-                c.state.update(Error=reply["error"], ExitCode=128)
-                c.save()
+                states.record(c, Error=reply["error"], ExitCode=128)
                 raise StartError(reply["error"])
-            c.state.update(Status="running", Running=True, Pid=pid, ExitCode=0, Error="",
-                           StartedAt=reply.get("started_at") or now_rfc3339(), FinishedAt=ZERO_TIME,
-                           OOMKilled=False)
-            c.save()
             c.watcher = asyncio.create_task(self.watch(c))
-            self.emit(c, "start")
+            self.transition(c, "start", dict(Pid=pid, ExitCode=0, Error="", FinishedAt=ZERO_TIME, OOMKilled=False,
+                                             StartedAt=reply.get("started_at") or now_rfc3339()))
+            self.arm_health(c)
 
     def reset_for_restart(self, c: Container) -> None:
         for f in ("exit.json", "monitor.json"):
@@ -332,17 +328,25 @@ class Engine:
                 "exit_code": 255, "finished_at": now_rfc3339(), "error": "the container's monitor disappeared"}
         await self.on_exit(c, exit_rec)
 
+    def arm_health(self, c: Container, resume: bool = False) -> None:
+        """The health check's timer (daemon/health.py) for a container that runs now."""
+        try:
+            image_cfg = self.images.resolve(c.cfg.image_id).config.get("config", {})
+        except Exception:
+            image_cfg = {}
+        health.begin(self, c, image_cfg, resume=resume)
+
     async def on_exit(self, c: Container, rec: dict) -> None:
+        health.end(c)
         started = parse_rfc3339(c.state["StartedAt"]) if c.state["StartedAt"] != ZERO_TIME else time.time()
         await asyncio.to_thread(self.net.teardown, c)  # its address goes back to the pool, as docker's
-        c.state.update(Status="exited", Running=False, Paused=False, Restarting=False, Pid=0,
-                       ExitCode=int(rec.get("exit_code", 255)), FinishedAt=rec.get("finished_at") or now_rfc3339(),
-                       OOMKilled=bool(rec.get("oom_killed")), Error=rec.get("error") or "")
-        if os.path.isdir(c.dir):
-            c.save()
-        code = c.state["ExitCode"]
-        if c.id in self.containers:
-            self.emit(c, "die", exitCode=code)
+        fields = dict(Pid=0, ExitCode=int(rec.get("exit_code", 255)), OOMKilled=bool(rec.get("oom_killed")),
+                      FinishedAt=rec.get("finished_at") or now_rfc3339(), Error=rec.get("error") or "")
+        code = fields["ExitCode"]
+        if c.id in self.containers and c.state["Status"] in states.LIVE:
+            self.transition(c, "exit", fields, exitCode=code)
+        else:  # already removed (or being removed): only the exit's facts are kept
+            states.record(c, **fields)
         for f in c.next_exit:
             if not f.done():
                 f.set_result(code)
@@ -356,7 +360,7 @@ class Engine:
     def should_restart(self, c: Container, code: int) -> bool:
         """docker's restartmanager.ShouldRestart: never after a user's stop/kill."""
         name, max_retries = c.restart_policy
-        if c.state["Status"] == "removing":
+        if c.state["Status"] == states.REMOVING:
             return False
         return rules.should_restart(name, max_retries, c.restart_count, code, c.manually_stopped)
 
@@ -364,12 +368,11 @@ class Engine:
         """Back-off: 100 ms, doubled after every restart, at most a minute; back to 100 ms when the
         container had run for 10 s or more (it was healthy for a while)."""
         c.backoff = rules.next_backoff(c.backoff, ran_for)
-        c.state.update(Status="restarting", Restarting=True, Running=True)
-        c.save()
+        self.transition(c, "policy")
 
         async def later(delay=c.backoff):
             await asyncio.sleep(delay)
-            if c.state["Status"] != "restarting" or c.id not in self.containers:
+            if c.state["Status"] != states.RESTARTING or c.id not in self.containers:
                 return
             c.restart_count += 1
             c.restart_starting = True
@@ -377,11 +380,12 @@ class Engine:
                 # Shielded: a start cut in half would leave a paused process behind. stop/rm wait
                 # for it instead (see stop()).
                 await asyncio.shield(self.start(c.id, restarting=True))
-                self.emit(c, "restart")
+                if c.state["Status"] == states.RUNNING:  # (it may have exited already)
+                    self.transition(c, "restart")
             except Exception as e:
                 log.warning("restart of %s failed: %s", c.id[:12], e)
-                c.state.update(Status="exited", Restarting=False, Running=False, Error=str(e))
-                c.save()
+                if c.state["Status"] == states.RESTARTING:
+                    self.transition(c, "exit", dict(Error=str(e)), exitCode=c.state["ExitCode"])
             finally:
                 c.restart_starting = False
 
@@ -397,12 +401,11 @@ class Engine:
 
     def cancel_restart(self, c: Container) -> bool:
         """Stop a pending restart (stop/rm during the back-off). True if there was one."""
-        if c.state["Status"] != "restarting":
+        if c.state["Status"] != states.RESTARTING:
             return False
         if c.restart_task:
             c.restart_task.cancel()
-        c.state.update(Status="exited", Restarting=False, Running=False)
-        c.save()
+        self.transition(c, "stop")
         return True
 
     async def connect_attach(self, c: Container, reader, writer, opts: dict, done: asyncio.Future) -> None:
@@ -427,23 +430,23 @@ class Engine:
         """Returns a future that completes when the attach stream ends."""
         c = self.get(ref)
         done = asyncio.get_running_loop().create_future()
-        if c.state["Status"] == "created" or (c.state["Status"] == "exited" and c.lock.locked()):
+        if c.state["Status"] in (states.CREATED, states.RESTARTING) or (c.state["Status"] == states.EXITED and c.lock.locked()):
             c.pending_attach.append((reader, writer, opts, done))
         elif c.running:
             await self.connect_attach(c, reader, writer, opts, done)
         else:
-            # docker attaches to a stopped container and waits for its next start; keep it simple:
-            # the stream joins at the next start.
-            c.pending_attach.append((reader, writer, opts, done))
+            # Exited for good (no start under way): dockerd copies nothing and the stream ends at
+            # once; a client asking logs=1 has had its replay already.
+            done.set_result(None)
         return done
 
     async def wait(self, ref: str, condition: str) -> int:
         c = self.get(ref)
         loop = asyncio.get_running_loop()
         if condition in ("", "not-running"):
-            if not c.running and c.state["Status"] != "created":
+            if not c.running and c.state["Status"] != states.CREATED:
                 return c.state["ExitCode"]
-            if c.state["Status"] == "created" and condition == "not-running":
+            if c.state["Status"] == states.CREATED and condition == "not-running":
                 return c.state["ExitCode"]
             f = loop.create_future()
             c.next_exit.append(f)
@@ -462,51 +465,45 @@ class Engine:
     async def kill(self, ref: str, sig) -> None:
         c = self.get(ref)
         num = signal_number(sig)
-        if c.state["Status"] == "restarting":
-            raise Conflict(f"Cannot kill container: {c.id}: Container {c.id} is restarting, "
-                           "wait until the container is running")
-        if not c.running:
-            raise Conflict(f"Cannot kill container: {c.id}: Container {c.id} is not running")
+        states.check(c, "kill")
         if num in (signal.SIGKILL, signal.SIGTERM, signal.SIGINT):  # as dockerd: no restart after a kill
             c.manually_stopped = True
-            c.save()
-        self.emit(c, "kill", signal=num)
+        self.transition(c, "kill", signal=num)
         await signal_container(c, num)
         self.thaw_after_signal(c)
 
     def thaw_after_signal(self, c: Container) -> None:
         """A frozen process cannot act on a signal: a signalled paused container is thawed."""
-        if c.state["Status"] == "paused":
+        if c.state["Status"] == states.PAUSED:
             runtime.resources.unpause(c.cfg)
-            c.state.update(Status="running", Paused=False)
-            c.save()
+            self.transition(c, "unpause")
 
     async def stop(self, ref: str, timeout: int | None, sig=None) -> None:
         c = self.get(ref)
         c.manually_stopped = True
         await self.settle_restart(c)
-        if self.cancel_restart(c):
-            self.emit(c, "stop")
+        if self.cancel_restart(c):  # restarting -> exited, event "stop"
             return
         if not c.running:
             c.save()
-            raise NotModified()
+        states.check(c, "stop")  # 304 when it is stopped already
         num = signal_number(sig or c.cfg.stop_signal)
         if timeout is None:
             timeout = (c.request.get("StopTimeout") if isinstance(c.request.get("StopTimeout"), int) else 10)
         f = asyncio.get_running_loop().create_future()
         c.next_exit.append(f)
-        self.emit(c, "kill", signal=num)
+        self.transition(c, "stop")  # a request: its event follows the "die"
+        self.transition(c, "kill", signal=num)
         await signal_container(c, num)
         self.thaw_after_signal(c)
         try:
             # A negative timeout waits for ever (docker's -1).
             await asyncio.wait_for(asyncio.shield(f), None if timeout < 0 else timeout)
         except asyncio.TimeoutError:
-            self.emit(c, "kill", signal=int(signal.SIGKILL))
+            if c.running:
+                self.transition(c, "kill", signal=int(signal.SIGKILL))
             await signal_container(c, signal.SIGKILL)
             await f
-        self.emit(c, "stop")
 
     async def restart(self, ref: str, timeout: int | None, sig=None) -> None:
         c = self.get(ref)
@@ -515,7 +512,7 @@ class Engine:
         except NotModified:
             pass
         await self.start(c.id)
-        self.emit(c, "restart")
+        self.transition(c, "restart")
 
     def rename(self, ref: str, new_name: str) -> None:
         c = self.get(ref)
@@ -546,7 +543,7 @@ class Engine:
             until = parse_timestamp(v)
         deleted, reclaimed = [], 0
         for c in list(self.containers.values()):
-            if c.state["Status"] not in ("created", "exited", "dead"):
+            if c.state["Status"] not in states.STOPPED:
                 continue
             if filters and "label" in filters and not matches_filters(c, {"label": filters["label"]}):
                 continue
@@ -561,19 +558,16 @@ class Engine:
         """docker rm [-f] [-v]: ``volumes`` removes the container's anonymous volumes too."""
         c = self.get(ref)
         await self.settle_restart(c)
-        if c.lock.locked() and c.state["Status"] == "created":
+        if c.lock.locked() and c.state["Status"] == states.CREATED:
             async with c.lock:  # a start in progress: let it finish rather than pull the floor away
                 pass
-        if c.state["Status"] == "restarting":
-            if not force:
-                raise Conflict(f"You cannot remove a restarting container {c.id}. Stop the container "
-                               "before attempting removal or force remove")
-            self.cancel_restart(c)
+        if c.state["Status"] == states.REMOVING:  # a removal is under way (auto-remove, another rm)
+            return
+        states.check(c, "rm -f" if force else "rm")  # docker's 409 for a live container without -f
+        self.cancel_restart(c)
         if c.running:
             c.manually_stopped = True
-            if not force:
-                raise Conflict(f"You cannot remove a running container {c.id}. Stop the container before "
-                               "attempting removal or force remove")
+            self.transition(c, "rm -f")  # a request: the exit below makes it "exited"
             f = asyncio.get_running_loop().create_future()
             c.next_exit.append(f)
             # The whole tree through its cgroup: works on a paused container too.
@@ -582,9 +576,9 @@ class Engine:
             await f
             if c.id not in self.containers:  # auto-removed meanwhile
                 return
-        if c.state["Status"] == "removing":
+        if c.state["Status"] == states.REMOVING:
             return
-        c.state["Status"] = "removing"
+        self.transition(c, "rm")
         self.containers.pop(c.id, None)
         for conn in c.pending_attach:
             conn[1].close()
@@ -597,7 +591,7 @@ class Engine:
         await asyncio.to_thread(api_volumes.release, self, c.id, c.cfg.volume_mounts, volumes)
         for eid in c.exec_ids:
             self.execs.pop(eid, None)
-        self.emit(c, "destroy")
+        self.transition(c, "destroy")
         for f in c.removed + c.next_exit:
             if not f.done():
                 f.set_result(c.state["ExitCode"])
@@ -656,10 +650,11 @@ class Engine:
             self.containers[cid] = c
             from . import api_volumes
             api_volumes.reacquire(self, cid, c.cfg.volume_mounts)
-            if c.state["Status"] in ("running", "paused"):
+            if c.state["Status"] in states.LIVE:
                 # Re-attach; if the monitor died meanwhile, watch() reads exit.json (reconcile).
                 c.watcher = asyncio.create_task(self.watch(c))
-            elif c.state["Status"] == "created":
+                self.arm_health(c, resume=True)
+            elif c.state["Status"] == states.CREATED:
                 # The daemon died between "create the process" and "start": that process still
                 # waits before exec under its monitor. Kill it; the container stays "created".
                 mon = read_json(os.path.join(d, "monitor.json"))
@@ -667,9 +662,9 @@ class Engine:
                     runtime.signal_pid(mon["pid"], signal.SIGKILL)
                     await asyncio.sleep(0.1)
                     await asyncio.to_thread(self.reset_for_restart, c)
-            elif c.state["Status"] == "restarting":
-                c.state.update(Status="exited", Restarting=False, Running=False)
-            elif c.state["Status"] == "removing":
+            elif c.state["Status"] == states.RESTARTING:  # the pending restart died with the daemon
+                self.transition(c, "stop")
+            elif c.state["Status"] == states.REMOVING:
                 self.containers.pop(cid)
                 await asyncio.to_thread(delete_container_dir, d)
         await asyncio.to_thread(self.sweep_snapshots)
@@ -680,7 +675,7 @@ class Engine:
         # "unless-stopped" unless a user stopped them).
         for c in list(self.containers.values()):
             name, _ = c.restart_policy
-            if c.state["Status"] == "exited" and not (c.watcher and not c.watcher.done()) and (
+            if c.state["Status"] == states.EXITED and not (c.watcher and not c.watcher.done()) and (
                     name == "always" or (name == "unless-stopped" and not c.manually_stopped)):
                 try:
                     await self.start(c.id, restarting=True)
@@ -749,7 +744,8 @@ class Engine:
                 "Image": c.cfg.image_ref, "Volumes": req.get("Volumes"), "WorkingDir": c.cfg.working_dir,
                 "Entrypoint": req.get("Entrypoint") if req.get("Entrypoint") is not None else image_cfg.get("Entrypoint"),
                 "OnBuild": None, "Labels": c.cfg.labels, "StopSignal": c.cfg.stop_signal,
-                **({"StopTimeout": req["StopTimeout"]} if req.get("StopTimeout") is not None else {})},
+                **({"StopTimeout": req["StopTimeout"]} if req.get("StopTimeout") is not None else {}),
+                **({"Healthcheck": hc} if (hc := req.get("Healthcheck") or image_cfg.get("Healthcheck")) else {})},
             "NetworkSettings": self.net.settings(c),
         }
 
@@ -757,7 +753,7 @@ class Engine:
         st = c.state
         if st["Status"] in ("running", "paused"):
             status = "Up " + human_duration(time.time() - parse_rfc3339(st["StartedAt"]))
-            status += " (Paused)" if st["Status"] == "paused" else ""
+            status += " (Paused)" if st["Status"] == "paused" else health.ps_suffix(st)
         elif st["Status"] == "restarting":
             status = f"Restarting ({st['ExitCode']}) " + human_duration(time.time() - parse_rfc3339(st["FinishedAt"])) + " ago"
         elif st["Status"] == "exited":
@@ -951,6 +947,8 @@ def matches_filters(c: Container, filters: dict) -> bool:
                     return False
         if key == "ancestor" and not any(v in (c.cfg.image_ref, c.cfg.image_id) for v in vals):
             return False
+        if key == "health" and (c.state.get("Health") or {}).get("Status", "none") not in vals:
+            return False  # starting, healthy, unhealthy, or none (no health check)
     return True
 
 

@@ -20,6 +20,7 @@ from ..runtime import monitor
 from .config import ConfigError, ContainerConfig, _as_list, merge_env
 from ..util import new_id, read_json
 from .engine import Conflict, Container, Engine, InvalidRequest, NotFound, background
+from . import state as states
 
 
 class Exec:
@@ -54,11 +55,11 @@ def create(engine: Engine, ref: str, body: dict) -> Exec:
     c = engine.get(ref)
     if not isinstance(body, dict):
         raise InvalidRequest("invalid JSON: the request body must be an object")
-    if c.state["Status"] == "paused":
+    if c.state["Status"] == states.PAUSED:
         raise Conflict(f"Container {c.id} is paused, unpause the container before exec")
-    if c.state["Status"] == "restarting":
+    if c.state["Status"] == states.RESTARTING:
         raise Conflict(f"Container {c.id} is restarting, wait until the container is running")
-    if c.state["Status"] != "running":
+    if c.state["Status"] != states.RUNNING:
         raise Conflict(f"Container {c.id} is not running")
     try:
         argv = _as_list(body.get("Cmd"), "Cmd")
@@ -95,7 +96,7 @@ async def start(engine: Engine, ex: Exec, client=None, console_size=None) -> asy
     c = ex.container
     if ex.started:
         raise Conflict(f"Error: Exec command {ex.id} has already run")
-    if c.state["Status"] != "running":
+    if c.state["Status"] != states.RUNNING:
         raise Conflict(f"Container {c.id} is not running")
     ex.started = True
     try:

@@ -42,6 +42,9 @@ def parse_args(argv):
                         "(the root must be on btrfs)")
     p.add_argument("--cgroup-parent", default="minidocker",
                    help="parent cgroup of every container's cgroup (default minidocker)")
+    p.add_argument("--default-registry", default=os.environ.get("MINIDOCKER_DEFAULT_REGISTRY", ""),
+                   help="host[:port] that Docker Hub names (busybox, alice/tool) are pulled from, like a "
+                        "registry mirror (default: Docker Hub itself; busybox is always built offline)")
     p.add_argument("-b", "--bridge", default="minidocker0", help="the default network's bridge (chapter 11)")
     p.add_argument("--bip", default="", help="the default bridge's address and prefix, e.g. 172.17.0.1/16 "
                    "(default: the first pool subnet the host does not route)")
@@ -97,7 +100,8 @@ async def serve(args) -> None:
     server = http.Server(extra_headers=wire.docker_headers(f"minidocker/{__version__} (linux)"),
                          version_check=wire.version_error, spool_dir=os.path.join(args.root, "tmp"))
     API(engine, {"id": "minidocker", "warnings": [warning] if warning else [],
-                 "cgroup_version": cgroup_version(), "os": os_name()}).register(server)
+                 "cgroup_version": cgroup_version(), "os": os_name(),
+                 "default_registry": args.default_registry}).register(server)
     hosts = args.host or [os.environ.get("MINIDOCKER_HOST") or DEFAULT_HOST]
     unix_paths = [h[len("unix://"):] for h in hosts if h.startswith("unix://")]
     tcp_hosts = [h for h in hosts if not h.startswith("unix://")]

@@ -50,15 +50,24 @@ def should_restart(policy: str, max_retries: int, restart_count: int, exit_code:
     return False
 
 
-# state -> verb -> next state (absent: the verb is refused in that state: 304 or 409).
+# The container state machine: state -> action -> the state once the action is done. Absent: docker
+# refuses the action in that state (409, or 304 for a start of a running container / a stop of a
+# stopped one). The engine enforces this very table (``daemon/state.py``: every change of
+# ``State.Status`` goes through ``state.transition``); notebook 08 draws it; lab 08 rewrites it.
+# ``exit`` is the process ending on its own (event ``die``), ``policy`` a restart policy firing,
+# ``destroy`` the end of a removal. ``kill``/``stop``/``rm -f`` of a live container only *ask* the
+# process to end: the container gets to "exited" through the ``exit`` that follows.
 TRANSITIONS: dict[str, dict[str, str]] = {
-    "created": {"start": "running", "rm": "removed"},
+    "created": {"start": "running", "rm": "removing", "rm -f": "removing"},
     "running": {"exit": "exited", "stop": "exited", "kill": "exited", "pause": "paused",
-                "restart": "running", "rm -f": "removed"},
-    "paused": {"unpause": "running", "kill": "exited", "stop": "exited", "rm -f": "removed"},
-    "restarting": {"start": "running", "stop": "exited", "rm -f": "removed"},
-    "exited": {"start": "running", "restart": "running", "policy": "restarting", "rm": "removed"},
-    "dead": {"rm": "removed"},
+                "restart": "running", "rm -f": "removing"},
+    "paused": {"unpause": "running", "exit": "exited", "kill": "exited", "stop": "exited",
+               "rm -f": "removing"},
+    "restarting": {"start": "running", "exit": "exited", "stop": "exited", "rm -f": "removing"},
+    "exited": {"start": "running", "restart": "running", "policy": "restarting", "rm": "removing",
+               "rm -f": "removing"},
+    "dead": {"rm": "removing", "rm -f": "removing"},
+    "removing": {"destroy": "removed"},
 }
 
 

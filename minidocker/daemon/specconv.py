@@ -212,9 +212,6 @@ def to_spec(cfg: ContainerConfig, host: dict | None, container_dir: str, *,
             warnings.append(f"{flag} is not supported by minidocker yet: ignored")
     if host.get("DeviceRequests"):
         raise ConfigError("HostConfig.DeviceRequests (--gpus): device requests are not supported by minidocker")
-    health = (config or {}).get("Healthcheck") or {}
-    if health.get("Test") and health["Test"] != ["NONE"]:
-        warnings.append("health checks (Config.Healthcheck) are not supported by minidocker yet: ignored")
     privileged = bool(host.get("Privileged"))
     sec = security_opts(host.get("SecurityOpt"))
     try:

@@ -404,16 +404,17 @@ def _index_entries(store: ImageStore, images_and_refs: list[tuple[Image, str | N
 
 
 def _select(store: ImageStore, names: list[str]) -> list[tuple[Image, str | None]]:
-    """Resolve the names ``save`` was given: a name keeps its tag, an id saves all its tags."""
+    """Resolve the names ``save`` was given: a name keeps its tag; an id (or a digest reference)
+    saves the image alone, with no tag (dockerd: ``RepoTags`` null for ``docker save <id>``)."""
     out: list[tuple[Image, str | None]] = []
     for name in names:
         image = store.resolve(name)
         refs: list[str | None]
         try:
             named = parse_reference(name)
-            refs = [str(named)] if str(named) in image.refs else list(image.refs) or [None]
+            refs = [str(named)] if str(named) in image.refs else [None]
         except InvalidReference:
-            refs = list(image.refs) or [None]
+            refs = [None]
         for ref in refs:
             if (image.manifest_digest, ref) not in [(i.manifest_digest, r) for i, r in out]:
                 out.append((image, ref))

@@ -223,6 +223,19 @@ class Registry:
             raise RegistryError(f"manifest for {repo}:{reference} is not JSON") from None
         return data, media, digest
 
+    def describe(self, repo: str, reference: str) -> dict:
+        """What ``GET /distribution/NAME/json`` answers: the descriptor the name resolves to, and the
+        platforms it offers (an index lists them; a single manifest's config says its own)."""
+        data, media, digest = self.get_manifest(repo, reference)
+        doc = json.loads(data)
+        if media in INDEX_MEDIA_TYPES:
+            platforms = [m["platform"] for m in doc.get("manifests") or [] if isinstance(m.get("platform"), dict)]
+        else:
+            reader = _BlobReader(self, repo, doc["config"], _quiet, threading.Event())
+            cfg = json.loads(b"".join(iter(reader.read, b"")))
+            platforms = [{k: cfg[k] for k in ("architecture", "os", "variant") if cfg.get(k)}]
+        return {"Descriptor": {"mediaType": media, "digest": digest, "size": len(data)}, "Platforms": platforms}
+
     def resolve(self, repo: str, reference: str, platform: dict | None = None, progress: Progress = _quiet
                 ) -> tuple[bytes, dict, str]:
         """Tag/digest -> this platform's image manifest (following an index)."""

@@ -21,11 +21,13 @@ Everything a registry client needs *below* the distribution API, on the standard
 """
 from __future__ import annotations
 
+import errno
 import glob
 import http.client
 import ipaddress
 import json
 import os
+import socket
 import ssl
 import threading
 import time
@@ -84,6 +86,24 @@ def registry_error(status: int, body: bytes, what: str) -> RegistryError:
     return err
 
 
+def dial_error(scheme: str, host: str, e: Exception) -> str:
+    """A failed connection in the words of Go's net/http, which dockerd passes on:
+    ``Get "https://127.0.0.1:1/v2/": dial tcp 127.0.0.1:1: connect: connection refused``."""
+    name, _, port = host.rpartition(":") if host.rpartition(":")[2].isdigit() else (host, "", "")
+    addr = f"{name}:{port or (443 if scheme == 'https' else 80)}"
+    if isinstance(e, ConnectionRefusedError):
+        why = f"dial tcp {addr}: connect: connection refused"
+    elif isinstance(e, socket.gaierror):
+        why = f"dial tcp: lookup {name}: no such host"
+    elif isinstance(e, (TimeoutError, socket.timeout)):
+        why = f"dial tcp {addr}: i/o timeout"
+    elif isinstance(e, OSError) and e.strerror:
+        why = f"dial tcp {addr}: connect: {e.strerror.lower()}"
+    else:
+        why = str(e)
+    return f'Get "{scheme}://{host}/v2/": {why}'
+
+
 class Transport:
     """Requests to one registry host (``127.0.0.1:5000``), safe to share between threads."""
 
@@ -136,7 +156,7 @@ class Transport:
         with self._lock:
             if self.scheme is not None:
                 return
-            errors = []
+            errors, unreachable = [], {}
             # docker tries HTTPS first even for insecure registries. On the loopback interface nobody
             # can listen in, so we try plain HTTP first there: a TLS server answers a plain request
             # at once with an error, while a plain server may wait forever for a TLS ClientHello's end.
@@ -151,6 +171,9 @@ class Transport:
                     r.read()
                 except (OSError, http.client.HTTPException) as e:
                     errors.append(f"{scheme}: {e}")
+                    if isinstance(e, (ConnectionError, socket.gaierror, TimeoutError)) or \
+                            getattr(e, "errno", None) in (errno.ENETUNREACH, errno.EHOSTUNREACH):
+                        unreachable.setdefault(scheme, e)
                     self._conn(scheme, self.host).close()
                     continue
                 self.log.append(("GET", f"{scheme}://{self.host}/v2/", r.status))
@@ -162,6 +185,9 @@ class Transport:
                     continue
                 self.scheme = scheme
                 return
+            if len(unreachable) == len(errors):  # nobody answered at all: say it as dockerd does
+                scheme = "https" if "https" in unreachable else order[0]
+                raise RegistryError(dial_error(scheme, self.host, unreachable[scheme]))
             hint = "" if self.insecure else " (plain HTTP is allowed only for insecure registries)"
             raise RegistryError(f"cannot reach registry {self.host}: {'; '.join(errors)}{hint}")
 

@@ -17,8 +17,8 @@ small process per container, *detached* (own session, re-parented to init), and 
   every waiter and leaves.
 
 Control protocol (one JSON line per connection, then):
-``{"op":"attach","stdin":b,"stdout":b,"stderr":b}`` -> ``ok`` line, then the stream: docker's 8-byte
-framed stdout/stderr (raw bytes with a TTY) from the monitor, stdin bytes to it; the client's
+``{"op":"attach","stdin":b,"stdout":b,"stderr":b[,"raw":b]}`` -> ``ok`` line, then the stream: docker's
+8-byte framed stdout/stderr (raw bytes with a TTY, or when ``raw`` asks so) from the monitor, stdin bytes to it; the client's
 half-close closes the container's stdin when StdinOnce. ``{"op":"start"}`` -> ``{"pid":N}`` once
 the container was told to exec. ``{"op":"wait"}`` -> the exit record when it exits.
 ``{"op":"resize","h":H,"w":W}``, ``{"op":"kill","signal":N}`` and ``{"op":"state"}`` -> one JSON line.
@@ -108,6 +108,9 @@ class Attacher:
         # the whole sequence follows (then the client detaches) or not (then they are passed on).
         self.detach_keys = parse_detach_keys(req.get("detach_keys")) if self.stdin else b""
         self.held = b""
+        # "raw": the client's own framing choice (an exec start's Tty, as dockerd follows it);
+        # None follows the process: raw bytes from a pty, 8-byte frames otherwise.
+        self.raw = req.get("raw")
 
     def filter_stdin(self, data: bytes) -> tuple[bytes, bool]:
         """-> (bytes for the container, whether the client typed the detach sequence)."""
@@ -238,13 +241,10 @@ class Monitor:
         stream = self.outputs[fd]
         self.write_log(stream, data)
         for a in list(self.attachers):
-            if self.tty:
-                ok = a.send(data)
-            elif (stream == STDOUT and a.stdout) or (stream == STDERR and a.stderr):
-                ok = a.send(frame(stream, data))
-            else:
-                ok = True
-            if not ok:
+            if not self.tty and not ((stream == STDOUT and a.stdout) or (stream == STDERR and a.stderr)):
+                continue
+            raw = self.tty if a.raw is None else a.raw
+            if not a.send(data if raw else frame(stream, data)):
                 self.drop(a)
         return True
 

@@ -336,20 +336,30 @@ def ping_unix(sock: Path, timeout: float = 0.5) -> bool:
         return False
 
 
-def minidocker_contender(ws: Workspace) -> Contender:
-    """Start our own minidockerd on a temporary root and socket; the CLI talks to it."""
-    name = "minidocker run --rm"
-    cli, daemon = venv_tool("minidocker"), venv_tool("minidockerd")
-    if not cli or not daemon:
-        return Contender(name, status="unavailable",
-                         why="minidocker/minidockerd not installed in the venv (make setup)")
-    root, sock = ws.path("minidocker", "root"), ws.dir / "minidocker" / "md.sock"
+def start_minidockerd(ws: Workspace, tree: str | None = None) -> tuple[str | None, str]:
+    """Start our own minidockerd on a temporary root and socket, once per run (the ``minidocker``
+    and ``docker`` contenders and the ``rss`` benchmark share it); returns (host URL, "") or
+    (None, why it is unavailable). ``ws.minidockerd_pid`` holds its pid. ``tree``: run another
+    checkout's code instead (``--compare-tree``), as a second daemon with its own root."""
+    attr = "minidockerd_other" if tree else "minidockerd"
+    if hasattr(ws, attr):
+        return getattr(ws, attr)
+    daemon = venv_tool("minidockerd")
+    if not daemon:
+        setattr(ws, attr, (None, "minidockerd not installed in the venv (make setup)"))
+        return getattr(ws, attr)
+    sub = "minidocker-other" if tree else "minidocker"
+    root, sock = ws.path(sub, "root"), ws.dir / sub / "md.sock"
     host = f"unix://{sock}"
-    log = open(ws.dir / "minidocker" / "minidockerd.log", "wb")
-    proc = subprocess.Popen([daemon, "--root", str(root), "--host", host,  # its own bridge and nft table
-                             "--bridge", "mdbench0", "--nft-table", "minidocker_bench",
-                             "--cgroup-parent", f"{CGROUP_NAME}/minidocker"], stdin=subprocess.DEVNULL,
+    log = open(ws.dir / sub / "minidockerd.log", "wb")
+    env = dict(python_env(), PYTHONPATH=tree) if tree else python_env()
+    n = 1 if tree else 0  # its own bridge, nft table and cgroup parent (two daemons with --compare-tree)
+    proc = subprocess.Popen([daemon, "--root", str(root), "--host", host,
+                             "--bridge", f"mdbench{n}", "--nft-table", "minidocker_bench" + ("_other" if tree else ""),
+                             "--cgroup-parent", f"{CGROUP_NAME}/{sub}"], stdin=subprocess.DEVNULL, env=env,
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    if not tree:
+        ws.minidockerd_pid = proc.pid
 
     def stop_daemon():
         if proc.poll() is None:
@@ -371,17 +381,54 @@ def minidocker_contender(ws: Workspace) -> Contender:
     while time.monotonic() < deadline and proc.poll() is None and not ping_unix(sock):
         time.sleep(0.05)
     if not ping_unix(sock):
-        tail = (ws.dir / "minidocker" / "minidockerd.log").read_text(errors="replace").strip().splitlines()[-3:]
+        tail = (ws.dir / sub / "minidockerd.log").read_text(errors="replace").strip().splitlines()[-3:]
         state = f"exited with {proc.returncode}" if proc.poll() is not None else "did not answer in 30 s"
-        return Contender(name, status="unavailable", why=f"minidockerd {state}: {' | '.join(tail)}")
-    env = dict(os.environ, MINIDOCKER_HOST=host, DOCKER_HOST=host)
+        setattr(ws, attr, (None, f"minidockerd {state}: {' | '.join(tail)}"))
+    else:
+        setattr(ws, attr, (host, ""))
+    return getattr(ws, attr)
+
+
+def minidocker_contender(ws: Workspace, tree: str | None = None) -> Contender:
+    """``minidocker run --rm busybox true`` against our own minidockerd (``tree``: CLI and daemon
+    from another checkout)."""
+    name = "minidocker run --rm" + (" (--compare-tree)" if tree else "")
+    cli = venv_tool("minidocker")
+    host, why = start_minidockerd(ws, tree)
+    if not cli or not host:
+        return Contender(name, status="unavailable", why=why or "minidocker not installed in the venv (make setup)")
+    env = python_env(MINIDOCKER_HOST=host, DOCKER_HOST=host)
+    if tree:
+        env["PYTHONPATH"] = tree
     return Contender(name, [cli, "run", "--rm", "busybox", "true"], env=env)
 
 
-def oci_bundle(ws: Workspace, tool: str) -> Path:
+def docker_contender(ws: Workspace) -> Contender:
+    """The real ``docker run --rm busybox true`` (Go CLI) against the same minidockerd."""
+    name = "docker run --rm (minidockerd)"
+    docker = shutil.which("docker")
+    host, why = start_minidockerd(ws)
+    if not docker or not host:
+        return Contender(name, status="unavailable" if docker else "not installed", why=why or "docker CLI")
+    env = dict(os.environ, DOCKER_HOST=host, DOCKER_CONFIG=str(ws.path("docker-config")))
+    return Contender(name, [docker, "run", "--rm", "busybox", "true"], env=env)
+
+
+def python_env(**extra) -> dict:
+    """The environment minidocker's commands run in: this tree first on the path (the venv's entry
+    points would otherwise import the tree they were installed from), and bytecode written and
+    used — an installed tool has its ``.pyc`` files; PYTHONDONTWRITEBYTECODE (set in some shells)
+    would make every run compile every module from source (~2x the start-up)."""
+    env = dict(os.environ, PYTHONPATH=str(BENCH_DIR.parent), **extra)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    return env
+
+
+def oci_bundle(ws: Workspace, tool: str, name: str | None = None) -> Path:
     """An OCI bundle over the busybox rootfs: ``TOOL spec``, then no terminal, args ["true"], the
-    absolute rootfs path (read-only, shared by runc and crun), and a cgroup under our own name."""
-    bundle = ws.path(f"bundle-{tool}")
+    absolute rootfs path (read-only, shared by runc and crun), and a cgroup under our own name.
+    ``name``: the bundle directory's, when one run of the benchmark needs two bundles of ``tool``."""
+    bundle = ws.path(f"bundle-{name or tool}")
     subprocess.run([tool, "spec"], cwd=bundle, check=True, capture_output=True)
     cfg_path = bundle / "config.json"
     cfg = json.loads(cfg_path.read_text())
@@ -468,6 +515,7 @@ def unshare_contender(ws: Workspace) -> Contender:
 
 START_CONTENDERS: dict[str, Callable[[Workspace], Contender]] = {
     "minidocker": minidocker_contender,
+    "docker": docker_contender,
     "runc": lambda ws: runtime_contender(ws, "runc"),
     "crun": lambda ws: runtime_contender(ws, "crun"),
     "podman": podman_contender,
@@ -493,9 +541,13 @@ def measure(c: Contender, runs: int, warmup: int) -> Measurement:
 def bench_start(ws: Workspace, args) -> list[Measurement]:
     """Container start: `true` in busybox, each tool's whole command."""
     results = []
-    for key in args.tools:
+    keys = list(args.tools)
+    if args.compare_tree and "minidocker" in keys:
+        keys.insert(keys.index("minidocker") + 1, "minidocker-compare")
+    for key in keys:
         try:
-            contender = START_CONTENDERS[key](ws)
+            contender = (minidocker_contender(ws, args.compare_tree) if key == "minidocker-compare"
+                         else START_CONTENDERS[key](ws))
         except Exception as e:  # a broken setup is reported, not fatal
             contender = Contender(key, status="failed", why=f"setup: {type(e).__name__}: {e}")
         m = measure(contender, args.runs, args.warmup)
@@ -513,7 +565,7 @@ def bench_runtime(ws: Workspace, args) -> list[Measurement]:
     validator is compiled on the first (warm-up) run and cached under its --root."""
     if not shutil.which("runc"):
         return [Measurement("runc run", status="not installed", why="bash bench/setup.sh")]
-    bundle = oci_bundle(ws, "runc")
+    bundle = oci_bundle(ws, "runc", "runtime")   # not start's bundle-runc: `runtime start` in one run
     cfg = json.loads((bundle / "config.json").read_text())
     cfg["linux"]["cgroupsPath"] = f"/{CGROUP_NAME}/runtime"
     (bundle / "config.json").write_text(json.dumps(cfg, indent=1))
@@ -523,7 +575,11 @@ def bench_runtime(ws: Workspace, args) -> list[Measurement]:
                                          "--bundle", str(bundle), cid]),
                   Contender("minidocker-runtime run", mdr + ["--root", str(ws.path("rt-md")), "run",
                                                             "--bundle", str(bundle), cid],
-                            env=dict(os.environ, PYTHONPATH=str(BENCH_DIR.parent)))]
+                            env=python_env())]
+    if args.compare_tree:  # another checkout (e.g. main) side by side: a change measured in one run
+        contenders.append(Contender("minidocker-runtime run (--compare-tree)",
+                                    mdr + ["--root", str(ws.path("rt-md-other")), "run", "--bundle", str(bundle), cid],
+                                    env=dict(python_env(), PYTHONPATH=args.compare_tree)))
     crun = shutil.which("crun")
     unmount = ["/sys/fs/cgroup/unified"] if any(str(h) == "/sys/fs/cgroup/unified" for h in cgroup_hierarchies()) else []
     contenders.append(Contender("crun run", [crun, "--root", str(ws.path("rt-crun")), "run", "--bundle", str(bundle), cid],
@@ -607,7 +663,7 @@ def bench_registry(ws: Workspace, args) -> list[Measurement]:
     Registry(host).push("bench/pull", "1", store, image)
     size_mb = sum(int(layer["size"]) for layer in image.manifest["layers"]) / 1e6
     print(f"  image: {len(image.manifest['layers'])} layers, {size_mb:.0f} MB compressed, on {host}", file=sys.stderr)
-    env = dict(os.environ, PYTHONPATH=str(BENCH_DIR.parent))
+    env = python_env()
     # With a snapshotter the store extracts each layer as it downloads (images/unpack.py stream_layer).
     md = ("import sys; from minidocker.registry.client import Registry; from minidocker.images.store import ImageStore; "
           "from minidocker.unionfs import new_snapshotter; "
@@ -648,9 +704,61 @@ def bench_registry(ws: Workspace, args) -> list[Measurement]:
 
 #: name -> (function, description). Add "unpack" (an image layer: tar / tarfile / umoci / minidocker)
 #: and "pull" (skopeo copy / minidocker pull from a local registry) here.
+def rss_kb(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+
+
+def pss_kb(pid: int) -> int:
+    """Proportional set size: each shared page divided among the processes sharing it (the monitors
+    are forked from one pre-loaded launcher, so their RSS counts the same pages five times)."""
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("Pss:"))
+
+
+def monitor_pids(root: Path) -> list[int]:
+    """The per-container monitors (minidocker's conmon), from each container's monitor.json."""
+    pids = []
+    for rec in (root / "containers").glob("*/monitor.json"):
+        try:
+            pids.append(int(json.loads(rec.read_text())["monitor_pid"]))
+        except (OSError, ValueError, KeyError):
+            pass
+    return pids
+
+
+def bench_rss(ws: Workspace, args) -> list[Measurement]:
+    """minidockerd's resident memory: idle (after one container ran and was removed, so the
+    lazily imported start path is counted), then with 5 running containers (``sleep``)."""
+    host, why = start_minidockerd(ws)
+    cli = venv_tool("minidocker")
+    if not host or not cli:
+        return [Measurement("minidockerd RSS", status="unavailable", why=why)]
+    env = python_env(MINIDOCKER_HOST=host)
+    run = lambda *a: subprocess.run([cli, *a], env=env, check=True, capture_output=True, text=True).stdout.strip()
+    pid = ws.minidockerd_pid
+    fresh = rss_kb(pid)
+    run("run", "--rm", "busybox", "true")
+    idle = rss_kb(pid)
+    ids = [run("run", "-d", "busybox", "sleep", "600") for _ in range(5)]
+    busy = rss_kb(pid)
+    mpids = monitor_pids(ws.dir / "minidocker" / "root")
+    monitors, monitors_pss = [rss_kb(p) for p in mpids], [pss_kb(p) for p in mpids]
+    run("rm", "-f", *ids)
+    print(f"  minidockerd RSS: fresh {fresh / 1024:.1f} MB, idle after a run {idle / 1024:.1f} MB, "
+          f"5 running {busy / 1024:.1f} MB ({(busy - idle) / 5 / 1024:.2f} MB per container); "
+          f"{len(monitors)} monitors: RSS {sum(monitors) / 1024:.1f} MB in all, PSS {sum(monitors_pss) / 1024:.1f} MB",
+          file=sys.stderr)
+    return [Measurement(n, status="measured", why=f"{kb / 1024:.1f} MB") for n, kb in
+            (("RSS fresh", fresh), ("RSS idle after one run", idle), ("RSS with 5 running", busy),
+             (f"RSS of the {len(monitors)} monitors", sum(monitors)),
+             (f"PSS of the {len(monitors)} monitors", sum(monitors_pss)))]
+
+
 BENCHMARKS: dict[str, tuple[Callable[[Workspace, argparse.Namespace], list[Measurement]], str]] = {
     "start": (bench_start, "container start: `true` in busybox"),
     "runtime": (bench_runtime, "OCI runtime alone: `true` from one prepared bundle (minidocker-runtime, runc, crun)"),
+    "rss": (bench_rss, "minidockerd's RSS idle and with 5 running containers"),
     "registry": (bench_registry, "pull of a ~100 MB 5-layer image from a local registry (and pull + unpack)"),
     "unpack": (lambda ws, args: __import__("unpack_bench").bench(ws, args, sys.modules[__name__]),
                "image unpack: 100 MB / 5,000 files, 1 and 4 layers (bench/unpack_bench.py)"),
@@ -689,6 +797,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=2, help="untimed runs first (default 2)")
     p.add_argument("--tools", default=",".join(START_CONTENDERS),
                    help=f"comma-separated subset of {','.join(START_CONTENDERS)}")
+    p.add_argument("--compare-tree", metavar="DIR",
+                   help="start, runtime: also time minidocker (its own daemon) / minidocker-runtime "
+                        "from another checkout, e.g. main's, side by side")
     p.add_argument("--json-dir", default=str(RESULTS_DIR), help="where NAME.json goes (default bench/results)")
     args = p.parse_args(argv)
     args.tools = [t.strip() for t in args.tools.split(",") if t.strip()]

@@ -28,7 +28,9 @@ import ctypes
 import errno
 import os
 from dataclasses import dataclass, field
-from typing import Any
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~8 ms on every start)
+if TYPE_CHECKING:
+    from typing import Any
 
 # --- constants (linux/sched.h, linux/mount.h, linux/prctl.h) --------------------------------------
 

@@ -41,15 +41,17 @@ maskedPaths, readonlyPaths; runtime-linux.md: Dev symbolic links).
 from __future__ import annotations
 
 import errno
-import ipaddress
 import os
 import re
 import select
 import stat
-import subprocess
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~8 ms on every start)
+if TYPE_CHECKING:
+    from typing import Any
 
 from . import kernel as K
 from .kernel import (MNT_DETACH, MS_BIND, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_PRIVATE, MS_RDONLY,
@@ -473,6 +475,7 @@ DEFAULT_DNS = ("8.8.8.8", "8.8.4.4")
 
 def _is_loopback(addr: str) -> bool:
     try:
+        import ipaddress
         return ipaddress.ip_address(addr.split("%", 1)[0]).is_loopback
     except ValueError:
         return False
@@ -793,6 +796,7 @@ def make_busybox_rootfs(directory: str, busybox: str = "/bin/busybox") -> str:
         with open(busybox, "rb") as src, open(dest, "wb") as dst:
             dst.write(src.read())
         os.chmod(dest, 0o755)
+    import subprocess
     applets = subprocess.run([busybox, "--list-full"], capture_output=True, text=True, check=True).stdout
     for rel in applets.split():
         if rel == "bin/busybox":

@@ -9,10 +9,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import secrets
-import threading
 import time
-from datetime import datetime, timezone
+
+# datetime, threading and secrets (hashlib, random) are imported where used: this module is on
+# every start-up path (the runtime CLI, the daemon), and those imports cost more than the helpers.
 
 
 def atomic_write(path: str, data: bytes | str, mode: int = 0o644, fsync: bool = True) -> None:
@@ -20,7 +20,7 @@ def atomic_write(path: str, data: bytes | str, mode: int = 0o644, fsync: bool = 
     if isinstance(data, str):
         data = data.encode()
     d = os.path.dirname(path) or "."
-    tmp = os.path.join(d, f".tmp-{os.path.basename(path)}-{secrets.token_hex(4)}")
+    tmp = os.path.join(d, f".tmp-{os.path.basename(path)}-{os.urandom(4).hex()}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
     try:
         with os.fdopen(fd, "wb") as f:
@@ -56,15 +56,15 @@ def read_json(path: str, default=None):
 
 
 def new_id() -> str:
-    """A container/exec id as docker makes them: 64 hex characters."""
-    return secrets.token_hex(32)
+    """A container/exec id as docker makes them: 64 hex characters (what secrets.token_hex does)."""
+    return os.urandom(32).hex()
 
 
 def now_rfc3339(t: float | None = None) -> str:
     """RFC 3339 with nanoseconds, UTC, as docker prints times: 2026-11-29T10:00:00.123456789Z."""
     ns = time.time_ns() if t is None else int(t * 1e9)
     sec, frac = divmod(ns, 1_000_000_000)
-    base = datetime.fromtimestamp(sec, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    base = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))  # UTC; no datetime import needed
     return f"{base}.{frac:09d}Z"
 
 
@@ -73,6 +73,7 @@ ZERO_TIME = "0001-01-01T00:00:00Z"
 
 def parse_rfc3339(s: str) -> float:
     """Inverse of :func:`now_rfc3339` (seconds since the epoch, float)."""
+    from datetime import datetime, timezone
     if not s or s.startswith("0001-"):
         return 0.0
     s = s.rstrip("Z")
@@ -92,6 +93,7 @@ class Leases:
     thing gone."""
 
     def __init__(self, lock=None):
+        import threading
         self.lock = lock or threading.RLock()
         self._counts: dict[str, int] = {}
 

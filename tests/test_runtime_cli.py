@@ -433,3 +433,29 @@ def test_probe_sees_the_same_confinement_under_runc_crun_and_minidocker_runtime(
     assert seen["minidocker-runtime"] == seen["runc"] == seen["crun"]
     if confinement == "docker":  # and it is Docker's confinement, not merely the same mistake twice
         assert (seen["runc"]["CapEff"], seen["runc"]["Seccomp"]) == ("00000000a80425fb", "2")
+
+
+def test_config_validator_cache_follows_the_schema_files(tmp_path, monkeypatch):
+    """The compiled config.json validator is cached by the schema files' identity: an edited schema
+    is compiled anew (a stale validator would accept what the new schema refuses)."""
+    from minidocker.runtime import specschema as V
+    from minidocker.runtime.spec import example
+    schemas, cache = tmp_path / "schema", tmp_path / "cache"
+    shutil.copytree(V.SCHEMA_DIR, schemas)
+    monkeypatch.setattr(V, "SCHEMA_DIR", str(schemas))
+    monkeypatch.setattr(V, "_validate", None)
+    config = example(["true"], False)
+    config.pop("hostname", None)
+    V.validate(config, str(cache))
+    (first,) = cache.iterdir()
+    top = schemas / V.TOP
+    doc = json.loads(top.read_text())
+    doc["required"] = sorted(set(doc.get("required", [])) | {"hostname"})
+    top.write_text(json.dumps(doc))
+    monkeypatch.setattr(V, "_validate", None)
+    with pytest.raises(V.InvalidConfig, match="hostname"):
+        V.validate(config, str(cache))
+    assert len(list(cache.iterdir())) == 2 and first.exists()
+    monkeypatch.setattr(V, "_validate", None)          # from the cache this time: still the new schema
+    with pytest.raises(V.InvalidConfig, match="hostname"):
+        V.validate(config, str(cache))

@@ -18,6 +18,7 @@ import secrets
 import shutil
 import struct
 import subprocess
+import sys
 
 import pytest
 
@@ -435,6 +436,41 @@ def test_compile_is_cached_and_install_records(tmp_path, monkeypatch):
     assert "instructions>" in rec.transcript()
     with pytest.raises(S.SeccompError, match="unknown seccomp flag"):
         S.install(Recorder(), dict(o, flags=["SECCOMP_FILTER_FLAG_NOPE"]))
+
+
+def test_seccomp_cache_follows_rules_and_library(tmp_path, monkeypatch):
+    """The disk cache is keyed by the rules and the library's identity: a changed profile or an
+    upgraded libseccomp/pyseccomp gets a fresh compile, never a stale program."""
+    monkeypatch.setenv("MINIDOCKER_CACHE", str(tmp_path))
+    base = {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+        {"names": ["getpid"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1 + secrets.randbelow(100)}]}
+    first, _ = S.compile_bpf(base)
+    changed = dict(base, syscalls=[dict(base["syscalls"][0], names=["getppid"])])
+    second, _ = S.compile_bpf(changed)
+    assert second != first and len(list((tmp_path / "seccomp").iterdir())) == 2
+    assert S.cache_key(base) != S.cache_key(changed)
+    ident = S.library_identity()
+    assert ident and any(S.LIBRARY in i for i in ident)      # found without importing pyseccomp
+    before = S.cache_key(base)
+    monkeypatch.setattr(S, "library_identity", lambda: ident[:-1] + ["pyseccomp.py:1:2"])
+    assert S.cache_key(base) != before                       # an upgraded binding: another key
+    S._memory.clear()
+    assert S.compile_bpf(base)[0] == first                   # recompiled under the new key
+    assert len(list((tmp_path / "seccomp").iterdir())) == 3
+
+
+def test_seccomp_cache_hit_does_not_import_libseccomp(tmp_path):
+    """A cached program is read without importing pyseccomp (whose import runs ldconfig)."""
+    code = ("import json, sys; from minidocker.security import seccomp as S; "
+            "p, _ = S.compile_bpf(json.loads(sys.argv[1])); "
+            "print(p.hex(), 'pyseccomp' in sys.modules)")
+    rules = json.dumps({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+        {"names": ["getpid"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1 + secrets.randbelow(100)}]})
+    env = dict(os.environ, MINIDOCKER_CACHE=str(tmp_path))
+    run = lambda: subprocess.run([sys.executable, "-c", code, rules], env=env, capture_output=True,
+                                 text=True, check=True).stdout.split()
+    cold, warm = run(), run()
+    assert cold == [cold[0], "True"] and warm == [cold[0], "False"]
 
 
 # --- unit tests: the device cgroup ----------------------------------------------------------------

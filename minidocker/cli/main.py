@@ -28,6 +28,8 @@ import sys
 import threading
 import time
 
+from ..timing import mark
+
 from ..units import ago
 from . import cgroups as cgroups_cli
 from . import security as security_cli
@@ -162,7 +164,9 @@ def pull(c: Client, image: str) -> None:
 def cmd_run(c: Client, a) -> int:
     if a.explain:
         return explain(c, a)
+    mark("cli", "flags")
     cid = create_container(c, a)
+    mark("cli", "POST /containers/create")
     if a.detach:
         c.request("POST", f"/containers/{cid}/start").check()
         print(cid)
@@ -189,8 +193,10 @@ def attach_and_start(c: Client, cid: str, interactive: bool, tty: bool, removed:
     waiter = Client(c.host)
     wait = waiter.open_stream("POST", f"/containers/{cid}/wait",
                               query={"condition": "removed" if removed else "next-exit"})
+    mark("cli", "attach and wait requests open")
     if start:
         c.request("POST", f"/containers/{cid}/start").check()
+        mark("cli", "POST /containers/start")
 
     restore = None
     if tty and sys.stdin.isatty():
@@ -222,7 +228,9 @@ def attach_and_start(c: Client, cid: str, interactive: bool, tty: bool, removed:
     if detached.is_set():  # ctrl-p ctrl-q: the container keeps running; do not wait for it
         wait.close()
         return 0
+    mark("cli", "output streamed until the attach ended")
     body = b"".join(wait)
+    mark("cli", "wait answered (removed)")
     try:
         status = json.loads(body or b"{}")
     except ValueError:
@@ -664,6 +672,7 @@ def tls_context(a):
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    mark("cli", "interpreter and imports")
     verb = requested_verb(argv)
     parser = build_parser(only=verb)
     if verb is None or verb not in parser.get_default("verbs"):

@@ -31,6 +31,7 @@ from ..images.store import ImageNotFound, ImageStore
 from ..images.unpack import collect, migrate, prune, unpack
 from ..runtime import monitor
 from .config import ConfigError, ContainerConfig, from_create_request, validate_name
+from ..timing import mark
 from ..units import human_duration
 from ..volumes import VolumeStore
 from ..util import ZERO_TIME, atomic_write_json, new_id, now_rfc3339, parse_rfc3339, read_json
@@ -180,6 +181,7 @@ class Engine:
                     raise Conflict(f'Conflict. The container name "/{name}" is already in use by container '
                                    f'"{c.id}". You have to remove (or rename) that container to be able to '
                                    "reuse that name.")
+        mark("daemon", "create: HTTP request to engine (resolve image)")
         try:
             health.validate(body.get("Healthcheck"))
         except ValueError as e:
@@ -209,6 +211,7 @@ class Engine:
                 mounts = rootfs[2](cid)
         except (LayerError, unionfs.SnapshotError, OSError) as e:
             raise InvalidRequest(f"cannot prepare the root filesystem of {image_name}: {e}")
+        mark("daemon", "create: config, snapshot prepare")
         cfg.rootfs_mounts = [dict(vars(m)) for m in mounts]
         cfg.storage_driver = self.driver
         from . import api_volumes   # the volumes chapter: -v, --mount, --tmpfs, image VOLUMEs
@@ -235,10 +238,12 @@ class Engine:
             drop_snapshots()
             api_volumes.release(self, cid, cfg.volume_mounts, remove_anonymous=True)
             raise
+        mark("daemon", "create: specconv, bundle written")
         c = Container(cid, directory, cfg, body, now_rfc3339(), name)
         c.save()
         self.containers[cid] = c
         self.emit(c, "create")
+        mark("daemon", "create: record saved")
         return cid, warnings
 
     def transition(self, c: Container, action: str, fields: dict | None = None, **attrs) -> str:
@@ -279,12 +284,14 @@ class Engine:
             # 0. Its network namespace, wired (veth, address, route, names, ports): the runtime joins it.
             await asyncio.to_thread(self.net.setup, c)
             # 1. The monitor creates the container and stops it just before exec.
+            mark("daemon", "start: HTTP request, network namespace wired")
             try:
                 pid = (await asyncio.to_thread(monitor.spawn_monitor, c.dir))["pid"]
             except RuntimeError as e:
                 await asyncio.to_thread(self.net.teardown, c)
                 states.record(c, Error=str(e), ExitCode=127 if "exec" in str(e) else 128)
                 raise StartError(str(e))
+            mark("daemon", "start: monitor spawned, runtime create done")
             # 2. Clients that attached before start are connected now, so no output is lost.
             pending, c.pending_attach = c.pending_attach, []
             for conn in pending:
@@ -299,6 +306,7 @@ class Engine:
             self.transition(c, "start", dict(Pid=pid, ExitCode=0, Error="", FinishedAt=ZERO_TIME, OOMKilled=False,
                                              StartedAt=reply.get("started_at") or now_rfc3339()))
             self.arm_health(c)
+            mark("daemon", "start: exec'd, state saved")
 
     def reset_for_restart(self, c: Container) -> None:
         for f in ("exit.json", "monitor.json"):
@@ -584,9 +592,11 @@ class Engine:
             conn[1].close()
             if not conn[3].done():
                 conn[3].set_result(None)
+        mark("daemon", "remove: begin")
         await asyncio.to_thread(self.net.teardown, c)
         await asyncio.to_thread(delete_container_dir, c.dir)
         await asyncio.to_thread(self.release_snapshot, c)
+        mark("daemon", "remove: network, directory and snapshots gone")
         from . import api_volumes
         await asyncio.to_thread(api_volumes.release, self, c.id, c.cfg.volume_mounts, volumes)
         for eid in c.exec_ids:

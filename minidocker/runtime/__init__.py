@@ -40,18 +40,24 @@ Files in ``root/cid/``: ``runtime.json`` (what ``state`` needs) and ``exec.fifo`
 from __future__ import annotations
 
 import errno
-import logging
 import os
 import select
 import signal as _signal
 import socket
 
+from ..timing import mark
 from ..util import atomic_write_json, now_rfc3339, read_json
 from . import resources, spec as S  # monitor.py (the engine's, above this API) is imported by its users: not on the runtime CLI's path
 
-log = logging.getLogger("minidocker.runtime")
 STATE_FILE = "runtime.json"
 FIFO = "exec.fifo"
+
+
+def _log():
+    """The runtime's logger, imported when first needed: ``logging`` costs more than a container's
+    mounts on the runtime CLI's start-up path, and only warnings use it."""
+    import logging
+    return logging.getLogger("minidocker.runtime")
 
 
 class ContainerError(RuntimeError):
@@ -106,7 +112,7 @@ def create(root: str, cid: str, bundle: str, *, stdio=(None, None, None), consol
     if refused:
         raise ContainerError(f"config.json: {', '.join(refused)}: not supported by minidocker's runtime")
     for name in ignored:
-        log.warning("container %s: config.json %s is not supported: ignored", cid, name)
+        _log().warning("container %s: config.json %s is not supported: ignored", cid, name)
     kinds, join = S.namespaces(spec)
     if "user" in kinds:
         raise ContainerError("user namespaces (linux.namespaces type \"user\") are not supported yet")
@@ -122,7 +128,9 @@ def create(root: str, cid: str, bundle: str, *, stdio=(None, None, None), consol
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     console_fd = _console_fd(console_socket)
     plan = cgroup_mount_plan() if S.wants_cgroupfs(spec) else []
+    mark("runtime", "create: load and check the spec")
     precompile_seccomp(spec)
+    mark("runtime", "create: seccomp compile (or cache)")
     cg_path = resources.cgroup_path(spec, cid)
     keep = (theirs.fileno(), fifo_fd) + ((console_fd,) if console_fd is not None else ())
     keep += tuple(range(3, 3 + preserve_fds))
@@ -136,9 +144,11 @@ def create(root: str, cid: str, bundle: str, *, stdio=(None, None, None), consol
             [k for k in kinds if k != "cgroup"], join=join, detach=True,
             stdin=stdio[0], stdout=stdio[1], stderr=stdio[2], pass_fds=keep)
         theirs.close()
+        mark("runtime", "create: fork the init into its namespaces")
         # The cgroup, before the init does anything: its cgroup namespace and the cgroupfs it
         # mounts are rooted here, and nothing it forks escapes the limits.
         resources.setup(spec, cid, proc.pid)
+        mark("runtime", "create: cgroup")
         ours.send(b"cgroup")
         ours.settimeout(60)
         answer = ours.recv(4096).decode(errors="replace")
@@ -147,6 +157,7 @@ def create(root: str, cid: str, bundle: str, *, stdio=(None, None, None), consol
             raise ContainerError(msg)
         # The device cgroup, now that the init made its /dev (its mknods must not be refused).
         resources.set_devices(spec, cid)
+        mark("runtime", "create: init ready, device rules")
     except BaseException:
         if proc is not None:
             proc.kill(_signal.SIGKILL)
@@ -167,10 +178,12 @@ def create(root: str, cid: str, bundle: str, *, stdio=(None, None, None), consol
         os.close(fifo_fd)
         if console_fd is not None and not isinstance(console_socket, int):
             os.close(console_fd)
+    # Atomic (rename) but not fsync'ed, as runc's state.json: it describes processes that a crash
+    # or reboot ends anyway, so durability buys nothing and two fsyncs cost more than the write.
     atomic_write_json(os.path.join(d, STATE_FILE), {
         "ociVersion": spec["ociVersion"], "id": cid, "pid": proc.pid, "starttime": _starttime(proc.pid),
         "bundle": bundle, "rootfs": S.root_path(spec, bundle), "created": now_rfc3339(),
-        "annotations": spec.get("annotations") or {}, "cgroup": cg_path})
+        "annotations": spec.get("annotations") or {}, "cgroup": cg_path}, fsync=False)
     if pid_file:
         atomic_write_text(pid_file, str(proc.pid))
     return proc

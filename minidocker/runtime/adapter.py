@@ -59,7 +59,7 @@ def signal_number(name: str | int) -> int:
 def _write_pid(path: str | None, pid: int) -> None:
     if path:
         from ..util import atomic_write
-        atomic_write(os.path.abspath(path), str(pid))
+        atomic_write(os.path.abspath(path), str(pid), fsync=False)  # a live pid: no use after a reboot
 
 
 class Runtime:

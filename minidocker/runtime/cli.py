@@ -31,6 +31,7 @@ import json
 import os
 import sys
 
+from ..timing import mark
 from .adapter import DEFAULT_ROOT, Runtime, RuntimeFailure, signal_number
 from .spec import example as default_spec  # what `runc spec` writes
 
@@ -306,6 +307,7 @@ def _create_or_run(rt: Runtime, a, run: bool) -> int:
         raise RuntimeFailure("--no-pivot is not supported: minidocker-runtime always uses pivot_root "
                              "(a root on a ramfs cannot be pivoted: use a tmpfs)")
     bundle, config = load_bundle(a.bundle, rt.root)
+    mark("runtime", "config.json read and validated")
     if a.explain:
         from .init import explain
         print(explain(bundle))
@@ -325,10 +327,12 @@ def _create_or_run(rt: Runtime, a, run: bool) -> int:
         t.start()
     proc = rt.create(a.id, bundle, pid_file=a.pid_file, console_socket=console_socket,
                      preserve_fds=a.preserve_fds, no_new_keyring=a.no_new_keyring)
+    mark("runtime", "create")
     if not run:
         return 0
     try:
         rt.start(a.id)
+        mark("runtime", "start")
     except BaseException:
         rt.delete(a.id, force=True)
         raise
@@ -342,8 +346,10 @@ def _create_or_run(rt: Runtime, a, run: bool) -> int:
         _proxy_console(conn)
         shutil.rmtree(proxy[2], ignore_errors=True)
     code = wait_child(proc)
+    mark("runtime", "wait")
     if not a.keep:
         rt.delete(a.id, force=True)
+        mark("runtime", "delete")
     return code
 
 
@@ -463,7 +469,9 @@ def dispatch(a) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    mark("runtime", "interpreter and imports")
     a = _parser(command_of(argv)).parse_args(argv)
+    mark("runtime", "flags")
     log = Log(a.log, a.log_format)
     try:
         return dispatch(a)

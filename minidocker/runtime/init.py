@@ -32,6 +32,7 @@ import termios
 
 from .. import kernel as K
 from .. import rootfs
+from ..timing import mark
 from . import spec as S
 
 # The security chapter, loaded now: after pivot_root the host's Python files are out of reach.
@@ -290,6 +291,7 @@ def container_main(spec: dict, bundle: str, sync_fd: int, fifo_fd: int, kernel=N
             os._exit(1)
         # 1. The caller put us in our cgroup: a cgroup namespace made now has it as its root, so
         #    /proc/self/cgroup shows "/" and the cgroupfs mounted below shows only our group.
+        mark("init", "waited for the cgroup")
         step = "1. cgroup namespace"
         if "cgroup" in kinds:
             k.unshare(K.CLONE_NEWCGROUP)
@@ -355,9 +357,11 @@ def container_main(spec: dict, bundle: str, sync_fd: int, fifo_fd: int, kernel=N
     # 9. Ready; wait for "start". Everything that can fail has failed by now: a broken rootfs is a
     #    create error, and output cannot be lost because clients attach before the exec.
     if real:
+        mark("init", "pid-1 checklist (steps 1-8)")
         os.write(sync_fd, b"ready")
         os.close(sync_fd)
         wait_for_start(fifo_fd)
+        mark("init", "blocked until start")
     return run_process(k, proc, linux, spec.get("hostname") or "",
                        init=(spec.get("annotations") or {}).get(S.ANNOTATION_INIT) == "true")
 
@@ -367,6 +371,7 @@ def run_process(k, proc: dict, linux: dict, hostname: str = "", init: bool = Fal
     real = not isinstance(k, K.Recorder)
     try:
         uid, _, _ = confine(k, proc, linux)
+        mark("init", "confine (capabilities, seccomp load)")
         # 13. cwd after the uid change, as runc: a directory the user may not enter fails here.
         k.chdir(proc["cwd"])
     except Exception as e:

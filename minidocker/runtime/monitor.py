@@ -431,7 +431,9 @@ class Monitor:
             self.receive_console()
         os.write(ready_fd, json.dumps({"pid": self.pid}).encode() + b"\n")
         os.close(ready_fd)
-        atomic_write_json(os.path.join(self.dir, "monitor.json"), {"monitor_pid": os.getpid(), "pid": self.pid})
+        # Live pids only (meaningless after a reboot): atomic, not fsync'ed.
+        atomic_write_json(os.path.join(self.dir, "monitor.json"), {"monitor_pid": os.getpid(), "pid": self.pid},
+                          fsync=False)
 
         # Wait for the container in a thread; a pipe wakes the selector when it has exited.
         done_r, done_w = os.pipe()

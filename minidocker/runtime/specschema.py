@@ -19,11 +19,11 @@ schema file into one document (``#/files/<name>/...``), rewriting each reference
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import marshal
 import os
 import sys
+import zlib
 
 SCHEMA_DIR = os.path.join(os.path.dirname(__file__), "schema")
 TOP = "config-schema.json"
@@ -58,13 +58,17 @@ def bundle(directory: str = SCHEMA_DIR) -> dict:
     return {"$schema": "http://json-schema.org/draft-04/schema#", "$ref": f"#/files/{TOP}", "files": files}
 
 
-def _key(directory: str) -> str:
-    h = hashlib.sha256(sys.version.encode())
+def _ident(directory: str) -> str:
+    """What the cached validator depends on: Python's version and each schema file's name, size and
+    mtime. stat, not content: hashing the files (and importing hashlib) cost more than the rest of
+    the lookup on the runtime's start-up path; an edited file changes its mtime. The cache file is
+    named by a CRC of this and stores it whole, so a CRC collision is detected, not trusted."""
+    ident = [sys.version]
     for name in sorted(os.listdir(directory)):
         if name.endswith(".json"):
-            with open(os.path.join(directory, name), "rb") as f:
-                h.update(name.encode() + b"\0" + f.read())
-    return h.hexdigest()[:32]
+            st = os.stat(os.path.join(directory, name))
+            ident.append(f"{name}:{st.st_size}:{st.st_mtime_ns}")
+    return "\0".join(ident)
 
 
 class _ValueError(InvalidConfig):
@@ -84,24 +88,27 @@ def validator(cache_dir: str | None):
     global _validate
     if _validate is not None:
         return _validate
-    path = os.path.join(cache_dir, f"config-schema-{_key(SCHEMA_DIR)}.marshal") if cache_dir else None
+    ident = _ident(SCHEMA_DIR)
+    path = os.path.join(cache_dir, f"config-schema-{zlib.crc32(ident.encode()):08x}.marshal") if cache_dir else None
     code = None
     if path:
         try:
             with open(path, "rb") as f:
-                code = marshal.load(f)
+                stored, code = marshal.load(f)
+            if stored != ident:
+                code = None
         except (OSError, EOFError, ValueError, TypeError):
             code = None
     if code is None:
         import fastjsonschema
-        source = fastjsonschema.compile_to_code(bundle())
+        source = fastjsonschema.compile_to_code(bundle(SCHEMA_DIR))
         source = source.replace("from fastjsonschema import JsonSchemaValueException, JsonSchemaValuesException",
                                 "")
         code = compile(source, "<config-schema>", "exec")
         if path:
             from ..util import atomic_write
             os.makedirs(cache_dir, mode=0o700, exist_ok=True)
-            atomic_write(path, marshal.dumps(code))
+            atomic_write(path, marshal.dumps((ident, code)))
     ns = {"JsonSchemaValueException": _ValueError, "JsonSchemaValuesException": _ValueError}
     exec(code, ns)  # noqa: S102 - our own generated code, from the shipped schema
     _validate = ns["validate"]

@@ -30,7 +30,7 @@ and the add/drop rules are moby's (oci/caps).
 from __future__ import annotations
 
 import re
-from typing import Iterable
+from collections.abc import Iterable
 
 from minidocker.kernel import (CAPABILITIES, PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL,
                                PR_CAP_AMBIENT_RAISE, PR_CAPBSET_DROP)

@@ -34,7 +34,9 @@ crun use it too. We only export its BPF (``seccomp_export_bpf``) and load that o
 kernel layer (``kernel.seccomp_load``), so the load is recorded in ``--explain`` and libseccomp's
 own loader does not silently set no_new_privs. Compiling takes tens of milliseconds, so the program
 is cached: in memory, and on disk under ``$MINIDOCKER_CACHE`` (default ``~/.cache/minidocker``)
-``/seccomp/<sha256>.bpf``, keyed by the rules, the architecture and the libseccomp version.
+``/seccomp/<sha256>.bpf``, keyed by the rules, the architecture and the libseccomp library and
+binding files (path, size, mtime). A hit does not even import ``pyseccomp``: its import looks the
+library up with ``ldconfig`` (tens of milliseconds), which is most of a cached start.
 
 Names libseccomp does not know (calls newer than the installed library) cannot be matched and are
 left out: they get the default action (EPERM), and :func:`compile_bpf` reports them.
@@ -45,12 +47,8 @@ profiles/seccomp (format and include/exclude rules).
 """
 from __future__ import annotations
 
-import copy
-import hashlib
 import json
 import os
-import platform
-import tempfile
 from functools import lru_cache
 
 from minidocker.kernel import (SECCOMP_FILTER_FLAG_LOG, SECCOMP_FILTER_FLAG_SPEC_ALLOW,
@@ -104,7 +102,7 @@ def load_profile(text: str) -> dict:
 
 
 def native_arch() -> str:
-    machine = platform.machine()
+    machine = os.uname().machine
     return NATIVE_ARCH.get(machine, machine)
 
 
@@ -134,6 +132,7 @@ def to_oci(profile: dict, capabilities: list[str], *, arch: str | None = None,
     arch = arch or native_arch()
     release = kernel_release or os.uname().release
     caps = set(capabilities)
+    import copy
     out = {k: copy.deepcopy(v) for k, v in profile.items()
            if k not in ("archMap", "syscalls", "architectures")}
     out["architectures"] = list(profile.get("architectures") or [])
@@ -212,26 +211,68 @@ def _cache_dir() -> str:
 
 _memory: dict[str, tuple[bytes, list[str]]] = {}
 
+LIBRARY = "libseccomp.so.2"          # the soname pyseccomp loads
+LIBRARY_DIRS = ("/lib", "/usr/lib", "/lib64", "/usr/lib64")
+
+
+def _file_id(path: str) -> str | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return f"{os.path.realpath(path)}:{st.st_size}:{st.st_mtime_ns}"
+
+
+def library_identity() -> list[str] | None:
+    """What the compiled program depends on besides the rules, found without importing pyseccomp:
+    every ``libseccomp.so.2`` in the dynamic linker's directories (ld.so.conf(5)) and the binding's
+    own file, each as ``realpath:size:mtime`` — an upgraded library or binding changes the key.
+    None if the library is not found (then compile_bpf imports pyseccomp and says why)."""
+    import importlib.util
+    import glob
+    dirs = list(LIBRARY_DIRS)
+    for conf in sorted(glob.glob("/etc/ld.so.conf.d/*.conf")):
+        try:
+            with open(conf) as f:
+                dirs += [ln.strip() for ln in f if ln.strip().startswith("/")]
+        except OSError:
+            pass
+    libs = sorted({i for i in (_file_id(os.path.join(d, LIBRARY)) for d in dirs) if i})
+    spec = importlib.util.find_spec("pyseccomp")
+    binding = _file_id(spec.origin) if spec and spec.origin else None
+    return libs + [binding] if libs and binding else None
+
+
+def cache_key(oci_seccomp: dict) -> str:
+    """The cache key of an OCI ``linux.seccomp`` object: sha256 of the rules, the machine and
+    :func:`library_identity` (the libseccomp API level is asked from the library when that fails)."""
+    import hashlib
+    ident = library_identity()
+    if ident is None:
+        sc = _seccomp()
+        ident = [getattr(sc, "__version__", "?"), sc.get_api()]
+    key_src = json.dumps([oci_seccomp, os.uname().machine, ident], sort_keys=True)
+    return hashlib.sha256(key_src.encode()).hexdigest()
+
 
 def compile_bpf(oci_seccomp: dict) -> tuple[bytes, list[str]]:
     """The classic-BPF program for an OCI ``linux.seccomp`` object, and the syscall names libseccomp
-    did not know (left out). Cached in memory and on disk (see the module docstring)."""
-    sc = _seccomp()
-    key_src = json.dumps([oci_seccomp, platform.machine(), getattr(sc, "__version__", "?"),
-                          sc.get_api()], sort_keys=True)
-    key = hashlib.sha256(key_src.encode()).hexdigest()
-    if key in _memory:
-        return _memory[key]
-    path = os.path.join(_cache_dir(), key + ".bpf")
+    did not know (left out). Cached in memory and on disk (see the module docstring). The memory
+    cache is keyed by the rules alone (one process sees one library), so a container's init, which
+    calls this after pivot_root (:func:`install`), finds what its parent compiled before the fork."""
+    rules = json.dumps(oci_seccomp, sort_keys=True)
+    if rules in _memory:
+        return _memory[rules]
+    path = os.path.join(_cache_dir(), cache_key(oci_seccomp) + ".bpf")
     try:
         with open(path, "rb") as f:
             cached = json.loads(f.read())
-        _memory[key] = (bytes.fromhex(cached["bpf"]), cached["skipped"])
-        return _memory[key]
+        _memory[rules] = (bytes.fromhex(cached["bpf"]), cached["skipped"])
+        return _memory[rules]
     except (OSError, ValueError, KeyError):
         pass
-    program, skipped = _compile(sc, oci_seccomp)
-    _memory[key] = (program, skipped)
+    program, skipped = _compile(_seccomp(), oci_seccomp)
+    _memory[rules] = (program, skipped)
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         atomic_write(path, json.dumps({"bpf": program.hex(), "skipped": skipped}), fsync=False)
@@ -266,6 +307,7 @@ def _compile(sc, oci: dict) -> tuple[bytes, list[str]]:
                 flt.add_rule(action, name, *args)
             except OSError:
                 skipped.append(name)
+    import tempfile
     with tempfile.TemporaryFile() as f:
         flt.export_bpf(f)
         f.seek(0)

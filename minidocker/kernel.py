@@ -98,6 +98,14 @@ SYS_CAPSET = 126
 SYS_KEYCTL = 250
 SYS_SECCOMP = 317
 SYS_BPF = 321
+SYS_OPEN_TREE = 428            # the new mount API (Linux 5.2+; mount_setattr 5.12+)
+SYS_MOVE_MOUNT = 429
+SYS_MOUNT_SETATTR = 442
+OPEN_TREE_CLONE = 1            # open_tree(2): a detached copy of the mount (tree), not the mount itself
+AT_EMPTY_PATH = 0x1000
+AT_RECURSIVE = 0x8000
+MOVE_MOUNT_F_EMPTY_PATH = 0x4  # move_mount(2): the source is the fd itself
+MOUNT_ATTR_IDMAP = 0x00100000  # mount_setattr(2): files show through the user namespace's id maps
 
 _LINUX_CAPABILITY_VERSION_3 = 0x20080522   # capget(2): two 32-bit data structs, 64 capability bits
 SECCOMP_SET_MODE_FILTER = 1                 # seccomp(2) operations and flags
@@ -211,6 +219,11 @@ class _CapData(ctypes.Structure):     # struct __user_cap_data_struct; version 3
                 ("inheritable", ctypes.c_uint32)]
 
 
+class _MountAttr(ctypes.Structure):  # struct mount_attr (linux/mount.h), MOUNT_ATTR_SIZE_VER0 = 32
+    _fields_ = [("attr_set", ctypes.c_uint64), ("attr_clr", ctypes.c_uint64),
+                ("propagation", ctypes.c_uint64), ("userns_fd", ctypes.c_uint64)]
+
+
 class _SockFprog(ctypes.Structure):   # struct sock_fprog (linux/filter.h): a classic BPF program
     _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
 
@@ -295,6 +308,31 @@ class Linux:
         """
         args = (new_root, put_old)
         _check(_lib().syscall(SYS_PIVOT_ROOT, _b(new_root), _b(put_old)), "pivot_root", args)
+
+    def open_tree(self, path: str, flags: int = OPEN_TREE_CLONE | AT_RECURSIVE) -> int:
+        """An fd for the mount at ``path`` (open_tree(2)); with OPEN_TREE_CLONE a *detached copy* of
+        it (AT_RECURSIVE: with its submounts), which mount_setattr may change and move_mount attach.
+        * CLONE needs CAP_SYS_ADMIN in the user namespace owning our mount namespace."""
+        fd = _lib().syscall(SYS_OPEN_TREE, ctypes.c_int(-100), _b(path), ctypes.c_uint(flags | os.O_CLOEXEC))
+        return _check(fd, "open_tree", (path, flags))
+
+    def mount_setattr_idmap(self, fd: int, userns_fd: int) -> None:
+        """Make the detached mount ``fd`` idmapped through the user namespace ``userns_fd``
+        (mount_setattr(2), MOUNT_ATTR_IDMAP): through it, a file owned by id N on disk shows as
+        owned by the host id that N maps to (container uid 0 -> 100000), and what a process with
+        host uid 100000 creates is stored as 0.
+        * Only on a mount not yet attached, of a filesystem that allows it (FS_ALLOW_IDMAP), and a
+          user namespace with maps written; EINVAL otherwise."""
+        attr = _MountAttr(MOUNT_ATTR_IDMAP, 0, 0, userns_fd)
+        rc = _lib().syscall(SYS_MOUNT_SETATTR, ctypes.c_int(fd), b"", ctypes.c_uint(AT_EMPTY_PATH),
+                            ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr)))
+        _check(rc, "mount_setattr", (fd, "MOUNT_ATTR_IDMAP", userns_fd))
+
+    def move_mount(self, fd: int, target: str) -> None:
+        """Attach the detached mount ``fd`` at ``target`` (move_mount(2), MOVE_MOUNT_F_EMPTY_PATH)."""
+        rc = _lib().syscall(SYS_MOVE_MOUNT, ctypes.c_int(fd), b"", ctypes.c_int(-100), _b(target),
+                            ctypes.c_uint(MOVE_MOUNT_F_EMPTY_PATH))
+        _check(rc, "move_mount", (fd, target))
 
     def sethostname(self, name: str) -> None:
         """Set the hostname of the UTS namespace (sethostname(2)); at most 64 bytes."""
@@ -405,6 +443,10 @@ class Linux:
 
     def chdir(self, path: str) -> None:
         os.chdir(path)
+
+    def fchdir(self, fd: int) -> None:
+        """chdir to an open directory (fchdir(2)): the way back to a mount no path reaches any more."""
+        os.fchdir(fd)
 
     def chroot(self, path: str) -> None:
         """Change the root *directory* of this process only (chroot(2)). Not a security boundary:

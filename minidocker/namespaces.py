@@ -40,6 +40,7 @@ namespaces belong to a *thread*, and a Jupyter kernel or the daemon has many thr
 from __future__ import annotations
 
 import errno
+import fcntl
 import io
 import json
 import os
@@ -346,6 +347,37 @@ def become_root(kernel, uid_map: Sequence[IdMap] | None, gid_map: Sequence[IdMap
     if done:
         kernel.prctl(PR_SET_DUMPABLE, 1)
     return done
+
+
+def userns_fd(uid_map: Sequence[IdMap], gid_map: Sequence[IdMap], kernel=None) -> int:
+    """An fd of a new user namespace with these maps, and no process in it: what an idmapped mount
+    needs (mount_setattr(2) MOUNT_ATTR_IDMAP takes a user namespace, not a map). A child unshares
+    CLONE_NEWUSER and waits; we write its maps, open /proc/CHILD/ns/user, and let it exit — the
+    open fd keeps the namespace alive (crun and podman do the same)."""
+    kernel = kernel or Linux()
+    ready_r, ready_w = os.pipe()
+    go_r, go_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(ready_r)
+            os.close(go_w)
+            kernel.unshare(CLONE_FLAGS["user"])
+            os.write(ready_w, b"1")
+            os.read(go_r, 1)
+        finally:
+            os._exit(0)
+    os.close(ready_w)
+    os.close(go_r)
+    try:
+        if os.read(ready_r, 1) != b"1":
+            raise OSError(errno.EPERM, "unshare(CLONE_NEWUSER) failed in the helper process")
+        write_id_maps(pid, uid_map, gid_map, kernel)
+        return os.open(f"/proc/{pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
+    finally:
+        os.close(go_w)
+        os.close(ready_r)
+        os.waitpid(pid, 0)
 
 
 def read_id_map(pid: int | str, which: str = "uid") -> list[IdMap]:
@@ -845,6 +877,33 @@ def enter_plan(pid: int | str, kinds: Iterable[str] | None = None) -> list[str]:
     return [k for k in ENTER_ORDER if k in wanted and k in theirs and theirs[k] != mine.get(k)]
 
 
+NS_GET_USERNS = 0xB701   # ioctl_ns(2): _IO(0xb7, 0x1), an fd of the user namespace owning a namespace
+
+
+def join_order(todo: list[str], fds: dict[str, int]) -> list[str]:
+    """User first (it grants CAP_SYS_ADMIN over the namespaces it owns) — except namespaces owned
+    by an *outer* user namespace (a network namespace the daemon made, joined by a container with a
+    user namespace of its own): those only before the user namespace, where we would lose our
+    capabilities over them (ioctl_ns(2) NS_GET_USERNS tells the owner)."""
+    if "user" not in todo:
+        return todo
+    user_ino = os.fstat(fds["user"]).st_ino
+    outer = []
+    for kind in todo:
+        if kind == "user":
+            continue
+        try:
+            owner = fcntl.ioctl(fds[kind], NS_GET_USERNS)
+        except OSError:
+            continue
+        try:
+            if os.fstat(owner).st_ino != user_ino:
+                outer.append(kind)
+        finally:
+            os.close(owner)
+    return outer + [k for k in todo if k not in outer]
+
+
 def enter(pid: int | str, kinds: Iterable[str] | None = None, kernel=None) -> list[str]:
     """setns(2) into the namespaces of process ``pid``; returns the kinds joined, in order.
 
@@ -864,7 +923,7 @@ def enter(pid: int | str, kinds: Iterable[str] | None = None, kernel=None) -> li
     try:
         for kind in todo:
             fds[kind] = os.open(f"/proc/{pid}/ns/{PROC_NAMES[kind]}", os.O_RDONLY | os.O_CLOEXEC)
-        for kind in todo:
+        for kind in join_order(todo, fds):
             kernel.setns(fds[kind], CLONE_FLAGS[kind])
     finally:
         for fd in fds.values():

@@ -8,7 +8,9 @@ of image layers). Three things turn it into "the whole world" for the processes 
 1. a **mount namespace** (already made by unshare(CLONE_NEWNS) before we run): a private copy of the
    host's mount table, so that mounting and unmounting here does not change the host's view —
    *provided* propagation is switched off first (mount_namespaces(7): mounts made under a *shared*
-   mount propagate to its peers, and a new namespace's copies are peers of the host's);
+   mount propagate to its peers, and a new namespace's copies are peers of the host's). With OCI
+   ``linux.rootfsPropagation`` (docker sets it for ``rshared``/``rslave`` binds) step 1 keeps the
+   asked-for ties instead, only the rootfs's own mount made private, as runc does;
 2. the **kernel filesystems** a Linux program expects (OCI runtime spec, config-linux.md "Default
    Filesystems" and "Default Devices", runtime-linux.md "Dev symbolic links"): /proc for *this* pid
    namespace, a read-only /sys, and a small /dev with null, zero, full, random, urandom, tty, a private
@@ -146,6 +148,10 @@ class RootfsSpec:
     * ``mqueue``: mount /dev/mqueue (POSIX message queues of our IPC namespace).
     * ``console``: with a terminal, the host path of the container's pty slave (e.g. /dev/pts/3),
       bind-mounted at /dev/console (OCI config-linux.md "Default Devices").
+    * ``root_propagation``: OCI ``linux.rootfsPropagation`` as mount(2) flags (0: everything private,
+      minidocker's default). Applied to "/" in step 1 and again to the new "/" after pivot_root (runc).
+    * ``bind_propagation``: container path (a ``bind_files`` key) -> propagation flags set on that bind
+      right after it is made (``rshared``, ``rslave``, ``rprivate``… of a ``-v``/``--mount`` bind).
     """
     rootfs: str
     mounts: list[Mount] = field(default_factory=list)
@@ -156,6 +162,8 @@ class RootfsSpec:
     readonly_paths: list[str] = field(default_factory=list)
     mqueue: bool = True
     console: str | None = None
+    root_propagation: int = 0
+    bind_propagation: dict[str, int] = field(default_factory=dict)
 
 
 # --- paths inside the rootfs, before pivot_root -----------------------------------------------------
@@ -219,6 +227,32 @@ def make_mounts_private(kernel) -> None:
     every mount private, not just "/". (pivot_root also refuses to work with shared mounts.)
     """
     kernel.mount(None, "/", None, MS_REC | MS_PRIVATE, None)
+
+
+def mount_of(path: str, table: list | None = None):
+    """The :class:`MountEntry` ``path`` lives on: the mount with the longest mount point above it."""
+    path = os.path.realpath(path)
+    best = None
+    for e in table if table is not None else mountinfo():
+        mp = e.mountpoint.rstrip("/") + "/"
+        if (path + "/").startswith(mp) and (best is None or len(e.mountpoint) >= len(best.mountpoint)):
+            best = e
+    return best
+
+
+def set_root_propagation(kernel, rootfs: str, flags: int) -> None:
+    """Step 1 with ``linux.rootfsPropagation`` (runc's prepareRoot): "/" gets ``flags`` (``rshared``
+    keeps the namespace's copies peers of the host's shared mounts, ``rslave`` makes them receive
+    only), so a bind made later can still reach, or hear from, the host. Two mounts must not stay
+    shared, or our own mounts would leak out: the mount the rootfs sits on (the overlay and the
+    self-bind of step 2/3 would otherwise join the host's peer group; runc's rootfsParentMountPrivate)
+    and "/" itself (pivot_root(2) refuses a shared parent of the current root). Both are left behind
+    by pivot_root anyway."""
+    kernel.mount(None, "/", None, flags, None)
+    kernel.mount(None, "/", None, MS_PRIVATE, None)
+    parent = mount_of(rootfs) if not isinstance(kernel, K.Recorder) else None
+    if parent is not None and parent.mountpoint != "/":
+        kernel.mount(None, parent.mountpoint, None, MS_PRIVATE, None)
 
 
 def mount_spec_mounts(kernel, mounts: Iterable[Mount]) -> None:
@@ -352,7 +386,16 @@ def bind_mount_files(kernel, rootfs: str, bind_files: dict[str, str]) -> None:
         kernel.mount(host, target, None, MS_BIND, None)
 
 
-def pivot_into(kernel, rootfs: str) -> None:
+def set_bind_propagation(kernel, rootfs: str, propagation: dict[str, int]) -> None:
+    """Step 7b: each bind's own propagation (runc sets it on the mount point right after the bind).
+    A bind of a shared mount is a new peer of it (mount_namespaces(7)): ``rshared`` keeps that,
+    ``rslave`` turns it into a receiver, ``rprivate`` cuts it off."""
+    for cpath, flags in propagation.items():
+        if flags:
+            kernel.mount(None, secure_join(rootfs, cpath), None, flags, None)
+
+
+def pivot_into(kernel, rootfs: str, shield_old_root: bool = False) -> None:
     """Step 8: make ``rootfs`` the root mount and drop the old one, runc's way.
 
     * ``chdir(rootfs)`` then ``pivot_root(".", ".")``: the new root becomes the namespace's root mount
@@ -360,11 +403,20 @@ def pivot_into(kernel, rootfs: str) -> None:
       (pivot_root(2), "NOTES"). Our cwd and root now refer to the old root, mounted over ".".
     * ``umount2(".", MNT_DETACH)``: detach that old root at once ("lazy": it is freed when the last
       user goes). After this the host's tree is mounted nowhere in this namespace: no path, no
-      ``..``, no chroot leads back to it.
+      ``..``, no chroot leads back to it. ``shield_old_root`` (when step 1 kept host peers): make the
+      old root rslave first, so the detach does not propagate to the host (runc does the same).
     * ``chdir("/")``: our cwd pointed into the detached tree; come home.
     """
+    old_root = kernel.open("/", os.O_DIRECTORY | os.O_RDONLY) if shield_old_root else None
     kernel.chdir(rootfs)
     kernel.pivot_root(".", ".")
+    if old_root is not None:
+        # The old root may still have host peers: make it rslave so the detach does not unmount the
+        # host's mounts. mount(2) on "." would hit the new root (the cwd's mount, under the old root
+        # stacked on it) and turn our rshared binds into slaves: go *to* the old root by its fd.
+        kernel.fchdir(old_root)
+        kernel.mount(None, ".", None, K.MS_SLAVE | K.MS_REC, None)
+        kernel.close(old_root)
     kernel.umount2(".", MNT_DETACH)
     kernel.chdir("/")
 
@@ -420,8 +472,12 @@ def setup_rootfs(kernel, spec: RootfsSpec) -> None:
     """
     rootfs = os.path.realpath(spec.rootfs)
     # 1. Stop propagation first: every later mount would otherwise also appear on the host.
-    with _step("1. make all mounts private (mount_namespaces(7): no propagation to the host)"):
-        make_mounts_private(kernel)
+    if spec.root_propagation:
+        with _step("1. root propagation from linux.rootfsPropagation (rootfs's parent mount private)"):
+            set_root_propagation(kernel, rootfs, spec.root_propagation)
+    else:
+        with _step("1. make all mounts private (mount_namespaces(7): no propagation to the host)"):
+            make_mounts_private(kernel)
     # 2. The mounts that produce the rootfs (an overlay), now invisible to the host.
     with _step("2. spec.mounts (the mounts that produce the rootfs)"):
         mount_spec_mounts(kernel, spec.mounts)
@@ -442,9 +498,16 @@ def setup_rootfs(kernel, spec: RootfsSpec) -> None:
     # 7. Host files the container sees at fixed paths; after step 8 their sources are out of reach.
     with _step("7. bind_files"):
         bind_mount_files(kernel, rootfs, spec.bind_files)
+    if spec.bind_propagation:
+        with _step("7b. propagation of each bind"):
+            set_bind_propagation(kernel, rootfs, spec.bind_propagation)
     # 8. Swap the root mount and detach the old root: the host's tree is gone from this namespace.
     with _step("8. pivot_root into the rootfs and detach the old root"):
-        pivot_into(kernel, rootfs)
+        pivot_into(kernel, rootfs, shield_old_root=bool(spec.root_propagation))
+    if spec.root_propagation:
+        # runc applies it again to the new "/" (it could not before: "/" was the host's root then).
+        with _step("8c. root propagation on the new /"):
+            kernel.mount(None, "/", None, spec.root_propagation, None)
     # After the pivot paths are container paths; masks and read-only paths go over /proc and /sys.
     if spec.masked_paths:
         with _step("8a. masked paths"):

@@ -55,8 +55,10 @@ def test_mount_objects_follow_dockers_validation(tmp_path):
         parse_mount({"Type": "tmpfs", "Source": "x", "Target": "/t"})
     with pytest.raises(MountError, match="field BindOptions must not be specified"):
         parse_mount({"Type": "volume", "Target": "/t", "BindOptions": {"Propagation": "rprivate"}})
-    with pytest.raises(MountError, match="not supported by minidocker yet"):
-        parse_mount({"Type": "bind", "Source": str(tmp_path), "Target": "/t", "BindOptions": {"Propagation": "rshared"}})
+    with pytest.raises(MountError, match='type "bind": invalid propagation mode: bogus'):
+        parse_mount({"Type": "bind", "Source": str(tmp_path), "Target": "/t", "BindOptions": {"Propagation": "bogus"}})
+    assert parse_mount({"Type": "bind", "Source": str(tmp_path), "Target": "/t",
+                        "BindOptions": {"Propagation": "rshared"}}).propagation == "rshared"
     m = parse_mount_flag(f"type=bind,source={tmp_path},target=/t,readonly")
     assert parse_mount(m) == MountPoint(type="bind", destination="/t", source=str(tmp_path), rw=False)
     t = parse_mount(parse_mount_flag("type=tmpfs,target=/run,tmpfs-size=64m,tmpfs-mode=1770"))

@@ -150,7 +150,7 @@ class API:
             "Architecture": u.machine, "NCPU": os.cpu_count(), "MemTotal": mem, "Name": u.nodename,
             "DockerRootDir": e.root, "ServerVersion": __version__, "Swarm": {"LocalNodeState": "inactive"},
             "Runtimes": {"minidocker": {"path": "minidocker-monitor"}}, "DefaultRuntime": "minidocker",
-            "SecurityOptions": [], "Labels": [], "ExperimentalBuild": False, "Warnings": list(self.info_extra.get("warnings", [])),
+            "SecurityOptions": list(self.info_extra.get("security_options", [])), "Labels": [], "ExperimentalBuild": False, "Warnings": list(self.info_extra.get("warnings", [])),
             "RegistryConfig": {"InsecureRegistryCIDRs": ["127.0.0.0/8"], "IndexConfigs": {}, "Mirrors": []}})
 
     # ---- containers -----------------------------------------------------------------------------

@@ -114,8 +114,9 @@ class Container:
 
 class Engine:
     def __init__(self, root: str, driver: str = "overlay", cgroup_parent: str = "minidocker",
-                 network=None):
+                 network=None, userns_remap: dict | None = None):
         self.root = root
+        self.userns_remap = userns_remap  # daemon/userns.resolve(): maps for every container
         self.cgroup_parent = cgroup_parent
         self.containers: dict[str, Container] = {}
         self.driver = driver
@@ -229,7 +230,7 @@ class Engine:
         cfg.volume_mounts = [p.to_dict() for p in points]
         try:
             api_volumes.copy_up(self, points, mounts)
-            write_bundle(directory, cfg, body, console, warnings, netns_path)
+            write_bundle(directory, cfg, body, console, warnings, netns_path, self.userns_remap)
         except ConfigError as e:
             drop_snapshots()
             api_volumes.release(self, cid, cfg.volume_mounts, remove_anonymous=True)
@@ -816,7 +817,7 @@ _background: set[asyncio.Task] = set()
 # ---- the bundle: specconv writes config.json (OCI); the daemon's own record is container.json ----
 
 def write_bundle(directory: str, cfg: ContainerConfig, request: dict, console, warnings: list[str],
-                 netns_path: str | None = None) -> None:
+                 netns_path: str | None = None, userns_remap: dict | None = None) -> None:
     """Lay out the container directory — the OCI bundle (config.json, rootfs/), the /etc files, the
     daemon's record — or nothing: a failure removes the directory. Nothing runs yet ("created")."""
     from .. import rootfs
@@ -826,7 +827,7 @@ def write_bundle(directory: str, cfg: ContainerConfig, request: dict, console, w
         os.mkdir(os.path.join(directory, "rootfs"), 0o755)  # the mount point; layers: the snapshot
         rootfs.write_etc_files(directory, cfg.hostname)
         spec = specconv.to_spec(cfg, request.get("HostConfig"), directory, warnings=warnings, config=request,
-                                netns_path=netns_path)
+                                netns_path=netns_path, userns_remap=userns_remap)
         atomic_write_json(os.path.join(directory, "config.json"), spec)
         atomic_write_json(os.path.join(directory, "container.json"), {
             "request": request, "runtime": cfg.to_dict(),

@@ -52,6 +52,8 @@ def parse_args(argv):
     p.add_argument("--dns", action="append", default=[],
                    help="DNS server for containers on the default bridge and upstream of the embedded "
                    "DNS server (default: the host's for the former, none for the latter)")
+    p.add_argument("--userns-remap", default="", metavar="default|USER[:GROUP]",
+                   help="every container in a user namespace mapped to the user's /etc/subuid, /etc/subgid ranges")
     p.add_argument("-D", "--debug", action="store_true")
     return p.parse_args(argv)
 
@@ -85,7 +87,15 @@ async def serve(args) -> None:
     from ..runtime import launcher
     launcher.enable()  # monitors are forked from a pre-loaded process: fast container starts
     driver, warning = choose_storage_driver(args.storage_driver, args.root)
-    engine = Engine(args.root, driver, cgroup_parent=args.cgroup_parent, network=network_settings(args))
+    remap = None
+    if args.userns_remap:
+        from .userns import resolve
+        try:
+            remap = resolve(args.userns_remap)
+        except (ValueError, OSError) as e:
+            raise SystemExit(f"minidockerd: --userns-remap {args.userns_remap}: {e}")
+    engine = Engine(args.root, driver, cgroup_parent=args.cgroup_parent, network=network_settings(args),
+                    userns_remap=remap)
     await engine.load()
     if not args.no_base_image:
         try:
@@ -101,7 +111,8 @@ async def serve(args) -> None:
                          version_check=wire.version_error, spool_dir=os.path.join(args.root, "tmp"))
     API(engine, {"id": "minidocker", "warnings": [warning] if warning else [],
                  "cgroup_version": cgroup_version(), "os": os_name(),
-                 "default_registry": args.default_registry}).register(server)
+                 "default_registry": args.default_registry,
+                 "security_options": ["name=userns"] if remap else []}).register(server)
     hosts = args.host or [os.environ.get("MINIDOCKER_HOST") or DEFAULT_HOST]
     unix_paths = [h[len("unix://"):] for h in hosts if h.startswith("unix://")]
     tcp_hosts = [h for h in hosts if not h.startswith("unix://")]

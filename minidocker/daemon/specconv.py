@@ -28,6 +28,7 @@ import os
 import re
 import stat
 
+from .. import rootfs as rootfs_mod
 from ..runtime import spec as S
 from ..volumes import MountPoint, oci_mounts
 from .config import ConfigError, ContainerConfig
@@ -171,7 +172,7 @@ def user(spec_text: str, group_add) -> dict:
     return out
 
 
-def namespaces(host: dict, netns_path: str | None = None) -> list[dict]:
+def namespaces(host: dict, netns_path: str | None = None, remap: dict | None = None) -> list[dict]:
     """Docker's namespace modes -> linux.namespaces. "host" leaves the host's; container:<id>
     sharing needs the other container's pid (refused until the engine passes it). The network
     namespace is the daemon's (daemon/networks.py): made and wired before start, joined by path."""
@@ -192,14 +193,17 @@ def namespaces(host: dict, netns_path: str | None = None) -> list[dict]:
         if key in ("PidMode", "UTSMode") and mode not in ("", "private"):
             raise ConfigError(f"invalid {key[:-4].upper()} mode: {mode}")
         out.append({"type": kind})
-    if (host.get("UsernsMode") or "host") != "host":
-        raise ConfigError(f"--userns={host['UsernsMode']}: user namespaces are not supported by minidocker yet")
+    mode = host.get("UsernsMode") or ""
+    if mode not in ("", "host"):
+        raise ConfigError(f"invalid USER mode: {mode}")
+    if remap and mode != "host":   # minidockerd --userns-remap (daemon/userns.py); --userns=host opts out
+        out.append({"type": "user"})
     return out
 
 
 def to_spec(cfg: ContainerConfig, host: dict | None, container_dir: str, *,
             warnings: list[str] | None = None, config: dict | None = None,
-            netns_path: str | None = None) -> dict:
+            netns_path: str | None = None, userns_remap: dict | None = None) -> dict:
     """The container's OCI runtime spec. ``cfg``: the daemon's record (command, env, working dir,
     user, hostname, rootfs mounts, limits — already merged with the image's config by
     config.from_create_request); ``host``: the request's HostConfig; ``config``: the request body
@@ -219,7 +223,7 @@ def to_spec(cfg: ContainerConfig, host: dict | None, container_dir: str, *,
         caps = base if privileged else caps_mod.adjust(base, host.get("CapAdd") or [], host.get("CapDrop") or [])
     except ValueError as e:
         raise ConfigError(str(e)) from None
-    ns = namespaces(host, netns_path)
+    ns = namespaces(host, netns_path, userns_remap)
     kinds = {n["type"] for n in ns}
     sysctl = host.get("Sysctls") or {}
     try:
@@ -267,6 +271,9 @@ def to_spec(cfg: ContainerConfig, host: dict | None, container_dir: str, *,
         "resources": {**limits_of(cfg), "devices": rules},
         "devices": devs,
     }
+    if "user" in kinds:
+        linux["uidMappings"] = userns_remap["uidMappings"]
+        linux["gidMappings"] = userns_remap["gidMappings"]
     if sysctl:
         linux["sysctl"] = {str(k): str(v) for k, v in sysctl.items()}
     if not privileged and sec.get("systempaths") != "unconfined":
@@ -291,7 +298,11 @@ def to_spec(cfg: ContainerConfig, host: dict | None, container_dir: str, *,
             mounts.append({"destination": f"/etc/{name}", "type": "bind", "source": os.path.join(container_dir, name),
                            "options": ["rbind", "rprivate"]})
     # Volumes, binds, tmpfs (resolved by the daemon: api_volumes.resolve), parents first.
-    mounts += oci_mounts([MountPoint.from_dict(d) for d in cfg.volume_mounts])
+    points = [MountPoint.from_dict(d) for d in cfg.volume_mounts]
+    mounts += oci_mounts(points)
+    root_pg = rootfs_propagation(points)
+    if root_pg:
+        linux["rootfsPropagation"] = root_pg
     spec = {
         "ociVersion": S.OCI_VERSION,
         "process": proc,
@@ -339,3 +350,37 @@ def ulimits(items) -> list[dict]:
             raise ConfigError(f"ulimit soft limit must be less than or equal to hard limit: {soft} > {hard}")
         out.append({"type": _RLIMITS[name], "soft": soft, "hard": hard})
     return out
+
+
+def rootfs_propagation(points: list[MountPoint], table: list | None = None) -> str:
+    """``linux.rootfsPropagation`` for these mounts, checking their sources as moby does (WithMounts):
+
+    * a ``shared``/``rshared`` bind needs its source on a *shared* mount (else nothing could
+      propagate back) and makes the root ``shared``;
+    * a ``slave``/``rslave`` bind needs a shared or slave source and makes the root ``rslave``
+      (unless it is already shared);
+    * private binds need nothing: "" (the runtime's default, every mount private).
+    """
+    root = ""
+    mounts = table if table is not None else None
+    for p in points:
+        mode = p.propagation if p.type == "bind" else ""
+        if mode not in ("shared", "rshared", "slave", "rslave"):
+            continue
+        if mounts is None:
+            mounts = rootfs_mod.mountinfo()
+        path = p.host_path or p.source
+        entry = rootfs_mod.mount_of(path, mounts)
+        tags = entry.propagation.split() if entry else []
+        shared = any(t.startswith("shared:") for t in tags)
+        slave = any(t.startswith("master:") for t in tags)
+        where = entry.mountpoint if entry else "/"
+        if mode.endswith("shared"):
+            if not shared:
+                raise ConfigError(f"path {path} is mounted on {where} but it is not a shared mount")
+            root = "shared"
+        else:
+            if not (shared or slave):
+                raise ConfigError(f"path {path} is mounted on {where} but it is not a shared or slave mount")
+            root = root or "rslave"
+    return root

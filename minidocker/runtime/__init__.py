@@ -114,8 +114,13 @@ def create(root: str, cid: str, bundle: str, *, stdio=(None, None, None), consol
     for name in ignored:
         _log().warning("container %s: config.json %s is not supported: ignored", cid, name)
     kinds, join = S.namespaces(spec)
+    uid_map = gid_map = None
     if "user" in kinds:
-        raise ContainerError("user namespaces (linux.namespaces type \"user\") are not supported yet")
+        from . import idmap
+        try:
+            uid_map, gid_map = idmap.id_maps(spec)
+        except ValueError as e:
+            raise ContainerError(str(e)) from None
     if "mnt" not in kinds:
         raise ContainerError("a new mount namespace is required (linux.namespaces type \"mount\")")
     if spec["process"].get("terminal") and console_socket is None:
@@ -124,6 +129,9 @@ def create(root: str, cid: str, bundle: str, *, stdio=(None, None, None), consol
     if os.path.exists(fifo):
         os.unlink(fifo)
     os.mkfifo(fifo, 0o622)
+    if uid_map:   # the init reopens it as container-root: make it that id's (runc chowns it too)
+        from ..namespaces import maps_id
+        os.chown(fifo, maps_id(uid_map, 0) or 0, maps_id(gid_map, 0) or 0)
     fifo_fd = os.open(fifo, os.O_PATH | os.O_CLOEXEC)
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     console_fd = _console_fd(console_socket)
@@ -137,11 +145,14 @@ def create(root: str, cid: str, bundle: str, *, stdio=(None, None, None), consol
     if no_new_keyring:
         spec.setdefault("annotations", {})[S.ANNOTATION_NO_NEW_KEYRING] = "true"
     proc = None
+    idmapped: list[str] = []
     try:
+        if uid_map:   # the image's layers must show the mapped owners (runtime/idmap.py)
+            idmapped = idmap.prepare(spec, d, uid_map, gid_map)
         proc = namespaces.spawn(
             lambda: container_main(spec, bundle, theirs.fileno(), fifo_fd, console_fd=console_fd,
                                    mount_plan=plan, preserve_fds=preserve_fds),
-            [k for k in kinds if k != "cgroup"], join=join, detach=True,
+            [k for k in kinds if k != "cgroup"], join=join, detach=True, uid_map=uid_map, gid_map=gid_map,
             stdin=stdio[0], stdout=stdio[1], stderr=stdio[2], pass_fds=keep)
         theirs.close()
         mark("runtime", "create: fork the init into its namespaces")
@@ -173,6 +184,8 @@ def create(root: str, cid: str, bundle: str, *, stdio=(None, None, None), consol
                 pass
         raise
     finally:
+        if idmapped:   # the init has its overlay (or failed): our copies of the layers can go
+            idmap.release(idmapped)
         ours.close()
         theirs.close()
         os.close(fifo_fd)

@@ -54,7 +54,11 @@ _FLAG_OPTIONS = {
     "strictatime": (K.MS_STRICTATIME, True), "bind": (K.MS_BIND, True),
     "rbind": (K.MS_BIND | K.MS_REC, True),
 }
-_PROPAGATION = ("private", "rprivate", "shared", "rshared", "slave", "rslave", "unbindable", "runbindable")
+# Propagation options (mount_namespaces(7)) -> the flags of a second mount(2) call on the mount point.
+PROPAGATION_FLAGS = {"private": K.MS_PRIVATE, "shared": K.MS_SHARED, "slave": K.MS_SLAVE,
+                     "unbindable": K.MS_UNBINDABLE}
+PROPAGATION_FLAGS.update({"r" + k: v | K.MS_REC for k, v in list(PROPAGATION_FLAGS.items())})
+_PROPAGATION = tuple(PROPAGATION_FLAGS)
 
 
 class SpecError(ValueError):
@@ -94,8 +98,7 @@ def check(spec: dict) -> None:
 
 # What this runtime does with the rest of a config.json: fields it refuses (running without them
 # would be less isolated or plainly different) and fields it ignores with a warning.
-_REFUSED = {("hooks",): "hooks", ("linux", "uidMappings"): "linux.uidMappings",
-            ("linux", "gidMappings"): "linux.gidMappings", ("linux", "intelRdt"): "linux.intelRdt"}
+_REFUSED = {("hooks",): "hooks", ("linux", "intelRdt"): "linux.intelRdt"}
 _WARNED = {("process", "apparmorProfile"): "process.apparmorProfile",
            ("process", "selinuxLabel"): "process.selinuxLabel", ("linux", "mountLabel"): "linux.mountLabel",
            ("linux", "personality"): "linux.personality", ("linux", "timeOffsets"): "linux.timeOffsets",
@@ -175,10 +178,26 @@ def mount_flags(options: list[str]) -> tuple[int, str, bool]:
             bit, on = _FLAG_OPTIONS[o]
             flags = flags | bit if on else flags & ~bit
         elif o in _PROPAGATION:
-            continue  # the whole tree is made private first (rootfs step 1)
+            continue  # a separate call after the mount: propagation_flags()
         else:
             data.append(o)
     return flags, ",".join(data), bool(flags & K.MS_BIND and flags & K.MS_RDONLY)
+
+
+def propagation_flags(options: list[str]) -> int:
+    """The last propagation option of a mount as mount(2) flags (0: none given)."""
+    flags = 0
+    for o in options or []:
+        flags = PROPAGATION_FLAGS.get(o, flags)
+    return flags
+
+
+def root_propagation(spec: dict) -> int:
+    """``linux.rootfsPropagation`` as mount(2) flags (0: absent)."""
+    value = (spec.get("linux") or {}).get("rootfsPropagation") or ""
+    if value and value not in PROPAGATION_FLAGS:
+        raise SpecError(f"config.json: linux.rootfsPropagation {value!r} is not one of {', '.join(_PROPAGATION)}")
+    return PROPAGATION_FLAGS.get(value, 0)
 
 
 def rootfs_spec(spec: dict, bundle: str, console: str | None = None) -> "rootfs.RootfsSpec":
@@ -191,6 +210,7 @@ def rootfs_spec(spec: dict, bundle: str, console: str | None = None) -> "rootfs.
     if ann.get(ANNOTATION_ROOTFS_MOUNTS):
         mounts = [rootfs.Mount(**{**m, "target": root}) for m in json.loads(ann[ANNOTATION_ROOTFS_MOUNTS])]
     binds: dict[str, str] = {}
+    propagation: dict[str, int] = {}
     destinations = set()
     for m in spec.get("mounts") or []:
         dest = m.get("destination", "")
@@ -202,11 +222,13 @@ def rootfs_spec(spec: dict, bundle: str, console: str | None = None) -> "rootfs.
             if not m.get("source", "").startswith("/"):
                 raise SpecError(f"mount {dest!r}: a bind mount needs an absolute source")
             binds[dest] = m["source"]
+            propagation[dest] = propagation_flags(m.get("options"))
     kinds, _ = namespaces(spec)
     return rootfs.RootfsSpec(
         rootfs=root, mounts=mounts, readonly=bool(spec["root"].get("readonly")), bind_files=binds,
         user_namespace="user" in kinds, mqueue="/dev/mqueue" in destinations,
-        console=console)
+        console=console, root_propagation=root_propagation(spec),
+        bind_propagation={d: f for d, f in propagation.items() if f} if root_propagation(spec) else {})
 
 
 def other_mounts(spec: dict) -> list["rootfs.Mount"]:

@@ -12,7 +12,9 @@ Three spellings, one model (:class:`MountPoint`), as in moby's ``volume/mounts/l
 
 :func:`oci_mounts` writes them as OCI runtime-spec ``mounts`` entries, parents before children
 (``/a`` before ``/a/b``: the other order would hide the inner mount), binds ``rbind`` +
-``rprivate`` (propagation private: nothing mounted inside reaches the host or back), ``ro`` where
+the bind's propagation (default ``rprivate``: nothing mounted inside reaches the host or back;
+``rshared``/``rslave`` need a shared, or shared-or-slave, source mount: the daemon checks that and
+sets ``linux.rootfsPropagation``, daemon/specconv.py), ``ro`` where
 asked — the runtime remounts those read-only, and without CAP_SYS_ADMIN the container cannot
 remount them read-write.
 """
@@ -22,7 +24,6 @@ import os
 from dataclasses import asdict, dataclass, field
 
 PROPAGATIONS = ("private", "rprivate", "shared", "rshared", "slave", "rslave")
-HONOURED_PROPAGATIONS = ("private", "rprivate")
 DEFAULT_TMPFS_OPTIONS = ["nosuid", "nodev", "noexec"]   # docker's for --tmpfs and type=tmpfs
 
 
@@ -85,9 +86,6 @@ def _check_target(kind: str, target: str) -> str:
 def _check_propagation(kind: str, mode: str) -> str:
     if mode and mode not in PROPAGATIONS:
         raise _config_error(kind, f"invalid propagation mode: {mode}")
-    if mode and mode not in HONOURED_PROPAGATIONS:
-        raise MountError(f"bind propagation {mode!r} is not supported by minidocker yet: "
-                         "container mounts are always private")
     return mode
 
 

@@ -26,6 +26,36 @@ def test_inspect_right_after_kill_says_exited(daemon):
             daemon.api("DELETE", f"/containers/{cid}?force=1")
 
 
+def test_a_silent_control_client_does_not_stall_the_monitor(daemon):
+    """The monitor serves its control socket on one thread: a client that connected but has not sent
+    its request yet (the daemon's watcher, its event loop busy) must not hold up a ``kill``, nor
+    lose the watcher its ``wait`` (it then reported 255 "monitor disappeared" instead of 137)."""
+    import os
+    import socket
+    from minidocker.runtime import monitor
+    status, body = daemon.api("POST", "/containers/create", {"Image": "busybox", "Cmd": ["sleep", "1000"]})
+    assert status == 201, body
+    cid = body["Id"]
+    silent = None
+    try:
+        assert daemon.api("POST", f"/containers/{cid}/start")[0] == 204
+        cdir = os.path.join(daemon.root, "containers", cid)
+        silent = monitor.connect_ctl(cdir, 5)            # connected, request not sent
+        try:
+            assert monitor.request(cdir, {"op": "state"}, timeout=2)["started"] is True
+        except socket.timeout:
+            pytest.fail("the monitor did not answer while another client had not sent its request")
+        silent.sendall(b'{"op":"wait"}\n')             # it may still send it, late
+        assert daemon.api("POST", f"/containers/{cid}/kill", timeout=4)[0] == 204
+        assert json.loads(silent.makefile("rb").readline())["exit_code"] == 137
+        state = daemon.api("GET", f"/containers/{cid}/json")[1]["State"]
+        assert (state["Status"], state["ExitCode"], state["Error"]) == ("exited", 137, "")
+    finally:
+        if silent is not None:
+            silent.close()
+        daemon.api("DELETE", f"/containers/{cid}?force=1")
+
+
 def test_kill_with_another_signal_does_not_wait(daemon):
     """SIGUSR1 is not fatal to a shell that traps it: kill answers at once, the container runs on."""
     status, body = daemon.api("POST", "/containers/create",

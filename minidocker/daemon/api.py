@@ -231,7 +231,7 @@ class API:
         exited = asyncio.get_running_loop().create_future()
         c.next_exit.append(exited)
         try:
-            self.engine.kill(c.id, sig)
+            await self.engine.kill(c.id, sig)
             if signal_number(sig) == signal.SIGKILL:
                 await asyncio.wait_for(asyncio.shield(exited), KILL_WAIT)
         except asyncio.TimeoutError:

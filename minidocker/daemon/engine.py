@@ -471,14 +471,14 @@ class Engine:
         raise InvalidRequest(f"invalid condition: {condition!r}")
 
     # ---- kill, stop, remove ---------------------------------------------------------------------
-    def kill(self, ref: str, sig) -> None:
+    async def kill(self, ref: str, sig) -> None:
         c = self.get(ref)
         num = signal_number(sig)
         states.check(c, "kill")
         if num in (signal.SIGKILL, signal.SIGTERM, signal.SIGINT):  # as dockerd: no restart after a kill
             c.manually_stopped = True
         self.transition(c, "kill", signal=num)
-        signal_container(c, num)
+        await signal_container(c, num)
         self.thaw_after_signal(c)
 
     def thaw_after_signal(self, c: Container) -> None:
@@ -503,7 +503,7 @@ class Engine:
         c.next_exit.append(f)
         self.transition(c, "stop")  # a request: its event follows the "die"
         self.transition(c, "kill", signal=num)
-        signal_container(c, num)
+        await signal_container(c, num)
         self.thaw_after_signal(c)
         try:
             # A negative timeout waits for ever (docker's -1).
@@ -511,7 +511,7 @@ class Engine:
         except asyncio.TimeoutError:
             if c.running:
                 self.transition(c, "kill", signal=int(signal.SIGKILL))
-            signal_container(c, signal.SIGKILL)
+            await signal_container(c, signal.SIGKILL)
             await f
 
     async def restart(self, ref: str, timeout: int | None, sig=None) -> None:
@@ -581,7 +581,7 @@ class Engine:
             c.next_exit.append(f)
             # The whole tree through its cgroup: works on a paused container too.
             await asyncio.to_thread(runtime.resources.kill_tree, c.cfg)
-            signal_container(c, signal.SIGKILL)
+            await signal_container(c, signal.SIGKILL)
             await f
             if c.id not in self.containers:  # auto-removed meanwhile
                 return
@@ -880,10 +880,13 @@ def delete_container_dir(d: str) -> None:
     shutil.rmtree(d, ignore_errors=True)
 
 
-def signal_container(c: "Container", sig: int) -> None:
-    """Through the monitor, which holds the container's pidfd; if it is gone, a pidfd of our own."""
+async def signal_container(c: "Container", sig: int) -> None:
+    """Through the monitor, which holds the container's pidfd; if it is gone, a pidfd of our own.
+
+    In a thread, never on the event loop: the loop is what carries the ``wait`` this container's
+    watcher sends the same monitor, and every other client's requests."""
     try:
-        monitor.request(c.dir, {"op": "kill", "signal": int(sig)}, timeout=5)
+        await asyncio.to_thread(monitor.request, c.dir, {"op": "kill", "signal": int(sig)}, timeout=5)
     except OSError:
         runtime.signal_pid(c.state["Pid"], sig)
 

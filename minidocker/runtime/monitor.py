@@ -143,6 +143,7 @@ class Monitor:
         self.sel = selectors.DefaultSelector()
         self.attachers: list[Attacher] = []
         self.waiters: list[socket.socket] = []
+        self.pending: dict[socket.socket, bytes] = {}  # connections whose request line is incomplete
         self.log = open(os.path.join(container_dir, self.log_name), "ab", buffering=0) if self.log_name else None
         self.partial = {STDOUT: b"", STDERR: b""}
         self.pid = 0
@@ -244,21 +245,44 @@ class Monitor:
 
     # ---- control socket -------------------------------------------------------------------------
     def on_accept(self, listener: socket.socket) -> None:
+        """Take a connection; its request line is read by the selector loop as it arrives.
+
+        Never a blocking read here: this loop is single-threaded, and a client slow to send its line
+        would stall every other one — the daemon's ``kill`` behind its own half-sent ``wait``, say."""
         conn, _ = listener.accept()
-        conn.settimeout(5)
+        conn.setblocking(False)
+        self.pending[conn] = b""
+        self.sel.register(conn, selectors.EVENT_READ, ("request", conn))
+
+    def on_request_bytes(self, conn: socket.socket) -> None:
+        """More of a request line; once it is whole, the request is served."""
+        try:  # up to the newline only: what follows (an attach's stdin) is not ours to read
+            peek = conn.recv(4096, socket.MSG_PEEK)
+            chunk = conn.recv(peek.index(b"\n") + 1 if b"\n" in peek else len(peek))
+        except BlockingIOError:
+            return
+        except OSError:
+            chunk = b""
+        line = self.pending[conn] + chunk
+        if chunk and not line.endswith(b"\n") and len(line) < 65536:
+            self.pending[conn] = line
+            return
+        self.sel.unregister(conn)
+        del self.pending[conn]
         try:
-            line = b""
-            while not line.endswith(b"\n"):
-                chunk = conn.recv(1)
-                if not chunk:
-                    conn.close()
-                    return
-                line += chunk
-            req = json.loads(line)
-        except (OSError, ValueError):
+            req = json.loads(line) if line.endswith(b"\n") else None
+        except ValueError:
+            req = None
+        if not isinstance(req, dict):
             conn.close()
             return
         conn.settimeout(10)
+        try:
+            self.on_request(conn, req)
+        except OSError:  # the client went away before its answer
+            conn.close()
+
+    def on_request(self, conn: socket.socket, req: dict) -> None:
         op = req.get("op")
         if op == "attach":
             if self.exit is not None:
@@ -433,6 +457,8 @@ class Monitor:
                 kind, obj = key.data
                 if kind == "accept":
                     self.on_accept(obj)
+                elif kind == "request":
+                    self.on_request_bytes(obj)
                 elif kind == "output":
                     self.on_output(obj)
                 elif kind == "stdin":
@@ -465,6 +491,8 @@ class Monitor:
         # Written before anyone is told, so a daemon that restarts later still learns the status.
         atomic_write_json(os.path.join(self.dir, "exit.json"), self.exit)
         listener.close()
+        for conn in self.pending:  # a request not sent whole: its client falls back to exit.json
+            conn.close()
         try:
             os.unlink(os.path.join(self.dir, "ctl.sock"))
         except FileNotFoundError:

@@ -302,8 +302,16 @@ def test_invalid_restart_policies_are_refused(daemon):
 
 def test_stop_uses_the_stop_signal_and_wait_conditions(daemon):
     ok(docker(daemon, "run", "-d", "--name", "sig", "--stop-signal", "USR1", "busybox", "sh", "-c",
-              "trap 'exit 42' USR1; while true; do sleep 0.1; done"))
+              "trap 'exit 42' USR1; echo trapped; while true; do sleep 0.1; done"))
     try:
+        # `run -d` returns before sh has installed its trap, and pid 1 ignores a signal it has no
+        # handler for: stop only once the container says the trap is there.
+        with subprocess.Popen([need_tool("docker"), "logs", "-f", "sig"], stdout=subprocess.PIPE,
+                              env=daemon.env()) as follow:
+            try:
+                assert follow.stdout.readline() == b"trapped\n"
+            finally:
+                follow.kill()
         ok(docker(daemon, "stop", "sig"))
         assert ok(docker(daemon, "wait", "sig")).strip() == "42"  # not-running: returns at once
     finally:

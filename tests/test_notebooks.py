@@ -40,7 +40,7 @@ def test_notebook_runs_top_to_bottom(path):
 
 
 ADAPTS = {  # notebook -> what its outputs must show when the copy driver stands in for overlay
-    "04-union-mounts.ipynb": ["a bind mount of a full copy", "'/bin/ls exists': False", "'/app': ['v2.txt']"],
+    "04-union-mounts.ipynb": ["a bind mount of a full copy", "'a.txt': 'a from lower1'", "'/bin/ls exists': False", "'/app': ['v2.txt']"],
     "05-copy-on-write.ipynb": ["C /etc", "D /bin/vi", "deterministic: True", "identical: True"],
 }
 

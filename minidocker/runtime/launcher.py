@@ -34,6 +34,7 @@ from .. import kernel as K
 
 def serve(fd: int) -> int:
     """The launcher's loop (runs in its own process)."""
+    daemon = os.getppid()  # before the slow imports: the daemon may be gone by the time they end
     from . import exec as _exec, init, monitor  # noqa: F401  — imported once, inherited by every fork
     from .. import namespaces, rootfs  # noqa: F401
     try:  # libseccomp through pyseccomp, loaded once here rather than in every monitor
@@ -44,10 +45,18 @@ def serve(fd: int) -> int:
 
     K.Linux().prctl(K.PR_SET_PDEATHSIG, signal.SIGTERM)
     sock = socket.socket(fileno=fd)
+    # The daemon's end closing (EOF below) or its death (PDEATHSIG) ends us; the parent check is a
+    # third guard, for a daemon that died before the prctl, or whose end of the socket a child of
+    # its own still holds: an orphaned launcher would otherwise wait forever.
+    sock.settimeout(2.0)
     while True:
         try:
             msg, fds, _flags, _addr = socket.recv_fds(sock, 65536, 4)
         except InterruptedError:
+            continue
+        except TimeoutError:
+            if os.getppid() != daemon:
+                return 0
             continue
         if not msg:
             return 0  # the daemon closed its end

@@ -52,6 +52,10 @@ GALLERY_PICKS = {
     "registry-conversation": ("A pull, request by request", "07-pull-sequence"),
     "daemon-state-machine": ("The container state machine, with live containers", "08-state-machine"),
     "defences": ("Which security layer stops which attack", "10-defences"),
+    "network-topology": ("A user network from live netlink state: namespaces, veths, bridge, rules",
+                         "11-topology-minidocker"),
+    "volume-mounts": ("A container's mounts: its layers, a bind and a named volume", "12-container-mounts"),
+    "build-stages": ("A multi-stage build: its stages and what each copies from another", "nb13-stages"),
     "kernel-calls": ("Python to the kernel: ctypes, errno, the recording twin", "00-kernel-calls"),
 }
 TIMELINE = ("container-start", "How a container starts (minidocker run --explain)")

@@ -452,3 +452,15 @@ def test_fuzz_the_served_endpoints(fuzz_daemon):
     assert d.ping(), "the daemon stopped answering /_ping"
     assert not failures, f"seed {seed}, {sent} requests, {len(failures)} failures: {failures[:5]}"
     assert sent >= 100  # the budget was spent on requests, not on waiting
+
+
+def test_log_rotation_options_are_warned_about_not_ignored(daemon):
+    """max-size/max-file/compress are accepted (compose sends them) but logs are not rotated: said."""
+    st, r = daemon.api("POST", "/containers/create", {"Image": "busybox", "Cmd": ["true"],
+                                                      "HostConfig": {"LogConfig": {"Type": "json-file",
+                                                                                   "Config": {"max-size": "10m"}}}})
+    assert st == 201, r
+    try:
+        assert any("max-size" in w and "not rotated" in w for w in r["Warnings"]), r["Warnings"]
+    finally:
+        daemon.api("DELETE", f"/containers/{r['Id']}?force=1")

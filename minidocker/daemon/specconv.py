@@ -214,6 +214,10 @@ def to_spec(cfg: ContainerConfig, host: dict | None, container_dir: str, *,
     for key, flag in WARN_ONLY.items():
         if host.get(key):
             warnings.append(f"{flag} is not supported by minidocker yet: ignored")
+    unrotated = sorted(set((host.get("LogConfig") or {}).get("Config") or {}) & {"max-size", "max-file", "compress"})
+    if unrotated:  # accepted (compose sets them), not implemented: said, not silently dropped
+        warnings.append(f"log options {', '.join(unrotated)} are not supported by minidocker yet: "
+                        "the log file is not rotated")
     if host.get("DeviceRequests"):
         raise ConfigError("HostConfig.DeviceRequests (--gpus): device requests are not supported by minidocker")
     privileged = bool(host.get("Privileged"))

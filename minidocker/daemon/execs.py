@@ -104,7 +104,6 @@ async def start(engine: Engine, ex: Exec, client=None, console_size=None) -> asy
     except ConfigError as e:
         raise InvalidRequest(str(e))
     await asyncio.to_thread(rexec.create, ex.dir, os.path.dirname(c.dir), c.id, process,
-                            privileged=bool(ex.body.get("Privileged")),
                             monitor={"tty": ex.cfg.tty, "open_stdin": ex.cfg.open_stdin,
                                      "stdin_once": ex.cfg.stdin_once, "console_size": console_size})
     try:
@@ -128,8 +127,9 @@ async def start(engine: Engine, ex: Exec, client=None, console_size=None) -> asy
 
 def exec_process(c: Container, cfg: ContainerConfig, body: dict) -> dict:
     """The exec's OCI ``process``: the container's (capabilities, no_new_privs, rlimits, user) with
-    the exec's command, env, cwd, terminal and ``-u``; ``--privileged``: every capability (and no
-    seccomp filter: runtime.exec_process)."""
+    the exec's command, env, cwd, terminal and ``-u``; ``--privileged``: every capability (the
+    container's seccomp filter stays, as with dockerd: moby's execSetPlatformOpt changes only
+    capabilities and AppArmor)."""
     from ..security import capabilities
     from . import specconv
     spec = read_json(os.path.join(c.dir, "config.json"))

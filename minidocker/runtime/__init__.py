@@ -23,8 +23,8 @@ API (``root``: the state directory, one subdirectory per container id; ``bundle`
                                        #   rootfs created annotations (+ owner "")
     kill(root, cid, sig=SIGTERM, all=False)   # through a pidfd: a recycled pid is never hit
     delete(root, cid, force=False)     # the cgroup and the state directory's runtime files
-    exec_process(root, cid, process, *, stdio, console_socket=None, wait_fd=None,
-                 privileged=False) -> namespaces.Process   # one more process, OCI ``process``
+    exec_process(root, cid, process, *, stdio, console_socket=None,
+                 wait_fd=None) -> namespaces.Process   # one more process, OCI ``process``
     pause(root, cid); resume(root, cid)   # the freezer
     update(root, cid, resources)       # new ``linux.resources`` (cgroup limits)
     list_containers(root) -> [state]; ps(root, cid) -> [host pids]
@@ -337,10 +337,10 @@ def delete(root: str, cid: str, force: bool = False) -> None:
 # --- exec / pause / resume / update / list / ps --------------------------------------------------------
 
 def exec_process(root: str, cid: str, process: dict, *, stdio=(None, None, None), console_socket=None,
-                 wait_fd: int | None = None, privileged: bool = False):
+                 wait_fd: int | None = None):
     """One more process in a running container (``runc exec --process``): it joins the init's
     namespaces and cgroup and gets ``process``'s confinement (capabilities, seccomp, no_new_privs,
-    user) — the container's own ``linux.seccomp`` unless ``privileged``. ``wait_fd``: it waits
+    user) and the container's own ``linux.seccomp``. ``wait_fd``: it waits
     for one byte there before it execs (the daemon attaches clients first). Our child (detached,
     as create)."""
     from .exec import spawn_exec
@@ -349,7 +349,7 @@ def exec_process(root: str, cid: str, process: dict, *, stdio=(None, None, None)
         raise ContainerError(f"cannot exec in a {st['status']} container")
     spec = S.load(st["bundle"])
     return spawn_exec(spec, st["pid"], process, stdio=stdio, console_fd=_console_fd(console_socket),
-                      wait_fd=wait_fd, privileged=privileged)
+                      wait_fd=wait_fd)
 
 
 def pause(root: str, cid: str) -> None:

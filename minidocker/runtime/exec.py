@@ -18,7 +18,7 @@ and a restarted daemon still finds it. Its output is not logged: ``docker logs``
 container's pid 1 only.
 
 Directory of an exec: ``ROOT/containers/ID/exec/EXECID/`` with ``config.json`` (the OCI process,
-the container's runtime root and id, ``privileged``, the monitor's options), ``ctl.sock``,
+the container's runtime root and id, the monitor's options), ``ctl.sock``,
 ``exit.json``. See nsenter(1), setns(2), cgroups(7)
 ("Migrating a process to a cgroup"), and docker's ExecConfig in the Engine API spec.
 """
@@ -76,7 +76,7 @@ def cgroup_procs_paths(pid: int) -> list[str]:
 
 
 def exec_main(spec: dict, process: dict, cgroup_fds: tuple[int, ...], console_fd: int | None,
-              wait_fd: int | None, privileged: bool) -> int:
+              wait_fd: int | None) -> int:
     """Run in the container's namespaces (child B of ``spawn_in``), before exec."""
     close_fds_except(tuple(cgroup_fds) + tuple(fd for fd in (console_fd, wait_fd) if fd is not None))
     k = K.Linux()
@@ -96,25 +96,22 @@ def exec_main(spec: dict, process: dict, cgroup_fds: tuple[int, ...], console_fd
             os._exit(1)
         os.close(wait_fd)
     # 4. The container's confinement (seccomp, user, capabilities as ``process`` says), cwd, exec:
-    #    the same code as the container's pid 1. --privileged: no seccomp filter.
-    linux = dict(spec.get("linux") or {})
-    if privileged:
-        linux.pop("seccomp", None)
-    return run_process(k, process, linux)
+    #    the same code as the container's pid 1. ``exec --privileged`` changed only ``process``'s
+    #    capabilities (the daemon's exec_process): the container's seccomp filter stays, as with
+    #    dockerd and runc exec.
+    return run_process(k, process, dict(spec.get("linux") or {}))
 
 
-def spawn_exec(spec: dict, target_pid: int, process: dict, *, stdio, console_fd=None, wait_fd=None,
-               privileged: bool = False):
+def spawn_exec(spec: dict, target_pid: int, process: dict, *, stdio, console_fd=None, wait_fd=None):
     """Fork a process into the namespaces and cgroups of ``target_pid``; our child (detached)."""
     from .. import namespaces
     from . import precompile_seccomp
-    if not privileged:
-        precompile_seccomp(spec)
+    precompile_seccomp(spec)
     # Opened here, in the host's view: inside the container's mount namespace they are out of reach.
     cgroup_fds = tuple(os.open(p, os.O_WRONLY | os.O_CLOEXEC) for p in cgroup_procs_paths(target_pid))
     extra = tuple(fd for fd in (console_fd, wait_fd) if fd is not None)
     try:
-        return namespaces.spawn_in(target_pid, lambda: exec_main(spec, process, cgroup_fds, console_fd, wait_fd, privileged),
+        return namespaces.spawn_in(target_pid, lambda: exec_main(spec, process, cgroup_fds, console_fd, wait_fd),
                                    None, stdin=stdio[0], stdout=stdio[1], stderr=stdio[2],
                                    pass_fds=cgroup_fds + extra, detach=True)
     finally:
@@ -124,7 +121,7 @@ def spawn_exec(spec: dict, target_pid: int, process: dict, *, stdio, console_fd=
 
 class ExecMonitor(Monitor):
     """The monitor of one exec'd process (``config.json`` here: the OCI ``process``, the container's
-    runtime root and id, ``privileged``, and the monitor's options)."""
+    runtime root and id, and the monitor's options)."""
     log_name = None
 
     def options(self) -> dict:
@@ -137,7 +134,7 @@ class ExecMonitor(Monitor):
         try:
             return runtime.exec_process(self.conf["root"], self.conf["id"], self.conf["process"],
                                         stdio=(stdin, stdout, stderr), console_socket=self.console_child,
-                                        wait_fd=go_r, privileged=bool(self.conf.get("privileged")))
+                                        wait_fd=go_r)
         finally:
             os.close(go_r)
 
@@ -150,12 +147,12 @@ class ExecMonitor(Monitor):
         return False
 
 
-def create(exec_dir: str, root: str, cid: str, process: dict, *, privileged: bool = False,
+def create(exec_dir: str, root: str, cid: str, process: dict, *,
            monitor: dict | None = None) -> None:
     """Write the exec's directory (its monitor reads ``config.json``)."""
     os.makedirs(exec_dir, mode=0o700)
     atomic_write_json(os.path.join(exec_dir, "config.json"),
-                      {"root": root, "id": cid, "process": process, "privileged": privileged,
+                      {"root": root, "id": cid, "process": process,
                        "monitor": monitor or {}})
 
 

@@ -417,3 +417,20 @@ def test_stats_cli_streams_until_interrupted(daemon):
         assert "streamer" in screens[1] and "%" in screens[1]
     finally:
         daemon.cli("rm", "-f", cid)
+
+
+@pytest.mark.privileged
+def test_a_clean_daemon_stop_leaves_no_cgroup_parent(tmp_path):
+    """The parent a daemon made for its containers (``--cgroup-parent``, by default ``minidocker``)
+    goes with the daemon's clean stop once no container runs under it."""
+    need_root()
+    from conftest import Daemon, cgroup_dirs
+    d = Daemon(str(tmp_path))
+    d.cgroup_parent = f"minidocker-stoptest-{os.getpid()}"
+    d.start()
+    try:
+        d.cli("run", "--rm", "busybox", "true", check=True)
+        assert cgroup_dirs(d.cgroup_parent)            # the parent existed while the daemon ran
+    finally:
+        d.stop()
+    assert cgroup_dirs(d.cgroup_parent) == []

@@ -120,3 +120,18 @@ def set_frozen(layout: Layout, path: str, frozen: bool) -> None:
     """Freeze (and wait until every task is frozen) or thaw the cgroup ``path``."""
     cg = open_cgroup(path, layout)
     cg.freeze() if frozen else cg.thaw()
+
+
+def remove_parent(parent: str, layout: Layout | None = None) -> list[str]:
+    """rmdir ``/<parent>`` in every hierarchy where it is empty (a daemon's clean stop): a parent that
+    still holds a container's group answers EBUSY and stays, as it must. Returns what was removed."""
+    layout = layout or detect()
+    removed = []
+    for root in [*layout.v1.values(), *([layout.unified] if layout.unified else [])]:
+        d = os.path.join(root, parent.strip("/"))
+        try:
+            os.rmdir(d)
+            removed.append(d)
+        except OSError:  # absent, or still in use
+            pass
+    return removed

@@ -139,6 +139,8 @@ async def serve(args) -> None:
     server.close()
     await asyncio.to_thread(engine.net.m.shutdown)  # bridges no running container uses, table, sysctls
     launcher.disable()
+    from .. import cgroups  # the cgroup parent too, unless a container still runs under it
+    cgroups.remove_parent(engine.cgroup_parent)
 
 
 def network_settings(args):

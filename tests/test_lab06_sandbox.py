@@ -66,7 +66,7 @@ def _in_scratch_root(fn):
             k.mount(path, new + path, None, K.MS_BIND | K.MS_REC)
             k.mount(None, new + path, None, K.MS_BIND | K.MS_REMOUNT | K.MS_RDONLY)
         for d, mode in (("etc", 0o755), ("tmp", 0o1777), ("proc", 0o555), (".old", 0o700)):
-            os.mkdir(f"{new}/{d}")
+            os.makedirs(f"{new}/{d}", exist_ok=True)   # exists already when the checkout is under /tmp
             os.chmod(f"{new}/{d}", mode)
         for path, mode in DECOYS.items():
             with open(new + path, "w") as f:
@@ -76,7 +76,8 @@ def _in_scratch_root(fn):
         os.chdir("/")
         k.umount2("/.old", K.MNT_DETACH)      # the host's tree is gone from this namespace
         os.rmdir("/.old")
-        if os.path.exists(REPO + "/.old") or os.path.exists("/root/.ssh") or os.listdir("/tmp"):
+        bound_in_tmp = {p.split("/")[2] for p in _read_only_binds() if p.startswith("/tmp/")}
+        if os.path.exists(REPO + "/.old") or os.path.exists("/root/.ssh") or set(os.listdir("/tmp")) - bound_in_tmp:
             raise RuntimeError("the scratch root is not what it should be: refusing to go on")
         k.mount("proc", "/proc", "proc", K.MS_NOSUID | K.MS_NODEV | K.MS_NOEXEC)
         return fn()

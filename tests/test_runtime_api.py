@@ -193,3 +193,17 @@ def test_start_of_a_short_workload_reaped_at_once(bundle, monkeypatch):
             proc.kill()
             proc.wait()
         runtime.delete(str(state), "c1", force=True)
+
+
+def test_detach_keys_filter_passes_near_misses_and_typed_text():
+    """The monitor's detach-key filter (docker's escape proxy): bytes that only start the
+    sequence are held until it is known; a repeated first key passes one copy and still detaches;
+    text typed before the sequence reaches the container; the sequence split over reads works."""
+    from minidocker.runtime.monitor import Attacher
+    a = Attacher(None, {"stdin": True})                      # default ctrl-p ctrl-q
+    assert a.filter_stdin(b"ls\r") == (b"ls\r", False)
+    assert a.filter_stdin(b"x\x10") == (b"x", False)          # ctrl-p held back
+    assert a.filter_stdin(b"\x10") == (b"\x10", False)        # ctrl-p ctrl-p: the first goes, the second is held
+    assert a.filter_stdin(b"\x11") == (b"", True)             # … and ctrl-q completes the sequence
+    b = Attacher(None, {"stdin": True, "detach_keys": "ctrl-a,b,c"})
+    assert b.filter_stdin(b"echo\x01b\x01bc") == (b"echo\x01b", True)

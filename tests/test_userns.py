@@ -75,11 +75,11 @@ def remap():
         assert not left and not cg_left, (left, cg_left)
 
 
-def _run(d, cmd, host=None, name=None):
+def _run(d, cmd, host=None, name=None, image="busybox:latest"):
     """Create and start a container; return (id, pid) — it runs ``cmd`` (kept alive by the caller's
     command)."""
     st, body = d.api("POST", "/containers/create" + (f"?name={name}" if name else ""),
-                     {"Image": "busybox:latest", "Cmd": cmd, "HostConfig": {"NetworkMode": "none", **(host or {})}})
+                     {"Image": image, "Cmd": cmd, "HostConfig": {"NetworkMode": "none", **(host or {})}})
     assert st == 201, body
     cid = body["Id"]
     st, body = d.api("POST", f"/containers/{cid}/start")
@@ -201,3 +201,27 @@ def test_chowned_copy_shifts_owners_and_keeps_modes(tmp_path):
     dst2 = chowned_copy(str(src), uid_map, [IdMap(0, 500000, 65536)])
     wh = os.lstat(os.path.join(dst2, "gone"))
     assert __import__("stat").S_ISCHR(wh.st_mode) and wh.st_rdev == 0 and wh.st_uid == 300000
+
+
+def test_commit_records_the_ids_the_container_saw(remap):
+    """The committed layer carries container ids (0, 1000), not the remapped host ids its files have
+    on disk: run from the new image without remapping (--userns=host), the files are 0:0 and 1000:1000."""
+    d, uid_start, _ = remap
+    cid, _ = _run(d, ["sh", "-c", "touch /by-root /by-user && chown 1000:1000 /by-user"])
+    image = None
+    try:
+        assert _wait(d, cid) == 0, _logs(d, cid)
+        st, body = d.api("POST", f"/commit?container={cid}&repo=remapped-commit&tag=t")
+        assert st == 201, body
+        image = body["Id"]
+        check, _ = _run(d, ["stat", "-c", "%u:%g", "/by-root", "/by-user"], host={"UsernsMode": "host"},
+                          image="remapped-commit:t")
+        try:
+            assert _wait(d, check) == 0, _logs(d, check)
+            assert _logs(d, check).split() == ["0:0", "1000:1000"], (_logs(d, check), uid_start)
+        finally:
+            d.api("DELETE", f"/containers/{check}?force=1")
+    finally:
+        d.api("DELETE", f"/containers/{cid}?force=1")
+        if image:
+            d.api("DELETE", "/images/remapped-commit:t")

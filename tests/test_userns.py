@@ -225,3 +225,33 @@ def test_commit_records_the_ids_the_container_saw(remap):
         d.api("DELETE", f"/containers/{cid}?force=1")
         if image:
             d.api("DELETE", "/images/remapped-commit:t")
+
+
+def test_default_creates_dockremap_with_free_ranges(tmp_path):
+    """``--userns-remap default`` on a machine without dockremap: the user is created (useradd) and
+    given 65536 subordinate uids and gids after the ranges already taken (usermod), as dockerd does;
+    a second resolve reuses them. Runs on a copy of /etc (useradd/usermod --prefix): the host's
+    files are never touched."""
+    need_root()
+    need_tool("useradd")
+    from minidocker.daemon import userns
+    etc = tmp_path / "etc"
+    (etc / "default").mkdir(parents=True)
+    for name in ("passwd", "group", "shadow", "gshadow", "login.defs", "default/useradd"):
+        if os.path.exists(f"/etc/{name}"):
+            text = open(f"/etc/{name}").read()
+            if name in ("passwd", "group", "shadow", "gshadow"):   # whatever the host has, no dockremap here
+                text = "".join(line for line in text.splitlines(True) if not line.startswith("dockremap:"))
+            (etc / name).write_text(text)
+    (etc / "subuid").write_text("alice:100000:65536\nbob:165536:65536\n")
+    (etc / "subgid").write_text("alice:120000:1000\n")
+    host_before = {n: open(f"/etc/{n}").read() for n in ("passwd", "group") if os.path.exists(f"/etc/{n}")}
+    first = userns.resolve("default", etc=str(etc))
+    assert any(line.startswith("dockremap:") for line in (etc / "passwd").read_text().splitlines())
+    assert first["uidMappings"] == [{"containerID": 0, "hostID": 231072, "size": 65536}]   # after bob's
+    assert first["gidMappings"] == [{"containerID": 0, "hostID": 121000, "size": 65536}]   # after alice's
+    assert userns.resolve("default", etc=str(etc)) == first                               # created once
+    assert (etc / "subuid").read_text().count("dockremap:") == 1
+    assert {n: open(f"/etc/{n}").read() for n in host_before} == host_before
+    with pytest.raises(ValueError, match="no subordinate ids"):
+        userns.resolve("bin", etc=str(etc))

@@ -208,6 +208,20 @@ def container_id(host_id: int, mappings: list[dict]) -> int:
     return OVERFLOW_ID
 
 
+def restore_container_ids(change_list: list[Change], root: str, id_mappings: tuple[list, list]) -> None:
+    """Give the added and changed files under ``root`` the ids the container saw (see write_layer):
+    for a snapshot that becomes an image layer as it is (a build step), so that disk and tar agree.
+    chown(2) clears set-user/group-ID bits: the mode is put back."""
+    for ch in change_list:
+        if ch.kind == "D":
+            continue
+        path = root + ch.path
+        st = os.lstat(path)
+        os.lchown(path, container_id(st.st_uid, id_mappings[0]), container_id(st.st_gid, id_mappings[1]))
+        if not stat.S_ISLNK(st.st_mode):
+            os.chmod(path, stat.S_IMODE(st.st_mode))
+
+
 def write_layer(change_list: list[Change], root: str, out, id_mappings: tuple[list, list] | None = None) -> int:
     """Write the changes as an uncompressed OCI layer tar to binary file ``out``; ``root`` is the
     directory holding the added and changed files (overlay: the upper dir; copy: the container's
@@ -245,5 +259,5 @@ def layer_root(snapshotter: Snapshotter, key: str) -> str:
     return snapshotter.fs(key)
 
 
-__all__ = ["Change", "changes", "overlay_changes", "tree_changes", "write_layer", "container_id", "layer_root",
+__all__ = ["Change", "changes", "overlay_changes", "tree_changes", "write_layer", "container_id", "restore_container_ids", "layer_root",
            "KIND_CODES"]

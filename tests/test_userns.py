@@ -255,3 +255,20 @@ def test_default_creates_dockremap_with_free_ranges(tmp_path):
     assert {n: open(f"/etc/{n}").read() for n in host_before} == host_before
     with pytest.raises(ValueError, match="no subordinate ids"):
         userns.resolve("bin", etc=str(etc))
+
+
+def test_build_run_step_layer_records_container_ids(remap, tmp_path):
+    """A RUN step on a remapped daemon runs remapped; its layer carries the ids the step saw."""
+    d, _, _ = remap
+    (tmp_path / "Dockerfile").write_text("FROM busybox:latest\nRUN touch /r && mkdir /u && chown 1000:1000 /u\n")
+    r = d.cli("build", "-q", "-t", "remapped-build:t", str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    try:
+        check, _ = _run(d, ["stat", "-c", "%u:%g", "/r", "/u"], host={"UsernsMode": "host"}, image="remapped-build:t")
+        try:
+            assert _wait(d, check) == 0, _logs(d, check)
+            assert _logs(d, check).split() == ["0:0", "1000:1000"], _logs(d, check)
+        finally:
+            d.api("DELETE", f"/containers/{check}?force=1")
+    finally:
+        d.api("DELETE", "/images/remapped-build:t")

@@ -90,3 +90,11 @@ def resolve(option: str, etc: str = "/etc") -> dict:
     return {"user": row[0], "group": gname,
             "uidMappings": [{"containerID": 0, "hostID": uid_start, "size": uid_size}],
             "gidMappings": [{"containerID": 0, "hostID": gid_start, "size": gid_size}]}
+
+
+def container_id_mappings(container_dir: str) -> tuple[list, list] | None:
+    """A container's user-namespace maps, from its OCI spec (``linux.uidMappings``/``gidMappings``),
+    or None: what a commit (or a build step's layer) maps the on-disk host ids back through."""
+    from ..util import read_json
+    linux = (read_json(os.path.join(container_dir, "config.json")) or {}).get("linux") or {}
+    return (linux["uidMappings"], linux.get("gidMappings") or []) if linux.get("uidMappings") else None

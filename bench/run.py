@@ -764,12 +764,14 @@ BENCHMARKS: dict[str, tuple[Callable[[Workspace, argparse.Namespace], list[Measu
                "image unpack: 100 MB / 5,000 files, 1 and 4 layers (bench/unpack_bench.py)"),
     "network": (lambda ws, args: __import__("network_bench").bench(ws, args, sys.modules[__name__]),
                 "networking: start on the bridge vs none vs podman's bridge; published port vs direct (bench/network_bench.py)"),
+    "pullrun": (lambda ws, args: __import__("pull_bench").bench(ws, args, sys.modules[__name__]),
+                "pull + first run of a one-layer ~100 MB / 5,000-file image from a local registry (bench/pull_bench.py)"),
     "build": (lambda ws, args: __import__("build_bench").bench(ws, args, sys.modules[__name__]),
               "a 10-step Dockerfile, cold and cached: minidocker build vs podman build (bench/build_bench.py)"),
 }
 
 
-BASELINES = {"runtime": "runc"}   # ratios against this tool's median (default: minidocker's)
+BASELINES = {"runtime": "runc", "pullrun": "skopeo copy + umoci unpack"}   # ratios against this tool's median (default: minidocker's)
 
 
 # --- main --------------------------------------------------------------------------------------

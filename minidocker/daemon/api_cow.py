@@ -17,7 +17,7 @@ from ..images import parents
 from ..images.commit import ChangeError, commit_image
 from ..images.reference import InvalidReference, parse_reference
 from .. import http
-from .engine import InvalidRequest
+from .errors import InvalidRequest
 
 RUN_CONFIG_KEYS = ("Cmd", "Entrypoint", "Env", "WorkingDir", "User", "Labels", "ExposedPorts",
                    "Volumes", "StopSignal", "Healthcheck")

@@ -52,6 +52,8 @@ from .views import Views
 
 
 class Engine(Create, Lifecycle, Restarts, Streams, Views, Snapshots, Recovery):
+    """Every container of one daemon root, and the stores they draw on (images, snapshots, volumes)."""
+
     def __init__(self, root: str, driver: str = "overlay", cgroup_parent: str = "minidocker",
                  network=None, userns_remap: dict | None = None):
         self.root = root

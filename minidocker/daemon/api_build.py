@@ -24,7 +24,7 @@ from ..images.reference import InvalidReference, familiar, parse_reference
 from ..images.store import ImageNotFound
 from ..images.unpack import prune as prune_layers
 from .api import parse_log_lines, read_from
-from .engine import InvalidRequest
+from .errors import InvalidRequest
 
 NETWORK_MODES = ("", "default", "none")
 

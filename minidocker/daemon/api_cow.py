@@ -17,8 +17,8 @@ from ..images import parents
 from ..images.commit import ChangeError, commit_image
 from ..images.reference import InvalidReference, parse_reference
 from .. import http
+from .errors import InvalidRequest
 from .userns import container_id_mappings
-from .engine import InvalidRequest
 
 RUN_CONFIG_KEYS = ("Cmd", "Entrypoint", "Env", "WorkingDir", "User", "Labels", "ExposedPorts",
                    "Volumes", "StopSignal", "Healthcheck")

@@ -21,7 +21,7 @@ from .. import rootfs
 from ..network import Settings
 from ..network import manager as M
 from ..util import atomic_write_json, read_json
-from .engine import Conflict, InvalidRequest, NotFound
+from .errors import Conflict, InvalidRequest, NotFound
 
 log = logging.getLogger("minidockerd.network")
 

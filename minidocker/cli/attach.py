@@ -11,7 +11,8 @@ other, multiplexed in docker's 8-byte frames (stream, 0, 0, 0, size) unless the 
 * :func:`pump_stdin` copies the terminal to the socket, half-closes it at EOF, and notices the detach
   keys (ctrl-p ctrl-q) — the daemon watches for them too and ends the stream, the container runs on;
 * :func:`raw_terminal` puts the terminal in raw mode (termios(3)) while a TTY is attached, so
-  ctrl-c, ctrl-d and the arrows reach the container instead of the local line discipline.
+  ctrl-c, ctrl-d and the arrows reach the container instead of the local line discipline;
+* :func:`stream` is the session made of them, for ``run``, ``start -a``, ``exec`` and ``attach``.
 
 ``exec`` = ``POST /containers/ID/exec`` + ``POST /exec/ID/start`` (hijacked) + ``GET /exec/ID/json``
 for the exit code; ``attach`` registers ``wait`` before attaching, as docker does, and reads the
@@ -83,16 +84,7 @@ def cmd_exec(c: Client, a) -> int:
     conn = c.hijack("POST", f"/exec/{eid}/start", body={"Detach": False, "Tty": a.tty,
                                                         "ConsoleSize": body.get("ConsoleSize")})
     restore = raw_terminal() if a.tty and sys.stdin.isatty() else None
-    if a.interactive:
-        threading.Thread(target=pump_stdin, args=(conn,), daemon=True).start()
-    else:
-        conn.close_write()
-    try:
-        copy_output(conn, a.tty)
-    finally:
-        if restore:
-            restore()
-        conn.close()
+    stream(conn, a.tty, a.interactive, restore, watch_detach=False)  # (the daemon handles exec's DetachKeys)
     info = Client(c.host).request("GET", f"/exec/{eid}/json").check().json()
     return int(info.get("ExitCode") or 0)
 
@@ -107,6 +99,24 @@ def copy_output(conn, tty: bool) -> None:
             os.write(1, data)
     for stream, payload in read_frames(conn.read):
         os.write(2 if stream == 2 else 1, payload)
+
+
+def stream(conn, tty: bool, stdin: bool, restore=None, watch_detach: bool = True) -> bool:
+    """The session on a hijacked connection: stdin pumped to it (with ``stdin``; else its write side
+    closed at once), its output copied out until it ends; then the terminal put back (``restore``)
+    and the connection closed. True when the user typed the detach keys (``watch_detach``)."""
+    detached = threading.Event()
+    if stdin:
+        threading.Thread(target=pump_stdin, args=(conn, detached if watch_detach else None), daemon=True).start()
+    else:
+        conn.close_write()
+    try:
+        copy_output(conn, tty)
+    finally:
+        if restore:
+            restore()
+        conn.close()
+    return detached.is_set()
 
 
 def cmd_attach(c: Client, a) -> int:
@@ -124,19 +134,8 @@ def cmd_attach(c: Client, a) -> int:
         proxy_signals(c, info["Id"])  # Ctrl-C goes to the container; we end with its output
     else:
         exit_on_interrupt()           # --sig-proxy=false (or a TTY): Ctrl-C ends the attach, 130
-    restore = raw_terminal() if tty and sys.stdin.isatty() else None
-    detached = threading.Event()
-    if stdin:
-        threading.Thread(target=pump_stdin, args=(conn, detached), daemon=True).start()
-    else:
-        conn.close_write()
-    try:
-        copy_output(conn, tty)
-    finally:
-        if restore:
-            restore()
-        conn.close()
-    if detached.is_set() or (stdin and a.detach_keys):  # detached: the container runs on
+    detached = stream(conn, tty, stdin, raw_terminal() if tty and sys.stdin.isatty() else None)
+    if detached or (stdin and a.detach_keys):  # detached: the container runs on
         wait.close()
         return 0
     try:

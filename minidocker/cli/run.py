@@ -31,14 +31,13 @@ import json
 import os
 import signal
 import sys
-import threading
 
 from ..timing import mark
 from . import cgroups as cgroups_cli
 from . import networks as networks_cli
 from . import security as security_cli
 from . import volumes as volumes_cli
-from .attach import copy_output, pump_stdin, raw_terminal
+from .attach import raw_terminal, stream
 from .client import APIError, Client
 from .output import EXIT_DAEMON_ERROR, err, short
 from .signals import proxy_signals
@@ -226,18 +225,7 @@ def attach_and_start(c: Client, cid: str, interactive: bool, tty: bool, removed:
     elif not tty:
         proxy_signals(c, cid)
 
-    detached = threading.Event()
-    if interactive:
-        threading.Thread(target=pump_stdin, args=(conn, detached), daemon=True).start()
-    else:
-        conn.close_write()
-    try:
-        copy_output(conn, tty)
-    finally:
-        if restore:
-            restore()
-        conn.close()
-    if detached.is_set():  # ctrl-p ctrl-q: the container keeps running; do not wait for it
+    if stream(conn, tty, interactive, restore):  # ctrl-p ctrl-q: the container runs on; do not wait for it
         wait.close()
         return 0
     mark("cli", "output streamed until the attach ended")

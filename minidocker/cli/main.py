@@ -2,7 +2,7 @@
 
 What this teaches
 -----------------
-How a CLI of ~50 verbs dispatches: ``argv`` -> the verb's parser -> the verb's function, called with a
+How a CLI of ~45 verbs dispatches: ``argv`` -> the verb's parser -> the verb's function, called with a
 :class:`~.client.Client` for the daemon named by ``-H`` / ``$MINIDOCKER_HOST`` / ``$DOCKER_HOST``
 (with ``--tlsverify``: mutual TLS, as dockerd's ``tcp://`` hosts want). This module is only that; the
 verbs live by idea in their own modules (the table :data:`VERBS`): ``run``'s request choreography in
@@ -12,7 +12,7 @@ chapter's verbs beside its flags (``cgroups.py``, ``networks.py``, ``volumes.py`
 Start-up is paid at every command (``minidocker run`` is benchmarked against podman), so: the
 standard library only, and only what the invoked verb needs. :func:`requested_verb` finds the verb in
 ``argv`` before argparse runs, and :func:`build_parser` imports that verb's module and builds that
-verb's parser alone — building all ~50 costs ~40 ms and imports every module. ``minidocker``,
+verb's parser alone — building all ~45 costs 30 ms or more and imports every module. ``minidocker``,
 ``minidocker --help`` and an unknown verb get the whole table, so the help and argparse's errors
 list every verb.
 

@@ -50,17 +50,27 @@ def test_dns_codec_answers_and_nxdomain():
 
 
 def test_ruleset_isolates_and_publishes():
+    ports = [{"proto": "tcp", "host_ip": "0.0.0.0", "host_port": 8080, "ip": "10.1.0.2", "port": 80, "bridge": "b1"},
+             {"proto": "tcp", "host_ip": "127.0.0.1", "host_port": 8081, "ip": "10.1.0.2", "port": 80, "bridge": "b1"}]
     cmds = nft.ruleset("t", [{"bridge": "b1", "subnet": "10.1.0.0/24", "internal": False},
-                             {"bridge": "b2", "subnet": "10.2.0.0/24", "internal": True}],
-                      [{"proto": "tcp", "host_ip": "0.0.0.0", "host_port": 8080, "ip": "10.1.0.2", "port": 80, "bridge": "b1"},
-                       {"proto": "tcp", "host_ip": "127.0.0.1", "host_port": 8081, "ip": "10.1.0.2", "port": 80, "bridge": "b1"}])
+                             {"bridge": "b2", "subnet": "10.2.0.0/24", "internal": True}], ports)
     rules = [c["add"]["rule"] for c in cmds if "rule" in c.get("add", {})]
     text = repr(rules)
     assert "masquerade" in repr([r for r in rules if r["chain"] == "postrouting"])
     assert "10.2.0.0" not in repr([r for r in rules if r["chain"] == "postrouting"])  # internal: no NAT
-    assert len([r for r in rules if r["chain"] == "ports"]) == 1  # loopback goes through the proxy
+    mine = [r for r in rules if r["chain"] == "to-10.1.0.2"]
+    assert len(mine) == 2 and "'return'" in repr(mine[0])  # hairpin return + one DNAT: loopback goes through the proxy
     assert "'dnat': {'addr': '10.1.0.2', 'port': 80}" in text
+    elems = [c["add"]["element"] for c in cmds if "element" in c.get("add", {})]
+    assert [(e["name"], e["elem"]) for e in elems] == [("pub_any", [[{"concat": ["tcp", 8080]}, {"goto": {"target": "to-10.1.0.2"}}]])]
     assert cmds[1] == {"delete": {"table": {"family": "ip", "name": "t"}}}  # atomic replacement
+    # a container's own transaction: only its chain and elements, never the table or other rules
+    add, delete = nft._container_cmds("add", "t", ports), nft._container_cmds("delete", "t", ports)
+    assert {next(iter(c[v])) for c in add for v in c} == {"chain", "rule", "element"}
+    assert all(c[v].get("chain", c[v].get("element", {})).get("name") in ("to-10.1.0.2", "pub_any")
+               for c in add + delete for v in c if "rule" not in c[v])
+    assert all(c[v]["rule"]["chain"] == "to-10.1.0.2" for c in add for v in c if "rule" in c[v])
+    assert [next(iter(c)) for c in delete] == ["delete", "flush", "delete"]
 
 
 # ---- real namespaces ---------------------------------------------------------------------------------

@@ -9,20 +9,40 @@ the runtime ``setns``es into it, so the namespace is wired *before* the containe
 ``umount2(path, MNT_DETACH)`` and ``unlink`` drop the last reference; the kernel then destroys the
 namespace and every device in it (the veth's inner end takes its peer along).
 
+The child can also bring the new namespace's ``lo`` up (``create(..., loopback_up=True)``): it is
+inside already, so one ``SIOCSIFFLAGS`` ioctl does it — no netlink socket, no thread, no pyroute2
+(what ``--network none`` needs, and all it needs).
+
 Namespaces belong to a thread: ``in_netns`` runs a function in a fresh thread that joins the
 namespace (allowed for network namespaces in a multi-threaded process), e.g. to open the DNS
-server's socket at 127.0.0.11 *inside* the container. Man pages: ip-netns(8), setns(2), unshare(2).
+server's socket at 127.0.0.11 *inside* the container. Man pages: ip-netns(8), setns(2), unshare(2),
+netdevice(7) (``SIOCGIFFLAGS``/``SIOCSIFFLAGS``).
 """
 from __future__ import annotations
 
+import fcntl
 import os
+import socket
+import struct
 import threading
 
 from .. import kernel as K
 
 
-def create(path: str, kernel=None) -> str:
-    """A new, empty network namespace pinned at ``path`` (the file must not be in use)."""
+SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
+
+
+def _lo_up() -> None:
+    """``ip link set lo up`` in the caller's namespace: read the flags, set IFF_UP (netdevice(7))."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as s:
+        ifr = fcntl.ioctl(s.fileno(), SIOCGIFFLAGS, struct.pack("16sH14x", b"lo", 0))
+        flags = struct.unpack_from("16sH", ifr)[1]
+        fcntl.ioctl(s.fileno(), SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", flags | IFF_UP))
+
+
+def create(path: str, kernel=None, loopback_up: bool = False) -> str:
+    """A new, empty network namespace pinned at ``path`` (the file must not be in use); with
+    ``loopback_up`` its ``lo`` is up (a new namespace's is down: 127.0.0.1 would fail)."""
     k = kernel or K.Linux()
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "x"):
@@ -33,6 +53,8 @@ def create(path: str, kernel=None) -> str:
         try:
             k.unshare(K.CLONE_NEWNET)
             k.mount("/proc/self/ns/net", path, None, K.MS_BIND)
+            if loopback_up:
+                _lo_up()
             code = 0
         finally:
             os._exit(code)
@@ -63,6 +85,16 @@ def remove(path: str, kernel=None) -> None:
         pass
 
 
+def join(path: str, kernel=None) -> None:
+    """Move the *calling thread* into the namespace pinned at ``path`` (setns(2))."""
+    k = kernel or K.Linux()
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        k.setns(fd, K.CLONE_NEWNET)
+    finally:
+        os.close(fd)
+
+
 def in_netns(path: str | None, fn, kernel=None):
     """``fn()`` run by a thread that joined the namespace at ``path`` (None: a thread that stays in
     the caller's namespace); returns its result or raises its exception."""
@@ -72,11 +104,7 @@ def in_netns(path: str | None, fn, kernel=None):
     def run():
         try:
             if path is not None:
-                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-                try:
-                    k.setns(fd, K.CLONE_NEWNET)
-                finally:
-                    os.close(fd)
+                join(path, k)
             box["value"] = fn()
         except BaseException as e:  # handed to the caller's thread
             box["error"] = e

@@ -10,6 +10,9 @@ userland proxy costs a published port.
 * **throughput**: 64 MiB sent by a stdlib client into a busybox ``nc`` sink in a container, once
   through the published port on 127.0.0.1 (the userland proxy: two extra copies through user
   space) and once directly to the container's address (bridge only). Times in ms (lower is better).
+
+``--compare-tree DIR`` adds both starts from another checkout (e.g. /work/main), CLI and daemon,
+as a second daemon with its own root, bridge and table: a change measured in the same run.
 """
 from __future__ import annotations
 
@@ -51,9 +54,17 @@ def bench(ws, args, run) -> list:
     if md.status != "ok":
         return [run.Measurement(md.name, "", md.status, md.why)]
     cli, env = md.argv[0], md.env
-    for name, argv in (("minidocker run --rm (bridge)", [cli, "run", "--rm", "busybox", "true"]),
-                       ("minidocker run --rm --network none", [cli, "run", "--rm", "--network", "none", "busybox", "true"])):
-        results.append(run.measure(run.Contender(name, argv, env=env), args.runs, args.warmup))
+    trees = [("", env)]
+    if args.compare_tree:  # the same two starts from another checkout (its own daemon), side by side
+        other = run.minidocker_contender(ws, args.compare_tree)
+        if other.status != "ok":
+            results.append(run.Measurement(other.name, "", other.status, other.why))
+        else:
+            trees.append((" (--compare-tree)", other.env))
+    for suffix, e in trees:
+        for name, argv in (("minidocker run --rm (bridge)", [cli, "run", "--rm", "busybox", "true"]),
+                           ("minidocker run --rm --network none", [cli, "run", "--rm", "--network", "none", "busybox", "true"])):
+            results.append(run.measure(run.Contender(name + suffix, argv, env=e), args.runs, args.warmup))
     pod = run.podman_contender(ws)
     if pod.status == "ok":
         unshare = shutil.which("unshare")

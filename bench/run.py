@@ -798,7 +798,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--tools", default=",".join(START_CONTENDERS),
                    help=f"comma-separated subset of {','.join(START_CONTENDERS)}")
     p.add_argument("--compare-tree", metavar="DIR",
-                   help="start, runtime: also time minidocker (its own daemon) / minidocker-runtime "
+                   help="start, runtime, network: also time minidocker (its own daemon) / minidocker-runtime "
                         "from another checkout, e.g. main's, side by side")
     p.add_argument("--json-dir", default=str(RESULTS_DIR), help="where NAME.json goes (default bench/results)")
     args = p.parse_args(argv)

@@ -95,9 +95,11 @@ class Networks:
         return os.path.join(self.s.state_dir, name)
 
     def _save(self, nets: bool = True):
+        """Networks durably; sandboxes atomically but without fsync — they describe running
+        containers, and after a power cut nothing runs (``recover`` then releases them all)."""
         if nets:
             atomic_write_json(self._p("networks.json"), self.nets)
-        atomic_write_json(self._p("sandboxes.json"), self.boxes)
+        atomic_write_json(self._p("sandboxes.json"), self.boxes, fsync=False)
 
     def get(self, ref: str) -> dict:
         """A network by full id, name, or unique id prefix (docker's rule)."""
@@ -396,6 +398,10 @@ class Networks:
             for name in os.listdir(self._p("netns")):
                 if name not in self.boxes:
                     netns.remove(self._p(f"netns/{name}"))
+            for nid, pool in self.ipam.pools.items():  # allocated, but the endpoint never recorded
+                for addr, owner in list(pool["used"].items()):
+                    if owner != "gateway" and owner not in self.boxes:
+                        self.ipam.release(nid, addr)
             if self.boxes:
                 self._applied = None  # rewritten whole from the state: what a dead daemon left is gone
                 self.sync()

@@ -1,17 +1,20 @@
 """Network namespaces that outlive their processes, as ``ip netns add`` makes them — but in our own
 directory, and removed again (``ip netns add`` leaves a /run/netns bind mount behind on this host).
 
-A namespace lives while a process is in it *or* something holds a reference: an open fd, or a bind
-mount of its ``/proc/PID/ns/net`` file. So: fork a child, let it ``unshare(CLONE_NEWNET)`` and bind
-mount its own ``/proc/self/ns/net`` onto an empty file; the child exits, the mount keeps the
-namespace. The path is what OCI's ``linux.namespaces`` takes (``{"type": "network", "path": …}``):
+A namespace lives while a task is in it *or* something holds a reference: an open fd, or a bind
+mount of its ``/proc/PID/ns/net`` file. Namespaces belong to a *thread*, and a network namespace
+may be entered by one thread of a multi-threaded process (a user namespace may not). So: a fresh
+thread calls ``unshare(CLONE_NEWNET)`` — only that thread moves — and bind mounts its own
+``/proc/thread-self/ns/net`` onto an empty file; the thread ends, the mount keeps the namespace.
+(``ip netns add`` and an earlier version of this module fork a child for it: a fork of a big
+daemon costs more than the namespace.) The path is what OCI's ``linux.namespaces`` takes (``{"type": "network", "path": …}``):
 the runtime ``setns``es into it, so the namespace is wired *before* the container starts.
 ``umount2(path, MNT_DETACH)`` and ``unlink`` drop the last reference; the kernel then destroys the
 namespace and every device in it (the veth's inner end takes its peer along).
 
-The child can also bring the new namespace's ``lo`` up (``create(..., loopback_up=True)``): it is
-inside already, so one ``SIOCSIFFLAGS`` ioctl does it — no netlink socket, no thread, no pyroute2
-(what ``--network none`` needs, and all it needs).
+That thread can also bring the new namespace's ``lo`` up (``create(..., loopback_up=True)``): it
+is inside already, so one ``SIOCSIFFLAGS`` ioctl does it — no netlink socket, no pyroute2 (what
+``--network none`` needs, and all it needs).
 
 Namespaces belong to a thread: ``in_netns`` runs a function in a fresh thread that joins the
 namespace (allowed for network namespaces in a multi-threaded process), e.g. to open the DNS
@@ -47,21 +50,17 @@ def create(path: str, kernel=None, loopback_up: bool = False) -> str:
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "x"):
         pass
-    pid = os.fork()
-    if pid == 0:  # child: single-threaded, so unshare moves the whole process
-        code = 1
-        try:
-            k.unshare(K.CLONE_NEWNET)
-            k.mount("/proc/self/ns/net", path, None, K.MS_BIND)
-            if loopback_up:
-                _lo_up()
-            code = 0
-        finally:
-            os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    if status != 0:
-        os.unlink(path)
-        raise OSError(f"cannot create a network namespace at {path} (child status {status})")
+
+    def make():  # in a fresh thread: only it moves (and it ends right after)
+        k.unshare(K.CLONE_NEWNET)
+        k.mount("/proc/thread-self/ns/net", path, None, K.MS_BIND)
+        if loopback_up:
+            _lo_up()
+    try:
+        in_netns(None, make, k)
+    except BaseException:
+        remove(path, k)
+        raise
     return path
 
 

@@ -81,11 +81,6 @@ def create_bridge(name: str, gateway: str, prefixlen: int, mtu: int = 1500) -> N
     _in(None, go)
 
 
-def loopback_up(ns: str) -> None:
-    """``ip link set lo up`` inside the namespace (a new one has lo down: 127.0.0.1 would fail)."""
-    _in(ns, lambda ipr: ipr.link("set", index=_index(ipr, "lo"), state="up"))
-
-
 def delete(name: str, ns: str | None = None) -> None:
     """Delete a link (a veth takes its peer along). Missing is not an error."""
     def go(ipr):

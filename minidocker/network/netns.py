@@ -23,6 +23,7 @@ netdevice(7) (``SIOCGIFFLAGS``/``SIOCSIFFLAGS``).
 """
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import socket
@@ -74,10 +75,17 @@ def is_pinned(path: str) -> bool:
 
 
 def remove(path: str, kernel=None) -> None:
-    """Unpin and delete; the namespace dies with its last reference. Missing is not an error."""
+    """Unpin and delete; the namespace dies with its last reference. Missing is not an error.
+    Unmounts until the kernel says EINVAL (not a mount point; ENOENT: no file) rather than reading
+    /proc/self/mountinfo — with many containers that table is long, and this runs at every exit."""
     k = kernel or K.Linux()
-    while is_pinned(path):
-        k.umount2(path, K.MNT_DETACH)
+    while True:
+        try:
+            k.umount2(path, K.MNT_DETACH)
+        except OSError as e:
+            if e.errno in (errno.EINVAL, errno.ENOENT):
+                break
+            raise
     try:
         os.unlink(path)
     except FileNotFoundError:

@@ -15,7 +15,7 @@ for the containers still running after a daemon restart and removes what belonge
 The ``ip_forward`` hold (``sysctl``) is taken while a bridge exists and released when the last
 one goes.
 
-A container start on an existing bridge is therefore: a forked child that creates and pins the
+A container start on an existing bridge is therefore: a thread that creates and pins the
 namespace (and brings ``lo`` up), one thread with two netlink sockets that wires the veth pair
 (``links.attach``), an address from the allocator — and no nft process unless it publishes ports.
 Its exit gives the address back and unpins the namespace; the kernel destroys the veth pair with

@@ -39,7 +39,7 @@ from typing import Callable
 from .. import cow, unionfs
 from ..images.commit import file_digest, write_image
 from ..images.layers import uncompressed_stream
-from ..images.unpack import unpack
+from ..images.unpack import PLACEHOLDER_DIRS, PLACEHOLDER_FILES, unpack
 from ..images.store import MEDIA_TYPE_LAYER, Image, ImageNotFound, ImageStore, chain_ids
 from ..util import atomic_write_json, now_rfc3339, read_json
 from . import context as ctx
@@ -50,8 +50,6 @@ PROXY_ARGS = ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PRO
               "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy")
 DEFAULT_SHELL = ["/bin/sh", "-c"]
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-PLACEHOLDER_FILES = ("/etc/hostname", "/etc/hosts", "/etc/resolv.conf")
-PLACEHOLDER_DIRS = ("/proc", "/sys", "/dev")
 
 
 class BuildError(Exception):

@@ -7,7 +7,8 @@ What this teaches
 1. resolve the image and check the name (``/name`` unique, docker's ``[a-zA-Z0-9][a-zA-Z0-9_.-]``);
 2. merge request and image config into a ``ContainerConfig`` (``config.from_create_request``) and
    check the restart policy and health check;
-3. prepare the container's snapshots on the image's layers (``snapshots.py``) and its volumes;
+3. prepare the container's writable snapshot on the image's init layer (``snapshots.py``) and
+   its volumes;
 4. write the directory — OCI bundle and the daemon's record (``record.write_bundle``);
 5. record ``created`` and emit the ``create`` event.
 
@@ -22,7 +23,7 @@ import os
 from .. import unionfs
 from ..images.layers import LayerError
 from ..images.store import ImageNotFound
-from ..images.unpack import unpack
+from ..images.unpack import container_base, image_keys
 from ..timing import mark
 from ..util import new_id, now_rfc3339
 from . import health
@@ -76,8 +77,8 @@ class Create:
         # The image's layers, unpacked once per ChainID, and a writable snapshot named after us.
         try:
             if rootfs is None:
-                with self.snapshotter.lease(*image.chain_ids):  # a concurrent rmi must not take them
-                    mounts = self.prepare_snapshots(cid, unpack(self.images, self.snapshotter, image))
+                with self.snapshotter.lease(*image_keys(image)):  # a concurrent rmi must not take them
+                    mounts = self.prepare_snapshots(cid, container_base(self.images, self.snapshotter, image))
             else:
                 mounts = rootfs[2](cid)
         except (LayerError, unionfs.SnapshotError, OSError) as e:
@@ -89,7 +90,7 @@ class Create:
 
         def drop_snapshots():
             self.snapshotter.remove(cid)
-            if rootfs is None:
+            if rootfs is None and self.snapshotter.exists(cid + "-init"):   # the copy driver's
                 self.snapshotter.remove(cid + "-init")
         # (The builder's RUN containers get no anonymous volumes for the image's VOLUMEs.)
         try:

@@ -3,15 +3,19 @@
 What this teaches
 -----------------
 An image's layers are unpacked once into the snapshotter (chapter 4, ``unionfs``), each committed
-under its ChainID (OCI image spec, "Layer ChainID"). A container adds two snapshots of its own,
-as dockerd's graph drivers do:
+under its ChainID (OCI image spec, "Layer ChainID"). Two more layers make a container's root:
 
-* ``<id>-init``: the mount points the runtime binds over (``/etc/hostname``, ``/etc/hosts``,
-  ``/etc/resolv.conf``, ``/proc``, ``/sys``, ``/dev``) as empty placeholders, committed on the
-  image's top layer — kept out of ``docker diff`` and ``docker commit``;
+* the image's **init layer** (``init-<top ChainID>``, ``images.unpack.ensure_init_layer``): the
+  mount points the runtime binds over (``/etc/hostname``, ``/etc/hosts``, ``/etc/resolv.conf``,
+  ``/proc``, ``/sys``, ``/dev``) as empty placeholders, committed on the image's top layer — kept
+  out of ``docker diff`` and ``docker commit``. dockerd commits one per container (``<id>-init``);
+  the content is the same for every container of an image, so here it is made once per image,
+  shared, and removed with the image: a create prepares one snapshot, a removal removes one
+  (the copy driver, where that would be a second full copy of every image, keeps ``<id>-init``);
 * ``<id>``: the writable layer (overlay's ``upperdir``), what ``diff``, ``commit`` and ``cp`` see.
 
-Both go with the container; layers no image names any more follow (``images.unpack.prune``).
+The writable layer goes with the container; layers no image names any more follow
+(``images.unpack.prune``).
 Leases (``Snapshotter.lease``) keep a concurrent prune off a snapshot being assembled. After a
 crash :meth:`Snapshots.sweep_snapshots` removes the active snapshots nobody owns (containerd's
 garbage collection of snapshots without a lease or a reference does the same).
@@ -22,13 +26,10 @@ import logging
 import os
 
 from .. import unionfs
-from ..images.unpack import collect, migrate, prune
+from ..images.unpack import (PLACEHOLDER_DIRS, PLACEHOLDER_FILES, collect, migrate, prune,
+                             shares_init_layer)
 
 log = logging.getLogger("minidockerd")
-
-# What the runtime mounts over (rootfs.py): created in each container's init layer.
-PLACEHOLDER_FILES = ("/etc/hostname", "/etc/hosts", "/etc/resolv.conf")
-PLACEHOLDER_DIRS = ("/proc", "/sys", "/dev")
 
 
 class Snapshots:
@@ -48,14 +49,17 @@ class Snapshots:
         drivers = [d for d in unionfs.DRIVERS if os.path.isdir(os.path.join(base, d))]
         return [self.snapshotter_for(d) for d in sorted(set(drivers) | {self.driver})]
 
-    def prepare_snapshots(self, cid: str, image_top: str) -> list:
-        """docker's two layers per container: "ID-init" (mount points the runtime binds over, kept
-        out of diff and commit) committed on the image, and the writable "ID" on top of it."""
+    def prepare_snapshots(self, cid: str, base: str) -> list:
+        """The writable layer "ID" on ``base``, what ``unpack`` returned (the caller leases it): the
+        image's shared init layer — or, for the copy driver, the image's top, on which a per-container
+        "ID-init" is committed first (dockerd's way)."""
         snap = self.snapshotter
+        if shares_init_layer(snap):
+            return snap.prepare(cid, base, labels={"container": cid})
         # Leased from its commit until the writable layer stacks on it: between the two nothing
         # uses "ID-init", and a prune running meanwhile (another container's removal) must skip it.
         with snap.lease(cid + "-init"):
-            snap.prepare(cid + "-init-active", image_top)
+            snap.prepare(cid + "-init-active", base)
             try:
                 unionfs.add_placeholders(snap, cid + "-init-active", files=PLACEHOLDER_FILES,
                                          dirs=PLACEHOLDER_DIRS)
@@ -72,7 +76,7 @@ class Snapshots:
     def release_snapshot(self, c) -> None:
         """The container's writable layer goes with it; layers no image names any more follow."""
         snap = self.snapshotter_for(c.cfg.storage_driver)
-        for key in (c.id, c.id + "-init"):
+        for key in (c.id, c.id + "-init"):   # "<id>-init": containers of older daemons
             try:
                 snap.remove(key)
             except unionfs.SnapshotNotFound:

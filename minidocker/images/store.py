@@ -397,9 +397,9 @@ class ImageStore:
         if self.snapshotter is None:
             yield
             return
-        from .unpack import unpack   # unpack.py builds on this module
-        with self.snapshotter.lease(*image.chain_ids):
-            unpack(self, self.snapshotter, image)
+        from .unpack import container_base, image_keys   # unpack.py builds on this module
+        with self.snapshotter.lease(*image_keys(image)):
+            container_base(self, self.snapshotter, image)
             yield
 
     @staticmethod

@@ -17,8 +17,16 @@ go through the digest check into the blob file and, through a pipe, into the ext
 same time; the snapshot is committed only once the blob's digest and the layer's DiffID match,
 so nothing unverified ever becomes visible.
 
+An unpacked image also gets docker's **init layer** (:func:`ensure_init_layer`): the empty mount
+points the runtime binds over (``/etc/hostname``, ``/etc/hosts``, ``/etc/resolv.conf``, ``/proc``,
+``/sys``, ``/dev``) committed on the image's top layer as ``init-<top ChainID>``. dockerd makes one
+per container (``<id>-init``); its content is the same for every container of an image, so it is
+made once, shared by every container's writable layer, and goes with the image. Not with the
+copy driver: there every snapshot is a full copy of the tree, so a shared init layer would be a
+second copy of every image, made even for images never run; it keeps dockerd's per-container one.
+
 A committed layer stays while anything is stacked on it (a layer above, a container), an image
-names its ChainID, or a lease holds it. :func:`remove_image` frees what a deleted image alone
+names its ChainID (or, for an init layer, its top), or a lease holds it. :func:`remove_image` frees what a deleted image alone
 used (``rmi``); :func:`collect` frees everything unreferenced (``image prune``, daemon start);
 :func:`migrate` moves the layers an older daemon kept in ``images/snapshots`` into the snapshotter.
 """
@@ -32,7 +40,7 @@ import secrets
 import shutil
 import threading
 
-from ..unionfs import OverlaySnapshotter, SnapshotExists, Snapshotter, apply_target
+from ..unionfs import OverlaySnapshotter, SnapshotExists, Snapshotter, add_placeholders, apply_target
 from .layers import LayerError, apply_layer
 from .store import GCResult, Image, ImageStore
 
@@ -40,10 +48,50 @@ log = logging.getLogger(__name__)
 PIPE_SIZE = 1 << 20   # F_SETPIPE_SZ: let the downloader run ahead of the extractor by 1 MiB
 
 
+# What the runtime mounts over (rootfs.py, OCI runtime spec "Default Filesystems" and docker's
+# /etc files): created as empty placeholders in an image's init layer and in the builder's RUN layers.
+PLACEHOLDER_FILES = ("/etc/hostname", "/etc/hosts", "/etc/resolv.conf")
+PLACEHOLDER_DIRS = ("/proc", "/sys", "/dev")
+INIT_LABEL = "init_of"
+
+
+def init_key(top: str | None) -> str:
+    """The key of the init layer shared by the containers of an image whose top layer is ``top``
+    (None: an image without layers)."""
+    return "init-" + (top or "scratch")
+
+
 def _is_layer(info) -> bool:
-    """Image layers carry a DiffID label; container snapshots ("<id>", "<id>-init") do not and are
-    removed with their container, never by a prune."""
-    return "diff_id" in info.labels
+    """Image layers carry a DiffID label, init layers the top they belong to; container snapshots
+    ("<id>", and "<id>-init" of older daemons) carry neither and go with their container, never
+    by a prune."""
+    return "diff_id" in info.labels or INIT_LABEL in info.labels
+
+
+def shares_init_layer(snapshotter: Snapshotter) -> bool:
+    """Does this driver keep one init layer per image (cheap: overlay, btrfs), not one per container?"""
+    return snapshotter.driver != "copy"
+
+
+def ensure_init_layer(snapshotter: Snapshotter, top: str | None) -> str:
+    """The init layer on ``top``, committed if it is not there yet; returns its key. The caller
+    leases ``top`` and the key (a prune must not take either before a container stacks on them).
+    Two creators racing both make one, one commit wins and the loser removes its copy."""
+    key = init_key(top)
+    if snapshotter.exists(key):
+        return key
+    work = f"{key[:24]}-{secrets.token_hex(6)}-active"
+    snapshotter.prepare(work, top)
+    try:
+        add_placeholders(snapshotter, work, files=PLACEHOLDER_FILES, dirs=PLACEHOLDER_DIRS)
+        snapshotter.commit(key, work, labels={INIT_LABEL: top})
+    except SnapshotExists:
+        snapshotter.remove(work)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            snapshotter.remove(work)
+        raise
+    return key
 
 
 def _extract(snapshotter: Snapshotter, chain_id: str, parent: str | None, layer_digest: str,
@@ -80,6 +128,16 @@ def unpack(store: ImageStore, snapshotter: Snapshotter, image: Image) -> str:
                 _extract(snapshotter, chain_id, parent, layer["digest"], diff_id, from_blob)
             parent = chain_id
     return parent
+
+
+def container_base(store: ImageStore, snapshotter: Snapshotter, image: Image) -> str:
+    """:func:`unpack`, then the image's init layer: returns what a container's writable layer
+    stacks on — the init layer's key, or with a driver that keeps init layers per container
+    (copy) the top ChainID. An image arriving gets both (``ImageStore.add_image``, :func:`migrate`);
+    one stored by a daemon before shared init layers gets its own at its first container."""
+    with snapshotter.lease(*image_keys(image)):
+        top = unpack(store, snapshotter, image)
+        return ensure_init_layer(snapshotter, top) if shares_init_layer(snapshotter) else top
 
 
 class _Tee:
@@ -153,7 +211,13 @@ def _drain_into(rfd: int, target: str, whiteouts: str, outcome: dict) -> None:
 
 
 def _keep(store: ImageStore) -> set[str]:
-    return {c for image in store.list() for c in image.chain_ids}
+    """What the stored images name: their layers and the init layer on each one's top."""
+    return {k for image in store.list() for k in image_keys(image)}
+
+
+def image_keys(image: Image) -> list[str]:
+    """The snapshots an unpacked image consists of: its layers and its init layer."""
+    return [*image.chain_ids, init_key(image.chain_ids[-1] if image.chain_ids else None)]
 
 
 def prune(store: ImageStore, snapshotter: Snapshotter) -> list[str]:
@@ -168,7 +232,7 @@ def remove_image(store: ImageStore, snapshotters: list[Snapshotter], image: Imag
     result = store.gc(among=blobs)
     keep = _keep(store)
     for snapshotter in snapshotters:
-        snapshotter.prune(keep, only=lambda i: _is_layer(i) and i.key in image.chain_ids)
+        snapshotter.prune(keep, only=lambda i: _is_layer(i) and i.key in image_keys(image))
     return result
 
 
@@ -208,7 +272,7 @@ def migrate(store: ImageStore, snapshotter: Snapshotter, legacy: str) -> list[st
                     adopted.append(chain_id)
                 parent = chain_id
             try:
-                unpack(store, snapshotter, image)
+                container_base(store, snapshotter, image)
             except (LayerError, OSError) as e:   # a broken image must not stop the daemon
                 log.warning("image %s: %s", image.short_id, e)
     shutil.rmtree(legacy, ignore_errors=True)

@@ -3,6 +3,9 @@
 Atomic write (the rule for every piece of state on disk): write a temporary file in the same
 directory, fsync it, rename it over the target (rename(2) is atomic within a filesystem), fsync the
 directory. A crash at any moment leaves either the old or the new content, never half of one.
+:func:`atomic_write_files` does it for several files of one directory with one directory fsync.
+Without ``fsync`` (records of live state that a reboot ends anyway) a *daemon* crash still leaves
+old or new content — the page cache survives a process — only a power loss may not.
 """
 from __future__ import annotations
 
@@ -17,34 +20,70 @@ import time
 
 def atomic_write(path: str, data: bytes | str, mode: int = 0o644, fsync: bool = True) -> None:
     """Replace ``path`` with ``data`` so that readers see the old or the new file, never a mix."""
-    if isinstance(data, str):
-        data = data.encode()
     d = os.path.dirname(path) or "."
-    tmp = os.path.join(d, f".tmp-{os.path.basename(path)}-{os.urandom(4).hex()}")
+    tmp = _write_temporary(d, os.path.basename(path), data, mode, fsync)
+    try:
+        os.rename(tmp, path)
+    except BaseException:
+        _unlink(tmp)
+        raise
+    if fsync:
+        _fsync_dir(d)
+
+
+def atomic_write_files(directory: str, files: dict[str, bytes | str], mode: int = 0o644) -> None:
+    """Several files of one directory made durable together: each written and fsync'ed under a
+    temporary name, then all renamed into place and the directory fsync'ed once (not once per
+    file). A crash leaves each file old or new; callers that need all or none check on reading
+    (a container record half-written is cleaned up at the daemon's start)."""
+    tmps: list[tuple[str, str]] = []
+    try:
+        for name, data in files.items():
+            tmps.append((_write_temporary(directory, name, data, mode, True), os.path.join(directory, name)))
+        for tmp, path in tmps:
+            os.rename(tmp, path)
+    except BaseException:
+        for tmp, _ in tmps:
+            _unlink(tmp)
+        raise
+    _fsync_dir(directory)
+
+
+def _write_temporary(d: str, name: str, data: bytes | str, mode: int, fsync: bool) -> str:
+    tmp = os.path.join(d, f".tmp-{name}-{os.urandom(4).hex()}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            f.write(data.encode() if isinstance(data, str) else data)
             if fsync:
                 f.flush()
                 os.fsync(f.fileno())
-        os.rename(tmp, path)
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+        _unlink(tmp)
         raise
-    if fsync:
-        dfd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+    return tmp
+
+
+def _unlink(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+
+
+def _fsync_dir(d: str) -> None:
+    dfd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
+def json_text(obj) -> str:
+    """The JSON form of the records on disk (indented, keys sorted: readable and diffable)."""
+    return json.dumps(obj, indent=1, sort_keys=True) + "\n"
 
 
 def atomic_write_json(path: str, obj, fsync: bool = True) -> None:
-    atomic_write(path, json.dumps(obj, indent=1, sort_keys=True) + "\n", fsync=fsync)
+    atomic_write(path, json_text(obj), fsync=fsync)
 
 
 def read_json(path: str, default=None):

@@ -101,7 +101,8 @@ class Create:
         cfg.volume_mounts = [p.to_dict() for p in points]
         try:
             api_volumes.copy_up(self, points, mounts)
-            write_bundle(directory, cfg, body, console, warnings, netns_path, self.userns_remap)
+            c = Container(cid, directory, cfg, body, now_rfc3339(), name)
+            write_bundle(c, console, warnings, netns_path, self.userns_remap)
         except ConfigError as e:
             drop_snapshots()
             api_volumes.release(self, cid, cfg.volume_mounts, remove_anonymous=True)
@@ -110,12 +111,9 @@ class Create:
             drop_snapshots()
             api_volumes.release(self, cid, cfg.volume_mounts, remove_anonymous=True)
             raise
-        mark("daemon", "create: specconv, bundle written")
-        c = Container(cid, directory, cfg, body, now_rfc3339(), name)
-        c.save()
+        mark("daemon", "create: specconv, bundle and record written")
         self.containers[cid] = c
         self.emit(c, "create")
-        mark("daemon", "create: record saved")
         return cid, warnings
 
     def check_name_free(self, name: str) -> str:

@@ -3,8 +3,8 @@
 What this teaches
 -----------------
 The daemon is the single owner of state. It validates a request, records the new state atomically
-(temp + fsync + rename), and asks the runtime to do the kernel work. It keeps no kernel logic of its
-own. A container moves through docker's states (``rules.TRANSITIONS``; every move goes through
+(temp + rename; fsync'ed where it must survive a power loss), and asks the runtime to do the
+kernel work. It keeps no kernel logic of its own. A container moves through docker's states (``rules.TRANSITIONS``; every move goes through
 ``state.transition``, which checks the table, persists and emits the event)::
 
     created --start--> running --exit--> exited --start--> running ...

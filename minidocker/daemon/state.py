@@ -11,7 +11,7 @@ table the engine's law: every change of status goes through :func:`transition`, 
    stop of a stopped one, as dockerd answers);
 2. sets the status and the flags derived from it (``Running``, ``Paused``, ``Restarting``,
    ``Dead``) together with the other fields the caller records (exit code, pid, times);
-3. persists the record atomically (``state.json``: temp + fsync + rename);
+3. persists the record atomically (``state.json``: temp + rename; not fsync'ed, ``record.py`` says why);
 4. emits the action's event (``start``, ``die``, ``pause``, ``unpause``, ``kill``, ``stop``,
    ``restart``, ``destroy``) — a ``docker events`` watcher sees every change.
 

@@ -1,6 +1,6 @@
 """CLI of the volumes chapter: ``minidocker volume create|ls|inspect|rm|prune`` and the run flags
 ``-v``, ``--mount``, ``--tmpfs``, ``--volumes-from`` -> HostConfig (flag parsing only; the daemon
-validates and mounts: daemon/api_volumes.py).
+validates and mounts: daemon/volumes.py, daemon/api_volumes.py).
 
     minidocker volume create --label team=a -o type=tmpfs -o device=tmpfs -o o=size=64m scratch
     minidocker run --rm -v data:/data -v "$PWD":/src:ro --tmpfs /run:size=8m busybox ls /data

@@ -62,7 +62,7 @@ class ContainerConfig:
     # with an empty target, and which storage driver made them. Preferred over lowerdirs when set.
     rootfs_mounts: list[dict] = field(default_factory=list)
     storage_driver: str = ""
-    # Volumes, binds and tmpfs mounts (volumes.MountPoint dicts, resolved: api_volumes.resolve).
+    # Volumes, binds and tmpfs mounts (volumes.MountPoint dicts, resolved: daemon/volumes.resolve).
     volume_mounts: list[dict] = field(default_factory=list)
     stop_signal: str = "SIGTERM"
     # Control groups (the cgroups chapter): validated limits (cgroups.Limits as a dict) and the

@@ -31,6 +31,7 @@ from .config import ConfigError, from_create_request, validate_name
 from .errors import Conflict, InvalidRequest, NotFound
 from .record import Container, write_bundle
 from .restart import validate_restart_policy
+from . import volumes   # -v, --mount, --tmpfs, image VOLUMEs
 
 
 class Create:
@@ -86,7 +87,6 @@ class Create:
         mark("daemon", "create: config, snapshot prepare")
         cfg.rootfs_mounts = [dict(vars(m)) for m in mounts]
         cfg.storage_driver = self.driver
-        from . import api_volumes   # the volumes chapter: -v, --mount, --tmpfs, image VOLUMEs
 
         def drop_snapshots():
             self.snapshotter.remove(cid)
@@ -94,22 +94,22 @@ class Create:
                 self.snapshotter.remove(cid + "-init")
         # (The builder's RUN containers get no anonymous volumes for the image's VOLUMEs.)
         try:
-            points = api_volumes.resolve(self, body, image_config if rootfs is None else {}, cid)
+            points = volumes.resolve(self, body, image_config if rootfs is None else {}, cid)
         except BaseException:
             drop_snapshots()
             raise
         cfg.volume_mounts = [p.to_dict() for p in points]
         try:
-            api_volumes.copy_up(self, points, mounts)
+            volumes.copy_up(self, points, mounts)
             c = Container(cid, directory, cfg, body, now_rfc3339(), name)
             write_bundle(c, console, warnings, netns_path, self.userns_remap)
         except ConfigError as e:
             drop_snapshots()
-            api_volumes.release(self, cid, cfg.volume_mounts, remove_anonymous=True)
+            volumes.release(self, cid, cfg.volume_mounts, remove_anonymous=True)
             raise InvalidRequest(str(e))
         except BaseException:
             drop_snapshots()
-            api_volumes.release(self, cid, cfg.volume_mounts, remove_anonymous=True)
+            volumes.release(self, cid, cfg.volume_mounts, remove_anonymous=True)
             raise
         mark("daemon", "create: specconv, bundle and record written")
         self.containers[cid] = c

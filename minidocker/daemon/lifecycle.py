@@ -33,6 +33,7 @@ from ..runtime import monitor
 from ..timing import mark
 from ..util import ZERO_TIME, now_rfc3339, parse_rfc3339, read_json
 from . import health, state as states
+from .volumes import release as release_volumes
 from .errors import InvalidRequest, NotModified, StartError
 from .record import delete_container_dir
 from .views import dir_size, graph_driver, matches_filters
@@ -224,8 +225,7 @@ class Lifecycle:
         await asyncio.to_thread(delete_container_dir, c.dir)
         await asyncio.to_thread(self.release_snapshot, c)
         mark("daemon", "remove: network, directory and snapshots gone")
-        from . import api_volumes
-        await asyncio.to_thread(api_volumes.release, self, c.id, c.cfg.volume_mounts, volumes)
+        await asyncio.to_thread(release_volumes, self, c.id, c.cfg.volume_mounts, volumes)
         for eid in c.exec_ids:
             self.execs.pop(eid, None)
         self.transition(c, "destroy")

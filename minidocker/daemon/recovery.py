@@ -27,7 +27,7 @@ import signal
 
 from .. import runtime
 from ..util import read_json
-from . import state as states
+from . import state as states, volumes
 from .record import delete_container_dir, load_container
 
 log = logging.getLogger("minidockerd")
@@ -38,7 +38,6 @@ class Recovery:
 
     async def load(self) -> None:
         """Read every container back from disk and re-attach to those still running."""
-        from . import api_volumes
         base = os.path.join(self.root, "containers")
         for cid in sorted(os.listdir(base)):
             d = os.path.join(base, cid)
@@ -48,7 +47,7 @@ class Recovery:
                 await asyncio.to_thread(delete_container_dir, d)
                 continue
             self.containers[cid] = c
-            api_volumes.reacquire(self, cid, c.cfg.volume_mounts)
+            volumes.reacquire(self, cid, c.cfg.volume_mounts)
             if c.state["Status"] in states.LIVE:
                 # Re-attach; if the monitor died meanwhile, watch() reads exit.json (reconcile).
                 c.watcher = asyncio.create_task(self.watch(c))

@@ -300,7 +300,7 @@ def to_spec(cfg: ContainerConfig, host: dict | None, container_dir: str, *,
         if os.path.exists(os.path.join(container_dir, name)):
             mounts.append({"destination": f"/etc/{name}", "type": "bind", "source": os.path.join(container_dir, name),
                            "options": ["rbind", "rprivate"]})
-    # Volumes, binds, tmpfs (resolved by the daemon: api_volumes.resolve), parents first.
+    # Volumes, binds, tmpfs (resolved by the daemon: daemon/volumes.resolve), parents first.
     points = [MountPoint.from_dict(d) for d in cfg.volume_mounts]
     mounts += oci_mounts(points)
     root_pg = rootfs_propagation(points)

@@ -19,6 +19,7 @@ import time
 from ..units import human_duration
 from ..util import parse_rfc3339
 from . import health
+from .volumes import inspect_mounts
 
 
 class Views:
@@ -92,7 +93,6 @@ class Views:
 
 
 def _mounts_of(c) -> list[dict]:
-    from .api_volumes import inspect_mounts
     return inspect_mounts(c.cfg.volume_mounts)
 
 

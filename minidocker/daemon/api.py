@@ -26,6 +26,7 @@ import time
 from .. import __version__
 from ..images.store import ImageNotFound
 from .. import http, wire
+from ..timing import mark
 from . import api_images
 from .errors import Conflict, InvalidRequest, NotFound, NotModified, StartError
 from .validate import parse_filters
@@ -165,6 +166,7 @@ class API:
         if body is None:
             raise http.HTTPError(400, "config cannot be empty in order to create a container")
         name = req.query.get("name") or None
+        mark("daemon", "create: request in (HTTP, JSON body)")
         cid, warnings = await asyncio.to_thread(self.engine.create, body, name)
         return http.json_response({"Id": cid, "Warnings": warnings}, status=201)
 

@@ -54,7 +54,7 @@ class Create:
         image_id, image_config = (image.id, image.config.get("config", {})) if rootfs is None else rootfs[:2]
         if name:
             name = self.check_name_free(name)
-        mark("daemon", "create: HTTP request to engine (resolve image)")
+        mark("daemon", "create: image resolved, name checked")
         try:
             health.validate(body.get("Healthcheck"))
         except ValueError as e:

@@ -16,8 +16,9 @@ runtime for the kernel work; the engine itself makes no syscall that matters.
   ``exited`` through the exit that follows. ``stop`` sends the stop signal, waits the timeout
   (``StopTimeout``, 10 s; -1 for ever), then SIGKILL. A user's kill or stop disables the restart
   policy until the next start.
-* **remove** (``docker rm``): network, directory (after the runtime's ``delete``), snapshots,
-  volumes, then ``destroy``; whoever waited for ``removed`` is told last.
+* **remove** (``docker rm``): network, then side by side the directory (after the runtime's
+  ``delete``), the writable layer and the volumes, then ``destroy``; whoever waited for
+  ``removed`` is told last — after the files are gone, as docker answers.
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ import asyncio
 import json
 import logging
 import os
+import shutil
 import signal
 import time
 
@@ -35,7 +37,7 @@ from ..util import ZERO_TIME, now_rfc3339, parse_rfc3339, read_json
 from . import health, state as states
 from .volumes import release as release_volumes
 from .errors import InvalidRequest, NotModified, StartError
-from .record import delete_container_dir
+from .record import runtime_delete
 from .views import dir_size, graph_driver, matches_filters
 
 log = logging.getLogger("minidockerd")
@@ -73,6 +75,7 @@ class Lifecycle:
                 await self.connect_attach(c, *conn)
             # 3. Go: the container execs. Record the state before anyone can observe the exit.
             reply = await asyncio.to_thread(monitor.request, c.dir, {"op": "start"})
+            mark("daemon", "start: X monitor start reply")
             if reply.get("error"):
                 await asyncio.to_thread(self.net.teardown, c)
                 states.record(c, Error=reply["error"], ExitCode=128)
@@ -80,6 +83,7 @@ class Lifecycle:
             c.watcher = asyncio.create_task(self.watch(c))
             self.transition(c, "start", dict(Pid=pid, ExitCode=0, Error="", FinishedAt=ZERO_TIME, OOMKilled=False,
                                              StartedAt=reply.get("started_at") or now_rfc3339()))
+            mark("daemon", "start: X transition")
             self.arm_health(c)
             mark("daemon", "start: exec'd, state saved")
 
@@ -221,17 +225,26 @@ class Lifecycle:
             if not conn[3].done():
                 conn[3].set_result(None)
         mark("daemon", "remove: begin")
-        await asyncio.to_thread(self.net.teardown, c)
-        await asyncio.to_thread(delete_container_dir, c.dir)
-        await asyncio.to_thread(self.release_snapshot, c)
-        mark("daemon", "remove: network, directory and snapshots gone")
-        await asyncio.to_thread(release_volumes, self, c.id, c.cfg.volume_mounts, volumes)
+        await asyncio.to_thread(self.release_processes, c)
+        # Nothing runs in the container any more: the rest is independent, so side by side (each
+        # in a thread, the disk work of one overlapping the others'): the directory, the writable
+        # layer (and unused layers), the volumes' references (and anonymous volumes: --rm, -v).
+        await asyncio.gather(asyncio.to_thread(shutil.rmtree, c.dir, ignore_errors=True),
+                             asyncio.to_thread(self.release_snapshot, c),
+                             asyncio.to_thread(release_volumes, self, c.id, c.cfg.volume_mounts, volumes))
+        mark("daemon", "remove: network, directory, snapshot and volumes gone")
         for eid in c.exec_ids:
             self.execs.pop(eid, None)
         self.transition(c, "destroy")
         for f in c.removed + c.next_exit:
             if not f.done():
                 f.set_result(c.state["ExitCode"])
+
+    def release_processes(self, c) -> None:
+        """Before a removal's files go: the network (address, namespace) and the runtime's delete
+        (processes left in the cgroup, the cgroup, the runtime's state)."""
+        self.net.teardown(c)
+        runtime_delete(c.dir)
 
     async def prune(self, filters: dict | None = None) -> tuple[list[str], int]:
         """Remove every stopped container (``created``, ``exited``, ``dead``) matching the filters

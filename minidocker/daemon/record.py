@@ -21,7 +21,7 @@ removal. Should a power loss leave it unreadable, :func:`load_container` rebuild
 :class:`Container` is the in-memory side: the same facts plus what only lives as long as the daemon
 (futures of clients waiting for an exit, the lock held by a start, the restart and health timers).
 A directory is written whole or not at all (:func:`write_bundle`), and removed after the runtime's
-own ``delete`` (:func:`delete_container_dir`). :func:`read_record` migrates directories written by
+own ``delete`` (:func:`delete_container_dir`, or :func:`runtime_delete` and the directory apart). :func:`read_record` migrates directories written by
 older daemons, whose record was inside ``config.json``.
 """
 from __future__ import annotations
@@ -158,6 +158,13 @@ def read_record(d: str) -> dict | None:
 
 def delete_container_dir(d: str) -> None:
     """The runtime's delete (cgroup, runtime state), then the directory."""
+    runtime_delete(d)
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def runtime_delete(d: str) -> None:
+    """The runtime's delete of the container of directory ``d`` (what is left of its processes,
+    its cgroup, the runtime's state) — or, never started, the cgroup its record names."""
     root, cid = os.path.dirname(d), os.path.basename(d)
     if os.path.exists(os.path.join(d, runtime.STATE_FILE)):
         try:
@@ -171,4 +178,3 @@ def delete_container_dir(d: str) -> None:
                 runtime.resources.destroy(ContainerConfig.from_dict(rec["runtime"]))
         except OSError:
             pass
-    shutil.rmtree(d, ignore_errors=True)

@@ -197,7 +197,14 @@ class Snapshotter:
 
     def _save(self, meta: dict) -> None:
         # Compact: the file is rewritten at every change and grows with the number of layers.
-        atomic_write(self._meta_path, json.dumps(meta, separators=(",", ":")))
+        # Its content is fsync'ed (never a torn file after a power loss), the rename is not (no
+        # directory fsync, one of the two per change): a power loss may bring the previous version
+        # back, and each change leaves what the previous version describes recoverable — a layer
+        # directory not recorded is re-extracted (unpack asks ``exists``), a container's snapshot
+        # without its container is swept at the daemon's start, one recorded after its directory
+        # went is removed by the same sweep. The next write with a directory fsync (the image
+        # index, a container's record) makes the rename durable anyway on a journaling fs.
+        atomic_write(self._meta_path, json.dumps(meta, separators=(",", ":")), sync_dir=False)
 
     def _info(self, meta: dict, key: str) -> Info:
         raw = meta["snapshots"].get(key)

@@ -18,8 +18,12 @@ import time
 # every start-up path (the runtime CLI, the daemon), and those imports cost more than the helpers.
 
 
-def atomic_write(path: str, data: bytes | str, mode: int = 0o644, fsync: bool = True) -> None:
-    """Replace ``path`` with ``data`` so that readers see the old or the new file, never a mix."""
+def atomic_write(path: str, data: bytes | str, mode: int = 0o644, fsync: bool = True,
+                 sync_dir: bool = True) -> None:
+    """Replace ``path`` with ``data`` so that readers see the old or the new file, never a mix.
+    ``sync_dir=False`` (with ``fsync``): the content is durable, the rename may not be — after a
+    power loss the old or the new file, each whole; for a file replaced often whose previous
+    version is a state the reader can recover from."""
     d = os.path.dirname(path) or "."
     tmp = _write_temporary(d, os.path.basename(path), data, mode, fsync)
     try:
@@ -27,7 +31,7 @@ def atomic_write(path: str, data: bytes | str, mode: int = 0o644, fsync: bool = 
     except BaseException:
         _unlink(tmp)
         raise
-    if fsync:
+    if fsync and sync_dir:
         _fsync_dir(d)
 
 

@@ -75,7 +75,7 @@ class Lifecycle:
                 await self.connect_attach(c, *conn)
             # 3. Go: the container execs. Record the state before anyone can observe the exit.
             reply = await asyncio.to_thread(monitor.request, c.dir, {"op": "start"})
-            mark("daemon", "start: X monitor start reply")
+            mark("daemon", "start: the monitor let it exec")
             if reply.get("error"):
                 await asyncio.to_thread(self.net.teardown, c)
                 states.record(c, Error=reply["error"], ExitCode=128)
@@ -83,9 +83,9 @@ class Lifecycle:
             c.watcher = asyncio.create_task(self.watch(c))
             self.transition(c, "start", dict(Pid=pid, ExitCode=0, Error="", FinishedAt=ZERO_TIME, OOMKilled=False,
                                              StartedAt=reply.get("started_at") or now_rfc3339()))
-            mark("daemon", "start: X transition")
+            mark("daemon", "start: state recorded (running), watcher armed")
             self.arm_health(c)
-            mark("daemon", "start: exec'd, state saved")
+            mark("daemon", "start: health check armed")
 
     def reset_for_restart(self, c) -> None:
         for f in ("exit.json", "monitor.json"):

@@ -384,3 +384,29 @@ def destroyed(d: Daemon, since: float, ids: set[str], timeout: float = 60) -> No
             ids.discard(json.loads(line)["Actor"]["ID"])
     finally:
         conn.close()
+
+
+def test_containers_of_an_image_share_its_init_layer(sdaemon):
+    """overlay: one init layer per image ("init-<top ChainID>", made when the image arrived), the
+    writable layer of every container stacked on it, kept when they go; copy (where it would be a
+    second full copy of every image): dockerd's "<id>-init" per container, removed with it. The
+    placeholders stay out of ``docker diff`` either way."""
+    from minidocker.images.unpack import init_key
+    top = chain_ids_of(sdaemon, "busybox")[-1]
+    shared = sdaemon.driver == "overlay"
+    before = store_files(sdaemon)
+    if shared:
+        assert init_key(top) in committed(sdaemon)
+    ids = []
+    for _ in range(2):
+        status, body = sdaemon.api("POST", "/containers/create", {"Image": "busybox", "Cmd": ["true"]})
+        assert status == 201, body
+        ids.append(body["Id"])
+    meta = json.load(open(os.path.join(sdaemon.root, "snapshots", sdaemon.driver, "metadata.json")))["snapshots"]
+    parents = [meta[cid]["parent"] for cid in ids]
+    assert parents == ([init_key(top)] * 2 if shared else [cid + "-init" for cid in ids])
+    status, changes = sdaemon.api("GET", f"/containers/{ids[0]}/changes")
+    assert status == 200 and not changes, changes
+    for cid in ids:
+        assert sdaemon.api("DELETE", f"/containers/{cid}")[0] == 204
+    assert store_files(sdaemon) == before

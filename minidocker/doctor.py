@@ -576,10 +576,14 @@ def _ci() -> bool:
 
 
 def chapter(number: str | int, daemon_host: str | None = None) -> ChapterVerdict:
-    """What a notebook's first code cell calls: print this host's verdict for chapter ``number`` and
-    return it. "not runnable" raises HostCannot (the notebook stops at its first cell, saying why);
+    """What a notebook's first code cell calls: clean up what earlier runs of the chapter left behind
+    and arrange for this run's clean-up at exit (:mod:`minidocker.nbrun`), then print this host's
+    verdict for chapter ``number`` and return it. "not runnable" raises HostCannot (the notebook stops at its first cell, saying why);
     "limited" means some cells will call ``skip``."""
     number = f"{int(number):02d}"
+    from . import nbrun   # this run's directory, the sweep of dead runs, the clean-up at exit
+    if swept := nbrun.start(number):
+        print(f"chapter {number}: removed what earlier runs left (their kernels are gone): {nbrun.summary(swept)}")
     info = collect(daemon_host=daemon_host)
     v = info["chapters"].get(number)
     verdict = (ChapterVerdict(number, v["status"], v["why"], info) if v else

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import glob
 import json
 import os
 import re
@@ -214,11 +215,10 @@ def _loops(top: str) -> list[str]:
 def _links(chapter: str, pid: int, top: str) -> list[str]:
     """Host links named for the run, and the bridges its daemon recorded (``mdbr-…`` networks)."""
     names = [n for n in _link_names() if owner(n, chapter) == pid]
-    for d, _, files in os.walk(top) if os.path.isdir(top) else ():
-        if "networks.json" in files and os.path.basename(d) == "network":
-            with contextlib.suppress(OSError, ValueError, AttributeError):
-                with open(os.path.join(d, "networks.json")) as f:
-                    names += [n["bridge"] for n in json.load(f).values() if n.get("bridge")]
+    for recorded in glob.glob(os.path.join(glob.escape(top), "*", "*", "network", "networks.json")):
+        with contextlib.suppress(OSError, ValueError, AttributeError):   # WORK/ROOT/network/
+            with open(recorded) as f:
+                names += [n["bridge"] for n in json.load(f).values() if n.get("bridge")]
     return sorted(n for n in set(names) if os.path.exists(f"/sys/class/net/{n}"))
 
 
@@ -247,9 +247,8 @@ def clean_run(chapter: str, pid: int) -> dict[str, list[str]]:
     out["cgroups"] = _remove_cgroups(_cgroups(chapter, pid))
     from .scratchfs import STALE_PREFIX
     out["mounts"] = _unmount(_mounts(top) + _mounts(STALE_PREFIX + str(pid)))
-    for dev in (loops := _loops(top)):
-        subprocess.run(["losetup", "-d", dev], capture_output=True)
-    out["loop devices"] = loops
+    out["loop devices"] = [dev for dev in _loops(top)
+                           if subprocess.run(["losetup", "-d", dev], capture_output=True).returncode == 0]
     from .network import links, nft, sysctl
     out["links"] = [n for n in _links(chapter, pid, top) if _quiet(links.delete, n)]
     out["nft tables"] = [t for t in _table_names() if owner(t, chapter) == pid and _quiet(nft.remove, t)]

@@ -74,10 +74,12 @@ def run_dir(chapter: str, pid: int) -> str:
 
 
 def _start_time(pid: int) -> str | None:
-    """Field 22 of /proc/PID/stat (after the command name, which may hold spaces): when it started."""
+    """Field 22 of /proc/PID/stat (after the command name, which may hold spaces): when it started;
+    None for no such process or a zombie (dead, not yet reaped). runtime._starttime is its twin."""
     try:
         with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[19]
+            fields = f.read().rsplit(")", 1)[1].split()
+        return None if fields[0] in ("Z", "X") else fields[19]
     except (OSError, IndexError):
         return None
 
@@ -120,11 +122,7 @@ def _processes(top: str) -> list[tuple[int, str]]:
 def _gone(pid: int) -> bool:
     with contextlib.suppress(ChildProcessError, OSError):
         os.waitpid(pid, os.WNOHANG)         # our own child (the current run's daemon): reap it
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except OSError:
-        return True
+    return _start_time(pid) is None
 
 
 def _end(procs: list[tuple[int, str]], top: str) -> list[str]:

@@ -103,19 +103,23 @@ def _under(path: str, top: str) -> bool:
     return path == top or path.startswith(top.rstrip("/") + "/")
 
 
-def _processes(top: str) -> list[tuple[int, str]]:
+def _argv(pid: int | str) -> list[str] | None:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return [a for a in f.read().decode(errors="replace").split("\0") if a]
+    except OSError:
+        return None
+
+
+def _processes(top: str) -> list[tuple[int, list[str]]]:
     """Processes whose command line names a path inside ``top`` (``--root=P`` counts), with it."""
     found = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit() or int(entry) in (1, os.getpid()):
             continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                argv = f.read().decode(errors="replace").split("\0")
-        except OSError:
-            continue
-        if any(_under(a.split("=", 1)[-1] if a.startswith("--") else a, top) for a in argv if a):
-            found.append((int(entry), " ".join(a for a in argv if a)))
+        argv = _argv(entry) or []
+        if any(_under(a.split("=", 1)[-1] if a.startswith("--") else a, top) for a in argv):
+            found.append((int(entry), argv))
     return found
 
 
@@ -125,16 +129,14 @@ def _gone(pid: int) -> bool:
     return _start_time(pid) is None
 
 
-def _end(procs: list[tuple[int, str]], top: str) -> list[str]:
+def _end(procs: list[tuple[int, list[str]]]) -> list[str]:
     """SIGTERM each (checking the command line again just before: pids are reused), wait, SIGKILL."""
     ended = []
-    for pid, cmd in procs:
+    for pid, argv in procs:
         with contextlib.suppress(OSError):
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                if f.read().decode(errors="replace").replace("\0", " ").strip() != cmd:
-                    continue
-            os.kill(pid, signal.SIGTERM)
-            ended.append((pid, cmd))
+            if _argv(pid) == argv:
+                os.kill(pid, signal.SIGTERM)
+                ended.append((pid, " ".join(argv)))
     deadline = time.monotonic() + GRACE
     while any(not _gone(p) for p, _ in ended) and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -241,7 +243,7 @@ def clean_run(chapter: str, pid: int) -> dict[str, list[str]]:
     top = run_dir(chapter, pid)
     out: dict[str, list[str]] = {}
     if os.path.isdir(top):
-        out["processes"] = _end(_processes(top), top)
+        out["processes"] = _end(_processes(top))
     out["cgroups"] = _remove_cgroups(_cgroups(chapter, pid))
     from .scratchfs import STALE_PREFIX
     out["mounts"] = _unmount(_mounts(top) + _mounts(STALE_PREFIX + str(pid)))

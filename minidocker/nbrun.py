@@ -342,12 +342,24 @@ def start(chapter: str) -> dict[int, dict[str, list[str]]]:
     if chapter not in _registered:
         _registered.add(chapter)
         atexit.register(_at_exit, chapter, me)
+    with contextlib.suppress(ValueError):      # not the main thread: no handler, the sweep remains
+        if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, _on_sigterm)
     return removed
+
+
+def _on_sigterm(signum, frame):
+    """Jupyter stops a kernel that does not exit at once (ipykernel first waits for its children —
+    a Popen'ed daemon is one, and stays a zombie) with SIGTERM, whose default action skips atexit.
+    As an exception it is an ordinary exit: this run's clean-up runs."""
+    raise SystemExit(128 + signum)
 
 
 def _at_exit(chapter: str, pid: int) -> None:
     if os.getpid() != pid:      # a forked child that exits normally inherits atexit: not its run
         return
+    with contextlib.suppress(ValueError):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)   # a second SIGTERM must not cut this short
     tempfile.tempdir = _base
     got = clean_run(chapter, pid)
     if set(got) - {"directories"}:    # more than the run directory: say what the last cell missed

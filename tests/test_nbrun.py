@@ -2,7 +2,7 @@
 the next `doctor.chapter(NN)` of the same chapter sweeps what the dead run left — its orphaned daemon
 with a paused container, a frozen cgroup, a netns with a veth on a bridge, an nft table, a sysctl hold,
 a mount and a loop device in its run directory — and leaves a live run's objects alone; a run that
-exits normally (a kernel restart) cleans up after itself at exit.
+exits normally or on SIGTERM (a kernel restart) cleans up after itself at exit.
 
 Every run here is a subprocess, as a notebook's kernel is: the test process never sweeps, never
 moves its own tempfile directory and never registers the atexit clean-up."""
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -148,42 +149,51 @@ def test_the_next_run_sweeps_a_dead_runs_leftovers_and_a_live_run_cleans_up_at_e
     need_root()
     need_tool("nft")
     need_tool("losetup")
-    pids, live = [], None
+    pids, lives = [], []
     try:
-        live = subprocess.Popen([sys.executable, "-c", RUN, CHAPTER, "live", "2"], env=_env(), cwd=REPO,
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        alive = json.loads(next(line for line in live.stdout if line.startswith("{")))
-        pids.append(alive["pid"])
+        for net in ("2", "3"):   # two live runs: one will exit normally, one by SIGTERM
+            lives.append(subprocess.Popen([sys.executable, "-c", RUN, CHAPTER, "live", net], env=_env(), cwd=REPO,
+                                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True))
+        alive = [json.loads(next(line for line in p.stdout if line.startswith("{"))) for p in lives]
+        pids += [a["pid"] for a in alive]
         dead = subprocess.run([sys.executable, "-c", RUN, CHAPTER, "crash", "1"], env=_env(), cwd=REPO,
                               capture_output=True, text=True, timeout=60)
         assert dead.returncode == 0, dead.stderr
         dead = json.loads(dead.stdout.splitlines()[-1])
         pids.append(dead["pid"])
         assert all(_present(dead).values()), f"the dead run did not leave everything: {_present(dead)}"
-        assert all(_present(alive).values()), _present(alive)
+        for a in alive:
+            assert all(_present(a).values()), _present(a)
         assert nbrun.owner(os.path.basename(dead["run_dir"]), CHAPTER) == dead["pid"]
-        assert not nbrun.alive(CHAPTER, dead["pid"]) and nbrun.alive(CHAPTER, alive["pid"])
+        assert not nbrun.alive(CHAPTER, dead["pid"]) and all(nbrun.alive(CHAPTER, a["pid"]) for a in alive)
 
         # The next run of the chapter: its first cell's doctor.chapter sweeps.
         nxt = subprocess.run([sys.executable, "-c", f"from minidocker import doctor; doctor.chapter({CHAPTER!r})"],
                              env=_env(), cwd=REPO, capture_output=True, text=True, timeout=60)
         assert nxt.returncode == 0, nxt.stderr
         assert f"run of pid {dead['pid']}:" in nxt.stdout, nxt.stdout
-        assert f"pid {alive['pid']}" not in nxt.stdout, nxt.stdout
         left = [k for k, v in _present(dead).items() if v]
         assert left == [], f"the sweep left the dead run's {left}"
-        assert all(_present(alive).values()), f"the sweep touched a live run: {_present(alive)}"
+        for a in alive:
+            assert f"pid {a['pid']}" not in nxt.stdout, nxt.stdout
+            assert all(_present(a).values()), f"the sweep touched a live run: {_present(a)}"
 
-        # The live run exits normally (a kernel restart): its atexit clean-up removes everything.
-        out, _ = live.communicate("\n", timeout=60)
-        assert live.returncode == 0
-        assert f"run of pid {alive['pid']}" in out, out
-        left = [k for k, v in _present(alive).items() if v]
-        assert left == [], f"the live run's exit left its {left}"
+        # A kernel restart: the kernel exits normally, or Jupyter sends SIGTERM to one that does not
+        # exit at once. Either way the run's atexit clean-up removes everything.
+        lives[0].stdin.write("\n")
+        lives[0].stdin.flush()
+        lives[1].send_signal(signal.SIGTERM)
+        for p, a, code in zip(lives, alive, (0, 128 + signal.SIGTERM)):
+            out, _ = p.communicate(timeout=60)
+            assert p.returncode == code
+            assert f"run of pid {a['pid']}" in out, out
+            left = [k for k, v in _present(a).items() if v]
+            assert left == [], f"the exit of the run of pid {a['pid']} left its {left}"
     finally:
-        if live and live.poll() is None:
-            live.kill()
-            live.wait()
+        for p in lives:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
         for pid in pids:
             _clean(pid)
 

@@ -20,11 +20,15 @@ table belongs to nobody. The only thing that can say whose it is, is its **name*
   reused;
 * ``doctor.chapter(NN)`` sweeps what dead runs of chapter NN left (``sweep``), and registers an
   ``atexit`` clean-up of its own run (``clean_run``): a kernel restart is an ordinary interpreter
-  exit. A kernel killed outright (SIGKILL, a power cut) leaves its objects to the next run's sweep.
+  exit — or a SIGTERM from Jupyter when the kernel does not exit at once (ipykernel first waits for
+  its children), which ``start`` turns into one. A kernel killed outright (SIGKILL, a power cut)
+  leaves its objects to the next run's sweep.
 
 Nothing alive and nothing not named this way is touched: a process is ended only if its command
 line names a path inside a dead run's directory (a daemon's ``--root``), by pid, SIGTERM first (a
-daemon removes its own bridge, table and sysctl hold) and SIGKILL after a grace period.
+daemon removes its own bridge, table and sysctl hold) and SIGKILL after a grace period; the only
+links not named for a notebook it deletes are the bridges a dead run's own daemon recorded in its
+``networks.json`` (user networks, ``mdbr-…``).
 
 Man pages: proc(5) (``/proc/PID/stat``, ``cmdline``, ``mountinfo``), cgroups(7) (freezer, rmdir of
 an empty group), umount(2) (MNT_DETACH), loop(4), ip-link(8), nft(8), atexit (Python library).
@@ -285,6 +289,8 @@ def dead_runs(chapter: str) -> list[int]:
 
 
 def _link_names() -> list[str]:
+    """The host's links, from sysfs: no netlink (and no pyroute2 import, most of a second) unless
+    there is something to delete."""
     try:
         return os.listdir("/sys/class/net")
     except OSError:

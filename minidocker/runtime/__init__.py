@@ -102,6 +102,7 @@ def create(root: str, cid: str, bundle: str, *, stdio=(None, None, None), consol
     """
     from .. import namespaces
     from .init import container_main, cgroup_mount_plan
+    prepared = resources.prepare()   # in a thread: overlaps the kernel's attach-lock wait with what follows
     bundle = os.path.abspath(bundle)
     spec = S.load(bundle)
     d = _dir(root, cid)
@@ -158,7 +159,7 @@ def create(root: str, cid: str, bundle: str, *, stdio=(None, None, None), consol
         mark("runtime", "create: fork the init into its namespaces")
         # The cgroup, before the init does anything: its cgroup namespace and the cgroupfs it
         # mounts are rooted here, and nothing it forks escapes the limits.
-        resources.setup(spec, cid, proc.pid)
+        resources.setup(spec, cid, proc.pid, prepared())
         mark("runtime", "create: cgroup")
         ours.send(b"cgroup")
         ours.settimeout(60)

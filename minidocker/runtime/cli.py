@@ -306,6 +306,9 @@ def _create_or_run(rt: Runtime, a, run: bool) -> int:
     if a.no_pivot:
         raise RuntimeFailure("--no-pivot is not supported: minidocker-runtime always uses pivot_root "
                              "(a root on a ramfs cannot be pivoted: use a tmpfs)")
+    if not a.explain:
+        from . import resources
+        resources.prepare()   # the cgroup attach lock warms while config.json is read (create uses it)
     bundle, config = load_bundle(a.bundle, rt.root)
     mark("runtime", "config.json read and validated")
     if a.explain:

@@ -10,6 +10,8 @@ chapter. Verbs accept a cgroup path (``/minidocker/ID``) or an object with ``id`
 """
 from __future__ import annotations
 
+import os
+
 from .. import cgroups
 
 
@@ -48,11 +50,12 @@ def apply_devices(k, cg, rules: list[dict]) -> None:
         devices.attach_v2(k, d, rules)
 
 
-def setup(spec: dict, cid: str, pid: int) -> list[str]:
+def setup(spec: dict, cid: str, pid: int, layout=None) -> list[str]:
     """Create the container's cgroup, set its limits, move ``pid`` in. Returns what could not be
-    enforced. On failure nothing is left behind. (The device rules come later: :func:`set_devices`.)"""
+    enforced. On failure nothing is left behind. (The device rules come later: :func:`set_devices`.)
+    ``layout``: the host's, if already read (:func:`prepare`)."""
     res = (spec.get("linux") or {}).get("resources") or {}
-    cg = cgroups.open_cgroup(cgroup_path(spec, cid))
+    cg = cgroups.open_cgroup(cgroup_path(spec, cid), layout)
     try:
         cg.create()
         missing = cg.apply(cgroups.Limits.from_oci(res))
@@ -64,6 +67,46 @@ def setup(spec: dict, cid: str, pid: int) -> list[str]:
             pass
         raise
     return missing
+
+
+_prepared = None   # (pid, prepared): the one prepare() of this process (a fork starts afresh)
+
+
+def prepare():
+    """Start (once: the CLI calls it before reading config.json, create again), in a thread, what :func:`setup` needs that does not depend on the container: the
+    host's cgroup layout, and the kernel's cgroup attach lock kept warm (``cgroups.warm_attach``:
+    its first taker after an idle spell waits for an RCU grace period; takers within a grace
+    period of the last one do not). ``runtime.create`` calls it first; ``prepared()``, called
+    once the init is forked, stops the thread and returns the layout for :func:`setup`."""
+    global _prepared
+    import threading
+    if _prepared and _prepared[0] == os.getpid():
+        return _prepared[1]
+    box: dict = {}
+    done = threading.Event()
+
+    def work():
+        try:
+            box["layout"] = layout = cgroups.detect()
+        except OSError:
+            return
+        procs = cgroups.own_procs_file(layout)
+        # Re-take the lock every few ms (a ~0.1 ms no-op once warm) until the real move comes,
+        # however long the spec and the fork take meanwhile.
+        while procs and cgroups.warm_attach(procs) and not done.wait(0.004):
+            pass
+
+    t = threading.Thread(target=work, name="cgroup-prepare", daemon=True)
+    t.start()
+
+    def prepared():
+        global _prepared
+        done.set()
+        t.join()
+        _prepared = None
+        return box.get("layout")
+    _prepared = (os.getpid(), prepared)
+    return prepared
 
 
 def set_devices(spec: dict, cid: str, kernel=None) -> None:

@@ -29,20 +29,21 @@ the OCI runtime spec's config-linux.md "Control groups", runc's libcontainer/cgr
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 
+from ..record import Record
 from .limits import Limits, LimitError, parse_host_config  # noqa: F401  (the public surface)
 
 DEFAULT_PARENT = "minidocker"
 V1_CONTROLLERS = ("cpu", "cpuacct", "cpuset", "memory", "pids", "blkio", "freezer", "devices")
 
 
-@dataclass
-class Layout:
-    """Where the cgroup filesystems are mounted. ``mode`` is "v1", "v2" or "hybrid"."""
-    mode: str
-    v1: dict[str, str] = field(default_factory=dict)   # controller -> mount point
-    unified: str | None = None                         # the cgroup2 mount point, if any
+class Layout(Record):
+    """Where the cgroup filesystems are mounted. ``mode`` is "v1", "v2" or "hybrid"; ``v1`` maps
+    a controller to its mount point; ``unified`` is the cgroup2 mount point, if any."""
+    _fields = ("mode", "v1", "unified")
+
+    def __init__(self, mode: str, v1: dict[str, str] | None = None, unified: str | None = None):
+        self.mode, self.v1, self.unified = mode, {} if v1 is None else v1, unified
 
     def controllers(self) -> set[str]:
         """Controllers this layout can use for limits."""

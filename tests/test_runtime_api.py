@@ -159,3 +159,12 @@ def test_terminal_through_a_console_socket_and_exec(bundle):
         proc.wait(10)
         runtime.delete(str(state), "c4", force=True)
         ours.close()
+
+
+def test_kernel_tiocsctty_is_the_termios_constant():
+    """The init and exec use kernel.TIOCSCTTY (no termios import on the start-up path): it must be
+    the number this platform's termios has, or a container with a terminal gets no controlling tty."""
+    import termios
+
+    from minidocker import kernel as K
+    assert K.TIOCSCTTY == termios.TIOCSCTTY

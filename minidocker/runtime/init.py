@@ -28,7 +28,6 @@ import socket
 import stat
 import struct
 import sys
-import termios
 
 from .. import kernel as K
 from .. import rootfs
@@ -216,7 +215,7 @@ def make_console(console_fd: int) -> None:
     runc does with its console socket."""
     master, slave = os.openpty()
     os.setsid()
-    fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
+    fcntl.ioctl(slave, K.TIOCSCTTY, 0)
     for fd in (0, 1, 2):
         os.dup2(slave, fd)
     os.close(slave)
@@ -325,7 +324,7 @@ def container_main(spec: dict, bundle: str, sync_fd: int, fifo_fd: int, kernel=N
             make_console(console_fd)
         elif proc.get("terminal") and real and os.isatty(0):
             os.setsid()
-            fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+            fcntl.ioctl(0, K.TIOCSCTTY, 0)
         # 5. Hostname, only visible in our own UTS namespace.
         step = "5. hostname"
         if "uts" in kinds and spec.get("hostname"):

@@ -570,7 +570,9 @@ def bench_runtime(ws: Workspace, args) -> list[Measurement]:
     cfg["linux"]["cgroupsPath"] = f"/{CGROUP_NAME}/runtime"
     (bundle / "config.json").write_text(json.dumps(cfg, indent=1))
     cid = f"bench-{os.getpid()}"
-    mdr = [sys.executable, "-m", "minidocker.runtime.cli"]
+    # -P: no current directory in front of sys.path (python -m puts it there), so PYTHONPATH decides
+    # which tree runs — from a checkout's directory both contenders would otherwise run that one.
+    mdr = [sys.executable, "-P", "-m", "minidocker.runtime.cli"]
     contenders = [Contender("runc run", [shutil.which("runc"), "--root", str(ws.path("rt-runc")), "run",
                                          "--bundle", str(bundle), cid]),
                   Contender("minidocker-runtime run", mdr + ["--root", str(ws.path("rt-md")), "run",

@@ -48,12 +48,12 @@ import resource
 import select
 import signal
 import sys
-import traceback
 from collections.abc import Callable, Iterable, Sequence
 
 from minidocker.kernel import (MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_PRIVATE, MS_REC, NAMESPACE_FLAGS,
                                PR_SET_CHILD_SUBREAPER, PR_SET_DUMPABLE, PR_SET_PDEATHSIG, KernelError,
                                Linux)
+from minidocker.child import format_exc
 from minidocker.record import Frozen, Record
 
 # --- names ------------------------------------------------------------------------------------
@@ -506,7 +506,7 @@ def _run_callable(target: Callable[[], int | None]) -> int:
     except SystemExit as e:
         result = e.code if isinstance(e.code, int) or e.code is None else 1
     except BaseException:
-        _say("minidocker: the target raised:\n" + traceback.format_exc())
+        _say("minidocker: the target raised:\n" + format_exc())
         result = 1
     _flush_std_streams()  # os._exit() comes next and does not flush Python's buffers
     return 0 if result is None else int(result)
@@ -602,7 +602,7 @@ def _child_b(plan: _Plan, status_w: int) -> None:
                 plan.setup()
         except BaseException as e:
             if not isinstance(e, OSError):
-                _say(f"minidocker: {step} failed:\n" + traceback.format_exc())
+                _say(f"minidocker: {step} failed:\n" + format_exc())
             _send(status_w, type="error", where=step, errno=getattr(e, "errno", 0) or 0,
                   message=str(e) if isinstance(e, OSError) else f"{type(e).__name__}: {e}")
             code = 125

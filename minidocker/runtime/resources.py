@@ -73,38 +73,50 @@ _prepared = None   # (pid, prepared): the one prepare() of this process (a fork 
 
 
 def prepare():
-    """Start (once: the CLI calls it before reading config.json, create again), in a thread, what :func:`setup` needs that does not depend on the container: the
-    host's cgroup layout, and the kernel's cgroup attach lock kept warm (``cgroups.warm_attach``:
-    its first taker after an idle spell waits for an RCU grace period; takers within a grace
-    period of the last one do not). ``runtime.create`` calls it first; ``prepared()``, called
-    once the init is forked, stops the thread and returns the layout for :func:`setup`."""
+    """Start (once: the CLI calls it before reading config.json, create again) what :func:`setup`
+    needs that does not depend on the container: the host's cgroup layout, and — in a thread —
+    the kernel's cgroup attach lock kept warm (``cgroups.warm_attach``: its first taker after an
+    idle spell waits for an RCU grace period; takers within a grace period of the last one do
+    not). ``prepared()``, called once the init is forked, stops the thread and returns the layout
+    for :func:`setup`. The thread only makes the system call (it holds no GIL while it waits):
+    Python work in it would hold up this one, which needs the GIL back to go on."""
     global _prepared
-    import threading
     if _prepared and _prepared[0] == os.getpid():
         return _prepared[1]
-    box: dict = {}
-    done = threading.Event()
+    import _thread   # threading.Thread.start() waits until the new thread runs: not needed here
+    try:
+        layout = cgroups.detect()
+    except OSError:
+        layout = None
+    procs = cgroups.own_procs_file(layout) if layout else None
+    done, finished = _thread.allocate_lock(), _thread.allocate_lock()
+    done.acquire()
+    finished.acquire()
 
-    def work():
+    def keep_warm():
         try:
-            box["layout"] = layout = cgroups.detect()
-        except OSError:
-            return
-        procs = cgroups.own_procs_file(layout)
-        # Re-take the lock every few ms (a ~0.1 ms no-op once warm) until the real move comes,
-        # however long the spec and the fork take meanwhile.
-        while procs and cgroups.warm_attach(procs) and not done.wait(0.004):
-            pass
+            # Re-take the lock every few ms (a ~0.1 ms no-op once warm) until the real move comes,
+            # however long the spec and the fork take meanwhile — for 2 s at most, should the
+            # caller fail before it calls prepared().
+            for _ in range(500):
+                if not cgroups.warm_attach(procs) or done.acquire(timeout=0.004):
+                    break
+        finally:
+            finished.release()
 
-    t = threading.Thread(target=work, name="cgroup-prepare", daemon=True)
-    t.start()
+    if procs:
+        _thread.start_new_thread(keep_warm, ())
+    else:
+        finished.release()
 
     def prepared():
         global _prepared
-        done.set()
-        t.join()
+        if done.locked():
+            done.release()
+        finished.acquire()
+        finished.release()
         _prepared = None
-        return box.get("layout")
+        return layout
     _prepared = (os.getpid(), prepared)
     return prepared
 

@@ -16,7 +16,6 @@ The one copy of this helper (rootfs and unionfs use it; ``rootfs._fork_call`` is
 from __future__ import annotations
 
 import os
-import pickle
 import select
 import signal
 import sys
@@ -84,6 +83,10 @@ def call_in_child(fn: Callable[[], Any], timeout: float = 60.0, pdeathsig: bool 
     print either (in a Jupyter kernel stdout belongs to a thread that does not exist in the child).
     ``pdeathsig``: the child is SIGKILLed if its parent dies (used for pid 1 of a namespace, whose
     death kills the whole namespace). ``in_parent(pid)`` runs in the parent right after the fork."""
+    # Imported here, before the fork, so the child has it whatever it does (a child that pivots
+    # its root could not import it any more); not at the top: the runtime CLI never calls this,
+    # and pickle cost each of its starts ~1-2 ms.
+    import pickle
     r, w = os.pipe()
     parent = os.getpid()
     pid = os.fork()

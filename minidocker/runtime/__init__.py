@@ -43,7 +43,10 @@ import errno
 import os
 import select
 import signal as _signal
-import socket
+# _socket, the C module under ``socket``: the few calls below (a socketpair, a connect) need none of
+# socket.py, whose import turns every constant into an IntEnum (with selectors and array: ~3-5 ms
+# of every runtime start). Its socket objects are _socket.socket subclasses, accepted alike.
+import _socket as socket
 
 from ..timing import mark
 from ..util import atomic_write_json, now_rfc3339, read_json

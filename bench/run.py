@@ -353,9 +353,12 @@ def start_minidockerd(ws: Workspace, tree: str | None = None) -> tuple[str | Non
     host = f"unix://{sock}"
     log = open(ws.dir / sub / "minidockerd.log", "wb")
     env = dict(python_env(), PYTHONPATH=tree) if tree else python_env()
-    n = 1 if tree else 0  # its own bridge, nft table and cgroup parent (two daemons with --compare-tree)
+    # Its own bridge, nft table and cgroup parent: two daemons with --compare-tree, and two benchmark
+    # runs at once (a shared machine) must not share a bridge or a table.
+    n, run_tag = (1 if tree else 0), os.getpid() % 100000
     proc = subprocess.Popen([daemon, "--root", str(root), "--host", host,
-                             "--bridge", f"mdbench{n}", "--nft-table", "minidocker_bench" + ("_other" if tree else ""),
+                             "--bridge", f"mdb{run_tag}x{n}",
+                             "--nft-table", f"minidocker_bench_{run_tag}" + ("_other" if tree else ""),
                              "--cgroup-parent", f"{CGROUP_NAME}/{sub}"], stdin=subprocess.DEVNULL, env=env,
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     if not tree:
@@ -788,12 +791,14 @@ BENCHMARKS: dict[str, tuple[Callable[[Workspace, argparse.Namespace], list[Measu
                "image unpack: 100 MB / 5,000 files, 1 and 4 layers (bench/unpack_bench.py)"),
     "network": (lambda ws, args: __import__("network_bench").bench(ws, args, sys.modules[__name__]),
                 "networking: start on the bridge vs none vs podman's bridge; published port vs direct (bench/network_bench.py)"),
+    "pullrun": (lambda ws, args: __import__("pull_bench").bench(ws, args, sys.modules[__name__]),
+                "pull + first run of a one-layer ~100 MB / 5,000-file image from a local registry (bench/pull_bench.py)"),
     "build": (lambda ws, args: __import__("build_bench").bench(ws, args, sys.modules[__name__]),
               "a 10-step Dockerfile, cold and cached: minidocker build vs podman build (bench/build_bench.py)"),
 }
 
 
-BASELINES = {"runtime": "runc"}   # ratios against this tool's median (default: minidocker's)
+BASELINES = {"runtime": "runc", "pullrun": "skopeo copy + umoci unpack"}   # ratios against this tool's median (default: minidocker's)
 
 
 # --- main --------------------------------------------------------------------------------------
@@ -822,7 +827,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--tools", default=",".join(START_CONTENDERS),
                    help=f"comma-separated subset of {','.join(START_CONTENDERS)}")
     p.add_argument("--compare-tree", metavar="DIR",
-                   help="start, runtime: also time minidocker (its own daemon) / minidocker-runtime "
+                   help="start, runtime, network: also time minidocker (its own daemon) / minidocker-runtime "
                         "from another checkout, e.g. main's, side by side")
     p.add_argument("--json-dir", default=str(RESULTS_DIR), help="where NAME.json goes (default bench/results)")
     args = p.parse_args(argv)

@@ -196,10 +196,39 @@ def _tarinfo(root: str, path: str, links: dict) -> tarfile.TarInfo | None:
     return ti
 
 
-def write_layer(change_list: list[Change], root: str, out) -> int:
+OVERFLOW_ID = 65534   # what a user namespace shows for an id it does not map (/proc/sys/kernel/overflowuid)
+
+
+def container_id(host_id: int, mappings: list[dict]) -> int:
+    """The id a user namespace with these OCI ``uidMappings``/``gidMappings`` shows for ``host_id``
+    (user_namespaces(7)); the overflow id when no range holds it."""
+    for m in mappings:
+        if m["hostID"] <= host_id < m["hostID"] + m["size"]:
+            return m["containerID"] + host_id - m["hostID"]
+    return OVERFLOW_ID
+
+
+def restore_container_ids(change_list: list[Change], root: str, id_mappings: tuple[list, list]) -> None:
+    """Give the added and changed files under ``root`` the ids the container saw (see write_layer):
+    for a snapshot that becomes an image layer as it is (a build step), so that disk and tar agree.
+    chown(2) clears set-user/group-ID bits: the mode is put back."""
+    for ch in change_list:
+        if ch.kind == "D":
+            continue
+        path = root + ch.path
+        st = os.lstat(path)
+        os.lchown(path, container_id(st.st_uid, id_mappings[0]), container_id(st.st_gid, id_mappings[1]))
+        if not stat.S_ISLNK(st.st_mode):
+            os.chmod(path, stat.S_IMODE(st.st_mode))
+
+
+def write_layer(change_list: list[Change], root: str, out, id_mappings: tuple[list, list] | None = None) -> int:
     """Write the changes as an uncompressed OCI layer tar to binary file ``out``; ``root`` is the
     directory holding the added and changed files (overlay: the upper dir; copy: the container's
-    tree). Returns the number of entries."""
+    tree). Returns the number of entries. ``id_mappings`` (uid, gid mappings of a container in a
+    user namespace, OCI form): its files belong to remapped host ids on disk, and the layer records
+    the ids the container saw (dockerd's commit does the same), so that the image is the same on
+    any host and with or without remapping."""
     links: dict = {}
     n = 0
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT, encoding="utf-8",
@@ -214,6 +243,8 @@ def write_layer(change_list: list[Change], root: str, out) -> int:
                 ti = _tarinfo(root, ch.path, links)
                 if ti is None:
                     continue
+                if id_mappings:
+                    ti.uid, ti.gid = container_id(ti.uid, id_mappings[0]), container_id(ti.gid, id_mappings[1])
                 if ti.type == tarfile.REGTYPE:
                     with open(root + ch.path, "rb") as f:
                         tar.addfile(ti, f)
@@ -228,5 +259,5 @@ def layer_root(snapshotter: Snapshotter, key: str) -> str:
     return snapshotter.fs(key)
 
 
-__all__ = ["Change", "changes", "overlay_changes", "tree_changes", "write_layer", "layer_root",
+__all__ = ["Change", "changes", "overlay_changes", "tree_changes", "write_layer", "container_id", "restore_container_ids", "layer_root",
            "KIND_CODES"]

@@ -54,7 +54,8 @@ def _private_namespace() -> bool:
 def btrfs_mount(size: int = SIZE, private: bool = True):
     """Yield a directory on a fresh btrfs of ``size`` bytes (sparse); unmount (and so detach the
     loop device) afterwards. ``private``: enter a private mount namespace first (for a process that
-    may be killed; a notebook's kernel, which other cells share, passes False)."""
+    may be killed; a notebook's kernel, which other cells share, and the test session, whose later
+    tests and daemons must see one mount table, pass False)."""
     _sweep_stale()
     private = private and _private_namespace()
     where = tempfile.mkdtemp(prefix="minidocker-btrfs-") if private else STALE_PREFIX + str(os.getpid())

@@ -285,5 +285,9 @@ def btrfs_dir():
     with open("/proc/filesystems") as f:
         need("btrfs" in f.read(), "btrfs in the kernel (/proc/filesystems)")
     from minidocker import scratchfs
-    with scratchfs.btrfs_mount() as where:
+    # On the host's mount table (private=False), not in a private mount namespace: entering one would
+    # move this process - and every daemon a later test starts - into it for the rest of the session,
+    # so that tests would see different mount tables depending on their order. A killed session leaves
+    # the mount under scratchfs.STALE_PREFIX, which the next run's btrfs_mount() removes.
+    with scratchfs.btrfs_mount(private=False) as where:
         yield where

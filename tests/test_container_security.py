@@ -117,7 +117,7 @@ def test_old_container_directories_are_migrated(tmp_path):
     """A daemon root written before the OCI bundle (config.json = {request, runtime, console_size})
     gets container.json and an OCI config.json when the daemon loads it."""
     from minidocker.daemon.config import ContainerConfig
-    from minidocker.daemon.engine import read_record
+    from minidocker.daemon.record import read_record
     from minidocker.runtime import spec as S
     cfg = ContainerConfig(id="d" * 64, name="old", image_id="i", image_ref="busybox", argv=["true"], env=[],
                           hostname="h", tty=True, rootfs_mounts=[{"source": "/x", "target": "", "fstype": None,

@@ -50,17 +50,27 @@ def test_dns_codec_answers_and_nxdomain():
 
 
 def test_ruleset_isolates_and_publishes():
+    ports = [{"proto": "tcp", "host_ip": "0.0.0.0", "host_port": 8080, "ip": "10.1.0.2", "port": 80, "bridge": "b1"},
+             {"proto": "tcp", "host_ip": "127.0.0.1", "host_port": 8081, "ip": "10.1.0.2", "port": 80, "bridge": "b1"}]
     cmds = nft.ruleset("t", [{"bridge": "b1", "subnet": "10.1.0.0/24", "internal": False},
-                             {"bridge": "b2", "subnet": "10.2.0.0/24", "internal": True}],
-                      [{"proto": "tcp", "host_ip": "0.0.0.0", "host_port": 8080, "ip": "10.1.0.2", "port": 80, "bridge": "b1"},
-                       {"proto": "tcp", "host_ip": "127.0.0.1", "host_port": 8081, "ip": "10.1.0.2", "port": 80, "bridge": "b1"}])
+                             {"bridge": "b2", "subnet": "10.2.0.0/24", "internal": True}], ports)
     rules = [c["add"]["rule"] for c in cmds if "rule" in c.get("add", {})]
     text = repr(rules)
     assert "masquerade" in repr([r for r in rules if r["chain"] == "postrouting"])
     assert "10.2.0.0" not in repr([r for r in rules if r["chain"] == "postrouting"])  # internal: no NAT
-    assert len([r for r in rules if r["chain"] == "ports"]) == 1  # loopback goes through the proxy
+    mine = [r for r in rules if r["chain"] == "to-10.1.0.2"]
+    assert len(mine) == 2 and "'return'" in repr(mine[0])  # hairpin return + one DNAT: loopback goes through the proxy
     assert "'dnat': {'addr': '10.1.0.2', 'port': 80}" in text
+    elems = [c["add"]["element"] for c in cmds if "element" in c.get("add", {})]
+    assert [(e["name"], e["elem"]) for e in elems] == [("pub_any", [[{"concat": ["tcp", 8080]}, {"goto": {"target": "to-10.1.0.2"}}]])]
     assert cmds[1] == {"delete": {"table": {"family": "ip", "name": "t"}}}  # atomic replacement
+    # a container's own transaction: only its chain and elements, never the table or other rules
+    add, delete = nft._container_cmds("add", "t", ports), nft._container_cmds("delete", "t", ports)
+    assert {next(iter(c[v])) for c in add for v in c} == {"chain", "rule", "element"}
+    assert all(c[v].get("chain", c[v].get("element", {})).get("name") in ("to-10.1.0.2", "pub_any")
+               for c in add + delete for v in c if "rule" not in c[v])
+    assert all(c[v]["rule"]["chain"] == "to-10.1.0.2" for c in add for v in c if "rule" in c[v])
+    assert [next(iter(c)) for c in delete] == ["delete", "flush", "delete"]
 
 
 # ---- real namespaces ---------------------------------------------------------------------------------
@@ -255,3 +265,63 @@ def test_mtu_option_and_refusals(nets):
         nets.create("bad", options={"com.docker.network.driver.mtu": "9"})
     with pytest.raises(manager.Conflict, match="already exists"):
         nets.create("mtu")
+
+
+def _table_handle(table: str) -> int:
+    import json
+    import subprocess
+    out = json.loads(subprocess.run(["nft", "-j", "list", "tables"], capture_output=True, text=True).stdout)
+    return next(i["table"]["handle"] for i in out["nftables"] if i.get("table", {}).get("name") == table)
+
+
+def test_start_and_exit_touch_only_their_own(nets):
+    """A start on an existing bridge rewrites no nft table, publishing adds only the container's
+    chain and map element, and the exit takes them (and the veth pair) away again."""
+    from minidocker.network import links
+    nets.connect("c2" * 32, "bridge")
+    handle = _table_handle(nets.s.table)  # a rewrite is delete + add: a new handle
+    ep = nets.connect("c3" * 32, "bridge")
+    path = nets.boxes["c3" * 32]["netns"]
+    assert links.names("", path) == ["eth0", "lo"]  # the peer was made inside, already named
+    subnet = ipaddress.ip_network(f"{ep['IPAddress']}/{ep['IPPrefixLen']}", strict=False)
+    assert sorted(links.routes(path)) == sorted(["default", str(subnet)])
+    [p] = nets.publish("c3" * 32, [{"proto": "tcp", "host_ip": "", "host_port": 0, "port": 80}])
+    listing = nft.listing(nets.s.table)
+    assert f"chain to-{ep['IPAddress']}" in listing and f"tcp . {p['host_port']} : goto to-{ep['IPAddress']}" in listing
+    assert _table_handle(nets.s.table) == handle
+    nets.release("c3" * 32)
+    for t in nets._reapers:
+        t.join(10)
+    listing = nft.listing(nets.s.table)
+    assert f"to-{ep['IPAddress']}" not in listing and "chain ports" in listing
+    assert _table_handle(nets.s.table) == handle
+    assert not os.path.exists(f"/sys/class/net/{ep['veth']}")
+
+
+def test_recover_gives_back_unrecorded_addresses(nets):
+    """An address allocated for a container whose endpoint was never recorded (a crash in between,
+    or sandboxes.json older than ipam.json after a power cut) goes back at recovery."""
+    nid = nets.get("bridge")["Id"]
+    lost = nets.ipam.allocate(nid, "f0" * 32)
+    nets.connect("c4" * 32, "bridge")
+    nets.recover({"c4" * 32})
+    used = nets.ipam.pools[nid]["used"]
+    assert lost not in used and "c4" * 32 in used.values()
+
+
+def test_sandbox_alone_is_lo_up_and_leaves_the_caller_where_it_was(nets):
+    """``--network none``: a namespace with only ``lo``, up (127.0.0.1 answers), made by a thread —
+    the calling thread stays in its own namespace."""
+    from minidocker.network import links, netns
+    mine = os.readlink("/proc/thread-self/ns/net")
+    path = nets.sandbox("c5" * 32)
+    assert os.readlink("/proc/thread-self/ns/net") == mine
+    assert links.names("", path) == ["lo"]
+    assert links._in(path, lambda ipr: ipr.get_links(1)[0]["flags"] & 1) == 1  # IFF_UP
+    srv = serve_once(path, 7000, b"lo")
+    try:
+        assert connect_from(path, "127.0.0.1", 7000).startswith(b"lo")
+    finally:
+        srv.close()
+    nets.release("c5" * 32)
+    assert not netns.is_pinned(path) and not os.path.exists(path)

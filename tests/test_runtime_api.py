@@ -168,3 +168,51 @@ def test_kernel_tiocsctty_is_the_termios_constant():
 
     from minidocker import kernel as K
     assert K.TIOCSCTTY == termios.TIOCSCTTY
+
+
+def test_start_of_a_short_workload_reaped_at_once(bundle, monkeypatch):
+    """start() must hold the init's pidfd before it opens the exec fifo: the open lets the init
+    exec, and ``true`` can exit and be reaped by the caller's monitor before the next line runs.
+    The stand-in for pidfd_open makes that interleaving certain: if it is called while the fifo is
+    already open, it first waits until the monitor's thread has reaped the init."""
+    import threading
+    from minidocker import runtime
+    b, state, parent = bundle
+    write_spec(b, parent, "c1", ["sh", "-c", "exit 0"])
+    proc = runtime.create(str(state), "c1", str(b), stdio=(None, None, None))
+    reaped = threading.Event()
+    threading.Thread(target=lambda: (proc.wait(), reaped.set()), daemon=True).start()   # the monitor's waiter
+    fifo = os.path.realpath(os.path.join(str(state), "c1", runtime.FIFO))
+    real_pidfd_open = os.pidfd_open
+
+    def pidfd_open_after_the_fifo(pid, *args):
+        fds = os.listdir("/proc/self/fd")
+        if any(os.path.realpath(f"/proc/self/fd/{fd}") == fifo for fd in fds if os.path.exists(f"/proc/self/fd/{fd}")):
+            assert reaped.wait(30), "the init did not run once the fifo was open"
+        return real_pidfd_open(pid, *args)
+
+    monkeypatch.setattr(os, "pidfd_open", pidfd_open_after_the_fifo)
+    try:
+        runtime.start(str(state), "c1")
+        monkeypatch.undo()
+        assert reaped.wait(30) and proc.returncode == 0
+    finally:
+        monkeypatch.undo()
+        if proc.returncode is None:
+            proc.kill()
+            proc.wait()
+        runtime.delete(str(state), "c1", force=True)
+
+
+def test_detach_keys_filter_passes_near_misses_and_typed_text():
+    """The monitor's detach-key filter (docker's escape proxy): bytes that only start the
+    sequence are held until it is known; a repeated first key passes one copy and still detaches;
+    text typed before the sequence reaches the container; the sequence split over reads works."""
+    from minidocker.runtime.monitor import Attacher
+    a = Attacher(None, {"stdin": True})                      # default ctrl-p ctrl-q
+    assert a.filter_stdin(b"ls\r") == (b"ls\r", False)
+    assert a.filter_stdin(b"x\x10") == (b"x", False)          # ctrl-p held back
+    assert a.filter_stdin(b"\x10") == (b"\x10", False)        # ctrl-p ctrl-p: the first goes, the second is held
+    assert a.filter_stdin(b"\x11") == (b"", True)             # … and ctrl-q completes the sequence
+    b = Attacher(None, {"stdin": True, "detach_keys": "ctrl-a,b,c"})
+    assert b.filter_stdin(b"echo\x01b\x01bc") == (b"echo\x01b", True)

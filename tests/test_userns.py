@@ -75,11 +75,11 @@ def remap():
         assert not left and not cg_left, (left, cg_left)
 
 
-def _run(d, cmd, host=None, name=None):
+def _run(d, cmd, host=None, name=None, image="busybox:latest"):
     """Create and start a container; return (id, pid) — it runs ``cmd`` (kept alive by the caller's
     command)."""
     st, body = d.api("POST", "/containers/create" + (f"?name={name}" if name else ""),
-                     {"Image": "busybox:latest", "Cmd": cmd, "HostConfig": {"NetworkMode": "none", **(host or {})}})
+                     {"Image": image, "Cmd": cmd, "HostConfig": {"NetworkMode": "none", **(host or {})}})
     assert st == 201, body
     cid = body["Id"]
     st, body = d.api("POST", f"/containers/{cid}/start")
@@ -201,3 +201,74 @@ def test_chowned_copy_shifts_owners_and_keeps_modes(tmp_path):
     dst2 = chowned_copy(str(src), uid_map, [IdMap(0, 500000, 65536)])
     wh = os.lstat(os.path.join(dst2, "gone"))
     assert __import__("stat").S_ISCHR(wh.st_mode) and wh.st_rdev == 0 and wh.st_uid == 300000
+
+
+def test_commit_records_the_ids_the_container_saw(remap):
+    """The committed layer carries container ids (0, 1000), not the remapped host ids its files have
+    on disk: run from the new image without remapping (--userns=host), the files are 0:0 and 1000:1000."""
+    d, uid_start, _ = remap
+    cid, _ = _run(d, ["sh", "-c", "touch /by-root /by-user && chown 1000:1000 /by-user"])
+    image = None
+    try:
+        assert _wait(d, cid) == 0, _logs(d, cid)
+        st, body = d.api("POST", f"/commit?container={cid}&repo=remapped-commit&tag=t")
+        assert st == 201, body
+        image = body["Id"]
+        check, _ = _run(d, ["stat", "-c", "%u:%g", "/by-root", "/by-user"], host={"UsernsMode": "host"},
+                          image="remapped-commit:t")
+        try:
+            assert _wait(d, check) == 0, _logs(d, check)
+            assert _logs(d, check).split() == ["0:0", "1000:1000"], (_logs(d, check), uid_start)
+        finally:
+            d.api("DELETE", f"/containers/{check}?force=1")
+    finally:
+        d.api("DELETE", f"/containers/{cid}?force=1")
+        if image:
+            d.api("DELETE", "/images/remapped-commit:t")
+
+
+def test_default_creates_dockremap_with_free_ranges(tmp_path):
+    """``--userns-remap default`` on a machine without dockremap: the user is created (useradd) and
+    given 65536 subordinate uids and gids after the ranges already taken (usermod), as dockerd does;
+    a second resolve reuses them. Runs on a copy of /etc (useradd/usermod --prefix): the host's
+    files are never touched."""
+    need_root()
+    need_tool("useradd")
+    from minidocker.daemon import userns
+    etc = tmp_path / "etc"
+    (etc / "default").mkdir(parents=True)
+    for name in ("passwd", "group", "shadow", "gshadow", "login.defs", "default/useradd"):
+        if os.path.exists(f"/etc/{name}"):
+            text = open(f"/etc/{name}").read()
+            if name in ("passwd", "group", "shadow", "gshadow"):   # whatever the host has, no dockremap here
+                text = "".join(line for line in text.splitlines(True) if not line.startswith("dockremap:"))
+            (etc / name).write_text(text)
+    (etc / "subuid").write_text("alice:100000:65536\nbob:165536:65536\n")
+    (etc / "subgid").write_text("alice:120000:1000\n")
+    host_before = {n: open(f"/etc/{n}").read() for n in ("passwd", "group") if os.path.exists(f"/etc/{n}")}
+    first = userns.resolve("default", etc=str(etc))
+    assert any(line.startswith("dockremap:") for line in (etc / "passwd").read_text().splitlines())
+    assert first["uidMappings"] == [{"containerID": 0, "hostID": 231072, "size": 65536}]   # after bob's
+    assert first["gidMappings"] == [{"containerID": 0, "hostID": 121000, "size": 65536}]   # after alice's
+    assert userns.resolve("default", etc=str(etc)) == first                               # created once
+    assert (etc / "subuid").read_text().count("dockremap:") == 1
+    assert {n: open(f"/etc/{n}").read() for n in host_before} == host_before
+    with pytest.raises(ValueError, match="no subordinate ids"):
+        userns.resolve("bin", etc=str(etc))
+
+
+def test_build_run_step_layer_records_container_ids(remap, tmp_path):
+    """A RUN step on a remapped daemon runs remapped; its layer carries the ids the step saw."""
+    d, _, _ = remap
+    (tmp_path / "Dockerfile").write_text("FROM busybox:latest\nRUN touch /r && mkdir /u && chown 1000:1000 /u\n")
+    r = d.cli("build", "-q", "-t", "remapped-build:t", str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    try:
+        check, _ = _run(d, ["stat", "-c", "%u:%g", "/r", "/u"], host={"UsernsMode": "host"}, image="remapped-build:t")
+        try:
+            assert _wait(d, check) == 0, _logs(d, check)
+            assert _logs(d, check).split() == ["0:0", "1000:1000"], _logs(d, check)
+        finally:
+            d.api("DELETE", f"/containers/{check}?force=1")
+    finally:
+        d.api("DELETE", "/images/remapped-build:t")

@@ -263,8 +263,7 @@ def test_prune_and_nothing_left_after_rm_f(daemon, tmp_path):
     vols = {m["Destination"]: m for m in json.loads(docker(daemon, "inspect", cid).stdout)[0]["Mounts"]}
     tm_dir = vols["/t"]["Source"]
     try:
-        # The daemon's view (its mount namespace is the host's): this test process may sit in a private
-        # mount namespace of its own since the btrfs fixture (minidocker/scratchfs.py) made one.
+        # The daemon's own view of the mount table.
         with open(f"/proc/{daemon.proc.pid}/mountinfo") as f:
             assert any(line.split()[4] == tm_dir for line in f)  # the tmpfs volume's mount, while in use
         r = docker(daemon, "volume", "prune", "-af")

@@ -204,8 +204,11 @@ class Builder:
     missing base image (or raises ImageNotFound)."""
 
     def __init__(self, store: ImageStore, snapshotter: unionfs.Snapshotter, cache: Cache,
-                 context_dir: str, run, remove, pull=None, progress=print):
+                 context_dir: str, run, remove, pull=None, progress=print, id_mappings=None):
         self.store, self.snap, self.cache = store, snapshotter, cache
+        # A RUN container's user-namespace maps (``--userns-remap``): its files have remapped host
+        # ids on disk, and the layer records the ids the container saw (cow.write_layer).
+        self.id_mappings = id_mappings or (lambda cid: None)
         self.context = context_dir
         self.run_container, self.remove_container = run, remove
         self.pull = pull
@@ -558,6 +561,9 @@ class Builder:
     def _commit_layer(self, state: State, key: str, history: dict) -> State:
         """The snapshot's changes become a layer blob; the snapshot itself becomes the layer."""
         changes = cow.changes(self.snap, key)
+        mappings = self.id_mappings(key)
+        if mappings:   # the snapshot is the layer: its files get the ids the step saw, as the tar has them
+            cow.restore_container_ids(changes, cow.layer_root(self.snap, key), mappings)
         fd, tmp = tempfile.mkstemp(prefix=".tmp-build-", dir=self.store.root)
         try:
             with os.fdopen(fd, "wb") as out:

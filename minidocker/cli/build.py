@@ -96,8 +96,8 @@ def cmd_build(c, a) -> int:
     return rc
 
 
-def add_verbs(sub) -> None:
-    b = sub.add_parser("build", help="build an image from a Dockerfile")
+def add_build(sub, verb: str) -> None:
+    b = sub.add_parser(verb, help="build an image from a Dockerfile")
     b.add_argument("-t", "--tag", action="append", help="name:tag (repeatable)")
     b.add_argument("-f", "--file", help="the Dockerfile (default: CONTEXT/Dockerfile; - for stdin)")
     b.add_argument("--build-arg", action="append", help="NAME=VALUE (or NAME: from the environment)")

@@ -62,7 +62,7 @@ def host_config(a) -> dict:
 
 # ---- pause, unpause -----------------------------------------------------------------------------
 def cmd_pause(c, a):
-    from .main import for_each
+    from .containers import for_each
     return for_each(c, a.containers, "POST", "/containers/{}/" + a.verb)
 
 
@@ -89,7 +89,7 @@ def memory_usage(s: dict) -> tuple[int, int]:
 def row(s: dict, name: str, no_trunc: bool, container: str = ""):
     """One container's sample as docker's ``stats --format`` sees it ({{.Name}}, {{.CPUPerc}}...)."""
     from ..units import bytes_size as human, human_size
-    from .output import Row
+    from .gotemplate import Row
     usage, limit = memory_usage(s)
     blk = (s.get("blkio_stats") or {}).get("io_service_bytes_recursive") or []
     rd = sum(e["value"] for e in blk if e.get("op", "").lower() == "read")
@@ -167,13 +167,16 @@ def cmd_stats(c, a):
         sys.stdout.flush()
 
 
-def add_verbs(sub) -> None:
-    for verb, helptext in (("pause", "freeze all processes of containers"),
-                           ("unpause", "thaw all processes of containers")):
-        x = sub.add_parser(verb, help=helptext)
-        x.add_argument("containers", nargs="+")
-        x.set_defaults(fn=cmd_pause)
-    st = sub.add_parser("stats", help="live resource usage of containers (from their cgroups)")
+def add_pause(sub, verb: str) -> None:
+    """pause and unpause."""
+    helptext = {"pause": "freeze all processes of containers", "unpause": "thaw all processes of containers"}
+    x = sub.add_parser(verb, help=helptext[verb])
+    x.add_argument("containers", nargs="+")
+    x.set_defaults(fn=cmd_pause)
+
+
+def add_stats(sub, verb: str) -> None:
+    st = sub.add_parser(verb, help="live resource usage of containers (from their cgroups)")
     st.add_argument("-a", "--all", action="store_true")
     st.add_argument("--no-stream", action="store_true", help="print one sample and exit")
     st.add_argument("--no-trunc", action="store_true")

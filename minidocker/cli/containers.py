@@ -1,94 +1,27 @@
-"""More verbs of the CLI: exec, attach, restart, rename, top, cp, events, container prune, system df.
+"""Container verbs of the CLI (all but run/create/start, exec and attach): ps, inspect, logs, rm,
+stop, kill, wait, restart, rename, top, cp, events, container prune, system df.
 
-Each is the request sequence the docker CLI sends (see shared/notes/docker-engine-api-clients.md):
-``exec`` = ``POST /containers/ID/exec`` + ``POST /exec/ID/start`` (hijacked) + ``GET /exec/ID/json``
-for the exit code; ``cp`` = ``HEAD``/``GET``/``PUT /containers/ID/archive`` with a tar body, built and
-unpacked here with the standard library's tarfile. Standard library only, like the rest of the CLI.
+Each is the request sequence the docker CLI sends (see shared/notes/docker-engine-api-clients.md),
+mostly one request per container named: ``rm`` = ``DELETE /containers/ID``, ``stop`` = ``POST
+/containers/ID/stop?t=…``, ``wait`` = ``POST /containers/ID/wait`` (the body arrives at the exit);
+``ps`` = ``GET /containers/json`` printed through docker's ``--format`` columns (:func:`ps_row`);
+``logs`` demultiplexes the 8-byte frames unless the container has a TTY; ``cp`` =
+``HEAD``/``GET``/``PUT /containers/ID/archive`` with a tar body, built and unpacked here with the
+standard library's tarfile. Standard library only, like the rest of the CLI.
 """
 from __future__ import annotations
 
-import argparse
 import base64
 import io
 import json
 import os
 import sys
-import threading
 import time
 
+from ..units import ago
 from .client import APIError, Client, read_frames
-
-
-def add_verbs(sub) -> None:
-    x = sub.add_parser("exec", help="run a command in a running container")
-    x.add_argument("-i", "--interactive", action="store_true")
-    x.add_argument("-t", "--tty", action="store_true")
-    x.add_argument("-d", "--detach", action="store_true")
-    x.add_argument("-e", "--env", action="append", default=[])
-    x.add_argument("-w", "--workdir")
-    x.add_argument("-u", "--user")
-    x.add_argument("--privileged", action="store_true", help="give extended privileges to the command")
-    x.add_argument("--detach-keys")
-    x.add_argument("container")
-    x.add_argument("command", nargs=argparse.REMAINDER)
-    x.set_defaults(fn=cmd_exec)
-
-    at = sub.add_parser("attach", help="attach to a running container's stdio")
-    at.add_argument("--no-stdin", action="store_true")
-    at.add_argument("--detach-keys")
-    at.add_argument("--sig-proxy", type=_bool_flag, nargs="?", const=True, default=True, metavar="BOOL",
-                    help="proxy received signals to the container (default true; --sig-proxy=false)")
-    at.add_argument("container")
-    at.set_defaults(fn=cmd_attach)
-
-    r = sub.add_parser("restart", help="restart containers")
-    r.add_argument("-t", "--time", "--timeout", type=int)
-    r.add_argument("-s", "--signal")
-    r.add_argument("containers", nargs="+")
-    r.set_defaults(fn=cmd_restart)
-
-    rn = sub.add_parser("rename", help="rename a container")
-    rn.add_argument("container")
-    rn.add_argument("new_name")
-    rn.set_defaults(fn=cmd_rename)
-
-    t = sub.add_parser("top", help="the processes of a container")
-    t.add_argument("container")
-    t.set_defaults(fn=cmd_top)
-
-    cp = sub.add_parser("cp", help="copy files between a container and the host (CONTAINER:PATH)")
-    cp.add_argument("src")
-    cp.add_argument("dst")
-    cp.set_defaults(fn=cmd_cp)
-
-    ev = sub.add_parser("events", help="the daemon's event stream")
-    ev.add_argument("--since")
-    ev.add_argument("--until")
-    ev.add_argument("-f", "--filter", action="append")
-    ev.add_argument("--format")
-    ev.set_defaults(fn=cmd_events)
-
-    ct = sub.add_parser("container", help="manage containers (prune)")
-    ctsub = ct.add_subparsers(dest="container_verb", required=True)
-    pr = ctsub.add_parser("prune", help="remove all stopped containers")
-    pr.add_argument("-f", "--force", action="store_true")
-    pr.add_argument("--filter", action="append")
-    pr.set_defaults(fn=cmd_container_prune)
-
-    sy = sub.add_parser("system", help="system-wide information (df, events, info)")
-    sysub = sy.add_subparsers(dest="system_verb", required=True)
-    df = sysub.add_parser("df", help="disk usage")
-    df.add_argument("--format")
-    df.set_defaults(fn=cmd_system_df)
-
-
-def _bool_flag(text: str) -> bool:
-    """Go's strconv.ParseBool, as docker's boolean flags take it (--sig-proxy=false)."""
-    if text in ("1", "t", "T", "TRUE", "true", "True"):
-        return True
-    if text in ("0", "f", "F", "FALSE", "false", "False"):
-        return False
-    raise argparse.ArgumentTypeError(f"invalid boolean value {text!r}")
+from .output import print_inspected, short
+from .signals import exit_on_interrupt
 
 
 def parse_filters(items) -> str | None:
@@ -113,92 +46,137 @@ def timestamp(value: str | None) -> str | None:
     return f"{t.timestamp():.9f}"
 
 
-# ---- exec and attach ----------------------------------------------------------------------------
-def cmd_exec(c: Client, a) -> int:
-    from .main import parse_env, raw_terminal, pump_stdin
-    body = {"AttachStdin": a.interactive and not a.detach, "AttachStdout": not a.detach,
-            "AttachStderr": not a.detach, "Tty": a.tty, "Cmd": a.command, "Env": parse_env(a.env),
-            "WorkingDir": a.workdir or "", "User": a.user or "", "DetachKeys": a.detach_keys or "",
-            "Privileged": a.privileged}
-    if a.tty:
-        try:
-            sz = os.get_terminal_size(sys.stdout.fileno())
-            body["ConsoleSize"] = [sz.lines, sz.columns]
-        except OSError:
-            pass
-    eid = c.request("POST", f"/containers/{a.container}/exec", body=body).check().json()["Id"]
-    if a.detach:
-        c.request("POST", f"/exec/{eid}/start", body={"Detach": True, "Tty": a.tty}).check()
+# ---- one request per container --------------------------------------------------------------------
+def for_each(c, refs, method, path, query=None, quiet=False):
+    """The request for each container named; errors are printed and make the exit code 1 (as docker)."""
+    rc = 0
+    for ref in refs:
+        r = c.request(method, path.format(ref), query=query)
+        if r.status >= 400:
+            print(f"Error response from daemon: {APIError.from_body(r.status, r.body).message}", file=sys.stderr)
+            rc = 1
+        elif not quiet:
+            print(ref)
+    return rc
+
+
+def cmd_rm(c, a):
+    return for_each(c, a.containers, "DELETE", "/containers/{}", {"force": a.force, "v": a.volumes})
+
+
+def cmd_stop(c, a):
+    q = {"t": a.time} if a.time is not None else {}
+    if a.signal:
+        q["signal"] = a.signal
+    return for_each(c, a.containers, "POST", "/containers/{}/stop", q)
+
+
+def cmd_kill(c, a):
+    return for_each(c, a.containers, "POST", "/containers/{}/kill", {"signal": a.signal})
+
+
+def cmd_wait(c, a):
+    rc = 0
+    for ref in a.containers:
+        body = b"".join(Client(c.host).open_stream("POST", f"/containers/{ref}/wait"))
+        print(json.loads(body).get("StatusCode"))
+    return rc
+
+
+# ---- ps, inspect, logs --------------------------------------------------------------------------
+def cmd_ps(c, a):
+    from .output import listing
+    q = {"all": a.all or None, "limit": a.last if a.last else None, "filters": parse_filters(a.filter)}
+    if a.latest:
+        q["limit"] = 1
+    items = c.request("GET", "/containers/json", query=q).check().json()
+    if a.quiet:
+        for it in items:
+            print(it["Id"] if a.no_trunc else short(it["Id"]))
         return 0
-    conn = c.hijack("POST", f"/exec/{eid}/start", body={"Detach": False, "Tty": a.tty,
-                                                        "ConsoleSize": body.get("ConsoleSize")})
-    restore = raw_terminal() if a.tty and sys.stdin.isatty() else None
-    if a.interactive:
-        threading.Thread(target=pump_stdin, args=(conn,), daemon=True).start()
-    else:
-        conn.close_write()
-    try:
-        copy_output(conn, a.tty)
-    finally:
-        if restore:
-            restore()
-        conn.close()
-    info = Client(c.host).request("GET", f"/exec/{eid}/json").check().json()
-    return int(info.get("ExitCode") or 0)
+    sys.stdout.write(listing(a.format or "table", [ps_row(it, not a.no_trunc) for it in items], PS_HEADERS, PS_TABLE))
+    return 0
 
 
-def copy_output(conn, tty: bool) -> None:
-    if tty:
-        while True:
-            data = conn.read()
-            if not data:
-                return
-            os.write(1, data)
-    for stream, payload in read_frames(conn.read):
-        os.write(2 if stream == 2 else 1, payload)
+PS_TABLE = "{{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}"
+PS_HEADERS = {"ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND", "CreatedAt": "CREATED AT",
+              "RunningFor": "CREATED", "Ports": "PORTS", "State": "STATE", "Status": "STATUS", "Size": "SIZE",
+              "Names": "NAMES", "Labels": "LABELS", "Mounts": "MOUNTS", "Networks": "NETWORKS",
+              "LocalVolumes": "LOCAL VOLUMES", "Platform": "PLATFORM", "Label": lambda name: name}
 
 
-def cmd_attach(c: Client, a) -> int:
-    from .main import pump_stdin, raw_terminal
-    from .signals import exit_on_interrupt, proxy_signals
+def ps_row(it: dict, trunc: bool = True):
+    """A container as docker's ``ps --format`` sees it (cli/command/formatter/container.go): the
+    columns {{.ID}}, {{.Names}}, {{.Status}}..., and the method {{.Label "key"}}."""
+    from ..units import human_size
+    from .gotemplate import Row
+    from .networks import format_ports
+    names = [n.lstrip("/") for n in it.get("Names") or []]
+    if trunc:  # the container's own name, not the legacy link names (a/b)
+        names = next(([n] for n in names if "/" not in n), names)
+    command = it.get("Command", "")
+    if trunc and len(command) > 20:
+        command = command[:19] + "…"
+    labels = it.get("Labels") or {}
+    ports = format_ports(it.get("Ports"))
+    size = human_size(it.get("SizeRw") or 0)
+    if it.get("SizeRootFs"):
+        size += f" (virtual {human_size(it['SizeRootFs'])})"
+    mounts = it.get("Mounts") or []
+    return Row({
+        "Command": json.dumps(command, ensure_ascii=False),
+        "CreatedAt": time.strftime("%Y-%m-%d %H:%M:%S %z %Z", time.localtime(it["Created"])),
+        "ID": short(it["Id"]) if trunc else it["Id"], "Image": it.get("Image", ""),
+        "Labels": ",".join(f"{k}={v}" for k, v in sorted(labels.items())),
+        "LocalVolumes": str(sum(1 for m in mounts if m.get("Driver") == "local")),
+        "Mounts": ",".join(m.get("Name") or m.get("Source", "") for m in mounts),
+        "Names": ",".join(names),
+        "Networks": ",".join(sorted(((it.get("NetworkSettings") or {}).get("Networks") or {}))),
+        "Platform": None, "Ports": ports, "RunningFor": ago(it["Created"]), "Size": size,
+        "State": it.get("State", ""), "Status": it.get("Status", ""),
+        "Label": lambda name: labels.get(name, ""),
+    })
+
+
+def cmd_inspect(c, a):
+    """Top-level ``inspect``: each name tried as a container, then as an image (unless --type)."""
+    out, rc = [], 0
+    for ref in a.objects:
+        found = None
+        kinds = [a.type] if a.type else ["container", "image"]
+        for kind in kinds:
+            path = f"/containers/{ref}/json" if kind == "container" else f"/images/{ref}/json"
+            r = c.request("GET", path)
+            if r.status == 200:
+                found = r.json()
+                break
+        if found is None:
+            print(f"Error: No such object: {ref}", file=sys.stderr)
+            rc = 1
+            continue
+        out.append(found)
+    print_inspected(out, a.format)
+    return rc
+
+
+def cmd_logs(c, a):
     info = c.request("GET", f"/containers/{a.container}/json").check().json()
-    if not info["State"]["Running"]:
-        raise APIError(409, "You cannot attach to a stopped container, start it first")
-    tty, stdin = info["Config"]["Tty"], info["Config"]["OpenStdin"] and not a.no_stdin
-    q = {"stream": True, "stdout": True, "stderr": True, "stdin": stdin}
-    if a.detach_keys:
-        q["detachKeys"] = a.detach_keys
-    # Registered before attaching (as docker does): the exit code is read from it when the output ends.
-    wait = Client(c.host).open_stream("POST", f"/containers/{info['Id']}/wait", query={"condition": "not-running"})
-    conn = c.hijack("POST", f"/containers/{a.container}/attach", query=q)
-    if a.sig_proxy and not tty:
-        proxy_signals(c, info["Id"])  # Ctrl-C goes to the container; we end with its output
+    q = {"stdout": True, "stderr": True, "follow": a.follow or None, "timestamps": a.timestamps or None,
+         "tail": a.tail, "since": timestamp(a.since), "until": timestamp(a.until)}
+    if a.follow:
+        exit_on_interrupt()
+    s = c.open_stream("GET", f"/containers/{a.container}/logs", query=q)
+    if info["Config"]["Tty"]:
+        for chunk in s:
+            os.write(1, chunk)
     else:
-        exit_on_interrupt()           # --sig-proxy=false (or a TTY): Ctrl-C ends the attach, 130
-    restore = raw_terminal() if tty and sys.stdin.isatty() else None
-    detached = threading.Event()
-    if stdin:
-        threading.Thread(target=pump_stdin, args=(conn, detached), daemon=True).start()
-    else:
-        conn.close_write()
-    try:
-        copy_output(conn, tty)
-    finally:
-        if restore:
-            restore()
-        conn.close()
-    if detached.is_set() or (stdin and a.detach_keys):  # detached: the container runs on
-        wait.close()
-        return 0
-    try:
-        return int(json.loads(b"".join(wait) or b"{}").get("StatusCode", 0))
-    except ValueError:
-        return 0
+        for stream, payload in read_frames(s.read):
+            os.write(2 if stream == 2 else 1, payload)
+    return 0
 
 
 # ---- simple verbs -------------------------------------------------------------------------------
 def cmd_restart(c: Client, a) -> int:
-    from .main import for_each
     q = {"t": a.time} if a.time is not None else {}
     if a.signal:
         q["signal"] = a.signal
@@ -217,23 +195,6 @@ def cmd_top(c: Client, a) -> int:
     return 0
 
 
-def cmd_events(c: Client, a) -> int:
-    from .gotemplate import Template
-    from .signals import exit_on_interrupt
-    tmpl = Template("{{json .}}" if a.format == "json" else a.format) if a.format else None
-    q = {"since": timestamp(a.since), "until": timestamp(a.until), "filters": parse_filters(a.filter)}
-    exit_on_interrupt()  # Ctrl-C: exit 130 at once, as docker does
-    for e in c.stream("GET", "/events", query=q):
-        if tmpl:
-            print(tmpl.execute(e), flush=True)
-            continue
-        t = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(e["timeNano"] // 10**9))
-        attrs = ", ".join(f"{k}={v}" for k, v in sorted(e["Actor"]["Attributes"].items()))
-        print(f"{t}.{e['timeNano'] % 10**9:09d}Z {e['Type']} {e['Action']} {e['Actor']['ID']} ({attrs})",
-              flush=True)
-    return 0
-
-
 def cmd_container_prune(c: Client, a) -> int:
     from ..units import human_size
     if not a.force:
@@ -248,33 +209,6 @@ def cmd_container_prune(c: Client, a) -> int:
             print(cid)
         print()
     print(f"Total reclaimed space: {human_size(r.get('SpaceReclaimed') or 0)}")
-    return 0
-
-
-DF_HEADERS = {"Type": "TYPE", "TotalCount": "TOTAL", "Active": "ACTIVE", "Size": "SIZE",
-              "Reclaimable": "RECLAIMABLE"}
-DF_TABLE = "{{.Type}}\t{{.TotalCount}}\t{{.Active}}\t{{.Size}}\t{{.Reclaimable}}"
-
-
-def cmd_system_df(c: Client, a) -> int:
-    from ..units import human_size
-    from .output import Row, listing
-    d = c.request("GET", "/system/df").check().json()
-    images, cs = d.get("Images") or [], d.get("Containers") or []
-    img_size = sum(i["Size"] for i in images)
-    img_unused = sum(i["Size"] for i in images if not i.get("Containers"))
-    c_size = sum(x.get("SizeRw", 0) for x in cs)
-    c_reclaim = sum(x.get("SizeRw", 0) for x in cs if x["State"] != "running")
-
-    def reclaimable(part: int, whole: int) -> str:  # docker adds the share only when there is a whole
-        return f"{human_size(part)} ({round(100 * part / whole)}%)" if whole else human_size(part)
-
-    rows = [["Images", str(len(images)), str(sum(1 for i in images if i.get("Containers"))),
-             human_size(img_size), reclaimable(img_unused, img_size)],
-            ["Containers", str(len(cs)), str(sum(1 for x in cs if x["State"] == "running")),
-             human_size(c_size), reclaimable(c_reclaim, c_size)],
-            ["Local Volumes", "0", "0", "0B", "0B"], ["Build Cache", "0", "0", "0B", "0B"]]
-    sys.stdout.write(listing(a.format or "table", [Row(zip(DF_HEADERS, r)) for r in rows], DF_HEADERS, DF_TABLE))
     return 0
 
 
@@ -322,3 +256,92 @@ def cmd_cp(c: Client, a) -> int:
     c.request("PUT", f"/containers/{dst_c}/archive", query={"path": into}, body=buf.getvalue(),
               headers={"Content-Type": "application/x-tar"}).check()
     return 0
+
+
+# ---- the parsers (one function per verb, or per family of alike verbs) ----------------------------
+_ONE_REQUEST = {"rm": (cmd_rm, "remove containers"), "stop": (cmd_stop, "stop containers"),
+                "kill": (cmd_kill, "kill containers"), "wait": (cmd_wait, "wait for containers")}
+
+
+def add_one_request(sub, verb: str) -> None:
+    """rm, stop, kill, wait: CONTAINER... and a flag or two."""
+    fn, helptext = _ONE_REQUEST[verb]
+    x = sub.add_parser(verb, help=helptext)
+    x.add_argument("containers", nargs="+")
+    if verb == "rm":
+        x.add_argument("-f", "--force", action="store_true")
+        x.add_argument("-v", "--volumes", action="store_true")
+    if verb == "stop":
+        x.add_argument("-t", "--time", "--timeout", type=int)
+        x.add_argument("-s", "--signal")
+    if verb == "kill":
+        x.add_argument("-s", "--signal", default="KILL")
+    x.set_defaults(fn=fn)
+
+
+def add_ps(sub, verb: str) -> None:
+    ps = sub.add_parser(verb, help="list containers")
+    ps.add_argument("-a", "--all", action="store_true")
+    ps.add_argument("-q", "--quiet", action="store_true")
+    ps.add_argument("-n", "--last", type=int)
+    ps.add_argument("-l", "--latest", action="store_true")
+    ps.add_argument("-f", "--filter", action="append")
+    ps.add_argument("--format")
+    ps.add_argument("--no-trunc", action="store_true")
+    ps.set_defaults(fn=cmd_ps)
+
+
+def add_inspect(sub, verb: str) -> None:
+    ins = sub.add_parser(verb, help="low-level information on objects")
+    ins.add_argument("-f", "--format")
+    ins.add_argument("--type", choices=["container", "image"])
+    ins.add_argument("objects", nargs="+")
+    ins.set_defaults(fn=cmd_inspect)
+
+
+def add_logs(sub, verb: str) -> None:
+    lg = sub.add_parser(verb, help="fetch a container's logs")
+    lg.add_argument("-f", "--follow", action="store_true")
+    lg.add_argument("-t", "--timestamps", action="store_true")
+    lg.add_argument("-n", "--tail", default="all")
+    lg.add_argument("--since")
+    lg.add_argument("--until")
+    lg.add_argument("container")
+    lg.set_defaults(fn=cmd_logs)
+
+
+def add_restart(sub, verb: str) -> None:
+    r = sub.add_parser(verb, help="restart containers")
+    r.add_argument("-t", "--time", "--timeout", type=int)
+    r.add_argument("-s", "--signal")
+    r.add_argument("containers", nargs="+")
+    r.set_defaults(fn=cmd_restart)
+
+
+def add_rename(sub, verb: str) -> None:
+    rn = sub.add_parser(verb, help="rename a container")
+    rn.add_argument("container")
+    rn.add_argument("new_name")
+    rn.set_defaults(fn=cmd_rename)
+
+
+def add_top(sub, verb: str) -> None:
+    t = sub.add_parser(verb, help="the processes of a container")
+    t.add_argument("container")
+    t.set_defaults(fn=cmd_top)
+
+
+def add_cp(sub, verb: str) -> None:
+    cp = sub.add_parser(verb, help="copy files between a container and the host (CONTAINER:PATH)")
+    cp.add_argument("src")
+    cp.add_argument("dst")
+    cp.set_defaults(fn=cmd_cp)
+
+
+def add_container(sub, verb: str) -> None:
+    ct = sub.add_parser(verb, help="manage containers (prune)")
+    ctsub = ct.add_subparsers(dest="container_verb", required=True)
+    pr = ctsub.add_parser("prune", help="remove all stopped containers")
+    pr.add_argument("-f", "--force", action="store_true")
+    pr.add_argument("--filter", action="append")
+    pr.set_defaults(fn=cmd_container_prune)

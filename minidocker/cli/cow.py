@@ -36,11 +36,14 @@ def cmd_commit(c, a) -> int:
     return 0
 
 
-def add_verbs(sub) -> None:
-    d = sub.add_parser("diff", help="changes to files of a container's filesystem (A added, C changed, D deleted)")
+def add_diff(sub, verb: str) -> None:
+    d = sub.add_parser(verb, help="changes to files of a container's filesystem (A added, C changed, D deleted)")
     d.add_argument("container")
     d.set_defaults(fn=cmd_diff)
-    cm = sub.add_parser("commit", help="create a new image from a container's changes")
+
+
+def add_commit(sub, verb: str) -> None:
+    cm = sub.add_parser(verb, help="create a new image from a container's changes")
     cm.add_argument("-c", "--change", action="append", default=[],
                     help="Dockerfile instruction for the new image: CMD, ENTRYPOINT, ENV, WORKDIR, USER, LABEL, "
                          "EXPOSE, STOPSIGNAL, VOLUME")

@@ -71,7 +71,7 @@ def image_rows(it: dict, trunc: bool = True, digests: bool = True) -> list:
     per tag (``<none>`` for an untagged image)."""
     import time
 
-    from .output import Row
+    from .gotemplate import Row
     iid = it["Id"].split(":", 1)[1][:12] if trunc else it["Id"]
     repo_digests = (it.get("RepoDigests") or []) if digests else []
     rows = []
@@ -282,51 +282,77 @@ def _add(sub, name, fn, help_, **kw):
     return p
 
 
-def _image_verbs(sub, top_level: bool) -> None:
-    if not top_level:  # top-level `inspect` is main.py's, for containers and images
-        ins = _add(sub, "inspect", cmd_image_inspect, "display detailed information on images")
-        ins.add_argument("-f", "--format")
-        ins.add_argument("images", nargs="+")
-    t = _add(sub, "tag", cmd_tag, "create a tag TARGET that refers to SOURCE")
+def _inspect(sub, name):  # only as `image inspect`: top-level `inspect` is containers.py's (both kinds)
+    ins = _add(sub, name, cmd_image_inspect, "display detailed information on images")
+    ins.add_argument("-f", "--format")
+    ins.add_argument("images", nargs="+")
+
+
+def _tag(sub, name):
+    t = _add(sub, name, cmd_tag, "create a tag TARGET that refers to SOURCE")
     t.add_argument("source")
     t.add_argument("target")
-    rm = _add(sub, "rmi" if top_level else "rm", cmd_rmi, "remove images",
-              aliases=[] if top_level else ["rmi"])
+
+
+def _rmi(sub, name):  # top-level `rmi`; `image rm` (alias `image rmi`)
+    rm = _add(sub, name, cmd_rmi, "remove images", aliases=["rmi"] if name == "rm" else [])
     rm.add_argument("-f", "--force", action="store_true")
     rm.add_argument("--no-prune", action="store_true")
     rm.add_argument("images", nargs="+")
-    h = _add(sub, "history", cmd_history, "show the history of an image")
+
+
+def _history(sub, name):
+    h = _add(sub, name, cmd_history, "show the history of an image")
     h.add_argument("-q", "--quiet", action="store_true")
     h.add_argument("--no-trunc", action="store_true")
     h.add_argument("image")
-    s = _add(sub, "save", cmd_save, "save images to a tar archive (docker-archive; also OCI)")
+
+
+def _save(sub, name):
+    s = _add(sub, name, cmd_save, "save images to a tar archive (docker-archive; also OCI)")
     s.add_argument("-o", "--output")
     s.add_argument("--format", default="docker-archive", choices=["docker-archive", "oci-archive", "oci"],
                    help="docker-archive (default; also a valid OCI layout), oci-archive, or oci (a layout directory, -o DIR)")
     s.add_argument("images", nargs="+")
-    ld = _add(sub, "load", cmd_load, "load images from a tar archive (docker-archive or OCI)")
+
+
+def _load(sub, name):
+    ld = _add(sub, name, cmd_load, "load images from a tar archive (docker-archive or OCI)")
     ld.add_argument("-i", "--input")
     ld.add_argument("-q", "--quiet", action="store_true")
-    im = _add(sub, "import", cmd_import, "import a root filesystem tarball (or directory) as an image")
+
+
+def _import(sub, name):
+    im = _add(sub, name, cmd_import, "import a root filesystem tarball (or directory) as an image")
     im.add_argument("-c", "--change", action="append")
     im.add_argument("-m", "--message")
     im.add_argument("file")
     im.add_argument("repository", nargs="?")
 
 
-def add_verbs(sub) -> None:
-    """Register ``images``, ``image ...`` and the top-level image verbs on the CLI parser."""
-    _images_args(sub.add_parser("images", help="list images"))
-    _image_verbs(sub, top_level=True)
-    image = sub.add_parser("image", help="manage images: image ls|inspect|rm|prune|tag|history|save|load|import")
+# The verbs that exist both at the top level (`minidocker tag`) and under `image` (`image tag`).
+_SHARED = {"tag": _tag, "rmi": _rmi, "history": _history, "save": _save, "load": _load, "import": _import}
+
+
+def add_images(sub, verb: str) -> None:
+    _images_args(sub.add_parser(verb, help="list images"))
+
+
+def add_top_level(sub, verb: str) -> None:
+    """``tag``, ``rmi``, ``history``, ``save``, ``load``, ``import`` at the top level."""
+    _SHARED[verb](sub, verb)
+
+
+def add_image(sub, verb: str) -> None:
+    """``image ls|inspect|rm|prune|tag|history|save|load|import``."""
+    image = sub.add_parser(verb, help="manage images: image ls|inspect|rm|prune|tag|history|save|load|import")
     isub = image.add_subparsers(dest="image_verb", metavar="COMMAND")
     _images_args(isub.add_parser("ls", aliases=["list"], help="list images"))
-    _image_verbs(isub, top_level=False)
+    _inspect(isub, "inspect")
+    for name, add in _SHARED.items():
+        add(isub, "rm" if name == "rmi" else name)
     pr = _add(isub, "prune", cmd_prune, "remove unused images")
     pr.add_argument("-a", "--all", action="store_true", help="all images not used by a container")
     pr.add_argument("-f", "--force", action="store_true", help="do not ask")
     pr.add_argument("--filter", action="append")
     image.set_defaults(fn=lambda c, a: (image.print_help(), 0)[1])
-
-
-__all__ = ["add_verbs"]

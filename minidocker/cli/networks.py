@@ -79,8 +79,8 @@ def format_ports(ports: list[dict]) -> str:
 
 
 # ---- verbs --------------------------------------------------------------------------------------
-def add_verbs(sub) -> None:
-    n = sub.add_parser("network", help="manage networks")
+def add_network(sub, verb: str) -> None:
+    n = sub.add_parser(verb, help="manage networks")
     nv = n.add_subparsers(dest="network_verb", metavar="COMMAND")
     ls = nv.add_parser("ls", aliases=["list"], help="list networks")
     ls.add_argument("-f", "--filter", action="append", default=[])
@@ -120,7 +120,10 @@ def add_verbs(sub) -> None:
         x.add_argument("container")
         x.set_defaults(fn=cmd_connect if verb == "connect" else cmd_disconnect)
     n.set_defaults(fn=lambda c, a: (n.print_help(), 0)[1])
-    pt = sub.add_parser("port", help="list a container's published ports")
+
+
+def add_port(sub, verb: str) -> None:
+    pt = sub.add_parser(verb, help="list a container's published ports")
     pt.add_argument("container")
     pt.add_argument("port", nargs="?")
     pt.set_defaults(fn=cmd_port)
@@ -141,7 +144,8 @@ NETWORK_HEADERS = {"ID": "NETWORK ID", "Name": "NAME", "Driver": "DRIVER", "Scop
 
 
 def cmd_ls(c, a) -> int:
-    from .output import Row, listing
+    from .gotemplate import Row
+    from .output import listing
     nets = sorted(c.request("GET", "/networks", query=_filters(a.filter)).check().json(), key=lambda n: n["Name"])
     if a.quiet:
         for n in nets:
@@ -175,7 +179,7 @@ def cmd_inspect(c, a) -> int:
             rc = 1
             continue
         out.append(r.json())
-    from .main import print_inspected
+    from .output import print_inspected
     print_inspected(out, a.format)
     return rc
 

@@ -1,4 +1,4 @@
-"""CLI verbs of the registry chapter: pull, push, login, logout, registry serve (and tag, rmi).
+"""CLI verbs of the registry chapter: pull, push, login, logout, registry serve.
 
 Like docker, the CLI does no registry traffic for pull/push: it reads the user's credentials from
 ``~/.docker/config.json`` (minidocker.registry.auth, standard library only), sends them to the
@@ -171,62 +171,37 @@ def cmd_registry(c, a) -> int:
     return server.main(args[1:])
 
 
-# ---- MINIMAL tag / rmi (issue 5 owns these verbs; theirs win at merge) ------------------------------
-def cmd_tag(c, a) -> int:
-    name, tag = split_tag(a.target)
-    c.request("POST", f"/images/{a.source}/tag", query={"repo": name, "tag": tag or "latest"}).check()
-    return 0
-
-
-def cmd_rmi(c, a) -> int:
-    rc = 0
-    for image in a.images:
-        try:
-            reply = c.request("DELETE", f"/images/{image}", query={"force": "1"} if a.force else None).check()
-        except APIError as e:
-            print(str(e), file=sys.stderr)
-            rc = 1
-            continue
-        for item in reply.json() or []:
-            for k, v in item.items():
-                print(f"{k}: {v}")
-    return rc
-
-
-def add_verbs(sub) -> None:
-    p = sub.add_parser("pull", help="download an image from a registry")
+def add_pull(sub, verb: str) -> None:
+    p = sub.add_parser(verb, help="download an image from a registry")
     p.add_argument("-q", "--quiet", action="store_true")
     p.add_argument("--platform", help="os/arch[/variant] to pick from a multi-platform image")
     p.add_argument("image")
     p.set_defaults(fn=cmd_pull)
 
-    p = sub.add_parser("push", help="upload an image to a registry")
+
+def add_push(sub, verb: str) -> None:
+    p = sub.add_parser(verb, help="upload an image to a registry")
     p.add_argument("-q", "--quiet", action="store_true")
     p.add_argument("image")
     p.set_defaults(fn=cmd_push)
 
-    p = sub.add_parser("login", help="log in to a registry (stores credentials in ~/.docker/config.json)")
+
+def add_login(sub, verb: str) -> None:
+    p = sub.add_parser(verb, help="log in to a registry (stores credentials in ~/.docker/config.json)")
     p.add_argument("-u", "--username")
     p.add_argument("-p", "--password")
     p.add_argument("--password-stdin", action="store_true")
     p.add_argument("server", nargs="?")
     p.set_defaults(fn=cmd_login)
 
-    p = sub.add_parser("logout", help="log out from a registry")
+
+def add_logout(sub, verb: str) -> None:
+    p = sub.add_parser(verb, help="log out from a registry")
     p.add_argument("server", nargs="?")
     p.set_defaults(fn=cmd_logout, local=True)
 
-    p = sub.add_parser("registry", help="run a small registry: `minidocker registry serve --port 5000`")
+
+def add_registry(sub, verb: str) -> None:
+    p = sub.add_parser(verb, help="run a small registry: `minidocker registry serve --port 5000`")
     p.add_argument("registry_args", nargs=argparse.REMAINDER)
     p.set_defaults(fn=cmd_registry, local=True)
-
-    if "tag" not in sub.choices:
-        p = sub.add_parser("tag", help="create a tag TARGET that refers to SOURCE")
-        p.add_argument("source")
-        p.add_argument("target")
-        p.set_defaults(fn=cmd_tag)
-    if "rmi" not in sub.choices:
-        p = sub.add_parser("rmi", help="remove images")
-        p.add_argument("-f", "--force", action="store_true")
-        p.add_argument("images", nargs="+")
-        p.set_defaults(fn=cmd_rmi)

@@ -11,8 +11,6 @@ from __future__ import annotations
 import json
 import os
 
-from ..volumes.spec import MountError, parse_mount_flag
-
 
 def run_flags(p) -> None:
     p.add_argument("-v", "--volume", action="append", default=[],
@@ -38,6 +36,9 @@ def host_config(a) -> dict:
     if getattr(a, "tmpfs", None):
         hc["Tmpfs"] = {t.partition(":")[0]: t.partition(":")[2] for t in a.tmpfs}
     if getattr(a, "mount", None):
+        # The chapter's parser (docker's validation, one copy): imported only when --mount is given,
+        # since importing the volumes package loads its store too (~40 ms, paid by every `run`).
+        from ..volumes.spec import MountError, parse_mount_flag
         try:
             hc["Mounts"] = [parse_mount_flag(m) for m in a.mount]
         except MountError as e:
@@ -121,8 +122,8 @@ def cmd_prune(c, a) -> int:
     return 0
 
 
-def add_verbs(sub) -> None:
-    v = sub.add_parser("volume", help="manage volumes")
+def add_volume(sub, verb: str) -> None:
+    v = sub.add_parser(verb, help="manage volumes")
     vs = v.add_subparsers(dest="volume_verb", metavar="COMMAND")
     cr = vs.add_parser("create", help="create a volume")
     cr.add_argument("name_arg", nargs="?", metavar="VOLUME")

@@ -27,7 +27,8 @@ from .. import __version__
 from ..images.store import ImageNotFound
 from .. import http, wire
 from . import api_images
-from .engine import Conflict, InvalidRequest, NotFound, NotModified, StartError
+from .errors import Conflict, InvalidRequest, NotFound, NotModified, StartError
+from .validate import parse_filters
 
 KILL_WAIT = 10.0   # seconds a SIGKILL is given to take effect before `kill` answers anyway
 
@@ -224,7 +225,7 @@ class API:
 
     async def container_kill(self, req):
         import signal
-        from .engine import signal_number
+        from .lifecycle import signal_number
         c, sig = self.engine.get(req.match["id"]), req.query.get("signal") or "SIGKILL"
         # dockerd answers a SIGKILL only once the container has stopped (daemon/kill.go): an
         # `inspect` right after `kill` must not still say "running".
@@ -347,18 +348,6 @@ class API:
             await asyncio.wait([exited, gone], timeout=0.1, return_when=asyncio.FIRST_COMPLETED)
 
     # ---- images ---------------------------------------------------------------------------------
-
-
-def parse_filters(raw: str | None) -> dict:
-    if not raw:
-        return {}
-    try:
-        f = json.loads(raw)
-    except ValueError:
-        raise http.HTTPError(400, f"invalid filter: {raw}")
-    if not isinstance(f, dict):
-        raise http.HTTPError(400, f"invalid filter: {raw}")
-    return f
 
 
 def rfc3339_ns(ts: str) -> int:

@@ -24,7 +24,7 @@ from ..images.reference import InvalidReference, familiar, parse_reference
 from ..images.store import ImageNotFound
 from ..images.unpack import prune as prune_layers
 from .api import parse_log_lines, read_from
-from .engine import InvalidRequest
+from .errors import InvalidRequest
 
 NETWORK_MODES = ("", "default", "none")
 
@@ -138,6 +138,12 @@ class _Backend:
     def remove(self, cid: str) -> None:
         self._await(self.engine.remove(cid, force=True))
 
+    def id_mappings(self, key: str):
+        """The user-namespace maps of the step container ``key`` (None for a COPY's snapshot)."""
+        from .userns import container_id_mappings
+        c = self.engine.containers.get(key)   # exact: a COPY's snapshot key is no container
+        return container_id_mappings(c.dir) if c is not None else None
+
     def pull(self, name: str):
         """A base image from its registry (docker pull's path; Docker Hub: only busybox, built
         offline). Anonymous: the classic builder's per-registry X-Registry-Config is not read."""
@@ -173,7 +179,8 @@ def _run_build(engine, loop, ctx_stream, opts: Options, dockerfile: str, say) ->
             text = f.read()
         backend = _Backend(engine, loop, say)
         builder = Builder(engine.images, engine.snapshotter, cache, ctx_dir, backend.run,
-                          backend.remove, pull=backend.pull, progress=say if not opts.quiet else (lambda s: None))
+                          backend.remove, pull=backend.pull, progress=say if not opts.quiet else (lambda s: None),
+                          id_mappings=backend.id_mappings)
         image = builder.build(text, opts)
         for t in opts.tags:
             engine.images.tag(image, t)

@@ -20,14 +20,14 @@ from ..runtime import archive
 from . import events as ev
 from . import state as states
 from .. import http
-from .engine import dir_size, graph_driver
-from .validate import Invalid, check_tar_head
+from .views import dir_size, graph_driver
+from .validate import Invalid, check_tar_head, parse_filters
 
 log = logging.getLogger("minidockerd")
 
 
 def register(api, server) -> None:
-    from .api import errors, parse_filters
+    from .api import errors
     from .api_images import summary as image_summary
     engine = api.engine
     C = r"/containers/(?P<id>[^/]+)"

@@ -17,7 +17,8 @@ from ..images import parents
 from ..images.commit import ChangeError, commit_image
 from ..images.reference import InvalidReference, parse_reference
 from .. import http
-from .engine import InvalidRequest
+from .errors import InvalidRequest
+from .userns import container_id_mappings
 
 RUN_CONFIG_KEYS = ("Cmd", "Entrypoint", "Env", "WorkingDir", "User", "Labels", "ExposedPorts",
                    "Volumes", "StopSignal", "Healthcheck")
@@ -75,7 +76,7 @@ def _commit(engine, c, ref, changes_list, comment, author, body) -> str:
     fd, tmp = tempfile.mkstemp(prefix=".tmp-commit-", dir=engine.images.root)
     try:
         with os.fdopen(fd, "wb") as out:
-            cow.write_layer(found, cow.layer_root(snap, c.id), out)
+            cow.write_layer(found, cow.layer_root(snap, c.id), out, id_mappings=container_id_mappings(c.dir))
         image = commit_image(engine.images, base, tmp, run_config(engine, c, base.config.get("config"), body),
                              changes=changes_list, comment=comment, author=author,
                              created_by=f"minidocker commit {c.name}", ref=ref)

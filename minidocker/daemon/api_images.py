@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import fnmatch
-import json
 import os
 import tempfile
 
@@ -37,7 +36,8 @@ from ..images.reference import InvalidReference, familiar, parse_reference
 from ..images.store import ImageNotFound
 from ..images.unpack import collect, remove_image
 from .. import http
-from .engine import Conflict, InvalidRequest
+from .errors import Conflict, InvalidRequest
+from .validate import parse_filters
 
 _CHUNK = 1 << 20
 
@@ -87,19 +87,6 @@ def summary(img, containers: int = -1) -> dict:
             "SharedSize": -1, "Labels": labels, "Containers": containers,
             "Descriptor": {"mediaType": img.manifest.get("mediaType", ""),
                            "digest": img.manifest_digest}}
-
-
-def parse_filters(raw: str | None) -> dict[str, list[str]]:
-    """``{"dangling":["true"]}`` or the old ``{"dangling":{"true":true}}`` -> name -> values."""
-    if not raw:
-        return {}
-    try:
-        f = json.loads(raw)
-    except ValueError:
-        raise InvalidRequest(f"invalid filter: {raw}") from None
-    if not isinstance(f, dict):
-        raise InvalidRequest(f"invalid filter: {raw}")
-    return {k: list(v) if isinstance(v, (list, dict)) else [str(v)] for k, v in f.items()}
 
 
 def _truth(values: list[str], name: str) -> bool:

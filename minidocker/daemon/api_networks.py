@@ -18,8 +18,8 @@ import asyncio
 from .. import http
 from ..network import manager as M
 from ..util import now_rfc3339
-from .api_images import parse_filters
-from .engine import Conflict, InvalidRequest, NotFound
+from .validate import parse_filters
+from .errors import Conflict, InvalidRequest, NotFound
 
 BUILTIN = ("bridge", "host", "none")
 

@@ -18,7 +18,8 @@ import os
 from .. import http, runtime
 from ..util import atomic_write_json, read_json
 from .config import ConfigError, resource_limits
-from .engine import Conflict, InvalidRequest, validate_restart_policy
+from .errors import Conflict, InvalidRequest
+from .restart import validate_restart_policy
 
 # What minidocker's cgroups chapter can set (cgroups.limits.parse_host_config reads these).
 UPDATABLE = ("Memory", "MemorySwap", "NanoCpus", "CpuShares", "CpuPeriod", "CpuQuota", "CpusetCpus",

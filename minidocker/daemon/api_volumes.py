@@ -21,8 +21,8 @@ from .. import http, unionfs
 from ..rootfs import secure_join
 from ..volumes import MountError, MountPoint, VolumeConflict, VolumeError, VolumeNotFound, spec
 from ..volumes.store import fill
-from .api_images import parse_filters
-from .engine import Conflict, InvalidRequest, NotFound
+from .validate import parse_filters
+from .errors import Conflict, InvalidRequest, NotFound
 
 
 def register(api, server) -> None:

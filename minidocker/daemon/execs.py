@@ -19,7 +19,10 @@ from ..runtime import exec as rexec
 from ..runtime import monitor
 from .config import ConfigError, ContainerConfig, _as_list, merge_env, process_env
 from ..util import new_id, read_json
-from .engine import Conflict, Container, Engine, InvalidRequest, NotFound, background
+from .engine import Engine
+from .errors import Conflict, InvalidRequest, NotFound
+from .record import Container
+from .streams import background
 from . import state as states
 
 

@@ -20,8 +20,9 @@ import shutil
 from .. import rootfs
 from ..network import Settings
 from ..network import manager as M
+from ..timing import mark
 from ..util import atomic_write_json, read_json
-from .engine import Conflict, InvalidRequest, NotFound
+from .errors import Conflict, InvalidRequest, NotFound
 
 log = logging.getLogger("minidockerd.network")
 
@@ -156,12 +157,14 @@ class Glue:
             return
         try:
             self.m.sandbox(c.id)
+            mark("daemon", "start: net: request in, namespace created and pinned")
             eps = []
             if mode != "none":
                 for name, cfg in self.endpoint_configs(c):
                     eps.append(self.m.connect(c.id, name, name=c.name, aliases=cfg.get("Aliases") or [],
                                               ip=(cfg.get("IPAMConfig") or {}).get("IPv4Address") or "",
                                               mac=cfg.get("MacAddress") or c.request.get("MacAddress") or ""))
+                    mark("daemon", f"start: net: endpoint on {name} (address, veth, route, nft, DNS)")
             user = any(self.m.nets[e["NetworkID"]]["Name"] != M.DEFAULT for e in eps)
             rootfs.write_etc_files(
                 c.dir, c.cfg.hostname, hosts_extra=host.get("ExtraHosts") or [],
@@ -169,8 +172,10 @@ class Glue:
                 ip=eps[0]["IPAddress"] if eps else None,
                 dns_search=host.get("DnsSearch") or [],
                 dns_options=(host.get("DnsOptions") or []) + (["ndots:0"] if user else []))
+            mark("daemon", "start: net: /etc/hosts and /etc/resolv.conf written")
             if mode != "none" and (b := self.bindings(c)):
                 self.m.publish(c.id, b)
+                mark("daemon", "start: net: ports published (proxies, nft elements)")
         except M.NetworkError as e:
             self.teardown(c)
             raise InvalidRequest(str(e)) from None
@@ -191,6 +196,7 @@ class Glue:
     def teardown(self, c) -> None:
         try:
             self.m.release(c.id)
+            mark("daemon", "exit: net: released (address, namespace, ports)")
         except Exception as e:  # never let a network leftover fail an exit or an rm
             log.warning("releasing the network of %s: %s", c.id[:12], e)
 

@@ -22,7 +22,7 @@ re-exported here so that lab 08 finds all the rules in one module)
   applies them;
 * :func:`next_state` — the container state machine: which verb is allowed in which state.
 
-The engine (``engine.py``) and the HTTP layer call these; the lab's checker compares yours with them.
+The engine (``restart.py``, ``state.py``) and the HTTP layer call these; the lab's checker compares yours with them.
 """
 from __future__ import annotations
 

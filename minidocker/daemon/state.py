@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import os
 
+from .errors import Conflict, NotModified
 from .rules import TRANSITIONS
 
 CREATED, RUNNING, PAUSED, RESTARTING = "created", "running", "paused", "restarting"
@@ -41,14 +42,6 @@ EVENTS = {"start": "start", "exit": "die", "pause": "pause", "unpause": "unpause
 REQUESTS = ("kill", "stop", "rm -f")   # on a live container: a signal; "exit" moves the state
 AFTER_EXIT = ("stop",)                  # events that dockerd emits after the container's "die"
 NOT_MODIFIED = {(RUNNING, "start"), (CREATED, "stop"), (EXITED, "stop"), (DEAD, "stop")}
-
-
-class Conflict(Exception):
-    """409: the container's state forbids the request."""
-
-
-class NotModified(Exception):
-    """304: the container already is where the request would take it."""
 
 
 def refusal(c, action: str) -> Exception:

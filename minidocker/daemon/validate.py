@@ -298,6 +298,20 @@ def check_filters(raw: str) -> None:
             raise Invalid("invalid filter")
 
 
+def parse_filters(raw: str | None) -> dict[str, list[str]]:
+    """``filters=`` as a handler reads it: name -> values, from either of moby's forms
+    (``{"dangling":["true"]}``, or ``{"dangling":{"true":true}}``); a name without values is no
+    filter. ``Guarded`` has run :func:`check_filters` already; a direct caller gets the 400 too."""
+    if not raw:
+        return {}
+    try:
+        check_filters(raw)
+    except Invalid:
+        from .errors import InvalidRequest
+        raise InvalidRequest(f"invalid filter: {raw}") from None
+    return {name: list(values) for name, values in (json.loads(raw) or {}).items() if values}
+
+
 def check_body(op, data: bytes):
     """The body decoded as Go would, in the API's key spelling; Invalid if Go would refuse it."""
     value = parse_json(data)

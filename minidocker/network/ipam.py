@@ -9,7 +9,10 @@
   A static ``--ip`` must be inside the subnet and free.
 
 The allocator is persisted (one JSON document, atomic writes) so a daemon restart neither forgets
-an address that a running container holds nor hands it out twice. Pure Python: no netlink here.
+an address that a running container holds nor hands it out twice (a daemon crash loses nothing
+that was written). Networks are fsynced too; an address is not: only a running container holds
+one, and nothing runs after a power cut — ``manager.recover`` gives back addresses whose owner it
+does not know. Pure Python: no netlink here.
 """
 from __future__ import annotations
 
@@ -59,8 +62,8 @@ class Allocator:
         self.lock = threading.RLock()
         self.pools: dict = read_json(path, {}) or {}  # net id -> {subnet, gateway, range, used{ip: owner}}
 
-    def _save(self) -> None:
-        atomic_write_json(self.path, self.pools)
+    def _save(self, fsync: bool = True) -> None:
+        atomic_write_json(self.path, self.pools, fsync=fsync)
 
     def add_network(self, net_id: str, subnet: str, gateway: str = "", ip_range: str = "",
                     others=()) -> dict:
@@ -120,7 +123,7 @@ class Allocator:
                     raise IPAMError(f"no available IPv4 addresses on this network's address pools: "
                                     f"{p['subnet']}")
             p["used"][chosen] = owner
-            self._save()
+            self._save(fsync=False)
             return chosen
 
     def release(self, net_id: str, address: str) -> None:
@@ -128,4 +131,4 @@ class Allocator:
             p = self.pools.get(net_id)
             if p and p["used"].get(address) not in (None, "gateway"):
                 del p["used"][address]
-                self._save()
+                self._save(fsync=False)

@@ -8,10 +8,19 @@ State (``Settings.state_dir``, atomic JSON writes):
                      aliases) and published ports;
 * ``netns/<id>``     the pinned namespaces.
 
-Derived (rebuilt, never edited in place): the nftables table (``nft.apply`` after each change), the
-DNS sockets and the proxies (``recover`` reopens them for the containers still running after a
-daemon restart and removes what belonged to dead ones). The ``ip_forward`` hold (``sysctl``) is
-taken while a bridge exists and released when the last one goes.
+Derived: the nftables table — rewritten whole (``nft.apply``) only when the set of live networks
+changes, while a container's published ports come and go as its own small transaction
+(``nft.add_ports``/``delete_ports``) — the DNS sockets and the proxies (``recover`` reopens them
+for the containers still running after a daemon restart and removes what belonged to dead ones).
+The ``ip_forward`` hold (``sysctl``) is taken while a bridge exists and released when the last
+one goes.
+
+A container start on an existing bridge is therefore: a thread that creates and pins the
+namespace (and brings ``lo`` up), one thread with two netlink sockets that wires the veth pair
+(``links.attach``), an address from the allocator — and no nft process unless it publishes ports.
+Its exit gives the address back and unpins the namespace; the kernel destroys the veth pair with
+the namespace, and a background thread deletes whatever is left (``_reap``), so nobody waits for
+the ~20 ms ``synchronize_net()`` a link deletion costs.
 """
 from __future__ import annotations
 
@@ -55,6 +64,9 @@ class Networks:
         self.ipam = ipam.Allocator(self._p("ipam.json"))
         self.proxies: dict[str, list[Proxy]] = {}
         self._dns: DNSServer | None = None
+        self._applied: list | None = None      # the networks the nft table was last written for
+        self._bridges_ready: set[str] = set()  # bridges made (or found) and held for, this run
+        self._reapers: list[threading.Thread] = []
         self._adopt_names()
         if not any(n["Name"] == DEFAULT for n in self.nets.values()):
             self._new(DEFAULT, bridge=settings.bridge, subnet=settings.default_subnet,
@@ -82,9 +94,12 @@ class Networks:
     def _p(self, name):
         return os.path.join(self.s.state_dir, name)
 
-    def _save(self):
-        atomic_write_json(self._p("networks.json"), self.nets)
-        atomic_write_json(self._p("sandboxes.json"), self.boxes)
+    def _save(self, nets: bool = True):
+        """Networks durably; sandboxes atomically but without fsync — they describe running
+        containers, and after a power cut nothing runs (``recover`` then releases them all)."""
+        if nets:
+            atomic_write_json(self._p("networks.json"), self.nets)
+        atomic_write_json(self._p("sandboxes.json"), self.boxes, fsync=False)
 
     def get(self, ref: str) -> dict:
         """A network by full id, name, or unique id prefix (docker's rule)."""
@@ -172,16 +187,17 @@ class Networks:
                 return box["netns"]
             path = self._p(f"netns/{cid}")
             netns.remove(path)
-            netns.create(path)
-            links.loopback_up(path)
+            netns.create(path, loopback_up=True)
             self.boxes[cid] = {"netns": path, "endpoints": {}, "ports": [], **(box or {}), "netns": path}
-            self._save()
+            self._save(nets=False)
             return path
 
     def _veth(self, cid, nid):
         return "md" + hashlib.sha256(f"{cid}/{nid}".encode()).hexdigest()[:10]
 
     def _ensure_bridge(self, net):
+        if net["bridge"] in self._bridges_ready and links.exists(net["bridge"]):
+            return  # made (or checked) and held for by this run already: nothing to ask the kernel
         if not links.exists(net["bridge"]) and net.get("auto") and not self.endpoints_of(net["Id"]):
             # Chosen before its bridge existed: another daemon may have taken the subnet since.
             others = [n["Subnet"] for n in self.nets.values() if n is not net]
@@ -194,6 +210,7 @@ class Networks:
         links.create_bridge(net["bridge"], net["Gateway"], ipaddress.ip_network(net["Subnet"]).prefixlen,
                             mtu=_mtu(net))
         sysctl.hold("net.ipv4.ip_forward", "1", self.s.table)
+        self._bridges_ready.add(net["bridge"])
 
     def connect(self, cid: str, ref: str, name: str = "", aliases=(), ip: str = "", mac: str = "") -> dict:
         """Attach the container's sandbox to a network: veth, address, route; DNS names."""
@@ -226,7 +243,7 @@ class Networks:
                   "veth": veth, "ifname": ifname, "Aliases": [a for a in aliases if a],
                   "name": name, "DNSNames": [x for x in [name, *aliases, cid[:12]] if x]}
             box["endpoints"][nid] = ep
-            self._save()
+            self._save(nets=False)
             self.sync()
             if net["Name"] != DEFAULT:
                 self.dns().add(cid, path)
@@ -243,7 +260,7 @@ class Networks:
                 raise NotFound(f"container {cid[:12]} is not connected to network {net['Name']}")
             links.delete(ep["veth"])
             self.ipam.release(net["Id"], ep["IPAddress"])
-            self._save()
+            self._save(nets=False)
             self.sync()
 
     def release(self, cid: str) -> None:
@@ -256,14 +273,32 @@ class Networks:
             box = self.boxes.pop(cid, None)
             if not box:
                 return
+            veths = [i for ep in box["endpoints"].values() if (i := links.index(ep["veth"])) is not None]
             for nid, ep in box["endpoints"].items():
-                try:
-                    links.delete(ep["veth"])
-                except Exception:
-                    pass  # the namespace's end took it along
                 self.ipam.release(nid, ep["IPAddress"])
             netns.remove(box["netns"])
-            self._save()
+            self._save(nets=False)
+            if not self.sync() and box["ports"]:
+                self._ports("delete", box["ports"])
+            if veths:
+                self._reap(veths)
+
+    def _reap(self, indexes: list[int]) -> None:
+        """Delete host veth ends in the background. With the namespace unpinned and the container
+        gone the kernel destroys each pair by itself; this covers a namespace something still
+        holds (a ``--network container:`` joiner) — by index, so a same-named successor is safe."""
+        self._reapers = [t for t in self._reapers if t.is_alive()]
+        t = threading.Thread(target=links.delete_index, args=(indexes,), name="veth-reaper", daemon=True)
+        t.start()
+        self._reapers.append(t)
+
+    def _ports(self, verb: str, ports: list[dict]) -> None:
+        """One container's DNAT elements in or out; if the table disagrees (someone flushed it),
+        rewrite it whole from the state instead."""
+        try:
+            (nft.add_ports if verb == "add" else nft.delete_ports)(self.s.table, ports)
+        except RuntimeError:
+            self._applied = None
             self.sync()
 
     # ---- published ports ---------------------------------------------------------------------------
@@ -289,9 +324,12 @@ class Networks:
                     p.close()
                 raise
             self.proxies.setdefault(cid, []).extend(opened)
-            box["ports"] = out
-            self._save()
-            self.sync()
+            old, box["ports"] = box["ports"], out
+            self._save(nets=False)
+            if not self.sync():
+                if old:
+                    self._ports("delete", old)
+                self._ports("add", out)
             return out
 
     def unpublish(self, cid: str) -> None:
@@ -299,9 +337,10 @@ class Networks:
             for p in self.proxies.pop(cid, []):
                 p.close()
             if cid in self.boxes and self.boxes[cid]["ports"]:
-                self.boxes[cid]["ports"] = []
-                self._save()
-                self.sync()
+                old, self.boxes[cid]["ports"] = self.boxes[cid]["ports"], []
+                self._save(nets=False)
+                if not self.sync():
+                    self._ports("delete", old)
 
     # ---- names -------------------------------------------------------------------------------------
     def dns(self) -> DNSServer:
@@ -325,17 +364,23 @@ class Networks:
             return found or None
 
     # ---- the derived state -------------------------------------------------------------------------
-    def sync(self) -> None:
-        """Rebuild the nft table from the state; take or drop the ip_forward hold."""
+    def sync(self) -> bool:
+        """Rebuild the nft table from the state when the live networks changed (or it was never
+        written by this run); take or drop the ip_forward hold. True when it rewrote (or removed)
+        the table — the published ports of the state are then in it already."""
         with self.lock:
-            live = [n for n in self.nets.values() if links.exists(n["bridge"])]
-            ports = [p for b in self.boxes.values() for p in b["ports"]]
+            live = [{"bridge": n["bridge"], "subnet": n["Subnet"], "internal": n["Internal"]}
+                    for n in self.nets.values() if links.exists(n["bridge"])]
+            if live == self._applied:
+                return False
             if live:
-                nft.apply(self.s.table, [{"bridge": n["bridge"], "subnet": n["Subnet"], "internal": n["Internal"]}
-                                         for n in live], ports)
+                nft.apply(self.s.table, live, [p for b in self.boxes.values() for p in b["ports"]])
             else:
                 nft.remove(self.s.table)
                 sysctl.release("net.ipv4.ip_forward", self.s.table)
+                self._bridges_ready.clear()
+            self._applied = live
+            return True
 
     def recover(self, running: set[str]) -> None:
         """After a (re)start: keep running containers' networking (DNS sockets, proxies, rules),
@@ -353,7 +398,12 @@ class Networks:
             for name in os.listdir(self._p("netns")):
                 if name not in self.boxes:
                     netns.remove(self._p(f"netns/{name}"))
+            for nid, pool in self.ipam.pools.items():  # allocated, but the endpoint never recorded
+                for addr, owner in list(pool["used"].items()):
+                    if owner != "gateway" and owner not in self.boxes:
+                        self.ipam.release(nid, addr)
             if self.boxes:
+                self._applied = None  # rewritten whole from the state: what a dead daemon left is gone
                 self.sync()
 
     def shutdown(self) -> None:
@@ -366,8 +416,11 @@ class Networks:
             if self._dns:
                 self._dns.close()
                 self._dns = None
+            for t in self._reapers:
+                t.join(10)
             used = {nid for b in self.boxes.values() for nid in b["endpoints"]}
             for n in self.nets.values():
                 if n["Id"] not in used:
                     links.delete(n["bridge"])
+            self._applied = None
             self.sync()

@@ -1,14 +1,27 @@
 """Packet filtering and NAT in ONE nftables table that minidocker owns (nft(8), libnftables-json(5)).
 
-The table is *derived*: ``ruleset()`` computes it from the networks and published ports, and
-``apply()`` replaces it in one nft transaction (add table, delete table, add everything again:
-atomic, so no packet ever sees half a ruleset). Nothing outside the table is touched; removing
-minidocker's networking is ``delete table``. Chains (priorities as iptables' nat/filter tables):
+Two kinds of change, two kinds of transaction:
+
+* **networks** (a bridge comes or goes: rare) change the table's *rules*. ``apply()`` replaces the
+  whole table in one nft transaction (add table, delete table, add everything again: atomic, so no
+  packet ever sees half a ruleset), derived from the networks and the published ports;
+* **published ports** (every ``run -p``: frequent) change only what is the container's own: its
+  elements of the table's two maps and its chain. ``add_ports()``/``delete_ports()`` add or
+  remove them in one small transaction; nothing else changes. A verdict map is one hash lookup
+  however many ports are published, where a rule per port would be a list walked rule by rule.
+
+Nothing outside the table is touched; removing minidocker's networking is ``delete table``.
+Chains (priorities as iptables' nat/filter tables):
 
 * ``prerouting`` (nat, dstnat): packets for a *local* address (``fib daddr type local``) jump to
-  ``ports``, where each published port is a DNAT to ``container:port`` — for traffic arriving from
-  other interfaces or namespaces. Connections the host itself makes (loopback included) reach the
-  userland proxy instead (see ``proxy``: DNAT of 127.0.0.1 would need ``route_localnet``);
+  ``ports``, where two verdict maps send a published port's packets to the chain of the container
+  behind it: ``pub_any`` (proto . port) for ports published on every address, ``pub_addr``
+  (host address . proto . port) for ports published on one address. A container's chain
+  ``to-<its address>`` first returns packets that come from its own bridge (hairpin: such a
+  connection reaches the userland proxy, as docker's ``! -i docker0``), then DNATs each port to
+  ``container:port``. Connections the host itself makes (loopback included) reach the userland
+  proxy instead (see ``proxy``: DNAT of 127.0.0.1 would need ``route_localnet``), so ports
+  published on 127/8 get no element and no rule;
 * ``postrouting`` (nat, srcnat): traffic from a bridge's subnet leaving by another interface is
   masqueraded (gets the outgoing interface's address), unless the network is ``--internal``;
 * ``forward`` (filter): a bridge may not forward to another of our bridges (networks are
@@ -16,7 +29,7 @@ minidocker's networking is ``delete table``. Chains (priorities as iptables' nat
   nothing in or out.
 
 nft's JSON is used rather than its text syntax so that no value is ever spliced into a command
-language: every name and address is a JSON string.
+language: every name and address is a JSON string. One ``nft -j -f -`` process per transaction.
 """
 from __future__ import annotations
 
@@ -41,6 +54,45 @@ def _prefix(cidr: str):
     return {"prefix": {"addr": addr, "len": int(length)}}
 
 
+_L4 = [_meta("l4proto"), _pay("th", "dport")]
+MAPS = {"pub_any": ["inet_proto", "inet_service"], "pub_addr": ["ipv4_addr", "inet_proto", "inet_service"]}
+
+
+def _owners(ports: list[dict]) -> dict[str, list[dict]]:
+    """Container address -> its ports that get DNAT (not those on 127/8)."""
+    out: dict[str, list[dict]] = {}
+    for p in ports:
+        if not (p.get("host_ip") or "0.0.0.0").startswith("127."):
+            out.setdefault(p["ip"], []).append(p)
+    return out
+
+
+def _container_cmds(verb: str, table: str, ports: list[dict]) -> list[dict]:
+    """``add``: each container's chain, its rules and its map elements; ``delete``: the elements,
+    then the emptied chains. ``ports`` may hold several containers' ports."""
+    T = {"family": "ip", "table": table}
+    adds, dels = [], []
+    for ip, mine in _owners(ports).items():
+        chain = {**T, "name": f"to-{ip}"}
+        rules = [[_m(_meta("iifname"), mine[0]["bridge"]), {"return": None}]]
+        elems: dict[str, list] = {}
+        for p in mine:
+            host_ip, key = p.get("host_ip") or "0.0.0.0", [p["proto"], int(p["host_port"])]
+            match = [] if host_ip == "0.0.0.0" else [_m(_pay("ip", "daddr"), host_ip)]
+            rules.append(match + [_m(_meta("l4proto"), p["proto"]), _m(_pay("th", "dport"), int(p["host_port"])),
+                                  {"dnat": {"addr": ip, "port": int(p["port"])}}])
+            name, key = ("pub_any", key) if host_ip == "0.0.0.0" else ("pub_addr", [host_ip, *key])
+            elems.setdefault(name, []).append({"concat": key})
+        adds += [{"add": {"chain": chain}}, {"flush": {"chain": chain}}]  # again after a restart: no doubles
+        adds += [{"add": {"rule": {**T, "chain": chain["name"], "expr": r}}} for r in rules]
+        for name, keys in elems.items():
+            adds.append({"add": {"element": {**T, "name": name,
+                                             "elem": [[k, {"goto": {"target": chain["name"]}}] for k in keys]}}})
+            dels.append({"delete": {"element": {**T, "name": name, "elem": keys}}})
+        dels += [{"flush": {"chain": chain}}, {"delete": {"chain": chain}}]
+    return adds if verb == "add" else dels
+
+
 def ruleset(table: str, networks: list[dict], ports: list[dict]) -> list[dict]:
     """The table's commands. ``networks``: {bridge, subnet, internal}; ``ports``: {proto, host_ip,
     host_port, ip, port, bridge}."""
@@ -50,32 +102,20 @@ def ruleset(table: str, networks: list[dict], ports: list[dict]) -> list[dict]:
             {"add": {"table": {"family": "ip", "name": table}}}]
 
     def chain(name, **base):
-        c = {**T, "name": name}
-        if base:
-            c.update(base)
-        cmds.append({"add": {"chain": c}})
+        cmds.append({"add": {"chain": {**T, "name": name, **base}}})
 
-    def rule(ch, *expr, comment=None):
-        r = {**T, "chain": ch, "expr": list(expr)}
-        if comment:
-            r["comment"] = comment
-        cmds.append({"add": {"rule": r}})
+    def rule(ch, *expr):
+        cmds.append({"add": {"rule": {**T, "chain": ch, "expr": list(expr)}}})
 
+    for name, key in MAPS.items():
+        cmds.append({"add": {"map": {**T, "name": name, "type": key, "map": "verdict"}}})
     chain("prerouting", type="nat", hook="prerouting", prio=-100, policy="accept")
     chain("postrouting", type="nat", hook="postrouting", prio=100, policy="accept")
     chain("forward", type="filter", hook="forward", prio=0, policy="accept")
     chain("ports")
     rule("prerouting", _m({"fib": {"result": "type", "flags": ["daddr"]}}, "local"), {"jump": {"target": "ports"}})
-    for p in ports:
-        ip = p.get("host_ip") or "0.0.0.0"
-        if ip.startswith("127."):
-            continue  # loopback: only the host's own connections reach it, via the proxy
-        expr = [_m(_meta("iifname"), p["bridge"], "!=")]
-        if ip != "0.0.0.0":
-            expr.append(_m(_pay("ip", "daddr"), ip))
-        expr += [_m(_pay(p["proto"], "dport"), int(p["host_port"])),
-                 {"dnat": {"addr": p["ip"], "port": int(p["port"])}}]
-        rule("ports", *expr, comment=f"{ip}:{p['host_port']}/{p['proto']}")
+    rule("ports", {"vmap": {"key": {"concat": _L4}, "data": "@pub_any"}})
+    rule("ports", {"vmap": {"key": {"concat": [_pay("ip", "daddr"), *_L4]}, "data": "@pub_addr"}})
     bridges = [n["bridge"] for n in networks]
     for n in networks:
         if n.get("internal"):
@@ -87,7 +127,7 @@ def ruleset(table: str, networks: list[dict], ports: list[dict]) -> list[dict]:
         for other in bridges:
             if other != n["bridge"]:
                 rule("forward", _m(_meta("iifname"), n["bridge"]), _m(_meta("oifname"), other), {"drop": None})
-    return cmds
+    return cmds + _container_cmds("add", table, ports)
 
 
 def _nft(doc: dict | None, *args: str) -> str:
@@ -101,6 +141,19 @@ def _nft(doc: dict | None, *args: str) -> str:
 def apply(table: str, networks: list[dict], ports: list[dict]) -> None:
     """Replace the table with the ruleset for this state, in one transaction."""
     _nft({"nftables": ruleset(table, networks, ports)})
+
+
+def add_ports(table: str, ports: list[dict]) -> None:
+    """One container's published ports: its chain and map elements, one transaction; the table's
+    own rules are not touched."""
+    if cmds := _container_cmds("add", table, ports):
+        _nft({"nftables": cmds})
+
+
+def delete_ports(table: str, ports: list[dict]) -> None:
+    """Take one container's elements and chain out again (RuntimeError when one is missing)."""
+    if cmds := _container_cmds("delete", table, ports):
+        _nft({"nftables": cmds})
 
 
 def remove(table: str) -> None:

@@ -241,12 +241,17 @@ def start(root: str, cid: str, timeout: float = 30.0) -> None:
         raise ContainerError(f"cannot start a container that has {st['status']}" if st["status"] == "stopped"
                             else f"cannot start an already {st['status']} container")
     fifo = os.path.join(_dir(root, cid), FIFO)
-    fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    # The pidfd first: once the fifo is open the init runs, and a short workload (``true``) can
+    # exec, exit and be reaped by the caller's monitor before a pidfd_open made after it.
     try:
         pidfd = os.pidfd_open(st["pid"])
     except ProcessLookupError:
-        os.close(fd)
         raise ContainerError(f"container {cid} is not running") from None
+    try:
+        fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except BaseException:
+        os.close(pidfd)
+        raise
     try:
         r, _, _ = select.select([fd, pidfd], [], [], timeout)
         data = os.read(fd, 1) if fd in r else b""

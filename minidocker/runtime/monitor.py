@@ -114,14 +114,15 @@ class Attacher:
         out = bytearray()
         for b in data:
             candidate = self.held + bytes([b])
-            if self.detach_keys.startswith(candidate):
-                self.held = candidate
-                if candidate == self.detach_keys:
-                    self.held = b""
-                    return bytes(out), True
-            else:
-                out += candidate
+            # Not the sequence after all: pass on what was held, as little as needed for the rest
+            # to be a prefix again (ctrl-p ctrl-p ctrl-q passes one ctrl-p and detaches).
+            while candidate and not self.detach_keys.startswith(candidate):
+                out += candidate[:1]
+                candidate = candidate[1:]
+            self.held = candidate
+            if candidate == self.detach_keys:
                 self.held = b""
+                return bytes(out), True
         return bytes(out), False
 
     def send(self, data: bytes) -> bool:
@@ -338,9 +339,6 @@ class Monitor:
             data = b""
         if data:
             data, detach = a.filter_stdin(data)
-            if detach:  # ctrl-p ctrl-q: this client leaves; the container keeps running
-                self.drop(a)
-                return
             if a.stdin and data:
                 target = self.master if self.tty else self.stdin_w
                 if target is not None:
@@ -348,6 +346,8 @@ class Monitor:
                         os.write(target, data)  # blocking on purpose: stdin is back-pressured
                     except OSError:
                         pass
+            if detach:  # ctrl-p ctrl-q: this client leaves (what it typed before goes in); the container runs on
+                self.drop(a)
             return
         # The client half-closed (or went away). Stop reading from it; keep sending output.
         self.sel.unregister(a.sock)

@@ -115,10 +115,8 @@ def read_text(path: str, default: str | None = None) -> str | None:
 def parse_mountinfo(text: str) -> list[dict]:
     """/proc/PID/mountinfo (proc(5)) as dicts for the JSON report, in mount order; the parsing is
     :func:`minidocker.rootfs.parse_mountinfo` (``dev`` is its ``major_minor``)."""
-    from dataclasses import asdict
-
     from .rootfs import parse_mountinfo as parse
-    return [{**asdict(e), "dev": e.major_minor} for e in parse(text)]
+    return [{**e.as_dict(), "dev": e.major_minor} for e in parse(text)]
 
 
 def parse_proc_cgroups(text: str) -> dict[str, dict]:

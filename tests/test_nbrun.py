@@ -208,3 +208,24 @@ def test_names_say_their_chapter_and_owner():
     for name in ["md-nb09-4242", "md-nb08-abcdefgh", "minidocker", "minidocker0", "mdnb08", "minidocker_nb08",
                  "md-nb080-4242", "mdbr-0123456789", "md0123456789", "minidocker-test-4242"]:
         assert nbrun.owner(name, "08") is None, name
+
+
+def test_a_reused_pid_does_not_keep_a_dead_run_alive(tmp_path):
+    """The run directory's owner file holds the kernel's start time: a live process with the same pid
+    but another start time is not the run's kernel (pids are reused)."""
+    pid, top = os.getpid(), nbrun.run_dir(CHAPTER, os.getpid())
+    assert not os.path.exists(top)
+    try:
+        os.makedirs(top)
+        assert nbrun.alive(CHAPTER, pid), "no owner record: a live pid counts as the owner"
+        with open(os.path.join(top, "owner"), "w") as f:
+            f.write(f"{pid} 1\n")            # a kernel that started at tick 1: not this process
+        assert not nbrun.alive(CHAPTER, pid)
+        with open(f"/proc/{pid}/stat") as f:
+            started = f.read().rsplit(")", 1)[1].split()[19]
+        with open(os.path.join(top, "owner"), "w") as f:
+            f.write(f"{pid} {started}\n")
+        assert nbrun.alive(CHAPTER, pid)
+    finally:
+        import shutil
+        shutil.rmtree(top, ignore_errors=True)

@@ -541,6 +541,31 @@ def measure(c: Contender, runs: int, warmup: int) -> Measurement:
     return summarize(m)
 
 
+def measure_interleaved(contenders: list[Contender], runs: int, warmup: int) -> list[Measurement]:
+    """Like :func:`measure` for each contender, but run by run in turn (A B C A B C …): a load
+    burst from other work on the machine then hits every contender, not only the one being timed
+    (one after the other, the ratios moved by ±20 % and more between runs). Contenders that need
+    a private mount namespace (``unmount_first``) are measured on their own, after."""
+    ms = {id(c): Measurement(c.name, " ".join(c.argv or []), c.status, c.why) for c in contenders}
+    turn = [c for c in contenders if c.status == "ok" and not c.unmount_first]
+    try:
+        for c in turn:
+            for _ in range(warmup):
+                run_once(c.argv, c.env)
+        for _ in range(runs):
+            for c in turn:
+                ms[id(c)].samples_ms.append(round(run_once(c.argv, c.env), 3))
+    except (CommandFailed, OSError, subprocess.SubprocessError) as e:
+        for c in turn:
+            ms[id(c)].status, ms[id(c)].why, ms[id(c)].samples_ms = "failed", str(e)[:300], []
+    out = []
+    for c in contenders:
+        m = measure(c, runs, warmup) if c.unmount_first else summarize(ms[id(c)])
+        print(f"  {m.name}: {m.status}" + (f" ({m.median_ms} ms)" if m.median_ms else ""), file=sys.stderr)
+        out.append(m)
+    return out
+
+
 def bench_start(ws: Workspace, args) -> list[Measurement]:
     """Container start: `true` in busybox, each tool's whole command."""
     results = []
@@ -564,7 +589,7 @@ def bench_start(ws: Workspace, args) -> list[Measurement]:
 def bench_runtime(ws: Workspace, args) -> list[Measurement]:
     """``TOOL run`` of one bundle (made by ``runc spec``, edited as :func:`oci_bundle` does): the
     OCI runtime alone, runc's process model (create + start + wait + delete). minidocker-runtime runs
-    from this tree (``python -m minidocker.runtime.cli``, what the entry point runs); its config.json
+    from this tree (the entry point's code: ``from minidocker.runtime.cli import main``); its config.json
     validator is compiled on the first (warm-up) run and cached under its --root."""
     if not shutil.which("runc"):
         return [Measurement("runc run", status="not installed", why="bash bench/setup.sh")]
@@ -573,7 +598,11 @@ def bench_runtime(ws: Workspace, args) -> list[Measurement]:
     cfg["linux"]["cgroupsPath"] = f"/{CGROUP_NAME}/runtime"
     (bundle / "config.json").write_text(json.dumps(cfg, indent=1))
     cid = f"bench-{os.getpid()}"
-    mdr = [sys.executable, "-m", "minidocker.runtime.cli"]
+    # What the installed entry point runs (pip's bin/minidocker-runtime: import main, call it), not
+    # ``python -m`` (runpy, importlib.util and contextlib on top: ~3-5 ms no caller pays); -P: no
+    # current directory in front of sys.path, so PYTHONPATH decides which tree runs (from a
+    # checkout's directory both contenders would otherwise run that checkout).
+    mdr = [sys.executable, "-P", "-c", "import sys; from minidocker.runtime.cli import main; sys.exit(main())"]
     contenders = [Contender("runc run", [shutil.which("runc"), "--root", str(ws.path("rt-runc")), "run",
                                          "--bundle", str(bundle), cid]),
                   Contender("minidocker-runtime run", mdr + ["--root", str(ws.path("rt-md")), "run",
@@ -588,12 +617,7 @@ def bench_runtime(ws: Workspace, args) -> list[Measurement]:
     contenders.append(Contender("crun run", [crun, "--root", str(ws.path("rt-crun")), "run", "--bundle", str(bundle), cid],
                                 unmount_first=unmount) if crun else
                       Contender("crun run", status="not installed", why="bash bench/setup.sh"))
-    results = []
-    for c in contenders:
-        m = measure(c, args.runs, args.warmup)
-        print(f"  {m.name}: {m.status}" + (f" ({m.median_ms} ms)" if m.median_ms else ""), file=sys.stderr)
-        results.append(m)
-    return results
+    return measure_interleaved(contenders, args.runs, args.warmup)
 
 
 # --- registry: pull a ~100 MB multi-layer image from a local registry -------------------------------

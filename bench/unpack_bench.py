@@ -63,8 +63,16 @@ def make_files(seed: int = SEED) -> list[tuple[str, bytes]]:
 
 def write_layer(path: Path, files: list[tuple[str, bytes]]) -> bytes:
     """A gzip layer of ``files`` (with their directories); returns the uncompressed tar."""
+    raw = layer_tar(files)
+    path.write_bytes(gzip.compress(raw, compresslevel=6, mtime=0))
+    return raw
+
+
+def layer_tar(files: list[tuple[str, bytes]], more=None, dirs: set[str] = frozenset()) -> bytes:
+    """The uncompressed tar of ``files``, their directories and ``dirs`` in tree order;
+    ``more(tar)`` may add entries at the end."""
     buf = io.BytesIO()
-    dirs = {p for name, _ in files for p in _prefixes(os.path.dirname(name))}
+    dirs = {p for name, _ in files for p in _prefixes(os.path.dirname(name))} | set(dirs)
     entries = sorted([(d, None) for d in dirs] + list(files))  # tree order, as `tar c` writes
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for name, data in entries:
@@ -76,9 +84,9 @@ def write_layer(path: Path, files: list[tuple[str, bytes]]) -> bytes:
             else:
                 ti.size = len(data)
                 tar.addfile(ti, io.BytesIO(data))
-    raw = buf.getvalue()
-    path.write_bytes(gzip.compress(raw, compresslevel=6, mtime=0))
-    return raw
+        if more:
+            more(tar)
+    return buf.getvalue()
 
 
 def _prefixes(d: str) -> list[str]:

@@ -16,11 +16,10 @@ The one copy of this helper (rootfs and unionfs use it; ``rootfs._fork_call`` is
 from __future__ import annotations
 
 import os
-import pickle
 import select
 import signal
+import sys
 import time
-import traceback
 from collections.abc import Callable
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~8 ms on every start)
@@ -30,7 +29,39 @@ if TYPE_CHECKING:
 from . import kernel as K
 from .kernel import Linux
 
-__all__ = ["ChildError", "call_in_child"]
+__all__ = ["ChildError", "call_in_child", "format_exc"]
+
+
+def format_exc() -> str:
+    """The exception being handled, as Python prints it (chained causes too), without source lines.
+
+    Why not ``traceback.format_exc``: a forked container init must import, before pivot_root,
+    everything it may need after it (an ``import`` there would read the container's files — code
+    the image controls), and ``traceback`` brings ``linecache``, ``tokenize`` and ``textwrap``:
+    ~3 ms of every runtime start, to print source lines that after pivot_root it cannot read."""
+    e = sys.exc_info()[1]
+    return _format_exception(e, set()) if e is not None else "NoneType: None\n"
+
+
+def _format_exception(e: BaseException, seen: set) -> str:
+    seen.add(id(e))
+    head = ""
+    cause = e.__cause__ if e.__cause__ is not None else (None if e.__suppress_context__ else e.__context__)
+    if cause is not None and id(cause) not in seen:
+        head = _format_exception(cause, seen) + (
+            "\nThe above exception was the direct cause of the following exception:\n\n" if e.__cause__ is not None
+            else "\nDuring handling of the above exception, another exception occurred:\n\n")
+    lines = ["Traceback (most recent call last):\n"] if e.__traceback__ is not None else []
+    tb = e.__traceback__
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        lines.append(f'  File "{code.co_filename}", line {tb.tb_lineno}, in {code.co_name}\n')
+        tb = tb.tb_next
+    kind = type(e)
+    name = kind.__qualname__ if kind.__module__ in ("builtins", "__main__") else f"{kind.__module__}.{kind.__qualname__}"
+    text = str(e)
+    lines.append(f"{name}: {text}\n" if text else f"{name}\n")
+    return head + "".join(lines)
 
 
 class ChildError(RuntimeError):
@@ -52,6 +83,10 @@ def call_in_child(fn: Callable[[], Any], timeout: float = 60.0, pdeathsig: bool 
     print either (in a Jupyter kernel stdout belongs to a thread that does not exist in the child).
     ``pdeathsig``: the child is SIGKILLed if its parent dies (used for pid 1 of a namespace, whose
     death kills the whole namespace). ``in_parent(pid)`` runs in the parent right after the fork."""
+    # Imported here, before the fork, so the child has it whatever it does (a child that pivots
+    # its root could not import it any more); not at the top: the runtime CLI never calls this,
+    # and pickle cost each of its starts ~1-2 ms.
+    import pickle
     r, w = os.pipe()
     parent = os.getpid()
     pid = os.fork()
@@ -73,7 +108,7 @@ def call_in_child(fn: Callable[[], Any], timeout: float = 60.0, pdeathsig: bool 
             except BaseException as e:  # noqa: BLE001 - everything goes back to the parent
                 code = 1
                 payload = pickle.dumps(("error", (type(e).__name__, str(e), getattr(e, "errno", None),
-                                                  list(getattr(e, "__notes__", [])), traceback.format_exc())))
+                                                  list(getattr(e, "__notes__", [])), format_exc())))
             view = memoryview(payload)
             while view:
                 view = view[os.write(w, view):]

@@ -115,10 +115,8 @@ def read_text(path: str, default: str | None = None) -> str | None:
 def parse_mountinfo(text: str) -> list[dict]:
     """/proc/PID/mountinfo (proc(5)) as dicts for the JSON report, in mount order; the parsing is
     :func:`minidocker.rootfs.parse_mountinfo` (``dev`` is its ``major_minor``)."""
-    from dataclasses import asdict
-
     from .rootfs import parse_mountinfo as parse
-    return [{**asdict(e), "dev": e.major_minor} for e in parse(text)]
+    return [{**e.as_dict(), "dev": e.major_minor} for e in parse(text)]
 
 
 def parse_proc_cgroups(text: str) -> dict[str, dict]:
@@ -576,10 +574,14 @@ def _ci() -> bool:
 
 
 def chapter(number: str | int, daemon_host: str | None = None) -> ChapterVerdict:
-    """What a notebook's first code cell calls: print this host's verdict for chapter ``number`` and
-    return it. "not runnable" raises HostCannot (the notebook stops at its first cell, saying why);
+    """What a notebook's first code cell calls: clean up what earlier runs of the chapter left behind
+    and arrange for this run's clean-up at exit (:mod:`minidocker.nbrun`), then print this host's
+    verdict for chapter ``number`` and return it. "not runnable" raises HostCannot (the notebook stops at its first cell, saying why);
     "limited" means some cells will call ``skip``."""
     number = f"{int(number):02d}"
+    from . import nbrun   # this run's directory, the sweep of dead runs, the clean-up at exit
+    if swept := nbrun.start(number):
+        print(f"chapter {number}: removed what earlier runs left (their kernels are gone): {nbrun.summary(swept)}")
     info = collect(daemon_host=daemon_host)
     v = info["chapters"].get(number)
     verdict = (ChapterVerdict(number, v["status"], v["why"], info) if v else

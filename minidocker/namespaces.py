@@ -48,13 +48,13 @@ import resource
 import select
 import signal
 import sys
-import traceback
-from dataclasses import dataclass
 from collections.abc import Callable, Iterable, Sequence
 
 from minidocker.kernel import (MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_PRIVATE, MS_REC, NAMESPACE_FLAGS,
                                PR_SET_CHILD_SUBREAPER, PR_SET_DUMPABLE, PR_SET_PDEATHSIG, KernelError,
                                Linux)
+from minidocker.child import format_exc
+from minidocker.record import Frozen, Record
 
 # --- names ------------------------------------------------------------------------------------
 
@@ -243,13 +243,13 @@ def children(pid: int) -> list[tuple[int, str, str]]:
 
 # --- user namespaces: id maps ------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class IdMap:
+class IdMap(Frozen):
     """One line of ``/proc/PID/uid_map`` or ``gid_map``: ids ``container_id .. container_id+size-1``
     inside the namespace are ``host_id .. host_id+size-1`` outside (user_namespaces(7))."""
-    container_id: int
-    host_id: int
-    size: int = 1
+    _fields = ("container_id", "host_id", "size")
+
+    def __init__(self, container_id: int, host_id: int, size: int = 1):
+        self._set(container_id=container_id, host_id=host_id, size=size)
 
     def line(self) -> str:
         return f"{self.container_id} {self.host_id} {self.size}\n"
@@ -506,7 +506,7 @@ def _run_callable(target: Callable[[], int | None]) -> int:
     except SystemExit as e:
         result = e.code if isinstance(e.code, int) or e.code is None else 1
     except BaseException:
-        _say("minidocker: the target raised:\n" + traceback.format_exc())
+        _say("minidocker: the target raised:\n" + format_exc())
         result = 1
     _flush_std_streams()  # os._exit() comes next and does not flush Python's buffers
     return 0 if result is None else int(result)
@@ -523,19 +523,22 @@ def _flush_std_streams(only_plain: bool = True) -> None:
                 pass
 
 
-@dataclass
-class _Plan:
-    """What the two forked processes do; built by spawn() / spawn_in() in the parent."""
-    prepare: Callable[[], None]            # in A: unshare(...) or enter(...)
-    user_handshake: bool                   # A waits for the parent to write id maps
-    become_root: Callable[[], None] | None  # in B, first
-    setup: Callable[[], None] | None       # in B, then (errors are reported to spawn's caller)
-    target: Sequence[str] | Callable[[], int | None]
-    env: dict[str, str] | None
-    stdio: tuple
-    pass_fds: tuple[int, ...]
-    kernel: object
-    detach: bool = False                   # A exits once B runs (runc's model, see spawn)
+class _Plan(Record):
+    """What the two forked processes do; built by spawn() / spawn_in() in the parent.
+
+    prepare: in A, unshare(...) or enter(...); user_handshake: A waits for the parent to write id
+    maps; become_root: in B, first; setup: in B, then (errors are reported to spawn's caller);
+    target: argv or a function; detach: A exits once B runs (runc's model, see spawn)."""
+    _fields = ("prepare", "user_handshake", "become_root", "setup", "target", "env", "stdio",
+               "pass_fds", "kernel", "detach")
+
+    def __init__(self, prepare: Callable[[], None], user_handshake: bool,
+                 become_root: Callable[[], None] | None, setup: Callable[[], None] | None,
+                 target: Sequence[str] | Callable[[], int | None], env: dict[str, str] | None,
+                 stdio: tuple, pass_fds: tuple[int, ...], kernel: object, detach: bool = False):
+        self.prepare, self.user_handshake, self.become_root, self.setup = prepare, user_handshake, become_root, setup
+        self.target, self.env, self.stdio, self.pass_fds = target, env, stdio, pass_fds
+        self.kernel, self.detach = kernel, detach
 
 
 def _child_a(plan: _Plan, status_w: int, go_r: int) -> None:
@@ -599,7 +602,7 @@ def _child_b(plan: _Plan, status_w: int) -> None:
                 plan.setup()
         except BaseException as e:
             if not isinstance(e, OSError):
-                _say(f"minidocker: {step} failed:\n" + traceback.format_exc())
+                _say(f"minidocker: {step} failed:\n" + format_exc())
             _send(status_w, type="error", where=step, errno=getattr(e, "errno", 0) or 0,
                   message=str(e) if isinstance(e, OSError) else f"{type(e).__name__}: {e}")
             code = 125
@@ -1026,11 +1029,11 @@ def init_target(argv: Sequence[str], env: dict[str, str] | None = None) -> Calla
 
 # --- small helpers for the notebook and the tests -----------------------------------------------
 
-@dataclass
-class Result:
-    code: int
-    stdout: str
-    stderr: str
+class Result(Record):
+    _fields = ("code", "stdout", "stderr")
+
+    def __init__(self, code: int, stdout: str, stderr: str):
+        self.code, self.stdout, self.stderr = code, stdout, stderr
 
 
 def _captured(start: Callable[..., Process], timeout: float) -> Result:

@@ -48,7 +48,6 @@ import re
 import select
 import stat
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from collections.abc import Callable, Iterable, Iterator
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~8 ms on every start)
@@ -59,6 +58,7 @@ from . import kernel as K
 from .kernel import (MNT_DETACH, MS_BIND, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_PRIVATE, MS_RDONLY,
                      MS_REC, MS_REMOUNT, MS_STRICTATIME, KernelError, Linux, Recorder)
 from .child import ChildError, call_in_child  # noqa: F401  (ChildError: part of this module's surface)
+from .record import Frozen, Record
 from .util import atomic_write
 
 # --- what the OCI runtime spec asks for --------------------------------------------------------------
@@ -76,13 +76,12 @@ SHM_DATA = "mode=1777,size=64m"                        # docker's default --shm-
 MQUEUE_FLAGS = MS_NOSUID | MS_NODEV | MS_NOEXEC
 
 
-@dataclass(frozen=True)
-class Device:
+class Device(Frozen):
     """A character device the container gets (OCI config-linux.md "Default Devices")."""
-    path: str
-    major: int
-    minor: int
-    mode: int = 0o666
+    _fields = ("path", "major", "minor", "mode")
+
+    def __init__(self, path: str, major: int, minor: int, mode: int = 0o666):
+        self._set(path=path, major=major, minor=minor, mode=mode)
 
 
 DEFAULT_DEVICES: tuple[Device, ...] = (
@@ -118,21 +117,19 @@ DOCKER_READONLY_PATHS: tuple[str, ...] = (
 
 # --- the specification ----------------------------------------------------------------------------
 
-@dataclass
-class Mount:
+class Mount(Record):
     """One mount(2) call. For ``RootfsSpec.mounts`` the ``target`` is an absolute *host* path.
     ``cwd``: chdir there first, so relative paths in ``data`` resolve against it (an overlay with
     hundreds of layers only fits mount(2)'s one-page option string with short relative lowerdirs)."""
-    source: str | None
-    target: str
-    fstype: str | None = None
-    flags: int = 0
-    data: str | None = None
-    cwd: str | None = None
+    _fields = ("source", "target", "fstype", "flags", "data", "cwd")
+
+    def __init__(self, source: str | None, target: str, fstype: str | None = None, flags: int = 0,
+                 data: str | None = None, cwd: str | None = None):
+        self.source, self.target, self.fstype, self.flags, self.data, self.cwd = \
+            source, target, fstype, flags, data, cwd
 
 
-@dataclass
-class RootfsSpec:
+class RootfsSpec(Record):
     """Everything :func:`setup_rootfs` needs.
 
     * ``rootfs``: the host directory that becomes ``/``.
@@ -153,17 +150,25 @@ class RootfsSpec:
     * ``bind_propagation``: container path (a ``bind_files`` key) -> propagation flags set on that bind
       right after it is made (``rshared``, ``rslave``, ``rprivate``… of a ``-v``/``--mount`` bind).
     """
-    rootfs: str
-    mounts: list[Mount] = field(default_factory=list)
-    readonly: bool = False
-    bind_files: dict[str, str] = field(default_factory=dict)
-    user_namespace: bool = False
-    masked_paths: list[str] = field(default_factory=list)
-    readonly_paths: list[str] = field(default_factory=list)
-    mqueue: bool = True
-    console: str | None = None
-    root_propagation: int = 0
-    bind_propagation: dict[str, int] = field(default_factory=dict)
+    _fields = ("rootfs", "mounts", "readonly", "bind_files", "user_namespace", "masked_paths",
+               "readonly_paths", "mqueue", "console", "root_propagation", "bind_propagation")
+
+    def __init__(self, rootfs: str, mounts: list[Mount] | None = None, readonly: bool = False,
+                 bind_files: dict[str, str] | None = None, user_namespace: bool = False,
+                 masked_paths: list[str] | None = None, readonly_paths: list[str] | None = None,
+                 mqueue: bool = True, console: str | None = None, root_propagation: int = 0,
+                 bind_propagation: dict[str, int] | None = None):
+        self.rootfs = rootfs
+        self.mounts = [] if mounts is None else mounts
+        self.readonly = readonly
+        self.bind_files = {} if bind_files is None else bind_files
+        self.user_namespace = user_namespace
+        self.masked_paths = [] if masked_paths is None else masked_paths
+        self.readonly_paths = [] if readonly_paths is None else readonly_paths
+        self.mqueue = mqueue
+        self.console = console
+        self.root_propagation = root_propagation
+        self.bind_propagation = {} if bind_propagation is None else bind_propagation
 
 
 # --- paths inside the rootfs, before pivot_root -----------------------------------------------------
@@ -603,8 +608,7 @@ def write_etc_files(directory: str, hostname: str, hosts_extra: Iterable[str | t
 
 # --- reading the mount table -------------------------------------------------------------------------
 
-@dataclass
-class MountEntry:
+class MountEntry(Record):
     """One line of /proc/PID/mountinfo (proc(5)), e.g.
     ``36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw,errors=continue``.
 
@@ -612,16 +616,15 @@ class MountEntry:
     subdirectory); ``options`` are per-mount options, ``super_options`` the filesystem's;
     ``propagation`` is ``"private"`` or the optional fields, e.g. ``"shared:1"``, ``"master:3"``.
     """
-    id: int
-    parent: int
-    mountpoint: str
-    fstype: str
-    source: str
-    options: str
-    propagation: str
-    root: str = "/"
-    major_minor: str = ""
-    super_options: str = ""
+    _fields = ("id", "parent", "mountpoint", "fstype", "source", "options", "propagation", "root",
+               "major_minor", "super_options")
+
+    def __init__(self, id: int, parent: int, mountpoint: str, fstype: str, source: str,  # noqa: A002
+                 options: str, propagation: str, root: str = "/", major_minor: str = "",
+                 super_options: str = ""):
+        self.id, self.parent, self.mountpoint, self.fstype, self.source = id, parent, mountpoint, fstype, source
+        self.options, self.propagation, self.root = options, propagation, root
+        self.major_minor, self.super_options = major_minor, super_options
 
     @property
     def readonly(self) -> bool:

@@ -93,3 +93,31 @@ def test_notebook_refers_to_no_file_outside_the_repository(path):
     text = "".join("".join(c["source"]) for c in _nb(path)["cells"])
     outside = sorted(set(re.findall(r"(?:/work/|shared/(?:notes|specs)/)\S*", text)))
     assert not outside, f"paths outside the repository: {outside}"
+
+
+# Names a notebook gives what it makes (docs/COURSE.md, "Every run cleans up after itself"): a literal
+# with one of these prefixes must carry the kernel's pid, or the next run's sweep cannot tell whose it is.
+NAME = re.compile(r"""(f?)(["'])((?:md-nb|minidocker-nb|minidocker_nb|mdnb)[^"']*)\2""")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_notebook_names_what_it_makes_for_its_chapter_and_kernel_pid(path):
+    from minidocker import nbrun
+    cells = ["".join(c["source"]) for c in _nb(path)["cells"] if c["cell_type"] == "code"]
+    code, number = "\n".join(cells), os.path.basename(path)[:2]
+    values = {"os.getpid()": "4242"}   # what each pid-carrying variable holds, for a kernel of pid 4242
+    for var, rhs in re.findall(r"^(\w+)\s*=\s*([^\n#]*os\.getpid\(\)[^\n#]*?)\s*(?:#.*)?$", code, re.M):
+        literal = re.fullmatch(r"""f(["'])(.*)\1""", rhs)
+        values[var] = literal.group(2).replace("{os.getpid()}", "4242") if literal else "4242"
+    bad = []
+    for m in NAME.finditer(code):
+        if code[:m.start()].rstrip().endswith(("prefix=", "startswith(", "startswith((", ".names(")):
+            continue   # tempfile's prefix (the directory lands in the run's own directory), or a search
+        sample = re.sub(r"\{([^}]*)\}", lambda v: values.get(v.group(1), "x"), m.group(3))
+        if not (m.group(1) and nbrun.owner(sample, number) == 4242):
+            bad.append(m.group(0))
+    assert not bad, f"names without chapter {number} and the kernel's pid (nbrun.owner cannot read them): {bad}"
+    for cell in cells:
+        if "minidocker.daemon.main" in cell:
+            missing = [f for f in ("--cgroup-parent", "--bridge", "--nft-table") if f'"{f}"' not in cell]
+            assert not missing, f"a daemon started without {missing}: it would use the host daemon's names"

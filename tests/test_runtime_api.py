@@ -161,6 +161,15 @@ def test_terminal_through_a_console_socket_and_exec(bundle):
         ours.close()
 
 
+def test_kernel_tiocsctty_is_the_termios_constant():
+    """The init and exec use kernel.TIOCSCTTY (no termios import on the start-up path): it must be
+    the number this platform's termios has, or a container with a terminal gets no controlling tty."""
+    import termios
+
+    from minidocker import kernel as K
+    assert K.TIOCSCTTY == termios.TIOCSCTTY
+
+
 def test_start_of_a_short_workload_reaped_at_once(bundle, monkeypatch):
     """start() must hold the init's pidfd before it opens the exec fifo: the open lets the init
     exec, and ``true`` can exit and be reaped by the caller's monitor before the next line runs.

@@ -459,3 +459,37 @@ def test_config_validator_cache_follows_the_schema_files(tmp_path, monkeypatch):
     monkeypatch.setattr(V, "_validate", None)          # from the cache this time: still the new schema
     with pytest.raises(V.InvalidConfig, match="hostname"):
         V.validate(config, str(cache))
+
+
+QUICK_LINES = [
+    ["run", "--bundle", "B", "c1"],
+    ["--root", "/r", "--log", "/l", "--log-format", "json", "create", "--bundle", "B", "--pid-file", "P",
+     "--console-socket", "S", "--no-new-keyring", "--preserve-fds", "2", "c1"],
+    ["--root", "/r", "run", "-b", "B", "-d", "--keep", "--no-pivot", "c1", "--explain"],   # flags after the id
+    ["--systemd-cgroup", "--debug", "--rootless", "false", "start", "c1"],
+    ["state", "c1"], ["delete", "-f", "c1"], ["delete", "c1", "--force"],
+    ["kill", "c1"], ["kill", "-a", "c1", "KILL"], ["--root", "/a", "--root", "/b", "kill", "c1", "9"],
+]
+ARGPARSE_LINES = [
+    [], ["-v"], ["--help"], ["run", "--help"], ["run", "--bund", "B", "c1"], ["--root=/r", "state", "c1"],
+    ["run", "-b", "B"], ["run", "-b", "B", "c1", "c2"], ["state", "--bundle", "B", "c1"],
+    ["run", "--root", "/r", "c1"], ["--log-format", "xml", "state", "c1"], ["run", "--preserve-fds", "x", "c1"],
+    ["run", "-db", "B", "c1"], ["kill", "c1", "-9"], ["exec", "c1", "true"], ["list"], ["bogus"],
+    ["run", "--", "c1"], ["run", "-b", "-x", "c1"],
+]
+
+
+@pytest.mark.parametrize("argv", QUICK_LINES, ids=" ".join)
+def test_quick_flag_parser_agrees_with_argparse(argv):
+    """The hand parser of the hot verbs gives argparse's namespace, field for field."""
+    from minidocker.runtime import cli
+    quick = cli.quick_parse(argv)
+    assert quick is not None, argv
+    assert vars(quick) == vars(cli._parser(cli.command_of(argv)).parse_args(argv))
+
+
+@pytest.mark.parametrize("argv", ARGPARSE_LINES, ids=lambda a: " ".join(a) or "(none)")
+def test_quick_flag_parser_leaves_anything_else_to_argparse(argv):
+    """Help, errors, abbreviations, ``--flag=value``, other verbs: argparse answers (its messages)."""
+    from minidocker.runtime import cli
+    assert cli.quick_parse(argv) is None

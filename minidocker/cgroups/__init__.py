@@ -29,20 +29,21 @@ the OCI runtime spec's config-linux.md "Control groups", runc's libcontainer/cgr
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 
+from ..record import Record
 from .limits import Limits, LimitError, parse_host_config  # noqa: F401  (the public surface)
 
 DEFAULT_PARENT = "minidocker"
 V1_CONTROLLERS = ("cpu", "cpuacct", "cpuset", "memory", "pids", "blkio", "freezer", "devices")
 
 
-@dataclass
-class Layout:
-    """Where the cgroup filesystems are mounted. ``mode`` is "v1", "v2" or "hybrid"."""
-    mode: str
-    v1: dict[str, str] = field(default_factory=dict)   # controller -> mount point
-    unified: str | None = None                         # the cgroup2 mount point, if any
+class Layout(Record):
+    """Where the cgroup filesystems are mounted. ``mode`` is "v1", "v2" or "hybrid"; ``v1`` maps
+    a controller to its mount point; ``unified`` is the cgroup2 mount point, if any."""
+    _fields = ("mode", "v1", "unified")
+
+    def __init__(self, mode: str, v1: dict[str, str] | None = None, unified: str | None = None):
+        self.mode, self.v1, self.unified = mode, {} if v1 is None else v1, unified
 
     def controllers(self) -> set[str]:
         """Controllers this layout can use for limits."""
@@ -120,6 +121,59 @@ def set_frozen(layout: Layout, path: str, frozen: bool) -> None:
     """Freeze (and wait until every task is frozen) or thaw the cgroup ``path``."""
     cg = open_cgroup(path, layout)
     cg.freeze() if frozen else cg.thaw()
+
+
+def own_procs_file(layout: Layout) -> str | None:
+    """The ``cgroup.procs`` of a cgroup this process is in (a v1 "pids" membership first: its attach
+    callbacks are the cheapest), read from /proc/self/cgroup (cgroups(7)) — and only if that file
+    does list us, so a cgroup-namespace view that does not match the mount gives None."""
+    try:
+        with open("/proc/self/cgroup") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    candidates = []
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if not controllers and layout.unified:
+            candidates.append(os.path.join(layout.unified, path.lstrip("/")))
+        for c in controllers.split(","):
+            if c in layout.v1:
+                d = os.path.join(layout.v1[c], path.lstrip("/"))
+                candidates.insert(0, d) if c == "pids" else candidates.append(d)
+    me = str(os.getpid())
+    for d in candidates:
+        procs = os.path.join(d, "cgroup.procs")
+        try:
+            with open(procs) as f:
+                if me in f.read().split():
+                    return procs
+        except OSError:
+            pass
+    return None
+
+
+def warm_attach(procs: str) -> bool:
+    """Make the next move of a process into a cgroup fast, by moving ourselves where we already are.
+
+    Every write of a pid to ``cgroup.procs`` (v1 and v2 alike) takes one kernel-wide lock,
+    ``cgroup_threadgroup_rwsem``: a per-CPU rwsem whose readers (every fork and exit) are cheap and
+    whose writer, after an idle spell, first waits for an RCU grace period (rcu_sync_enter,
+    kernel/rcu/sync.c) — 5–25 ms on this VM, the largest item of a container's create here. A
+    writer that comes within about one grace period of the previous one does not wait again.
+    ``procs`` (:func:`own_procs_file`) is our own cgroup's: writing our pid there moves nothing
+    and takes the lock. The runtime does it in a thread while it loads the spec and forks the init
+    (runtime/resources.py ``prepare``), so the init's real move right after costs ~0.1 ms — as
+    runc's does, whose wait overlaps its ``runc init`` re-exec. Best effort: False on any error."""
+    try:
+        fd = os.open(procs, os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            os.write(fd, str(os.getpid()).encode())
+        finally:
+            os.close(fd)
+        return True
+    except OSError:
+        return False
 
 
 def remove_parent(parent: str, layout: Layout | None = None) -> list[str]:

@@ -12,7 +12,8 @@ returned in the create response and then dropped — never silently ignored.
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass
+
+from ..record import Record
 
 MIN_MEMORY = 6 * 1024 * 1024          # moby's linuxMinMemory
 MIN_CPU_QUOTA = 1000                  # 1 ms: the kernel's min_cfs_quota_period
@@ -25,27 +26,30 @@ class LimitError(ValueError):
     """A resource option the kernel would refuse; the message names the option."""
 
 
-@dataclass
-class Limits:
-    memory: int = 0          # bytes; 0 = unlimited
-    memory_swap: int = 0     # memory + swap, bytes; 0 = default (2 x memory), -1 = unlimited swap
-    cpu_quota: int = 0       # µs per period; 0 = unlimited
-    cpu_period: int = 0      # µs
-    cpu_shares: int = 0      # v1 shares (1024 = default); 0 = default
-    cpuset_cpus: str = ""    # "0-1,3"
-    pids_limit: int = 0      # 0 = unlimited
-    blkio_weight: int = 0    # 10..1000; 0 = default
+class Limits(Record):
+    """memory: bytes, 0 = unlimited; memory_swap: memory + swap, bytes, 0 = default (2 x memory),
+    -1 = unlimited swap; cpu_quota: µs per period, 0 = unlimited; cpu_period: µs; cpu_shares: v1
+    shares (1024 = default), 0 = default; cpuset_cpus: "0-1,3"; pids_limit: 0 = unlimited;
+    blkio_weight: 10..1000, 0 = default."""
+    _fields = ("memory", "memory_swap", "cpu_quota", "cpu_period", "cpu_shares", "cpuset_cpus",
+               "pids_limit", "blkio_weight")
+
+    def __init__(self, memory: int = 0, memory_swap: int = 0, cpu_quota: int = 0, cpu_period: int = 0,
+                 cpu_shares: int = 0, cpuset_cpus: str = "", pids_limit: int = 0, blkio_weight: int = 0):
+        self.memory, self.memory_swap = memory, memory_swap
+        self.cpu_quota, self.cpu_period, self.cpu_shares, self.cpuset_cpus = cpu_quota, cpu_period, cpu_shares, cpuset_cpus
+        self.pids_limit, self.blkio_weight = pids_limit, blkio_weight
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return self.as_dict()
 
     @classmethod
     def from_dict(cls, d: dict | None) -> "Limits":
         d = d or {}
-        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+        return cls(**{k: v for k, v in d.items() if k in cls._fields})
 
     def any(self) -> bool:
-        return any(asdict(self).values())
+        return any(self._values())
 
     # OCI runtime-spec ``linux.resources`` (config-linux.md "Control groups"): the runtime's input.
     # Same units as Docker's (bytes, µs, shares); OCI's memory.swap is memory+swap, as Docker's

@@ -43,7 +43,10 @@ import errno
 import os
 import select
 import signal as _signal
-import socket
+# _socket, the C module under ``socket``: the few calls below (a socketpair, a connect) need none of
+# socket.py, whose import turns every constant into an IntEnum (with selectors and array: ~3-5 ms
+# of every runtime start). Its socket objects are _socket.socket subclasses, accepted alike.
+import _socket as socket
 
 from ..timing import mark
 from ..util import atomic_write_json, now_rfc3339, read_json
@@ -102,6 +105,7 @@ def create(root: str, cid: str, bundle: str, *, stdio=(None, None, None), consol
     """
     from .. import namespaces
     from .init import container_main, cgroup_mount_plan
+    prepared = resources.prepare()   # in a thread: overlaps the kernel's attach-lock wait with what follows
     bundle = os.path.abspath(bundle)
     spec = S.load(bundle)
     d = _dir(root, cid)
@@ -158,7 +162,7 @@ def create(root: str, cid: str, bundle: str, *, stdio=(None, None, None), consol
         mark("runtime", "create: fork the init into its namespaces")
         # The cgroup, before the init does anything: its cgroup namespace and the cgroupfs it
         # mounts are rooted here, and nothing it forks escapes the limits.
-        resources.setup(spec, cid, proc.pid)
+        resources.setup(spec, cid, proc.pid, prepared())
         mark("runtime", "create: cgroup")
         ours.send(b"cgroup")
         ours.settimeout(60)

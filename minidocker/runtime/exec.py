@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-import termios
 
 from .. import kernel as K
 from ..namespaces import close_fds_except
@@ -89,7 +88,7 @@ def exec_main(spec: dict, process: dict, cgroup_fds: tuple[int, ...], console_fd
         make_console(console_fd)
     elif process.get("terminal") and os.isatty(0):
         os.setsid()
-        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+        fcntl.ioctl(0, K.TIOCSCTTY, 0)
     # 3. Wait for the caller's go (the daemon has connected the client's stream by then).
     if wait_fd is not None:
         if os.read(wait_fd, 1) != b"1":

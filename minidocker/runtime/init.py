@@ -24,11 +24,10 @@ from __future__ import annotations
 import fcntl
 import os
 import resource
-import socket
+import _socket as socket   # socket.py's IntEnums cost every start ~3-5 ms (see runtime/__init__.py)
 import stat
 import struct
 import sys
-import termios
 
 from .. import kernel as K
 from .. import rootfs
@@ -144,10 +143,13 @@ def link_up(k, name: str = "lo") -> None:
     if isinstance(k, K.Recorder):
         _note(k, "ioctl", "SIOCSIFFLAGS", name, "IFF_UP")
         return
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
         ifr = struct.pack("16sH14x", name.encode(), 0)
         flags = struct.unpack("16sH14x", fcntl.ioctl(s, SIOCGIFFLAGS, ifr))[1]
         fcntl.ioctl(s, SIOCSIFFLAGS, struct.pack("16sH14x", name.encode(), flags | IFF_UP))
+    finally:
+        s.close()
 
 
 def cgroup_mount_plan(mountinfo: list | None = None) -> list[tuple[str, str, str]]:
@@ -216,12 +218,12 @@ def make_console(console_fd: int) -> None:
     runc does with its console socket."""
     master, slave = os.openpty()
     os.setsid()
-    fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
+    fcntl.ioctl(slave, K.TIOCSCTTY, 0)
     for fd in (0, 1, 2):
         os.dup2(slave, fd)
     os.close(slave)
     sock = socket.socket(fileno=console_fd)
-    socket.send_fds(sock, [b"console"], [master])
+    sock.sendmsg([b"console"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack("i", master))])
     sock.close()
     os.close(master)
 
@@ -325,7 +327,7 @@ def container_main(spec: dict, bundle: str, sync_fd: int, fifo_fd: int, kernel=N
             make_console(console_fd)
         elif proc.get("terminal") and real and os.isatty(0):
             os.setsid()
-            fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+            fcntl.ioctl(0, K.TIOCSCTTY, 0)
         # 5. Hostname, only visible in our own UTS namespace.
         step = "5. hostname"
         if "uts" in kinds and spec.get("hostname"):

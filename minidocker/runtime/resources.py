@@ -10,6 +10,8 @@ chapter. Verbs accept a cgroup path (``/minidocker/ID``) or an object with ``id`
 """
 from __future__ import annotations
 
+import os
+
 from .. import cgroups
 
 
@@ -48,11 +50,12 @@ def apply_devices(k, cg, rules: list[dict]) -> None:
         devices.attach_v2(k, d, rules)
 
 
-def setup(spec: dict, cid: str, pid: int) -> list[str]:
+def setup(spec: dict, cid: str, pid: int, layout=None) -> list[str]:
     """Create the container's cgroup, set its limits, move ``pid`` in. Returns what could not be
-    enforced. On failure nothing is left behind. (The device rules come later: :func:`set_devices`.)"""
+    enforced. On failure nothing is left behind. (The device rules come later: :func:`set_devices`.)
+    ``layout``: the host's, if already read (:func:`prepare`)."""
     res = (spec.get("linux") or {}).get("resources") or {}
-    cg = cgroups.open_cgroup(cgroup_path(spec, cid))
+    cg = cgroups.open_cgroup(cgroup_path(spec, cid), layout)
     try:
         cg.create()
         missing = cg.apply(cgroups.Limits.from_oci(res))
@@ -64,6 +67,58 @@ def setup(spec: dict, cid: str, pid: int) -> list[str]:
             pass
         raise
     return missing
+
+
+_prepared = None   # (pid, prepared): the one prepare() of this process (a fork starts afresh)
+
+
+def prepare():
+    """Start (once: the CLI calls it before reading config.json, create again) what :func:`setup`
+    needs that does not depend on the container: the host's cgroup layout, and — in a thread —
+    the kernel's cgroup attach lock kept warm (``cgroups.warm_attach``: its first taker after an
+    idle spell waits for an RCU grace period; takers within a grace period of the last one do
+    not). ``prepared()``, called once the init is forked, stops the thread and returns the layout
+    for :func:`setup`. The thread only makes the system call (it holds no GIL while it waits):
+    Python work in it would hold up this one, which needs the GIL back to go on."""
+    global _prepared
+    if _prepared and _prepared[0] == os.getpid():
+        return _prepared[1]
+    import _thread   # threading.Thread.start() waits until the new thread runs: not needed here
+    try:
+        layout = cgroups.detect()
+    except OSError:
+        layout = None
+    procs = cgroups.own_procs_file(layout) if layout else None
+    done, finished = _thread.allocate_lock(), _thread.allocate_lock()
+    done.acquire()
+    finished.acquire()
+
+    def keep_warm():
+        try:
+            # Re-take the lock every few ms (a ~0.1 ms no-op once warm) until the real move comes,
+            # however long the spec and the fork take meanwhile — for 2 s at most, should the
+            # caller fail before it calls prepared().
+            for _ in range(500):
+                if not cgroups.warm_attach(procs) or done.acquire(timeout=0.004):
+                    break
+        finally:
+            finished.release()
+
+    if procs:
+        _thread.start_new_thread(keep_warm, ())
+    else:
+        finished.release()
+
+    def prepared():
+        global _prepared
+        if done.locked():
+            done.release()
+        finished.acquire()
+        finished.release()
+        _prepared = None
+        return layout
+    _prepared = (os.getpid(), prepared)
+    return prepared
 
 
 def set_devices(spec: dict, cid: str, kernel=None) -> None:

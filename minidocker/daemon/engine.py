@@ -64,7 +64,7 @@ class Engine(Create, Lifecycle, Restarts, Streams, Views, Snapshots, Recovery):
         self.snapshotter = self.snapshotter_for(driver)
         self.volumes = VolumeStore(os.path.join(root, "volumes"))
         # Layers are extracted into the snapshotter once, when an image arrives (images/unpack.py).
-        self.images = ImageStore(os.path.join(root, "images"), snapshotter=self.snapshotter)
+        self.images = ImageStore(os.path.join(root, "images"), snapshotter=self.snapshotter, init_layers=True)
         self.events = Events()
         self.execs: dict = {}  # exec id -> daemon.execs.Exec (in memory, as dockerd keeps them)
         os.makedirs(os.path.join(root, "containers"), exist_ok=True)

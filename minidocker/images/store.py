@@ -267,10 +267,12 @@ def _ref_name(entry: dict) -> str | None:
 
 class ImageStore:
     """Images and their names in an OCI image layout at ``root``. With a ``snapshotter``
-    (unionfs.Snapshotter), every image added has its layers extracted into it first."""
+    (unionfs.Snapshotter), every image added has its layers extracted into it first — and, with
+    ``init_layers`` (the daemon's store), docker's init layer committed on top (unpack.py)."""
 
-    def __init__(self, root: str, snapshotter=None):
+    def __init__(self, root: str, snapshotter=None, init_layers: bool = False):
         self.root = os.path.abspath(root)
+        self.init_layers = init_layers
         os.makedirs(self.root, exist_ok=True)
         self.content = ContentStore(self.root)
         self.snapshotter = snapshotter
@@ -397,9 +399,9 @@ class ImageStore:
         if self.snapshotter is None:
             yield
             return
-        from .unpack import container_base, image_keys   # unpack.py builds on this module
+        from .unpack import image_keys, unpack_image   # unpack.py builds on this module
         with self.snapshotter.lease(*image_keys(image)):
-            container_base(self, self.snapshotter, image)
+            unpack_image(self, self.snapshotter, image)
             yield
 
     @staticmethod

@@ -17,7 +17,8 @@ go through the digest check into the blob file and, through a pipe, into the ext
 same time; the snapshot is committed only once the blob's digest and the layer's DiffID match,
 so nothing unverified ever becomes visible.
 
-An unpacked image also gets docker's **init layer** (:func:`ensure_init_layer`): the empty mount
+In the daemon's store (``ImageStore(init_layers=True)``, :func:`unpack_image`) an image also
+gets docker's **init layer** (:func:`ensure_init_layer`): the empty mount
 points the runtime binds over (``/etc/hostname``, ``/etc/hosts``, ``/etc/resolv.conf``, ``/proc``,
 ``/sys``, ``/dev``) committed on the image's top layer as ``init-<top ChainID>``. dockerd makes one
 per container (``<id>-init``); its content is the same for every container of an image, so it is
@@ -26,8 +27,8 @@ copy driver: there every snapshot is a full copy of the tree, so a shared init l
 second copy of every image, made even for images never run; it keeps dockerd's per-container one.
 
 A committed layer stays while anything is stacked on it (a layer above, a container), an image
-names its ChainID (or, for an init layer, its top), or a lease holds it. :func:`remove_image` frees what a deleted image alone
-used (``rmi``); :func:`collect` frees everything unreferenced (``image prune``, daemon start);
+names its ChainID (or, for an init layer, its top), or a lease holds it. :func:`remove_image`
+frees what a deleted image alone used (``rmi``); :func:`collect` frees everything unreferenced (``image prune``, daemon start);
 :func:`migrate` moves the layers an older daemon kept in ``images/snapshots`` into the snapshotter.
 """
 from __future__ import annotations
@@ -130,10 +131,16 @@ def unpack(store: ImageStore, snapshotter: Snapshotter, image: Image) -> str:
     return parent
 
 
+def unpack_image(store: ImageStore, snapshotter: Snapshotter, image: Image) -> str:
+    """What an image arriving in ``store`` gets: its layers, and its init layer when the store
+    keeps them (``ImageStore(init_layers=True)``: the daemon's)."""
+    return (container_base if store.init_layers else unpack)(store, snapshotter, image)
+
+
 def container_base(store: ImageStore, snapshotter: Snapshotter, image: Image) -> str:
     """:func:`unpack`, then the image's init layer: returns what a container's writable layer
     stacks on — the init layer's key, or with a driver that keeps init layers per container
-    (copy) the top ChainID. An image arriving gets both (``ImageStore.add_image``, :func:`migrate`);
+    (copy) the top ChainID. An image arriving in the daemon's store gets both (:func:`unpack_image`);
     one stored by a daemon before shared init layers gets its own at its first container."""
     with snapshotter.lease(*image_keys(image)):
         top = unpack(store, snapshotter, image)
@@ -272,7 +279,7 @@ def migrate(store: ImageStore, snapshotter: Snapshotter, legacy: str) -> list[st
                     adopted.append(chain_id)
                 parent = chain_id
             try:
-                container_base(store, snapshotter, image)
+                unpack_image(store, snapshotter, image)
             except (LayerError, OSError) as e:   # a broken image must not stop the daemon
                 log.warning("image %s: %s", image.short_id, e)
     shutil.rmtree(legacy, ignore_errors=True)

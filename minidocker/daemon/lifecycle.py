@@ -117,6 +117,7 @@ class Lifecycle:
                 exit_rec = json.loads(line)
         except (OSError, ValueError) as e:
             log.debug("wait on monitor of %s failed: %s", c.id[:12], e)
+        mark("daemon", "exit: reported by the monitor")
         if exit_rec is None:
             exit_rec = read_json(os.path.join(c.dir, "exit.json")) or {
                 "exit_code": 255, "finished_at": now_rfc3339(), "error": "the container's monitor disappeared"}

@@ -225,3 +225,34 @@ def test_kill_9_and_restart_keeps_running_containers_networking(tmp_path):
                 x.stop()
     assert not network_leftovers(d)
     assert not [x for x in leftovers(base) if x.startswith("mount")]
+
+
+def test_netlink_runs_in_a_helper_process_that_ends_with_the_daemon(tmp_path):
+    """pyroute2 (~25 MB) never loads into minidockerd: its netlink calls run in one helper process
+    (network/worker.py), started at the first bridge container and ended by a clean stop."""
+    from conftest import Daemon, need_root
+    need_root()
+    d = Daemon(str(tmp_path)).start()
+    try:
+        ok(docker(d, "run", "--rm", "busybox", "true"))          # the default bridge: netlink work
+
+        def helpers():
+            found = []
+            for pid in filter(str.isdigit, os.listdir("/proc")):
+                try:
+                    with open(f"/proc/{pid}/cmdline", "rb") as f:
+                        cmd = f.read()
+                    with open(f"/proc/{pid}/status") as f:
+                        ppid = next(int(l.split()[1]) for l in f if l.startswith("PPid:"))
+                except (OSError, StopIteration):
+                    continue
+                if ppid == d.proc.pid and b"minidocker.network.worker" in cmd:
+                    found.append(int(pid))
+            return found
+        [helper] = helpers()
+        ok(docker(d, "run", "--rm", "busybox", "true"))
+        assert helpers() == [helper]                             # one helper, reused
+    finally:
+        left = d.shutdown()
+    assert not os.path.exists(f"/proc/{helper}"), "the netlink helper outlived the daemon"
+    assert not left, left

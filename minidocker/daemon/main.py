@@ -86,6 +86,8 @@ async def serve(args) -> None:
 
     from ..runtime import launcher
     launcher.enable()  # monitors are forked from a pre-loaded process: fast container starts
+    from ..network import links
+    links.offload()    # netlink (pyroute2, ~25 MB) in a helper process, not in the daemon
     driver, warning = choose_storage_driver(args.storage_driver, args.root)
     remap = None
     if args.userns_remap:

@@ -16,7 +16,8 @@ saves the move's ``synchronize_net()`` (~20 ms here), and there is no temporary 
 Deleting a veth costs that grace period too: the daemon leaves it to the kernel, which destroys
 both ends with the namespace (``manager``), or deletes it off the critical path.
 
-pyroute2 is imported inside ``_ipr`` only: importing it costs most of a second (host-facts).
+pyroute2 is imported inside ``_ipr`` only: importing it costs most of a second (host-facts) and
+~25 MB; a daemon runs these functions in a helper process instead (``offload``, worker.py).
 Man pages: ip-link(8), veth(4), bridge(8), ip-address(8), ip-route(8).
 """
 from __future__ import annotations
@@ -25,6 +26,36 @@ import ipaddress
 import os
 
 from . import netns
+
+
+_worker = None   # a daemon's netlink helper process (worker.py), set by offload()
+
+
+def offload() -> None:
+    """Make the functions below that talk netlink run in a helper process (worker.py): a daemon
+    calls this at start so that pyroute2 never loads into it."""
+    global _worker
+    if _worker is None:
+        from .worker import Worker
+        _worker = Worker()
+
+
+def stop_offload() -> None:
+    """End the helper process (a daemon's clean stop); a later call starts another."""
+    if _worker is not None:
+        _worker.stop()
+
+
+def _netlink(fn):
+    """Run ``fn`` in the daemon's helper process when offload() was called (in-process otherwise)."""
+    import functools
+
+    @functools.wraps(fn)
+    def call(*args, **kwargs):
+        if _worker is not None:
+            return _worker.call(fn.__name__, *args, **kwargs)
+        return fn(*args, **kwargs)
+    return call
 
 
 def _ipr():
@@ -58,15 +89,22 @@ def exists(name: str, ns: str | None = None) -> bool:
     """Whether the link exists; in the caller's namespace /sys/class/net says so without netlink."""
     if ns is None:
         return os.path.exists(f"/sys/class/net/{name}")
+    return _exists_in(name, ns)
+
+
+@_netlink
+def _exists_in(name: str, ns: str) -> bool:
     return _in(ns, lambda ipr: _index(ipr, name) is not None)
 
 
+@_netlink
 def names(prefix: str = "", ns: str | None = None) -> list[str]:
     """Every link name starting with ``prefix`` (the leak check: ``names("md")``)."""
     return _in(ns, lambda ipr: sorted(n for n in (l.get("ifname") for l in ipr.get_links())
                                       if n and n.startswith(prefix)))
 
 
+@_netlink
 def create_bridge(name: str, gateway: str, prefixlen: int, mtu: int = 1500) -> None:
     """A bridge with the gateway address, up. An existing one (after a restart) is reused."""
     def go(ipr):
@@ -81,6 +119,7 @@ def create_bridge(name: str, gateway: str, prefixlen: int, mtu: int = 1500) -> N
     _in(None, go)
 
 
+@_netlink
 def delete(name: str, ns: str | None = None) -> None:
     """Delete a link (a veth takes its peer along). Missing is not an error."""
     def go(ipr):
@@ -111,6 +150,7 @@ def index(name: str) -> int | None:
         return None
 
 
+@_netlink
 def attach(netns_path: str, bridge: str, host_name: str, ifname: str, address: str, prefixlen: int,
            gateway: str | None, mac: str | None = None, mtu: int = 1500, default_route: bool = True) -> str:
     """Wire a namespace to a bridge: veth ``host_name`` (on the bridge) <-> ``ifname`` (inside).
@@ -145,6 +185,7 @@ def attach(netns_path: str, bridge: str, host_name: str, ifname: str, address: s
         os.close(fd)
 
 
+@_netlink
 def delete_index(indexes: list[int]) -> None:
     """Delete host links by index (missing ones are not an error): the daemon's background cleanup
     of veths whose namespace is gone — by index, so a link of the same name made since is safe."""
@@ -159,6 +200,7 @@ def delete_index(indexes: list[int]) -> None:
     _in(None, go)
 
 
+@_netlink
 def routes(ns: str | None = None) -> list[str]:
     """IPv4 routes as ``dst/len`` (``default`` for 0/0) — what the topology drawing shows."""
     return _in(ns, lambda ipr: [f"{r.get_attr('RTA_DST')}/{r['dst_len']}" if r.get_attr("RTA_DST") else "default"

@@ -424,3 +424,4 @@ class Networks:
                     links.delete(n["bridge"])
             self._applied = None
             self.sync()
+            links.stop_offload()   # the daemon's netlink helper process (if it ran one) ends

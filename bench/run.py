@@ -392,10 +392,10 @@ def start_minidockerd(ws: Workspace, tree: str | None = None) -> tuple[str | Non
     return getattr(ws, attr)
 
 
-def minidocker_contender(ws: Workspace, tree: str | None = None) -> Contender:
+def minidocker_contender(ws: Workspace, tree: str | None = None, network: str | None = None) -> Contender:
     """``minidocker run --rm busybox true`` against our own minidockerd (``tree``: CLI and daemon
-    from another checkout)."""
-    name = "minidocker run --rm" + (" (--compare-tree)" if tree else "")
+    from another checkout; ``network``: ``--network`` — podman's contender runs with none)."""
+    name = "minidocker run --rm" + (f" --network={network}" if network else "") + (" (--compare-tree)" if tree else "")
     cli = venv_tool("minidocker")
     host, why = start_minidockerd(ws, tree)
     if not cli or not host:
@@ -403,7 +403,8 @@ def minidocker_contender(ws: Workspace, tree: str | None = None) -> Contender:
     env = python_env(MINIDOCKER_HOST=host, DOCKER_HOST=host)
     if tree:
         env["PYTHONPATH"] = tree
-    return Contender(name, [cli, "run", "--rm", "busybox", "true"], env=env)
+    return Contender(name, [cli, "run", "--rm", *([f"--network={network}"] if network else []), "busybox", "true"],
+                     env=env)
 
 
 def docker_contender(ws: Workspace) -> Contender:
@@ -518,6 +519,7 @@ def unshare_contender(ws: Workspace) -> Contender:
 
 START_CONTENDERS: dict[str, Callable[[Workspace], Contender]] = {
     "minidocker": minidocker_contender,
+    "minidocker-none": lambda ws: minidocker_contender(ws, network="none"),
     "docker": docker_contender,
     "runc": lambda ws: runtime_contender(ws, "runc"),
     "crun": lambda ws: runtime_contender(ws, "crun"),

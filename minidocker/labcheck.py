@@ -337,6 +337,22 @@ def in_sandbox() -> bool:
     return os.environ.get(_SANDBOX_ENV) == "1"
 
 
+SANDBOX_PREFIX = "md-sandbox-"   # + the creating process's pid + "-": a dead creator's is swept
+
+
+def _sweep_sandboxes(tmp: str) -> None:
+    """Remove the (empty) scratch mount points of sandboxes whose creating process is gone: one
+    killed at its deadline runs no ``finally``. rmdir(2) removes only an empty directory, so a
+    directory someone still uses is never lost."""
+    for name in os.listdir(tmp):
+        pid = name[len(SANDBOX_PREFIX):].split("-", 1)[0] if name.startswith(SANDBOX_PREFIX) else ""
+        if pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
+            try:
+                os.rmdir(os.path.join(tmp, name))
+            except OSError:
+                pass
+
+
 def run_sandboxed(fn: Callable, *args, timeout: float = 60.0):
     """``fn(*args)`` in a throwaway user + mount namespace (user_namespaces(7), mount_namespaces(7)):
 
@@ -356,7 +372,8 @@ def run_sandboxed(fn: Callable, *args, timeout: float = 60.0):
     from . import kernel as K
     from .rootfs import ChildError, _run_in_new_namespaces
 
-    scratch = tempfile.mkdtemp(prefix="md-sandbox-")
+    _sweep_sandboxes(tempfile.gettempdir())
+    scratch = tempfile.mkdtemp(prefix=f"{SANDBOX_PREFIX}{os.getpid()}-")
     os.chown(scratch, SANDBOX_ID, SANDBOX_ID)   # the mount point must be reachable by the mapped root
     os.chmod(scratch, 0o700)
 

@@ -425,3 +425,31 @@ def test_capstone_is_a_lab_by_name_and_has_hints():
     lab = labs.get_lab("capstone")
     assert lab.number == lab.topic == "capstone" and lab in labs.find_labs()
     assert len(labs.hints(lab)) >= 3
+
+
+def test_sandbox_scratch_of_a_killed_check_is_swept(monkeypatch):
+    """A check killed at its deadline leaves its sandbox's (empty) scratch mount point behind; the
+    next sandboxed check removes those whose creating process is gone, and only those."""
+    import shutil
+    import subprocess
+    import tempfile
+    from pathlib import Path
+    from conftest import need_root
+    from minidocker import labcheck
+    need_root()
+    base = Path(tempfile.mkdtemp(prefix="mdtest-sandbox-sweep-", dir="/tmp"))
+    try:
+        base.chmod(0o755)   # the sandbox's mapped root must reach its mount point
+        monkeypatch.setattr(tempfile, "tempdir", str(base))
+        gone = subprocess.Popen(["true"])
+        gone.wait()
+        dead = base / f"{labcheck.SANDBOX_PREFIX}{gone.pid}-abc"
+        live = base / f"{labcheck.SANDBOX_PREFIX}{os.getpid()}-def"
+        other = base / "md-sandbox-unrelated"
+        for d in (dead, live, other):
+            d.mkdir()
+        assert labcheck.run_sandboxed(lambda: 42) == 42
+        assert not dead.exists() and live.exists() and other.exists()
+        assert sorted(p.name for p in base.iterdir()) == sorted([live.name, other.name])   # its own went too
+    finally:
+        shutil.rmtree(base, ignore_errors=True)

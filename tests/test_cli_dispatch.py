@@ -98,3 +98,13 @@ def test_mount_flag_still_parsed_by_the_volumes_chapter():
     bad = build_parser(only="run").parse_args(["run", "--mount", "type=bind,target", "busybox"])
     with pytest.raises(SystemExit, match="invalid argument for --mount"):
         create_body(bad)
+
+
+@pytest.mark.parametrize("group", ["image", "network", "volume"])
+def test_a_command_group_alone_prints_its_own_help(group):
+    """``docker volume`` (no sub-command) prints the group's usage, not the top-level one."""
+    r = subprocess.run([sys.executable, "-m", "minidocker.cli.main", group], capture_output=True, text=True,
+                       cwd=REPO, timeout=60)
+    assert r.returncode == 0 and r.stdout.startswith(f"usage: minidocker {group} "), (r.stdout[:200], r.stderr)
+    a = build_parser(only=group).parse_args([group, "ls"])
+    assert a.fn.__name__ in ("cmd_ls", "cmd_images")   # a sub-command still reaches its own function

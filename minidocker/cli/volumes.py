@@ -148,3 +148,4 @@ def add_volume(sub, verb: str) -> None:
     pr.add_argument("-f", "--force", action="store_true", help="(accepted: minidocker does not prompt)")
     pr.add_argument("--filter", action="append", default=[])
     pr.set_defaults(fn=cmd_prune)
+    v.set_defaults(fn=lambda c, a: (v.print_help(), 0)[1])   # `minidocker volume`: its own help, as docker

@@ -48,6 +48,7 @@ import tempfile
 import time
 
 from . import kernel as K
+from .util import start_time
 
 #: How a notebook's objects' names start (then the chapter number, then the owner's pid).
 PREFIXES = ("md-nb", "minidocker-nb", "minidocker_nb", "mdnb")
@@ -77,26 +78,15 @@ def run_dir(chapter: str, pid: int) -> str:
     return os.path.join(base(), f"md-nb{chapter}-{pid}")
 
 
-def _start_time(pid: int) -> str | None:
-    """Field 22 of /proc/PID/stat (after the command name, which may hold spaces): when it started;
-    None for no such process or a zombie (dead, not yet reaped). runtime._starttime is its twin."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return None if fields[0] in ("Z", "X") else fields[19]
-    except (OSError, IndexError):
-        return None
-
-
 def alive(chapter: str, pid: int) -> bool:
     """Is the run (chapter, pid) still going? Its pid exists, and (if the run directory recorded it)
     started when the run's kernel did."""
-    started = _start_time(pid)
+    started = start_time(pid)
     if started is None:
         return False
     try:
         with open(os.path.join(run_dir(chapter, pid), "owner")) as f:
-            return f.read().split()[1] == started
+            return f.read().split()[1] == str(started)
     except (OSError, IndexError):
         return True   # no record: a live pid may be the owner, so it is
 
@@ -130,7 +120,7 @@ def _processes(top: str) -> list[tuple[int, list[str]]]:
 def _gone(pid: int) -> bool:
     with contextlib.suppress(ChildProcessError, OSError):
         os.waitpid(pid, os.WNOHANG)         # our own child (the current run's daemon): reap it
-    return _start_time(pid) is None
+    return start_time(pid) is None
 
 
 def _end(procs: list[tuple[int, list[str]]]) -> list[str]:
@@ -341,7 +331,7 @@ def start(chapter: str) -> dict[int, dict[str, list[str]]]:
     top = run_dir(chapter, me)
     os.makedirs(top, mode=0o755, exist_ok=True)
     with open(os.path.join(top, "owner"), "w") as f:
-        f.write(f"{me} {_start_time(me)}\n")
+        f.write(f"{me} {start_time(me)}\n")
     if _base is None:
         _base = tempfile.gettempdir()
     tempfile.tempdir = top

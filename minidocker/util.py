@@ -98,6 +98,18 @@ def read_json(path: str, default=None):
         return default
 
 
+def start_time(pid: int) -> int | None:
+    """Field 22 of /proc/PID/stat (proc(5)), read after the command name, which may hold spaces:
+    when the process started. With the pid it names one process for good (runc does this); None
+    for no such process or a zombie (dead, not yet reaped)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return None if fields[0] in ("Z", "X") else int(fields[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def new_id() -> str:
     """A container/exec id as docker makes them: 64 hex characters (what secrets.token_hex does)."""
     return os.urandom(32).hex()

@@ -49,7 +49,7 @@ import signal as _signal
 import _socket as socket
 
 from ..timing import mark
-from ..util import atomic_write_json, now_rfc3339, read_json
+from ..util import atomic_write_json, now_rfc3339, read_json, start_time
 from . import resources, spec as S  # monitor.py (the engine's, above this API) is imported by its users: not on the runtime CLI's path
 
 STATE_FILE = "runtime.json"
@@ -78,17 +78,6 @@ def _load(root: str, cid: str) -> dict:
     if st is None:
         raise ContainerError(f"container {cid} does not exist")
     return st
-
-
-def _starttime(pid: int) -> int | None:
-    """Field 22 of /proc/PID/stat: with the pid, it names one process for good (runc does this)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            text = f.read()
-    except OSError:
-        return None
-    fields = text[text.rindex(")") + 2:].split()
-    return None if fields[0] in ("Z", "X") else int(fields[19])
 
 
 # --- create / start --------------------------------------------------------------------------------
@@ -198,7 +187,7 @@ def create(root: str, cid: str, bundle: str, *, stdio=(None, None, None), consol
     # Atomic (rename) but not fsync'ed, as runc's state.json: it describes processes that a crash
     # or reboot ends anyway, so durability buys nothing and two fsyncs cost more than the write.
     atomic_write_json(os.path.join(d, STATE_FILE), {
-        "ociVersion": spec["ociVersion"], "id": cid, "pid": proc.pid, "starttime": _starttime(proc.pid),
+        "ociVersion": spec["ociVersion"], "id": cid, "pid": proc.pid, "starttime": start_time(proc.pid),
         "bundle": bundle, "rootfs": S.root_path(spec, bundle), "created": now_rfc3339(),
         "annotations": spec.get("annotations") or {}, "cgroup": cg_path}, fsync=False)
     if pid_file:
@@ -268,7 +257,7 @@ def start(root: str, cid: str, timeout: float = 30.0) -> None:
 def state(root: str, cid: str) -> dict:
     """runc's ``state`` JSON (runtime.md "State"): status created | running | paused | stopped."""
     st = _load(root, cid)
-    alive = st.get("pid") and _starttime(st["pid"]) == st.get("starttime")
+    alive = st.get("pid") and start_time(st["pid"]) == st.get("starttime")
     if not alive:
         status = "stopped"
     elif os.path.exists(os.path.join(_dir(root, cid), FIFO)):

@@ -66,7 +66,7 @@ def ensure_default_user(etc: str = "/etc") -> None:
 def _run(argv: list[str]) -> None:
     r = subprocess.run(argv, capture_output=True, text=True)
     if r.returncode != 0:
-        raise ValueError(f"{' '.join(argv[:1])} failed: {(r.stderr or r.stdout).strip()}")
+        raise ValueError(f"{argv[0]} failed: {(r.stderr or r.stdout).strip()}")
 
 
 def resolve(option: str, etc: str = "/etc") -> dict:

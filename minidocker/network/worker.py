@@ -33,10 +33,10 @@ def _send(sock: socket.socket, obj) -> None:
 
 
 def _recv(sock: socket.socket):
+    """One message, or None at end of stream (also one cut short)."""
     head = _read(sock, _HEADER.size)
-    if head is None:
-        return None
-    return pickle.loads(_read(sock, _HEADER.unpack(head)[0]) or b"")
+    body = _read(sock, _HEADER.unpack(head)[0]) if head is not None else None
+    return pickle.loads(body) if body is not None else None
 
 
 def _read(sock: socket.socket, n: int) -> bytes | None:
